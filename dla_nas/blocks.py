@@ -1,0 +1,157 @@
+"""Building blocks of a DLA network: residual blocks, aggregation roots and trees.
+
+Module and attribute names follow the official DLA code (``tree1``, ``root``, ``project``,
+``conv1``/``bn1`` ...), so an official checkpoint of a fan-in-2 network loads key for key.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
+    """Conv (no bias, 'same' padding) + BN, as the two modules the official code uses."""
+    conv = nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False)
+    return [conv, nn.BatchNorm2d(c_out)]
+
+
+class BasicBlock(nn.Module):
+    """3x3 conv (stride) + BN + ReLU -> 3x3 conv + BN -> + residual -> ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, cardinality: int = 1) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = conv_bn(c_in, c_out, 3, stride)
+        self.conv2, self.bn2 = conv_bn(c_out, c_out, 3)
+        self.relu = nn.ReLU(inplace=True)
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn2
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        residual = x if residual is None else residual
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + residual)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce -> 3x3 (stride, grouped for ResNeXt style) -> 1x1 expand, + residual.
+
+    ``cardinality == 1`` is the plain bottleneck (mid = out // 2); otherwise it is the
+    bottleneckx of the official code (mid = out * cardinality // 32, groups = cardinality)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, cardinality: int = 1) -> None:
+        super().__init__()
+        mid = c_out // 2 if cardinality == 1 else c_out * cardinality // 32
+        self.conv1, self.bn1 = conv_bn(c_in, mid, 1)
+        self.conv2, self.bn2 = conv_bn(mid, mid, 3, stride, groups=cardinality)
+        self.conv3, self.bn3 = conv_bn(mid, c_out, 1)
+        self.relu = nn.ReLU(inplace=True)
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn3
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        residual = x if residual is None else residual
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + residual)
+
+
+def make_block(kind: str, c_in: int, c_out: int, stride: int, cardinality: int) -> nn.Module:
+    """A block of the genome's type; ``cardinality`` matters only for bottleneckx."""
+    if kind == "basic":
+        return BasicBlock(c_in, c_out, stride)
+    if kind == "bottleneck":
+        return Bottleneck(c_in, c_out, stride)
+    return Bottleneck(c_in, c_out, stride, cardinality)
+
+
+class Root(nn.Module):
+    """Aggregation node: concat -> k x k conv + BN -> (+ first input) -> ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, residual: bool) -> None:
+        super().__init__()
+        self.conv, self.bn = conv_bn(c_in, c_out, kernel)
+        self.relu = nn.ReLU(inplace=True)
+        self.residual = residual
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        out = self.bn(self.conv(torch.cat(xs, 1)))
+        if self.residual:
+            out = out + xs[0]
+        return self.relu(out)
+
+
+class Tree(nn.Module):
+    """Hierarchical deep aggregation tree of ``depth`` levels and ``fan_in`` children per node.
+
+    Depth 1: ``fan_in`` blocks are chained and the root aggregates their outputs, newest first.
+    Depth d > 1: ``fan_in`` subtrees of depth d-1 are chained; the first ``fan_in - 1`` start
+    fresh aggregations and their outputs are inherited, in order, by the last subtree's root.
+    Extra inputs to the root (``children``) come after the block outputs: the stage input
+    when ``level_root``, then IDA edges from earlier stages, then the inherited spine outputs.
+    ``extra_root_channels`` counts the channels of children passed in by the caller.
+    """
+
+    def __init__(
+        self,
+        depth: int,
+        fan_in: int,
+        c_in: int,
+        c_out: int,
+        *,
+        block: str,
+        cardinality: int,
+        stride: int = 1,
+        level_root: bool = False,
+        root_kernel: int = 1,
+        root_residual: bool = False,
+        extra_root_channels: int = 0,
+    ) -> None:
+        super().__init__()
+        self.depth = depth
+        self.level_root = level_root
+        self.node_names = [f"tree{i + 1}" for i in range(fan_in)]
+        extra = extra_root_channels + (c_in if level_root else 0)
+        common = dict(block=block, cardinality=cardinality, root_kernel=root_kernel,
+                      root_residual=root_residual)
+        for i, name in enumerate(self.node_names):
+            first = i == 0
+            if depth == 1:
+                node = make_block(block, c_in if first else c_out, c_out, stride if first else 1,
+                                  cardinality)
+            else:
+                last = i == fan_in - 1
+                node = Tree(depth - 1, fan_in, c_in if first else c_out, c_out,
+                            stride=stride if first else 1,
+                            extra_root_channels=extra + (fan_in - 1) * c_out if last else 0,
+                            **common)
+            self.add_module(name, node)
+        self.downsample = nn.MaxPool2d(stride, stride, ceil_mode=True) if stride > 1 else None
+        # Only depth-1 nodes use a projected residual; the official code also builds one for
+        # deeper nodes that is never used, and we leave it out.
+        self.project = (nn.Sequential(*conv_bn(c_in, c_out, 1))
+                        if depth == 1 and c_in != c_out else None)
+        self.root = (Root(fan_in * c_out + extra, c_out, root_kernel, root_residual)
+                     if depth == 1 else None)
+
+    def forward(self, x: torch.Tensor, children: list[torch.Tensor] | None = None) -> torch.Tensor:
+        children = [] if children is None else list(children)
+        needs_bottom = self.level_root or self.root is not None
+        bottom = self.downsample(x) if needs_bottom and self.downsample is not None else x
+        if self.level_root:
+            children.insert(0, bottom)
+        nodes = [getattr(self, name) for name in self.node_names]
+        if self.root is not None:
+            residual = self.project(bottom) if self.project is not None else bottom
+            outs = [nodes[0](x, residual)]
+            for node in nodes[1:]:
+                outs.append(node(outs[-1]))
+            return self.root(outs[::-1] + children)
+        for node in nodes[:-1]:
+            x = node(x)
+            children.append(x)
+        return nodes[-1](x, children)

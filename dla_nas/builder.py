@@ -1,0 +1,153 @@
+"""Genome -> PyTorch ``nn.Module``.
+
+``build_model`` takes a ``Genome``, a path to a genome or exported-model YAML, or a zoo name.
+With fan-in 2 the result is the official DLA network, parameter for parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import Bottleneck, BasicBlock, Root, Tree, conv_bn
+from .genome import Genome, GenomeError
+
+
+def conv_level(c_in: int, c_out: int, convs: int, stride: int) -> nn.Sequential:
+    """``convs`` x (3x3 conv + BN + ReLU), the first with ``stride`` (official level0/level1)."""
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        layers += [*conv_bn(c_in if i == 0 else c_out, c_out, 3, stride if i == 0 else 1),
+                   nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class DLA(nn.Module):
+    """A DLA classifier built from a genome.
+
+    ``forward_features`` returns every level's output (stem levels, then stages), for dense
+    prediction; ``feature_info`` describes them (channels, reduction, module name)."""
+
+    def __init__(self, genome: Genome, num_classes: int = 1000, in_chans: int = 3) -> None:
+        super().__init__()
+        genome.validate()
+        self.genome = genome
+        self.num_classes = num_classes
+        stem = genome.stem
+        c = stem.levels[0].channels
+        self.base_layer = nn.Sequential(*conv_bn(in_chans, c, stem.kernel, stem.stride),
+                                        nn.ReLU(inplace=True))
+        names = genome.level_names()
+        channels, reduction = [], stem.stride
+        for name, lv in zip(names, stem.levels):
+            self.add_module(name, conv_level(c, lv.channels, lv.convs, lv.stride))
+            c = lv.channels
+            reduction *= lv.stride
+            channels.append((c, reduction))
+        n_stem = len(stem.levels)
+        for i, st in enumerate(genome.stages):
+            ida_channels = sum(genome.stages[j].channels for j in st.ida_from)
+            tree = Tree(st.depth, st.fan_in, c, st.channels, block=genome.block,
+                        cardinality=genome.cardinality, stride=st.stride,
+                        level_root=st.level_root, root_kernel=st.root_kernel,
+                        root_residual=st.root_residual, extra_root_channels=ida_channels)
+            self.add_module(names[n_stem + i], tree)
+            c = st.channels
+            reduction *= st.stride
+            channels.append((c, reduction))
+        self.level_names = names
+        self.ida_sources = [[n_stem + j for j in st.ida_from] for st in genome.stages]
+        self.feature_info = [dict(num_chs=ch, reduction=r, module=n)
+                             for n, (ch, r) in zip(names, channels)]
+        self.num_features = c
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Conv2d(c, num_classes, 1, bias=True)
+        self.min_input_size = genome.min_input_size()
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of each level, shallow to deep."""
+        if not torch.jit.is_tracing() and min(x.shape[-2:]) < self.min_input_size:
+            self.genome.feature_sizes(min(x.shape[-2:]))  # raises a GenomeError that says why
+        x = self.base_layer(x)
+        n_stem = len(self.genome.stem.levels)
+        feats: list[torch.Tensor] = []
+        for name in self.level_names[:n_stem]:
+            x = getattr(self, name)(x)
+            feats.append(x)
+        for i, name in enumerate(self.level_names[n_stem:]):
+            stride = self.genome.stages[i].stride
+            size = (math.ceil(x.shape[-2] / stride), math.ceil(x.shape[-1] / stride))
+            extra = [F.adaptive_max_pool2d(feats[j], size) for j in self.ida_sources[i]]
+            x = getattr(self, name)(x, extra)
+            feats.append(x)
+        return feats
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.global_pool(x)).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x)[-1])
+
+
+def init_official(model: nn.Module) -> None:
+    """The official initialisation: conv ~ N(0, sqrt(2 / (k*k*out))), BN weight 1, bias 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def zero_init_residual_branches(model: nn.Module) -> None:
+    """Zero the last BN of each residual block, and of each root that has a residual, so that
+    every residual branch starts as the identity and a deep net starts as a shallow one."""
+    for m in model.modules():
+        if isinstance(m, (BasicBlock, Bottleneck)):
+            nn.init.zeros_(m.last_bn.weight)
+        elif isinstance(m, Root) and m.residual:
+            nn.init.zeros_(m.bn.weight)
+
+
+def resolve_genome(spec: Genome | str | Path) -> Genome:
+    """A Genome from a Genome, a YAML path (genome or exported config) or a zoo name."""
+    if isinstance(spec, Genome):
+        return spec.validate()
+    from . import zoo  # zoo depends on genome only; imported late to keep import order simple
+
+    text = str(spec)
+    if text in zoo.names():
+        return zoo.load(text)
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise GenomeError(f"{path}: no such file")
+        return Genome.from_yaml(path)
+    raise GenomeError(f"{text!r} is neither a zoo name ({', '.join(zoo.names())}) nor a YAML file")
+
+
+def build_model(
+    genome: Genome | str | Path,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    zero_init_residual: bool = False,
+) -> DLA:
+    """Build a DLA network.
+
+    ``genome`` is a ``Genome``, a genome/exported YAML path, or a zoo name such as ``"dla34"``.
+    ``zero_init_residual`` starts every residual branch at zero (see
+    ``zero_init_residual_branches``); the default is the official initialisation."""
+    if type(num_classes) is not int or num_classes < 1:
+        raise GenomeError(f"num_classes: {num_classes!r} is not allowed (an integer >= 1)")
+    if type(in_chans) is not int or in_chans < 1:
+        raise GenomeError(f"in_chans: {in_chans!r} is not allowed (an integer >= 1)")
+    model = DLA(resolve_genome(genome), num_classes, in_chans)
+    init_official(model)
+    if zero_init_residual:
+        zero_init_residual_branches(model)
+    return model

@@ -1,0 +1,59 @@
+"""The command line: show, --json, --help and clear errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dla_nas.cli import main
+
+
+def test_show_json_dla34(capsys):
+    assert main(["show", "dla34", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["params"] == 15_742_104
+    assert out["macs"] == 3_060_043_776
+    assert len(out["hash"]) == 12
+    assert [s["name"] for s in out["stages"]] == [f"level{i}" for i in range(6)] + ["head"]
+
+
+def test_show_table_for_a_yaml_at_cifar_size(capsys, tmp_path):
+    from dla_nas import zoo
+
+    path = tmp_path / "g.yaml"
+    zoo.load("dla46_c_cifar").to_yaml(path)
+    assert main(["show", str(path), "--input", "1x32x32", "--classes", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "level5" in out and "total" in out and "in 1x32x32" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["show", "dla34", "--input", "16"], "too small"),
+    (["show", "nonsense"], "neither a zoo name"),
+])
+def test_user_errors_are_one_line_without_traceback(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["show", "dla34", "--classes", "0"], ["show", "dla34", "--input", "3x"]])
+def test_bad_flags_are_refused_by_the_parser(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "is not allowed" in capsys.readouterr().err
+
+
+def test_console_script_help_explains_every_command():
+    from dla_nas.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices  # argparse keeps them here
+    top = subprocess.run([sys.executable, "-m", "dla_nas.cli", "--help"], capture_output=True, text=True)
+    assert top.returncode == 0
+    for command in commands:
+        assert command in top.stdout
+        sub = subprocess.run([sys.executable, "-m", "dla_nas.cli", command, "--help"],
+                             capture_output=True, text=True)
+        assert sub.returncode == 0 and "usage: dla-nas " + command in sub.stdout
