@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import re
 import sys
+import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
+from .data import DataError
 from .genome import GenomeError
+from .training import CheckpointError, TrainError
 
 # errors that are the user's input, not our bug: printed as one line, exit status 2
-USER_ERRORS: tuple[type[Exception], ...] = (GenomeError,)
+USER_ERRORS: tuple[type[Exception], ...] = (GenomeError, DataError, TrainError, CheckpointError)
 
 
 def parse_input_shape(text: str) -> tuple[int, int, int]:
@@ -104,6 +110,136 @@ def _describe_levels(genome) -> list[str]:
     return out + ["pool + 1x1 conv"]
 
 
+# ---- train / eval ----------------------------------------------------------------------------
+def _data_config(args: argparse.Namespace, resolution: int | None):
+    from .data import DataConfig
+
+    return DataConfig(args.dataset, resolution=resolution, train_fraction=args.train_fraction,
+                      seed=args.split_seed, data_dir=args.data_dir, download=args.download)
+
+
+def _default_out(prefix: str, label: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)[:40] or "run"
+    return Path("results") / f"{prefix}-{safe}-{stamp}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .builder import build_model, resolve_genome
+    from .cost import model_cost
+    from .data import load_dataset, make_loader
+    from .training import TrainConfig, evaluate, resolve_device, save_checkpoint, train
+
+    genome = resolve_genome(args.genome)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      seed=args.seed, device=args.device, threads=args.threads,
+                      compile=args.compile, schedule=args.schedule)
+    data = load_dataset(_data_config(args, args.resolution))
+    genome.feature_sizes(data.resolution)
+    device = resolve_device(cfg.device)
+    data = data.to(device)
+    model = build_model(genome, data.num_classes, data.in_chans,
+                        zero_init_residual=cfg.zero_init_residual)
+    cost = model_cost(model, (data.in_chans, data.resolution, data.resolution))
+    out = Path(args.out) if args.out else _default_out("train", genome.name or Path(str(args.genome)).stem)
+    out.mkdir(parents=True, exist_ok=True)
+    log = _console(args.json)
+    log.print(f"[bold]{genome.name or args.genome}[/] ({genome.canonical_hash()}): "
+              f"{cost.params:,} params, {cost.macs:,} MACs at {data.resolution}px")
+    log.print(data.summary() + f"; device {device}")
+    with _epoch_progress(log, cfg.epochs, args.json) as on_epoch:
+        result = train(model, data, cfg, callback=on_epoch)
+    test_loader = make_loader(data, "test", cfg.eval_batch_size, device, train=False, seed=cfg.seed,
+                              channels_last=device.type == "cuda")
+    test_acc, test_loss = evaluate(model, test_loader, autocast=device.type == "cuda")
+    metrics = {
+        "genome": genome.name or str(args.genome), "hash": genome.canonical_hash(),
+        "dataset": data.name, "resolution": data.resolution,
+        "params": cost.params, "macs": cost.macs,
+        **result.to_dict(), "test_acc": test_acc, "test_loss": test_loss,
+    }
+    save_checkpoint(out / "checkpoint.pt", model, cfg, data, {"metrics": metrics})
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        status = "[red]diverged[/] " + result.divergence if result.diverged else "done"
+        log.print(f"{status}: val acc {result.val_acc:.4f}, test acc {test_acc:.4f}, "
+                  f"{result.train_seconds:.1f} s, {result.images_per_second:,.0f} images/s")
+        log.print(f"wrote {out / 'checkpoint.pt'} and {out / 'metrics.json'}")
+    return 1 if result.diverged else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .builder import build_model
+    from .data import load_dataset, make_loader
+    from .genome import Genome
+    from .training import evaluate, load_checkpoint, resolve_device
+
+    ckpt = load_checkpoint(args.checkpoint)
+    meta = ckpt["data"]
+    data = load_dataset(_data_config(args, args.resolution or meta["resolution"]))
+    if (data.num_classes, data.in_chans) != (meta["num_classes"], meta["in_chans"]):
+        raise DataError(
+            f"dataset: {args.dataset} has {data.num_classes} classes and {data.in_chans} channels; "
+            f"{args.checkpoint} was trained for {meta['num_classes']} classes and "
+            f"{meta['in_chans']} channels")
+    device = resolve_device(args.device)
+    model = build_model(Genome.from_dict(ckpt["genome"]), ckpt["num_classes"], meta["in_chans"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.to(device)
+    # normalise with the statistics the model was trained with
+    data = dataclasses.replace(data, mean=tuple(meta["mean"]), std=tuple(meta["std"])).to(device)
+    loader = make_loader(data, args.split, 500, device, train=False, seed=0)
+    acc, loss = evaluate(model, loader, autocast=device.type == "cuda")
+    out = {"checkpoint": str(args.checkpoint), "dataset": data.name, "split": args.split,
+           "resolution": data.resolution, "acc": acc, "loss": loss, "images": len(getattr(data, args.split))}
+    print(json.dumps(out) if args.json else
+          f"{args.split} accuracy {acc:.4f} (loss {loss:.4f}) on {out['images']} images of {data.name}")
+    return 0
+
+
+def _console(quiet: bool):
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=quiet)
+
+
+@contextlib.contextmanager
+def _epoch_progress(console, epochs: int, quiet: bool):
+    """A progress bar over epochs; yields the trainer callback that advances it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = [TextColumn("epoch {task.completed}/{task.total}"), BarColumn(),
+               TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=console, disable=quiet) as progress:
+        task = progress.add_task("train", total=epochs, stats="")
+
+        def on_epoch(report) -> None:
+            progress.update(task, advance=1, stats=(
+                f"loss {report.train_loss:.3f}  val acc {report.val_acc:.3f}  "
+                f"{report.images_per_second:,.0f} img/s"))
+
+        yield on_epoch
+
+
+def add_data_args(p: argparse.ArgumentParser, resolution_help: str) -> None:
+    p.add_argument("--dataset", default="digits", metavar="NAME",
+                   help="digits (embedded, default), cifar10, cifar100 or folder:PATH "
+                        "(PATH/<class>/*.png|jpg)")
+    p.add_argument("--data-dir", default=None,
+                   help="where CIFAR archives or folders are (default ~/.cache/dla-nas/data)")
+    p.add_argument("--download", action="store_true",
+                   help="download the CIFAR archive when it is not in --data-dir")
+    p.add_argument("--resolution", type=positive_int, default=None, help=resolution_help)
+    p.add_argument("--train-fraction", type=float, default=1.0,
+                   help="stratified fraction of the train split to use (default 1.0)")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="seed of the train/val/test split (default 0; fixed across runs)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+
+
 # ---- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -129,6 +265,39 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true",
                       help="print one JSON object (params, macs, hash, stages, genome)")
     show.set_defaults(func=cmd_show)
+
+    tr = sub.add_parser(
+        "train", help="train a genome and evaluate it on the test split",
+        description="Train a zoo network or a genome/exported YAML on a dataset, with a "
+                    "progress bar; then evaluate on the test split and write checkpoint.pt "
+                    "and metrics.json to --out.",
+    )
+    tr.add_argument("genome", metavar="GENOME", help="a zoo name or a genome/exported YAML path")
+    add_data_args(tr, "image size in px (default: the dataset's own, 8 for digits, 32 for CIFAR)")
+    tr.add_argument("--epochs", type=positive_int, default=15, help="default 15")
+    tr.add_argument("--batch-size", type=positive_int, default=64, help="default 64")
+    tr.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default 0.05)")
+    tr.add_argument("--schedule", choices=["onecycle", "cosine"], default="onecycle",
+                    help="onecycle: 1 warm-up epoch then cosine (default); cosine: no warm-up")
+    tr.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    tr.add_argument("--threads", type=positive_int, default=None,
+                    help="CPU threads (default: torch's choice)")
+    tr.add_argument("--compile", action="store_true", help="use torch.compile (off by default)")
+    tr.add_argument("--out", default=None,
+                    help="output folder (default results/train-<name>-<time>)")
+    tr.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser(
+        "eval", help="re-evaluate a saved checkpoint",
+        description="Evaluate a checkpoint.pt written by 'dla-nas train' on a dataset split. "
+                    "The file is read with torch.load(weights_only=True): no code in it runs.",
+    )
+    ev.add_argument("checkpoint", metavar="CHECKPOINT", help="path to checkpoint.pt")
+    add_data_args(ev, "image size in px (default: the checkpoint's)")
+    ev.add_argument("--split", choices=["test", "val"], default="test", help="default test")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -1,0 +1,304 @@
+"""Training: the short proxy runs the search calls, and full runs that retrain a winner.
+
+One function, ``train``, trains a model on a ``Dataset`` for a budget and returns a
+``TrainResult``. The loop is deliberately short: data already sits on the device, augmentation
+runs in batches there, and CUDA runs use bf16 autocast and channels_last.
+
+Choices made for fair ranking in few epochs (measured in ``benchmarks/proxy_ranking.py``):
+the last BN of every residual branch starts at zero (a deep net starts as a shallow one), the
+learning rate warms up for one epoch, and BN statistics are re-estimated on training data
+before each evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Dataset, make_loader
+
+SCHEDULES = ("onecycle", "cosine")
+
+
+class TrainError(ValueError):
+    """A training setting that is not allowed; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: budget, optimiser, schedule, device. Defaults suit short proxies."""
+
+    epochs: int = 15
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    schedule: str = "onecycle"
+    warmup_epochs: float = 1.0
+    zero_init_residual: bool = True
+    bn_recalibration_batches: int = 4
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    compile: bool = False
+    eval_batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("epochs", self.epochs >= 1, ">= 1"),
+            ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("lr", self.lr > 0, "> 0"),
+            ("momentum", 0 <= self.momentum < 1, "0 <= x < 1"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "0 <= x < 1"),
+            ("schedule", self.schedule in SCHEDULES, "one of " + ", ".join(SCHEDULES)),
+            ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs, f"0 <= x <= epochs"),
+            ("bn_recalibration_batches", self.bn_recalibration_batches >= 0, ">= 0"),
+            ("threads", self.threads is None or self.threads >= 1, ">= 1"),
+            ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise TrainError(f"{name}: {getattr(self, name)!r} is not allowed ({allowed})")
+        resolve_device(self.device)
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What the per-epoch callback sees."""
+
+    epoch: int
+    train_loss: float
+    val_acc: float
+    val_loss: float
+    seconds: float
+    images_per_second: float
+
+
+@dataclass
+class TrainResult:
+    """The record of one training run."""
+
+    val_acc: float
+    val_loss: float
+    val_acc_per_epoch: list[float]
+    val_loss_per_epoch: list[float]
+    train_loss_per_epoch: list[float]
+    epochs_run: int
+    train_seconds: float
+    images_per_second: float
+    peak_memory_mb: float
+    seed: int
+    device: str
+    diverged: bool = False
+    stopped_early: bool = False
+    divergence: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` -> cuda if available else cpu; ``cpu``, ``cuda``, ``cuda:N`` as given."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu" or spec == "cuda" or (spec.startswith("cuda:") and spec[5:].isdigit()):
+        if spec != "cpu" and not torch.cuda.is_available():
+            raise TrainError(f"device: {spec!r} is not available here (no CUDA); use cpu or auto")
+        if spec.startswith("cuda:") and int(spec[5:]) >= torch.cuda.device_count():
+            raise TrainError(f"device: {spec!r} is not allowed "
+                             f"(this machine has {torch.cuda.device_count()} CUDA devices)")
+        return torch.device(spec)
+    raise TrainError(f"device: {spec!r} is not allowed (cpu, cuda, cuda:N or auto)")
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on conv and linear weights only, not on BN parameters or biases."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Multiplier of the peak learning rate at ``step``: linear warm-up, then cosine to 0."""
+    if schedule == "onecycle" and step < warmup:
+        return (step + 1) / warmup
+    start = warmup if schedule == "onecycle" else 0
+    progress = (step - start) / max(1, total - start)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:
+    """Re-estimate BN running statistics as exact averages over ``batches`` (no augmentation
+    beyond what the batches carry), so that evaluation uses the current weights' statistics."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or not batches:
+        return
+    saved = [(m.momentum, m.training) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+        m.train()
+    for x in batches:
+        model(x)
+    for m, (momentum, training) in zip(bns, saved):
+        m.momentum = momentum
+        m.train(training)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, label_smoothing: float = 0.0,
+             autocast: bool = False) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy over a loader, in eval mode."""
+    model.eval()
+    correct, loss_sum, n = 0, 0.0, 0
+    for x, y in loader:
+        with torch.autocast("cuda", torch.bfloat16, enabled=autocast):
+            logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum",
+                                    label_smoothing=label_smoothing).item()
+        correct += (logits.argmax(1) == y).sum().item()
+        n += y.numel()
+    return correct / max(n, 1), loss_sum / max(n, 1)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def train(
+    model: nn.Module,
+    data: Dataset,
+    cfg: TrainConfig,
+    callback: Callable[[EpochReport], bool | None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data.train`` and validate on ``data.val`` after every epoch.
+
+    ``callback(report)`` runs after each epoch; returning True stops training (the search's
+    early stopping). A NaN or inf loss ends the run with ``diverged=True``."""
+    device = resolve_device(cfg.device)
+    if cfg.threads is not None and device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    cuda = device.type == "cuda"
+    torch.manual_seed(cfg.seed)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    model.to(device)
+    if cuda:
+        model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if cfg.compile else model
+    train_loader = make_loader(data, "train", cfg.batch_size, device, train=True, seed=cfg.seed,
+                               channels_last=cuda)
+    val_loader = make_loader(data, "val", cfg.eval_batch_size, device, train=False,
+                             seed=cfg.seed, channels_last=cuda)
+    calib_loader = make_loader(data, "train", cfg.batch_size, device, train=False,
+                               seed=cfg.seed, channels_last=cuda)
+    opt = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr,
+                          momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    steps_per_epoch = len(train_loader)
+    total = cfg.epochs * steps_per_epoch
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, total, warmup, cfg.schedule))
+
+    result = TrainResult(0.0, float("inf"), [], [], [], 0, 0.0, 0.0, 0.0, cfg.seed, str(device))
+    images, train_time, step = 0, 0.0, 0
+    for epoch in range(cfg.epochs):
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        epoch_images = 0
+        for x, y in train_loader:
+            with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
+                loss = F.cross_entropy(step_model(x), y, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach()
+            epoch_images += y.numel()
+            step += 1
+            if step % 25 == 0 and not torch.isfinite(loss_sum):  # a sync now and then only
+                break
+        images += epoch_images
+        train_loss = loss_sum.item() / steps_per_epoch
+        if cuda:
+            torch.cuda.synchronize(device)
+        epoch_train_time = time.perf_counter() - t0
+        train_time += epoch_train_time
+        result.train_loss_per_epoch.append(train_loss)
+        result.epochs_run = epoch + 1
+        if not math.isfinite(train_loss):
+            result.diverged, result.divergence = True, f"non-finite training loss in epoch {epoch + 1}"
+            break
+        calib = [x for _, (x, _) in zip(range(cfg.bn_recalibration_batches), calib_loader)]
+        recalibrate_bn(model, calib)
+        val_acc, val_loss = evaluate(model, val_loader, cfg.label_smoothing, autocast=cuda)
+        result.val_acc_per_epoch.append(val_acc)
+        result.val_loss_per_epoch.append(val_loss)
+        result.val_acc, result.val_loss = val_acc, val_loss
+        if not math.isfinite(val_loss):
+            result.diverged, result.divergence = True, f"non-finite validation loss in epoch {epoch + 1}"
+            break
+        report = EpochReport(epoch + 1, train_loss, val_acc, val_loss, time.perf_counter() - t0,
+                             epoch_images / epoch_train_time)
+        if callback is not None and callback(report):
+            result.stopped_early = epoch + 1 < cfg.epochs
+            break
+    result.train_seconds = train_time
+    result.images_per_second = images / train_time if train_time > 0 else 0.0
+    result.peak_memory_mb = _peak_memory_mb(device)
+    return result
+
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read as a dla-nas checkpoint."""
+
+
+def save_checkpoint(path, model: nn.Module, cfg: TrainConfig, data: Dataset, extra: dict) -> None:
+    """Save weights plus everything needed to rebuild and evaluate the model: the genome,
+    the training config and the data description. Only tensors and plain types, so that
+    ``torch.load(weights_only=True)`` reads it."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({
+        "format": "dla-nas-checkpoint/1",
+        "state_dict": state,
+        "genome": model.genome.to_dict(),
+        "num_classes": model.num_classes,
+        "train_config": asdict(cfg),
+        "data": {"name": data.name, "resolution": data.resolution, "in_chans": data.in_chans,
+                 "num_classes": data.num_classes, "mean": list(data.mean),
+                 "std": list(data.std), "class_names": list(data.class_names)},
+        **extra,
+    }, path)
+
+
+def load_checkpoint(path) -> dict:
+    """Read a checkpoint without unpickling arbitrary objects (``weights_only=True``)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError ...
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: not a loadable dla-nas checkpoint ({reason}); it is read "
+                              "with weights_only=True, so it may hold only tensors and plain "
+                              "data") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "dla-nas-checkpoint/1":
+        raise CheckpointError(f"{path}: not a dla-nas checkpoint (no 'format: dla-nas-checkpoint/1')")
+    return ckpt
