@@ -15,10 +15,13 @@ from typing import Callable, Sequence
 from . import __version__
 from .data import DataError
 from .genome import GenomeError
+from .results import RunError
+from .space import SpaceError
 from .training import CheckpointError, TrainError
 
 # errors that are the user's input, not our bug: printed as one line, exit status 2
-USER_ERRORS: tuple[type[Exception], ...] = (GenomeError, DataError, TrainError, CheckpointError)
+USER_ERRORS: tuple[type[Exception], ...] = (GenomeError, DataError, TrainError, CheckpointError,
+                                            SpaceError, RunError)
 
 
 def parse_input_shape(text: str) -> tuple[int, int, int]:
@@ -224,6 +227,145 @@ def _epoch_progress(console, epochs: int, quiet: bool):
         yield on_epoch
 
 
+# ---- search / status ---------------------------------------------------------------------------
+def cmd_search(args: argparse.Namespace) -> int:
+    from .search import SearchOptions, counts, launch_workers, start, stop_workers
+
+    opts = SearchOptions(
+        space=args.space, trials=args.trials, out=args.out or "", sampler=args.sampler,
+        seed=args.seed, workers=args.workers, storage=args.storage, timeout=args.timeout,
+        device=args.device, gpus=args.gpus, baselines=args.baselines, data_dir=args.data_dir)
+    if not opts.out:
+        from .space import SearchSpace
+
+        opts.out = str(Path("results") / SearchSpace.from_yaml(args.space).name)
+    space, store, study, resumed = start(opts)
+    console = _console(False)
+    done, _ = counts(study, store)
+    console.print(f"[bold]search[/] {space.name}: {space.task.dataset} at "
+                  f"{space.task.resolution or 'native'} px, proxy {space.proxy.epochs} epochs, "
+                  f"objectives {', '.join(f'{m} ({d[:3]})' for m, d in space.objectives)}, "
+                  f"sampler {opts.sampler_name(space)}, {opts.workers} worker(s)")
+    console.print(f"run folder {store.path}" + (f" (resuming: {done} trials finished)" if resumed else ""))
+    procs = launch_workers(opts)
+    try:
+        _monitor(console, procs, study, store, space, opts.trials)
+    except KeyboardInterrupt:
+        stop_workers(procs)
+        done, _ = counts(study, store)
+        console.print(f"[yellow]interrupted[/]: {done} finished trials are saved in {store.path}; "
+                      "run the same command to continue")
+        return 130
+    failed = [p for p in procs if p.exitcode not in (0, None)]
+    _print_summary(console, store, space.objectives)
+    done, _ = counts(study, store)
+    if failed:
+        console.print(f"[red]{len(failed)} worker(s) exited with an error[/] (see above)")
+        return 2 if any(p.exitcode == 2 for p in failed) else 1
+    if done < opts.trials:
+        console.print(f"stopped after {done} of {opts.trials} trials (--timeout); run the same "
+                      "command to continue")
+    return 0
+
+
+def _monitor(console, procs, study, store, space, total: int) -> None:
+    """Live progress until every worker has exited."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .pareto import front
+    from .search import counts
+
+    with Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                  TimeRemainingColumn(), console=console) as progress:
+        done, _ = counts(study, store)
+        task = progress.add_task("search", total=total, completed=done, stats="")
+        while True:
+            alive = any(p.is_alive() for p in procs)
+            records = store.records()
+            done, running = counts(study, store)
+            accs = [r.val_acc for r in records if r.feasible_and_trained and r.kind == "search"]
+            stats = (f"running {running}  best val_acc {max(accs):.4f}" if accs
+                     else f"running {running}")
+            stats += f"  front {len(front(records, space.objectives))}"
+            progress.update(task, completed=min(done, total), stats=stats)
+            if not alive:
+                break
+            time.sleep(1.0)
+
+
+def _print_summary(console, store, objectives) -> None:
+    from rich.table import Table
+
+    from .pareto import front
+
+    records = store.records()
+    search = [r for r in records if r.kind == "search"]
+    by_status = {s: sum(r.status == s for r in search) for s in ("ok", "reused", "infeasible",
+                                                                  "diverged", "failed")}
+    console.print("finished " + ", ".join(f"{n} {s}" for s, n in by_status.items() if n))
+    table = Table(title=f"Pareto front ({', '.join(m for m, _ in objectives)})")
+    for col in ("trial", "hash", "val_acc", "MACs", "params", "epochs", "seconds"):
+        table.add_column(col, justify="right")
+    for r in front(records, objectives):
+        table.add_row(str(r.trial), r.hash, f"{r.val_acc:.4f}", f"{r.macs:,}", f"{r.params:,}",
+                      str(r.epochs_run), f"{r.wall_seconds:.1f}")
+    console.print(table)
+    baselines = [r for r in records if r.kind == "baseline"]
+    if baselines:
+        bt = Table(title="baselines (same proxy)")
+        for col in ("name", "status", "val_acc", "MACs", "params"):
+            bt.add_column(col, justify="right")
+        for r in baselines:
+            bt.add_row(r.name, r.status, "-" if r.val_acc is None else f"{r.val_acc:.4f}",
+                       "-" if r.macs is None else f"{r.macs:,}",
+                       "-" if r.params is None else f"{r.params:,}")
+        console.print(bt)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .results import RunStore, load_run
+
+    store = RunStore(args.run)
+    info = store.info()
+    records = load_run(args.run)
+    objectives = [tuple(o) for o in info.get("objectives", [["val_acc", "maximize"], ["macs", "minimize"]])]
+    console = Console(width=max(Console().width, 120))
+    space = info.get("space", {})
+    console.print(f"[bold]{store.path}[/]: space {space.get('name', '?')}, backend "
+                  f"{info.get('backend', '?')}, created {info.get('created', '?')}")
+    table = Table()
+    for col in ("trial", "kind", "status", "hash", "val_acc", "MACs", "params", "epochs",
+                "seconds", "note"):
+        table.add_column(col, justify="left" if col in ("kind", "status", "hash", "note") else "right")
+    for r in sorted(records, key=lambda r: r.trial):
+        note = r.reason or (f"reuses trial {r.reused_from}" if r.reused_from is not None else "")
+        if r.repairs:
+            note = (note + "; " if note else "") + f"{len(r.repairs)} repair(s)"
+        table.add_row(str(r.trial), r.name or r.kind, r.status, r.hash,
+                      "-" if r.val_acc is None else f"{r.val_acc:.4f}",
+                      "-" if r.macs is None else f"{r.macs:,}",
+                      "-" if r.params is None else f"{r.params:,}", str(r.epochs_run),
+                      f"{r.wall_seconds:.1f}", note)
+    console.print(table)
+    _print_summary(console, store, objectives)
+    return 0
+
+
+def comma_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def gpu_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in comma_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed (GPU indices such as 0,1)") from None
+
+
 def add_data_args(p: argparse.ArgumentParser, resolution_help: str) -> None:
     p.add_argument("--dataset", default="digits", metavar="NAME",
                    help="digits (embedded, default), cifar10, cifar100 or folder:PATH "
@@ -298,6 +440,42 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", choices=["test", "val"], default="test", help="default test")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=cmd_eval)
+
+    se = sub.add_parser(
+        "search", help="search a space for the best accuracy per MAC (Optuna)",
+        description="Search a YAML space (search_spaces/*.yaml): sample genomes, count their "
+                    "cost, train the feasible ones with the space's proxy, and keep a Pareto "
+                    "front. Results go to --out (default results/<space name>); running the same "
+                    "command again continues the run.",
+    )
+    se.add_argument("--space", required=True, metavar="FILE", help="search space YAML")
+    se.add_argument("--trials", type=positive_int, default=12,
+                    help="finished trials to reach, resumed ones included (default 12)")
+    se.add_argument("--out", default=None, metavar="DIR", help="run folder (default results/<space>)")
+    se.add_argument("--sampler", choices=["nsga2", "tpe", "random"], default=None,
+                    help="default nsga2 for several objectives, tpe for one")
+    se.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    se.add_argument("--workers", type=positive_int, default=1,
+                    help="worker processes on one study (default 1); CPU cores are split "
+                         "between them, or one GPU each")
+    se.add_argument("--gpus", type=gpu_list, default=None, metavar="0,1,...",
+                    help="GPUs for the workers (default: all visible)")
+    se.add_argument("--storage", default=None, metavar="URL",
+                    help="an Optuna RDB URL (sqlite:///..., postgresql://...) instead of the "
+                         "run's journal file")
+    se.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                    help="start no new trial after this many seconds")
+    se.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    se.add_argument("--baselines", type=comma_list, default=[], metavar="NAMES",
+                    help="comma-separated networks trained with the same proxy for comparison: "
+                         "plain_cnn, plain_cnn_8_16_32, or zoo names such as dla34_cifar")
+    se.add_argument("--data-dir", default=None, help="where CIFAR archives or folders are")
+    se.set_defaults(func=cmd_search)
+
+    st = sub.add_parser("status", help="print a table of a run's trials",
+                        description="Print every trial of a run folder, and its Pareto front.")
+    st.add_argument("run", metavar="RUN", help="a run folder, e.g. results/demo")
+    st.set_defaults(func=cmd_status)
     return parser
 
 

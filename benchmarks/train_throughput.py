@@ -1,0 +1,170 @@
+"""Training throughput of built networks against a hand-written DLA-34; prints JSON.
+
+- train-step images/s and achieved MACs/s (3 x forward MACs per image: forward + backward)
+  for dla34_cifar at batch 128 and 32 px, for the same network written by hand (the builder
+  must add no overhead), and for a small searched-size genome on digits;
+- the data path: time to draw and augment a batch against a whole training step;
+- on CUDA, the fraction of the card's bf16 peak (pass --peak-tflops for the card).
+
+    python benchmarks/train_throughput.py [--device cpu] [--steps 3] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dla_nas import Genome, build_model
+from dla_nas.cost import model_cost
+from dla_nas.data import DataConfig, load_dataset, make_loader
+from dla_nas.training import param_groups, resolve_device
+
+
+# ---- a hand-written DLA-34 (CIFAR strides), the reference the builder must not be slower than
+def _cbr(i, o, k=3, s=1):
+    return nn.Sequential(nn.Conv2d(i, o, k, s, k // 2, bias=False), nn.BatchNorm2d(o), nn.ReLU(True))
+
+
+class _Basic(nn.Module):
+    def __init__(self, i, o, s):
+        super().__init__()
+        self.c1 = _cbr(i, o, 3, s)
+        self.c2 = nn.Sequential(nn.Conv2d(o, o, 3, 1, 1, bias=False), nn.BatchNorm2d(o))
+
+    def forward(self, x, r):
+        return F.relu(self.c2(self.c1(x)) + r)
+
+
+class _Leaf(nn.Module):
+    """Two blocks and a root over [x2, x1, *extra]."""
+
+    def __init__(self, i, o, s, extra):
+        super().__init__()
+        self.b1, self.b2 = _Basic(i, o, s), _Basic(o, o, 1)
+        self.pool = nn.MaxPool2d(s) if s > 1 else nn.Identity()
+        self.proj = (nn.Sequential(nn.Conv2d(i, o, 1, bias=False), nn.BatchNorm2d(o))
+                     if i != o else nn.Identity())
+        self.root = nn.Sequential(nn.Conv2d(2 * o + extra, o, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU(True))
+
+    def forward(self, x, extra=()):
+        x1 = self.b1(x, self.proj(self.pool(x)))
+        x2 = self.b2(x1, x1)
+        return self.root(torch.cat([x2, x1, *extra], 1))
+
+
+class _Deep(nn.Module):
+    """Depth-2 tree with level_root: leaf(x) then leaf(y, [bottom, y])."""
+
+    def __init__(self, i, o):
+        super().__init__()
+        self.pool = nn.MaxPool2d(2)
+        self.t1, self.t2 = _Leaf(i, o, 2, 0), _Leaf(o, o, 1, i + o)
+
+    def forward(self, x):
+        y = self.t1(x)
+        return self.t2(y, (self.pool(x), y))
+
+
+class HandDLA34(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.stem = nn.Sequential(_cbr(3, 16), _cbr(16, 16), _cbr(16, 32))
+        self.l2 = _Leaf(32, 64, 1, 0)
+        self.l3, self.l4 = _Deep(64, 128), _Deep(128, 256)
+        self.pool5, self.l5 = nn.MaxPool2d(2), _Leaf(256, 512, 2, 256)
+        self.fc = nn.Conv2d(512, classes, 1)
+
+    def forward(self, x):
+        x = self.l4(self.l3(self.l2(self.stem(x))))
+        x = self.l5(x, (self.pool5(x),))
+        return self.fc(F.adaptive_avg_pool2d(x, 1)).flatten(1)
+
+
+# ---- measurement ---------------------------------------------------------------------------
+def step_rate(model, batch, res, chans, device, steps, cuda):
+    """Train-step images/s on random data (SGD + Nesterov, bf16 autocast on CUDA)."""
+    model.to(device).train()
+    if cuda:
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(param_groups(model, 5e-4), lr=0.01, momentum=0.9, nesterov=True)
+    x = torch.randn(batch, chans, res, res, device=device)
+    if cuda:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,), device=device)
+
+    def step():
+        with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    best = float("inf")
+    for _ in range(steps):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step()
+        if cuda:
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return batch / best, best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps (best is kept)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the card's dense bf16 peak, for the fraction-of-peak figure")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    out = {"benchmark": "train_throughput", "device": str(device), "torch": torch.__version__,
+           "threads": torch.get_num_threads(), "runs": []}
+    small = Genome.from_dict({"block": "basic", "stem": {"kernel": 3, "levels": [{"channels": 16}]},
+                              "stages": [{"channels": 16, "stride": 1, "level_root": False},
+                                         {"channels": 32}, {"channels": 64}]})
+    cases = [("dla34_cifar (built)", lambda: build_model("dla34_cifar", 10), 128, 32, 3),
+             ("dla34_cifar (hand-written)", lambda: HandDLA34(10), 128, 32, 3),
+             ("small 16-32-64 (built)", lambda: build_model(small, 10, 1), 64, 16, 1)]
+    for name, make, batch, res, chans in cases:
+        torch.manual_seed(0)
+        model = make()
+        macs = model_cost(model, (chans, res, res)).macs
+        ips, seconds = step_rate(model, batch, res, chans, device, args.steps, cuda)
+        row = {"model": name, "batch": batch, "resolution": res, "macs_per_image": macs,
+               "images_per_second": round(ips, 1), "step_seconds": round(seconds, 4),
+               "train_gmacs_per_second": round(3 * macs * ips / 1e9, 2)}
+        if cuda and args.peak_tflops:
+            row["fraction_of_bf16_peak"] = round(2 * 3 * macs * ips / (args.peak_tflops * 1e12), 4)
+        out["runs"].append(row)
+    # data path: drawing + augmenting batches alone, against the measured step time
+    data = load_dataset(DataConfig("digits", resolution=16)).to(device)
+    loader = make_loader(data, "train", 64, device, train=True, seed=0, channels_last=cuda)
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(3):
+        for x, _y in loader:
+            n += 1
+    if cuda:
+        torch.cuda.synchronize()
+    per_batch = (time.perf_counter() - t0) / n
+    step_s = out["runs"][-1]["step_seconds"]
+    out["data_path"] = {"dataset": "digits@16px, batch 64", "seconds_per_batch": round(per_batch, 6),
+                        "fraction_of_step": round(per_batch / (per_batch + step_s), 4)}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Proxy evaluation of one candidate for a search space: cost before training, constraint
+check, low-fidelity training, and the trial record. Both search backends call this."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .baselines import baseline_genome, baseline_hash, build_baseline
+from .builder import build_model
+from .cost import measure_latency_ms, model_cost
+from .data import DataConfig, DataError, Dataset, load_dataset
+from .genome import Genome
+from .results import TrialRecord
+from .space import CONSTRAINTS, SearchSpace
+from .training import EpochReport, TrainConfig, resolve_device, train
+
+
+class ProxyEvaluator:
+    """Evaluates candidates of one space on one device. The dataset is loaded and moved to
+    the device once, then shared by every trial of this process."""
+
+    def __init__(self, space: SearchSpace, device: str = "auto", threads: int | None = None,
+                 data_dir: str | None = None, worker: str = "") -> None:
+        self.space = space
+        self.device = resolve_device(device)
+        self.worker = worker
+        if threads is not None and self.device.type == "cpu":
+            torch.set_num_threads(threads)
+        self.data: Dataset = load_dataset(DataConfig(
+            space.task.dataset, resolution=space.task.resolution,
+            train_fraction=space.proxy.train_fraction, data_dir=data_dir)).to(self.device)
+        if space.task.classes is not None and space.task.classes != self.data.num_classes:
+            raise DataError(f"{space.path}: task.classes is {space.task.classes}, but "
+                            f"{self.data.name} has {self.data.num_classes} classes")
+        p = space.proxy
+        self.train_config = TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr,
+                                        seed=p.seed, device=str(self.device), threads=threads)
+        self.needs_latency = "latency_ms" in space.metrics or "max_latency_ms" in space.constraints
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.data.in_chans, self.data.resolution, self.data.resolution)
+
+    def build(self, genome: Genome) -> nn.Module:
+        return build_model(genome, self.data.num_classes, self.data.in_chans,
+                           zero_init_residual=self.train_config.zero_init_residual)
+
+    def cost(self, model: nn.Module) -> dict[str, float]:
+        """params, macs and, when the space uses it, CPU latency at batch 1 (ms)."""
+        c = model_cost(model, self.input_shape)
+        out: dict[str, float] = {"params": c.params, "macs": c.macs}
+        if self.needs_latency:
+            out["latency_ms"] = measure_latency_ms(model, self.input_shape)
+        return out
+
+    def violations(self, cost: dict[str, float]) -> dict[str, float]:
+        """How far each constraint is exceeded, relative to its limit (empty: feasible)."""
+        out = {}
+        for key, limit in self.space.constraints.items():
+            value = cost[CONSTRAINTS[key]]
+            if value > limit:
+                out[key] = value / limit - 1.0
+        return out
+
+    def evaluate(self, genome: Genome, trial: int, *, repairs: list[str] | None = None,
+                 reuse: TrialRecord | None = None,
+                 callback: Callable[[EpochReport], bool | None] | None = None) -> TrialRecord:
+        """Cost, constraints, then (if feasible and not a duplicate) proxy training."""
+        started = time.time()
+        record = TrialRecord(trial=trial, status="ok", hash=genome.canonical_hash(),
+                             genome=genome.to_dict(), repairs=list(repairs or []),
+                             worker=self.worker, device=str(self.device), started_at=started)
+        if reuse is not None:
+            return self._reused(record, reuse)
+        model = self.build(genome)
+        return self._measure(model, record, callback)
+
+    def evaluate_baseline(self, name: str, trial: int) -> TrialRecord:
+        """A zoo genome or a plain CNN, with the same proxy as the search trials."""
+        genome = baseline_genome(name)
+        record = TrialRecord(trial=trial, status="ok", hash=baseline_hash(name), kind="baseline",
+                             name=name, genome=genome.to_dict() if genome else None,
+                             worker=self.worker, device=str(self.device), started_at=time.time())
+        if genome is not None:
+            genome.feature_sizes(self.data.resolution)
+        model = build_baseline(name, self.data.num_classes, self.data.in_chans,
+                               zero_init_residual=self.train_config.zero_init_residual)
+        return self._measure(model, record, None)
+
+    def _measure(self, model: nn.Module, record: TrialRecord, callback) -> TrialRecord:
+        cost = self.cost(model)
+        record.params, record.macs = int(cost["params"]), int(cost["macs"])
+        record.latency_ms = cost.get("latency_ms")
+        record.violations = self.violations(cost)
+        if record.violations:
+            record.status = "infeasible"
+            record.reason = "over " + ", ".join(
+                f"{k} ({self.space.constraints[k]:,.0f})" for k in record.violations)
+        else:
+            result = train(model, self.data, self.train_config, callback)
+            record.val_acc = result.val_acc
+            record.val_acc_per_epoch = result.val_acc_per_epoch
+            record.epochs_run = result.epochs_run
+            record.train_seconds = result.train_seconds
+            if result.diverged:
+                record.status, record.reason = "diverged", result.divergence
+        return self._finish(record)
+
+    def _reused(self, record: TrialRecord, source: TrialRecord) -> TrialRecord:
+        for key in ("val_acc", "macs", "params", "latency_ms", "val_acc_per_epoch", "epochs_run",
+                    "violations", "stopped_rung"):
+            setattr(record, key, getattr(source, key))
+        record.status = "reused" if source.status in ("ok", "reused") else source.status
+        record.reason = source.reason
+        record.reused_from = source.reused_from if source.reused_from is not None else source.trial
+        return self._finish(record)
+
+    @staticmethod
+    def _finish(record: TrialRecord) -> TrialRecord:
+        record.finished_at = time.time()
+        record.wall_seconds = record.finished_at - record.started_at
+        return record

@@ -1,0 +1,171 @@
+"""The results store of a run: ``results/<run>/``.
+
+- ``run.yaml``: the resolved space, the command's arguments, versions and the seed;
+- ``study.journal``: the Optuna storage (a journal file, safe for several processes);
+- ``trials.jsonl``: one JSON line per finished trial (format in the README), appended under a
+  file lock and flushed to disk at once, so a crash loses no finished trial.
+
+Both search backends write the same format; ``load_run`` reads it back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import platform
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+STATUSES = ("ok", "infeasible", "reused", "diverged", "failed")
+# statuses whose metrics are real measurements of a trained network
+TRAINED = ("ok", "reused")
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used as asked; the message names the file."""
+
+
+@dataclass
+class TrialRecord:
+    """One finished trial (or baseline) of a run."""
+
+    trial: int
+    status: str
+    hash: str
+    kind: str = "search"  # "search" or "baseline"
+    name: str = ""
+    genome: dict | None = None
+    val_acc: float | None = None
+    macs: int | None = None
+    params: int | None = None
+    latency_ms: float | None = None
+    val_acc_per_epoch: list[float] = field(default_factory=list)
+    epochs_run: int = 0
+    train_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    worker: str = ""
+    device: str = ""
+    reason: str = ""
+    reused_from: int | None = None
+    repairs: list[str] = field(default_factory=list)
+    violations: dict[str, float] = field(default_factory=dict)
+    stopped_rung: int | None = None
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    backend: str = "optuna"
+
+    @property
+    def feasible_and_trained(self) -> bool:
+        """True when the metrics come from a trained, converged network within the constraints."""
+        return self.status in TRAINED and self.val_acc is not None
+
+    def value(self, metric: str) -> float | None:
+        return getattr(self, metric)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrialRecord":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class RunStore:
+    """Reads and writes one run folder."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.run_yaml = self.path / "run.yaml"
+        self.trials_file = self.path / "trials.jsonl"
+        self.journal = self.path / "study.journal"
+        self._lock_file = self.path / ".lock"
+
+    def create_or_check(self, run_info: dict[str, Any]) -> bool:
+        """Write ``run.yaml`` for a new run; for an existing one check that the space is the
+        same. Returns True when the run already existed (a resume)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if self.run_yaml.exists():
+            old = yaml.safe_load(self.run_yaml.read_text()) or {}
+            if old.get("space_fingerprint") != run_info["space_fingerprint"]:
+                raise RunError(
+                    f"{self.run_yaml}: this run was made with another search space "
+                    f"({old.get('space', {}).get('name', '?')}, fingerprint "
+                    f"{old.get('space_fingerprint')}); use another --out to start a new run")
+            return True
+        info = {**run_info, "versions": versions()}
+        tmp = self.run_yaml.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(info, sort_keys=False))
+        tmp.replace(self.run_yaml)
+        return False
+
+    def info(self) -> dict[str, Any]:
+        if not self.run_yaml.exists():
+            raise RunError(f"{self.path}: not a dla-nas run (no run.yaml)")
+        return yaml.safe_load(self.run_yaml.read_text()) or {}
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """An exclusive lock on the run, across processes on this machine."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_file, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def append(self, record: TrialRecord) -> None:
+        """Append one record and flush it to disk before returning."""
+        line = json.dumps(record.to_dict(), separators=(",", ":")) + "\n"
+        with self.lock(), open(self.trials_file, "a") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def records(self) -> list[TrialRecord]:
+        return load_run(self.path, must_exist=False)
+
+
+def load_run(path: str | Path, must_exist: bool = True) -> list[TrialRecord]:
+    """The records of a run folder (or of a ``trials.jsonl`` path), in file order.
+
+    A corrupt line is skipped with a warning that names the file and line number."""
+    path = Path(path)
+    trials = path if path.name.endswith(".jsonl") else path / "trials.jsonl"
+    if not trials.exists():
+        if must_exist:
+            raise RunError(f"{path}: no trials.jsonl (not a dla-nas run, or no trial finished yet)")
+        return []
+    out = []
+    with open(trials) as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                if not isinstance(data, dict) or data.get("status") not in STATUSES:
+                    raise ValueError("not a trial record")
+                out.append(TrialRecord.from_dict(data))
+            except (ValueError, TypeError) as exc:
+                warnings.warn(f"{trials}:{number}: skipped a corrupt line ({exc})", stacklevel=2)
+    return out
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for package in ("dla-nas", "torch", "optuna", "ray", "fvcore"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "not installed"
+    return out

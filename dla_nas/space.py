@@ -1,0 +1,470 @@
+"""Search spaces: YAML files that declare the task, the proxy, the objectives, the
+constraints, and a value spec for every genome field.
+
+A value spec is a fixed value (``3``), a choice list (``[1, 3]``) or an int range
+(``{low: 1, high: 3}`` with an optional ``step``). ``SearchSpace.sample(trial)`` maps an Optuna
+trial to a Genome define-by-run; combinations that would not build are repaired
+deterministically, and each repair is reported (see ``sample``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+import yaml
+
+from .genome import BLOCKS, ROOT_KERNELS, STRIDES, Genome, GenomeError
+
+METRICS = {"val_acc": "maximize", "macs": "minimize", "params": "minimize",
+           "latency_ms": "minimize"}
+CONSTRAINTS = {"max_macs": "macs", "max_params": "params", "max_latency_ms": "latency_ms"}
+STAGE_FIELDS = ("channels", "depth", "fan_in", "stride", "level_root", "root_kernel",
+                "root_residual", "ida_from")
+ENUMERATION_LIMIT = 200_000
+
+
+class SpaceError(ValueError):
+    """A malformed search space; the message names the file, the key and what is allowed."""
+
+
+class Suggester(Protocol):
+    """The part of ``optuna.Trial`` that sampling uses."""
+
+    def suggest_categorical(self, name: str, choices: list) -> Any: ...
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int: ...
+
+
+# ---- value specs -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Fixed:
+    value: Any
+
+    def values(self) -> list:
+        return [self.value]
+
+    def draw(self, trial: Suggester, name: str) -> Any:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Choice:
+    options: tuple
+
+    def values(self) -> list:
+        return list(self.options)
+
+    def draw(self, trial: Suggester, name: str) -> Any:
+        return trial.suggest_categorical(name, list(self.options))
+
+
+@dataclass(frozen=True)
+class IntRange:
+    low: int
+    high: int
+    step: int = 1
+
+    def values(self) -> list:
+        return list(range(self.low, self.high + 1, self.step))
+
+    def draw(self, trial: Suggester, name: str) -> Any:
+        return trial.suggest_int(name, self.low, self.high, step=self.step)
+
+
+Spec = Fixed | Choice | IntRange
+
+
+def _spec(raw: Any, where: str, check) -> Spec:
+    """Parse a value spec and check every value it can take with ``check(value) -> str | None``
+    (None: allowed; otherwise the allowed values, for the message)."""
+    if isinstance(raw, Mapping):
+        extra = set(raw) - {"low", "high", "step"}
+        if extra or not {"low", "high"} <= set(raw):
+            raise SpaceError(f"{where}: a range needs keys low, high (and optional step); "
+                             f"got {sorted(raw)}")
+        low, high, step = raw["low"], raw["high"], raw.get("step", 1)
+        if not all(type(v) is int for v in (low, high, step)) or step < 1 or low > high:
+            raise SpaceError(f"{where}: range {dict(raw)} is not allowed "
+                             "(integers with low <= high and step >= 1)")
+        spec: Spec = IntRange(low, high, step)
+    elif isinstance(raw, list):
+        if not raw:
+            raise SpaceError(f"{where}: an empty choice list is not allowed")
+        if len(set(map(repr, raw))) != len(raw):
+            raise SpaceError(f"{where}: choices {raw} repeat a value")
+        spec = Choice(tuple(raw))
+    else:
+        spec = Fixed(raw)
+    for value in (spec.values() if not isinstance(spec, IntRange) else [spec.low, spec.high]):
+        allowed = check(value)
+        if allowed:
+            raise SpaceError(f"{where}: {value!r} is not allowed ({allowed})")
+    return spec
+
+
+def _int_at_least(minimum: int):
+    return lambda v: None if type(v) is int and v >= minimum else f"an integer >= {minimum}"
+
+
+def _one_of(options):
+    return lambda v: None if v in options and type(v) is not bool else \
+        "one of " + ", ".join(map(str, options))
+
+
+def _boolean(v) -> str | None:
+    return None if type(v) is bool else "true or false"
+
+
+def _odd(v) -> str | None:
+    return None if type(v) is int and v >= 1 and v % 2 else "an odd integer >= 1"
+
+
+def _positive_number(v) -> str | None:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+    return None if ok else "a number > 0"
+
+
+STEM_LEVEL_CHECKS = {"channels": _int_at_least(1), "convs": _int_at_least(1),
+                     "stride": _one_of(STRIDES)}
+STAGE_CHECKS = {"channels": _int_at_least(1), "depth": _int_at_least(1),
+                "fan_in": _int_at_least(2), "stride": _one_of(STRIDES),
+                "level_root": _boolean, "root_kernel": _one_of(ROOT_KERNELS),
+                "root_residual": _boolean, "ida_from": _boolean}
+STAGE_DEFAULTS = {"depth": 1, "fan_in": 2, "stride": 2, "level_root": True, "root_kernel": 1,
+                  "root_residual": False, "ida_from": False}
+
+
+# ---- the space -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Task:
+    dataset: str
+    resolution: int | None = None
+    classes: int | None = None
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """Low-fidelity training settings applied to every trial."""
+
+    epochs: int = 8
+    train_fraction: float = 1.0
+    batch_size: int = 64
+    lr: float = 0.05
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A parsed search space file."""
+
+    name: str
+    path: str
+    raw: dict
+    task: Task
+    proxy: Proxy
+    objectives: tuple[tuple[str, str], ...]
+    constraints: dict[str, float]
+    block: Spec
+    cardinality: Spec
+    width_multiplier: Spec
+    channel_divisor: int
+    stem_kernel: Spec
+    stem_stride: Spec
+    stem_levels: tuple[dict[str, Spec], ...]
+    num_stages: Spec
+    stages: tuple[dict[str, Spec], ...]
+
+    # ---- loading ---------------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "SearchSpace":
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise SpaceError(f"{path}: cannot read ({exc.strerror})") from None
+        except yaml.YAMLError as exc:
+            raise SpaceError(f"{path}: not valid YAML ({exc})") from None
+        try:
+            return cls.from_dict(raw, str(path))
+        except SpaceError as exc:
+            raise SpaceError(f"{path}: {exc}") from None
+
+    @classmethod
+    def from_dict(cls, raw: Any, path: str = "<dict>") -> "SearchSpace":
+        raw = _mapping(raw, "space", {"name", "description", "task", "proxy", "objectives",
+                                       "constraints", "genome"}, required={"task", "genome"})
+        task = _dataclass(Task, raw["task"], "task")
+        if task.resolution is not None and _int_at_least(8)(task.resolution):
+            raise SpaceError(f"task.resolution: {task.resolution!r} is not allowed (an integer >= 8)")
+        proxy = _dataclass(Proxy, raw.get("proxy", {}), "proxy")
+        for name, ok, allowed in [
+            ("epochs", type(proxy.epochs) is int and proxy.epochs >= 1, "an integer >= 1"),
+            ("batch_size", type(proxy.batch_size) is int and proxy.batch_size >= 1, "an integer >= 1"),
+            ("train_fraction", _positive_number(proxy.train_fraction) is None
+             and proxy.train_fraction <= 1, "0 < x <= 1"),
+            ("lr", _positive_number(proxy.lr) is None, "a number > 0"),
+            ("seed", type(proxy.seed) is int and proxy.seed >= 0, "an integer >= 0"),
+        ]:
+            if not ok:
+                raise SpaceError(f"proxy.{name}: {getattr(proxy, name)!r} is not allowed ({allowed})")
+        objectives = _objectives(raw.get("objectives", {"val_acc": "maximize", "macs": "minimize"}))
+        constraints = dict(_mapping(raw.get("constraints", {}), "constraints", set(CONSTRAINTS)))
+        for key, value in constraints.items():
+            if _positive_number(value):
+                raise SpaceError(f"constraints.{key}: {value!r} is not allowed (a number > 0)")
+        g = _mapping(raw["genome"], "genome",
+                     {"block", "cardinality", "width_multiplier", "channel_divisor", "stem",
+                      "num_stages", "stages"}, required={"stem", "stages"})
+        stem = _mapping(g["stem"], "genome.stem", {"kernel", "stride", "levels"},
+                        required={"levels"})
+        if not isinstance(stem["levels"], list) or not stem["levels"]:
+            raise SpaceError("genome.stem.levels: a non-empty list of level specs is required")
+        stem_levels = tuple(
+            _field_specs(lv, f"genome.stem.levels[{i}]", STEM_LEVEL_CHECKS, {"convs": 1, "stride": 1})
+            for i, lv in enumerate(stem["levels"]))
+        divisor = g.get("channel_divisor", 8)
+        if _int_at_least(1)(divisor):
+            raise SpaceError(f"genome.channel_divisor: {divisor!r} is not allowed (an integer >= 1)")
+        stages_raw = g["stages"]
+        if isinstance(stages_raw, Mapping):
+            stages_list = None
+        elif isinstance(stages_raw, list) and stages_raw:
+            stages_list = stages_raw
+        else:
+            raise SpaceError("genome.stages: a stage spec (mapping, used for every stage) or a "
+                             "non-empty list of stage specs (one per stage) is required")
+        default_n = len(stages_list) if stages_list is not None else None
+        if "num_stages" not in g and default_n is None:
+            raise SpaceError("genome.num_stages: required when genome.stages is one mapping")
+        num_stages = _spec(g.get("num_stages", default_n), "genome.num_stages", _int_at_least(1))
+        max_stages = max(num_stages.values()) if not isinstance(num_stages, IntRange) else num_stages.high
+        if stages_list is not None and len(stages_list) < max_stages:
+            raise SpaceError(f"genome.stages: {len(stages_list)} stage specs for up to "
+                             f"{max_stages} stages (num_stages); give one per stage")
+        stages = tuple(
+            _field_specs(stages_list[i] if stages_list is not None else stages_raw,
+                         f"genome.stages[{i}]" if stages_list is not None else "genome.stages",
+                         STAGE_CHECKS, STAGE_DEFAULTS)
+            for i in range(max_stages))
+        space = cls(
+            name=str(raw.get("name", Path(path).stem)),
+            path=path,
+            raw=raw,
+            task=task,
+            proxy=proxy,
+            objectives=objectives,
+            constraints=constraints,
+            block=_spec(g.get("block", "basic"), "genome.block", _one_of(BLOCKS)),
+            cardinality=_spec(g.get("cardinality", 32), "genome.cardinality", _int_at_least(1)),
+            width_multiplier=_spec(g.get("width_multiplier", 1.0), "genome.width_multiplier",
+                                   _positive_number),
+            channel_divisor=divisor,
+            stem_kernel=_spec(stem.get("kernel", 3), "genome.stem.kernel", _odd),
+            stem_stride=_spec(stem.get("stride", 1), "genome.stem.stride", _one_of(STRIDES)),
+            stem_levels=stem_levels,
+            num_stages=num_stages,
+            stages=stages,
+        )
+        space._self_check()
+        return space
+
+    def _self_check(self) -> None:
+        """Every sampled configuration must give a valid genome; check a few at random."""
+        import random
+
+        rng = random.Random(0)
+        for _ in range(20):
+            self.sample(_RandomSuggester(rng), self.task.resolution or 32)
+
+    # ---- identity --------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """Hash of the resolved space: a run continues only with the same space."""
+        text = json.dumps(self.raw, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @property
+    def directions(self) -> list[str]:
+        return [d for _, d in self.objectives]
+
+    @property
+    def metrics(self) -> list[str]:
+        return [m for m, _ in self.objectives]
+
+    # ---- sampling --------------------------------------------------------------------------
+    def sample(self, trial: Suggester, resolution: int) -> tuple[Genome, list[str]]:
+        """A valid Genome for this trial, and a note for every deterministic repair.
+
+        Repairs: a stride-2 step that would receive a map smaller than 2x2 at ``resolution``
+        becomes stride 1; bottleneck(x) widths are raised to the nearest width the block
+        allows. IDA edges are offered only from stages ``j <= i - 2``."""
+        repairs: list[str] = []
+        block = self.block.draw(trial, "block")
+        cardinality = self.cardinality.draw(trial, "cardinality")
+        mult = self.width_multiplier.draw(trial, "width_multiplier")
+        size = resolution
+        stem_stride = self.stem_stride.draw(trial, "stem.stride")
+        size, stem_stride = _fit_stride(size, stem_stride, "stem.stride", repairs)
+        levels = []
+        for i, spec in enumerate(self.stem_levels):
+            where = f"stem.levels[{i}]"
+            lv = {k: s.draw(trial, f"{where}.{k}") for k, s in spec.items()}
+            lv["channels"] = self._width(lv["channels"], mult)
+            size, lv["stride"] = _fit_stride(size, lv["stride"], f"{where}.stride", repairs)
+            levels.append(lv)
+        n = self.num_stages.draw(trial, "num_stages")
+        stages = []
+        for i in range(n):
+            where = f"stages[{i}]"
+            spec = self.stages[i]
+            st = {k: s.draw(trial, f"{where}.{k}") for k, s in spec.items() if k != "ida_from"}
+            st["ida_from"] = [j for j in range(i - 1)
+                              if spec["ida_from"].draw(trial, f"{where}.ida_from.{j}")]
+            st["channels"] = _fit_block_width(self._width(st["channels"], mult), block,
+                                              cardinality, f"{where}.channels", repairs)
+            size, st["stride"] = _fit_stride(size, st["stride"], f"{where}.stride", repairs)
+            stages.append(st)
+        try:
+            genome = Genome.from_dict({
+                "block": block, "cardinality": cardinality,
+                "stem": {"kernel": self.stem_kernel.draw(trial, "stem.kernel"),
+                         "stride": stem_stride, "levels": levels},
+                "stages": stages,
+            })
+        except GenomeError as exc:  # a combination no repair covers: the space's fault
+            raise SpaceError(f"genome: a sampled combination is invalid ({exc})") from None
+        return genome, repairs
+
+    def _width(self, channels: int, mult: float) -> int:
+        if mult == 1:
+            return channels
+        d = self.channel_divisor
+        return max(d, int(round(channels * mult / d)) * d)
+
+    # ---- size ------------------------------------------------------------------------------
+    def count(self) -> tuple[int, bool]:
+        """(number of distinct genomes, exact?). Exact (by enumerating every configuration and
+        hashing the genome) when there are at most 200,000 configurations; otherwise the
+        number of configurations, an upper bound."""
+        specs = self._named_specs()
+        total = math.prod(len(s.values()) for _, s in specs)  # upper bound over num_stages
+        if total > ENUMERATION_LIMIT:
+            return self._configurations(), False
+        names = [n for n, _ in specs]
+        hashes = set()
+        for combo in itertools.product(*(s.values() for _, s in specs)):
+            genome, _ = self.sample(_FixedSuggester(dict(zip(names, combo))),
+                                    self.task.resolution or 32)
+            hashes.add(genome.canonical_hash())
+        return len(hashes), True
+
+    def _named_specs(self) -> list[tuple[str, Spec]]:
+        """Every spec with its parameter name, for all stage slots up to the maximum."""
+        out = [("block", self.block), ("cardinality", self.cardinality),
+               ("width_multiplier", self.width_multiplier), ("stem.kernel", self.stem_kernel),
+               ("stem.stride", self.stem_stride), ("num_stages", self.num_stages)]
+        for i, spec in enumerate(self.stem_levels):
+            out += [(f"stem.levels[{i}].{k}", s) for k, s in spec.items()]
+        for i, spec in enumerate(self.stages):
+            out += [(f"stages[{i}].{k}", s) for k, s in spec.items() if k != "ida_from"]
+            out += [(f"stages[{i}].ida_from.{j}", spec["ida_from"]) for j in range(i - 1)]
+        return out
+
+    def _configurations(self) -> int:
+        """Configurations summed over the number of stages (stages beyond it are not drawn)."""
+        fixed = [s for n, s in self._named_specs() if not n.startswith("stages[") and n != "num_stages"]
+        head = math.prod(len(s.values()) for s in fixed)
+        per_stage = []
+        for i, spec in enumerate(self.stages):
+            k = math.prod(len(s.values()) for k, s in spec.items() if k != "ida_from")
+            per_stage.append(k * len(spec["ida_from"].values()) ** max(0, i - 1))
+        return head * sum(math.prod(per_stage[:n]) for n in self.num_stages.values())
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def _fit_stride(size: int, stride: int, where: str, repairs: list[str]) -> tuple[int, int]:
+    if stride == 2 and size < 2:
+        repairs.append(f"{where}: 2 -> 1 (the map is already 1x1)")
+        stride = 1
+    return (size + 1) // 2 if stride == 2 else size, stride
+
+
+def _fit_block_width(channels: int, block: str, cardinality: int, where: str,
+                     repairs: list[str]) -> int:
+    fitted = channels
+    if block == "bottleneck":
+        fitted = max(2, channels)
+    elif block == "bottleneckx":
+        fitted = max(32, math.ceil(channels / 32) * 32)
+    if fitted != channels:
+        repairs.append(f"{where}: {channels} -> {fitted} (the narrowest {block} width)")
+    return fitted
+
+
+def _mapping(raw: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+    if not isinstance(raw, Mapping):
+        raise SpaceError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    for key in raw:
+        if key not in allowed:
+            raise SpaceError(f"{where}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
+    for key in sorted(required):
+        if key not in raw:
+            raise SpaceError(f"{where}.{key}: missing required key")
+    return dict(raw)
+
+
+def _dataclass(cls, raw: Any, where: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    required = {f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING}
+    return cls(**_mapping(raw, where, names, required))
+
+
+def _field_specs(raw: Any, where: str, checks: dict, defaults: dict) -> dict[str, Spec]:
+    raw = _mapping(raw, where, set(checks), required={k for k in checks if k not in defaults})
+    return {k: _spec(raw.get(k, defaults.get(k)), f"{where}.{k}", check)
+            for k, check in checks.items()}
+
+
+def _objectives(raw: Any) -> tuple[tuple[str, str], ...]:
+    raw = _mapping(raw, "objectives", set(METRICS))
+    if not raw:
+        raise SpaceError("objectives: at least one is required (e.g. val_acc: maximize)")
+    out = []
+    for metric, direction in raw.items():
+        if direction != METRICS[metric]:
+            raise SpaceError(f"objectives.{metric}: {direction!r} is not allowed "
+                             f"({METRICS[metric]})")
+        out.append((metric, direction))
+    return tuple(out)
+
+
+class _RandomSuggester:
+    """Draws uniformly, for the space's self-check."""
+
+    def __init__(self, rng) -> None:
+        self.rng = rng
+
+    def suggest_categorical(self, name: str, choices: list) -> Any:
+        return self.rng.choice(choices)
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
+        return self.rng.randrange(low, high + 1, step)
+
+
+class _FixedSuggester:
+    """Answers from a fixed assignment, for enumeration."""
+
+    def __init__(self, values: dict) -> None:
+        self.values = values
+
+    def suggest_categorical(self, name: str, choices: list) -> Any:
+        return self.values[name]
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
+        return self.values[name]

@@ -1,0 +1,259 @@
+"""The Optuna search: records, resume after kill -9 and Ctrl-C, workers, dedup, failures."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from dla_nas.cli import main
+from dla_nas.results import RunStore, TrialRecord, load_run
+from dla_nas.search import SearchOptions, _run_trial, counts, recover
+from dla_nas.space import SearchSpace
+
+# digits at native 8 px with tiny genomes: about a second per trial
+SPACE = {
+    "name": "test-tiny",
+    "task": {"dataset": "digits", "resolution": 8},
+    "proxy": {"epochs": 2, "batch_size": 128},
+    "constraints": {"max_macs": 400_000},
+    "genome": {
+        "stem": {"kernel": 3, "levels": [{"channels": [4, 8]}]},
+        "num_stages": {"low": 1, "high": 2},
+        "stages": [{"channels": [8, 16], "stride": 1, "level_root": False, "fan_in": [2, 3]},
+                   {"channels": [16, 32], "depth": [1, 2]}],
+    },
+}
+
+
+def write_space(tmp_path, **changes):
+    raw = json.loads(json.dumps(SPACE))
+    raw.update(changes)
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "dla_nas.cli", *args], capture_output=True,
+                          text=True, **kw)
+
+
+def search_records(out):
+    return [r for r in load_run(out) if r.kind == "search"]
+
+
+def assert_no_genome_trained_twice(records):
+    trained = [r.hash for r in records if r.epochs_run > 0 and r.reused_from is None]
+    assert len(trained) == len(set(trained))
+    for r in records:
+        if r.status == "reused":
+            assert r.reused_from is not None and r.reused_from != r.trial
+        if r.reused_from is not None:  # a duplicate points at the first record of its genome
+            first = next(f for f in records if f.trial == r.reused_from)
+            assert first.hash == r.hash and first.reused_from is None
+
+
+def test_search_writes_records_and_resumes_without_retraining(tmp_path):
+    space, out = write_space(tmp_path), tmp_path / "run"
+    first = cli("search", "--space", str(space), "--trials", "4", "--out", str(out),
+                "--baselines", "plain_cnn_8_16_32")
+    assert first.returncode == 0, first.stderr
+    records = search_records(out)
+    assert sorted(r.trial for r in records) == [0, 1, 2, 3]
+    for r in records:
+        assert r.macs is not None and r.params is not None and r.hash and r.genome
+        assert r.status in ("ok", "reused", "infeasible")
+        if r.status == "ok":
+            assert 0 <= r.val_acc <= 1 and len(r.val_acc_per_epoch) == 2 and r.train_seconds > 0
+        if r.status == "infeasible":
+            assert r.macs > 400_000 and r.val_acc is None and r.epochs_run == 0
+    assert [r.name for r in load_run(out) if r.kind == "baseline"] == ["plain_cnn_8_16_32"]
+    info = yaml.safe_load((out / "run.yaml").read_text())
+    assert info["space"]["name"] == "test-tiny" and info["seed"] == 0 and "torch" in info["versions"]
+    before = (out / "trials.jsonl").read_text()
+
+    second = cli("search", "--space", str(space), "--trials", "6", "--out", str(out),
+                 "--baselines", "plain_cnn_8_16_32")
+    assert second.returncode == 0, second.stderr
+    assert "resuming: 4 trials finished" in second.stdout + second.stderr
+    assert (out / "trials.jsonl").read_text().startswith(before)  # nothing rewritten
+    records = search_records(out)
+    assert sorted(r.trial for r in records) == list(range(6))
+    assert len([r for r in load_run(out) if r.kind == "baseline"]) == 1  # not re-run
+    assert_no_genome_trained_twice(records)
+
+    status = cli("status", str(out))
+    assert status.returncode == 0 and "Pareto front" in status.stdout and "test-tiny" in status.stdout
+
+
+def test_kill_9_then_resume_loses_nothing_and_retrains_nothing(tmp_path):
+    space, out = write_space(tmp_path, proxy={"epochs": 3, "batch_size": 64}), tmp_path / "run"
+    args = [sys.executable, "-m", "dla_nas.cli", "search", "--space", str(space), "--trials", "8",
+            "--out", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if out.joinpath("trials.jsonl").exists() and len(search_records(out)) >= 2:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    killed_at = search_records(out)
+    assert 2 <= len(killed_at) < 8
+    time.sleep(1.5)  # the worker notices its driver is gone and exits
+    lines_before = (out / "trials.jsonl").read_text()
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert (out / "trials.jsonl").read_text().startswith(lines_before)
+    records = search_records(out)
+    assert len(records) == 8 and len({r.trial for r in records}) == 8
+    assert_no_genome_trained_twice(records)
+    study = optuna.load_study(study_name="test-tiny", storage=optuna.storages.journal.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(out / "study.journal"))))
+    states = [t.state for t in study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states
+    # a trial killed mid-training was retried with the same parameters
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.FAIL:
+            retry = [u for u in study.trials if u.user_attrs.get("retry_of") == t.number]
+            assert len(retry) == 1 and retry[0].params == t.params
+
+
+def test_ctrl_c_stops_gracefully_and_the_same_command_continues(tmp_path):
+    space, out = write_space(tmp_path, proxy={"epochs": 3, "batch_size": 64}), tmp_path / "run"
+    args = [sys.executable, "-m", "dla_nas.cli", "search", "--space", str(space), "--trials", "6",
+            "--out", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "trials.jsonl").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted" in output and "Traceback" not in output
+    again = cli("search", "--space", str(space), "--trials", "6", "--out", str(out), timeout=300)
+    assert again.returncode == 0, again.stderr
+    records = search_records(out)
+    assert sorted(r.trial for r in records) == sorted({r.trial for r in records})
+    assert len(records) == 6
+    assert_no_genome_trained_twice(records)
+
+
+def test_two_workers_finish_exactly_n_trials(tmp_path):
+    space, out = write_space(tmp_path), tmp_path / "run"
+    result = cli("search", "--space", str(space), "--trials", "5", "--out", str(out),
+                 "--workers", "2", "--sampler", "random")
+    assert result.returncode == 0, result.stderr
+    records = search_records(out)
+    assert sorted(r.trial for r in records) == [0, 1, 2, 3, 4]
+    assert len({r.worker for r in records}) == 2
+
+
+def test_same_genome_is_trained_once_and_reused(tmp_path):
+    fixed = json.loads(json.dumps(SPACE["genome"]))
+    fixed["stem"]["levels"] = [{"channels": 4}]
+    fixed["num_stages"] = 1
+    fixed["stages"] = [{"channels": 8, "stride": 1, "level_root": False}]
+    space, out = write_space(tmp_path, genome=fixed), tmp_path / "run"
+    result = cli("search", "--space", str(space), "--trials", "3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    records = sorted(search_records(out), key=lambda r: r.trial)
+    assert [r.status for r in records] == ["ok", "reused", "reused"]
+    assert {r.reused_from for r in records[1:]} == {0}
+    assert len({r.hash for r in records}) == 1
+    assert records[1].val_acc == records[0].val_acc and records[1].epochs_run == 2
+
+
+class _Exploding:
+    """An evaluator whose training raises, like an out-of-memory error in one genome."""
+
+    worker, device = "test", "cpu"
+
+    class data:
+        resolution = 8
+
+    def evaluate(self, genome, trial, **kw):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+
+def _study_and_store(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.path.mkdir()
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    return study, store
+
+
+def test_a_failing_genome_is_recorded_and_the_search_goes_on(tmp_path):
+    space = SearchSpace.from_yaml(write_space(tmp_path))
+    study, store = _study_and_store(tmp_path)
+    trial = study.ask()
+    _run_trial(study, trial, space, _Exploding(), store)
+    (record,) = store.records()
+    assert record.status == "failed" and "out of memory" in record.reason
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    recover(study, store, space.metrics)  # recorded failures are not retried
+    assert len(study.trials) == 1
+    assert counts(study, store) == (1, 0)
+
+
+def test_recover_retries_a_dead_workers_trial_and_completes_a_recorded_one(tmp_path):
+    study, store = _study_and_store(tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for number in range(2):
+        t = study.ask()
+        t.suggest_int("x", 0, 9)
+        t.set_user_attr("pid", dead.pid)
+        t.set_user_attr("host", socket.gethostname())
+    store.append(TrialRecord(trial=1, status="ok", hash="abc", val_acc=0.5, macs=10))
+    recover(study, store, ["val_acc", "macs"])
+    trials = study.get_trials()
+    assert trials[0].state == optuna.trial.TrialState.FAIL
+    assert trials[1].state == optuna.trial.TrialState.COMPLETE and trials[1].values == [0.5, 10.0]
+    assert trials[2].state == optuna.trial.TrialState.WAITING
+    assert trials[2].user_attrs["retry_of"] == 0
+    recover(study, store, ["val_acc", "macs"])  # idempotent: no second retry
+    assert len(study.get_trials()) == 3
+    retry = study.ask()  # the retry replays the failed trial's parameters
+    assert retry.number == 2 and retry.suggest_int("x", 0, 9) == trials[0].params["x"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--baselines", "resnet50"], "--baselines: 'resnet50' is not known"),
+    (["--space", "no-such-space.yaml"], "no-such-space.yaml: cannot read"),
+])
+def test_bad_search_input_is_one_clear_line(tmp_path, argv, message, capsys):
+    space = write_space(tmp_path)
+    base = ["search", "--space", str(space), "--trials", "2", "--out", str(tmp_path / "r")]
+    assert main(base + argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_bad_search_flags_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["search", "--space", "x.yaml", "--workers", "0"])
+    assert "'0' is not allowed (an integer >= 1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["search", "--space", "x.yaml", "--sampler", "grid"])
+    assert "invalid choice: 'grid'" in capsys.readouterr().err
+
+
+def test_a_run_refuses_another_space(tmp_path, capsys):
+    out = tmp_path / "run"
+    RunStore(out).create_or_check({"space_fingerprint": "aaaa", "space": {"name": "other"}})
+    assert main(["search", "--space", str(write_space(tmp_path)), "--out", str(out)]) == 2
+    assert "made with another search space" in capsys.readouterr().err
+
+
+def test_options_check():
+    space = SearchSpace.from_dict(SPACE)
+    assert SearchOptions(space="x", trials=1, out="o").sampler_name(space) == "nsga2"

@@ -1,0 +1,147 @@
+"""Search spaces: parsing, sampling to valid genomes, repairs, size, and clear errors."""
+
+import random
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from dla_nas.space import SearchSpace, SpaceError, _FixedSuggester, _RandomSuggester
+
+SPACES = sorted(Path(__file__).resolve().parent.parent.joinpath("search_spaces").glob("*.yaml"))
+
+
+def minimal(**over):
+    raw = {
+        "task": {"dataset": "digits", "resolution": 16},
+        "genome": {
+            "stem": {"levels": [{"channels": 8}]},
+            "stages": [{"channels": [8, 16], "stride": 1, "level_root": False},
+                       {"channels": {"low": 16, "high": 32, "step": 16}, "depth": [1, 2]}],
+        },
+    }
+    for key, value in over.items():
+        node = raw
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node[int(p)] if p.isdigit() else node[p]
+        if value is None:
+            del node[last]
+        else:
+            node[last] = value
+    return raw
+
+
+@pytest.mark.parametrize("path", SPACES, ids=[p.name for p in SPACES])
+def test_shipped_spaces_load_and_sample_valid_genomes(path):
+    space = SearchSpace.from_yaml(path)
+    rng = random.Random(1)
+    for _ in range(30):
+        genome, _ = space.sample(_RandomSuggester(rng), space.task.resolution or 32)
+        genome.validate()
+        genome.feature_sizes(space.task.resolution or 32)
+    count, _exact = space.count()
+    assert count >= 2
+
+
+def test_defaults_objectives_and_proxy():
+    space = SearchSpace.from_dict(minimal())
+    assert space.objectives == (("val_acc", "maximize"), ("macs", "minimize"))
+    assert space.proxy.epochs == 8 and space.constraints == {}
+
+
+def test_optuna_trial_maps_to_a_genome_define_by_run():
+    space = SearchSpace.from_dict(minimal())
+    study = optuna.create_study(directions=space.directions,
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    hashes = set()
+    for _ in range(8):
+        trial = study.ask()
+        genome, _ = space.sample(trial, 16)
+        assert set(trial.params) >= {"stages[0].channels", "stages[1].depth"}
+        hashes.add(genome.canonical_hash())
+        study.tell(trial, [0.5, 1.0])
+    assert len(hashes) > 1
+
+
+def test_exact_count_of_a_small_space():
+    space = SearchSpace.from_dict(minimal())
+    assert space.count() == (2 * 2 * 2, True)  # stage0 channels x stage1 channels x depth
+
+
+def test_ida_edges_only_from_stages_two_back():
+    raw = minimal(**{"genome.stages": {"channels": 8, "ida_from": [False, True]},
+                     "genome.num_stages": 4})
+    space = SearchSpace.from_dict(raw)
+    names = {"stages[2].ida_from.0", "stages[3].ida_from.0", "stages[3].ida_from.1"}
+    assert names <= {n for n, _ in space._named_specs()}
+    assert "stages[1].ida_from.0" not in {n for n, _ in space._named_specs()}
+    values = {n: s.values()[-1] for n, s in space._named_specs()}
+    genome, _ = space.sample(_FixedSuggester(values), 64)
+    assert genome.stages[3].ida_from == (0, 1) and genome.stages[1].ida_from == ()
+
+
+def test_repairs_are_deterministic_and_reported():
+    raw = minimal(**{"genome.stages": {"channels": 20, "stride": 2}, "genome.num_stages": 5,
+                     "genome.block": "bottleneckx", "task.resolution": 8})
+    space = SearchSpace.from_dict(raw)
+    values = {n: s.values()[0] for n, s in space._named_specs()}
+    a, repairs = space.sample(_FixedSuggester(values), 8)
+    b, _ = space.sample(_FixedSuggester(values), 8)
+    assert a == b
+    assert [s.stride for s in a.stages] == [2, 2, 2, 1, 1]  # 8 -> 4 -> 2 -> 1, then no more
+    assert all(s.channels == 32 for s in a.stages)
+    assert any("stages[3].stride: 2 -> 1" in r for r in repairs)
+    assert any("20 -> 32" in r for r in repairs)
+
+
+def test_width_multiplier_scales_and_rounds_to_the_divisor():
+    space = SearchSpace.from_dict(minimal(**{"genome.width_multiplier": [0.5, 2.0]}))
+    values = {n: s.values()[0] for n, s in space._named_specs()}
+    genome, _ = space.sample(_FixedSuggester(values), 16)
+    assert genome.stem.levels[0].channels == 8 and genome.stages[1].channels == 8
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"genome.stages.0.fan_in": [1, 2]}, r"genome\.stages\[0\]\.fan_in: 1 is not allowed \(an integer >= 2\)"),
+    ({"genome.stages.1.depth": {"low": 3, "high": 1}}, r"genome\.stages\[1\]\.depth: range .* is not allowed"),
+    ({"genome.stages.0.stride": [1, 3]}, r"stride: 3 is not allowed \(one of 1, 2\)"),
+    ({"genome.stages.0.colour": 1}, r"genome\.stages\[0\]\.colour: unknown key"),
+    ({"genome.block": ["basic", "dense"]}, r"genome\.block: 'dense' is not allowed"),
+    ({"genome.stages.0.channels": []}, r"empty choice list"),
+    ({"genome.stem": None}, r"genome\.stem: missing required key"),
+    ({"objectives": {"val_acc": "minimize"}}, r"objectives\.val_acc: 'minimize' is not allowed \(maximize\)"),
+    ({"objectives": {"accuracy": "maximize"}}, r"objectives\.accuracy: unknown key"),
+    ({"constraints": {"max_flops": 5}}, r"constraints\.max_flops: unknown key \(allowed: max_latency_ms, max_macs, max_params\)"),
+    ({"constraints": {"max_macs": -1}}, r"constraints\.max_macs: -1 is not allowed"),
+    ({"proxy": {"epochs": 0}}, r"proxy\.epochs: 0 is not allowed"),
+    ({"genome.num_stages": 3}, r"genome\.stages: 2 stage specs for up to 3 stages"),
+    ({"task.resolution": 4}, r"task\.resolution: 4 is not allowed"),
+    ({"genome.stem.kernel": [3, 4]}, r"genome\.stem\.kernel: 4 is not allowed \(an odd integer"),
+])
+def test_bad_spaces_name_the_key_and_what_is_allowed(over, message):
+    with pytest.raises(SpaceError, match=message):
+        SearchSpace.from_dict(minimal(**over))
+
+
+def test_bad_space_file_errors_name_the_file(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(minimal(**{"genome.stages.0.fan_in": 1})))
+    with pytest.raises(SpaceError, match=r"space\.yaml: genome\.stages\[0\]\.fan_in"):
+        SearchSpace.from_yaml(path)
+    path.write_text("task: [unclosed")
+    with pytest.raises(SpaceError, match=r"space\.yaml: not valid YAML"):
+        SearchSpace.from_yaml(path)
+    with pytest.raises(SpaceError, match=r"cannot read"):
+        SearchSpace.from_yaml(tmp_path / "nope.yaml")
+
+
+def test_dla34_neighbourhood_contains_dla34_cifar():
+    from dla_nas import zoo
+
+    space = SearchSpace.from_yaml(Path(SPACES[0]).parent / "cifar10-dla34-neighbourhood.yaml")
+    first = {n: s.values()[0] for n, s in space._named_specs()}
+    genome, repairs = space.sample(_FixedSuggester(first), 32)
+    assert repairs == []
+    assert genome.canonical_hash() == zoo.load("dla34_cifar").canonical_hash()
