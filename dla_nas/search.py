@@ -29,7 +29,7 @@ from .baselines import is_baseline
 from .data import DataError
 from .genome import GenomeError
 from .proxy import ProxyEvaluator
-from .results import RunStore, TrialRecord
+from .results import RunError, RunStore, TrialRecord
 from .space import CONSTRAINTS, SearchSpace, SpaceError
 from .training import TrainError
 
@@ -257,6 +257,13 @@ def start(opts: SearchOptions) -> tuple[SearchSpace, RunStore, optuna.Study, boo
     opts.check(space)
     store = RunStore(opts.out)
     resumed = store.create_or_check(run_info(space, opts))
+    if resumed:  # the study lives where the run put it
+        stored = store.info().get("options", {}).get("storage")
+        if opts.storage is None:
+            opts.storage = stored
+        elif opts.storage != stored:
+            raise RunError(f"{store.run_yaml}: this run keeps its study in "
+                           f"{stored or 'its journal file'}; --storage {opts.storage} differs")
     return space, store, open_study(store, space, opts), resumed
 
 

@@ -257,3 +257,15 @@ def test_a_run_refuses_another_space(tmp_path, capsys):
 def test_options_check():
     space = SearchSpace.from_dict(SPACE)
     assert SearchOptions(space="x", trials=1, out="o").sampler_name(space) == "nsga2"
+
+
+def test_resume_keeps_the_runs_storage(tmp_path):
+    from dla_nas.search import start
+
+    space, out = str(write_space(tmp_path)), str(tmp_path / "run")
+    start(SearchOptions(space=space, trials=1, out=out, storage=f"sqlite:///{tmp_path}/s.db"))
+    opts = SearchOptions(space=space, trials=1, out=out)
+    start(opts)
+    assert opts.storage == f"sqlite:///{tmp_path}/s.db"  # adopted from run.yaml
+    with pytest.raises(Exception, match="keeps its study in sqlite"):
+        start(SearchOptions(space=space, trials=1, out=out, storage=f"sqlite:///{tmp_path}/other.db"))
