@@ -327,12 +327,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from .pareto import run_objectives
     from .results import RunStore, load_run
 
     store = RunStore(args.run)
     info = store.info()
     records = load_run(args.run)
-    objectives = [tuple(o) for o in info.get("objectives", [["val_acc", "maximize"], ["macs", "minimize"]])]
+    objectives = run_objectives(info)
     console = Console(width=max(Console().width, 120))
     space = info.get("space", {})
     console.print(f"[bold]{store.path}[/]: space {space.get('name', '?')}, backend "
@@ -352,6 +353,45 @@ def cmd_status(args: argparse.Namespace) -> int:
                       f"{r.wall_seconds:.1f}", note)
     console.print(table)
     _print_summary(console, store, objectives)
+    return 0
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .plots import plot_pareto
+
+    out = Path(args.out) if args.out else Path(args.runs[0])
+    summary = plot_pareto([Path(r) for r in args.runs], x=args.x, y=args.y, out=out)
+    console = Console(width=max(Console().width, 100))
+    for run in summary["runs"]:
+        table = Table(title=f"{run['run']}: Pareto front of {args.y} against {args.x} "
+                            f"({run['eligible_trials']} eligible of {run['finished_search_trials']} "
+                            f"finished; hypervolume {run['hypervolume']:.4g})")
+        for col in ("trial", "hash", "val_acc", "MACs", "params", ""):
+            table.add_column(col, justify="right")
+        for r in run["front"]:
+            table.add_row(str(r["trial"]), r["hash"], f"{r['val_acc']:.4f}", f"{r['macs']:,}",
+                          f"{r['params']:,}", "knee" if r["trial"] == run["knee"] else "")
+        console.print(table)
+        if run["note"]:
+            console.print(run["note"])
+    console.print("wrote " + ", ".join(summary["files"].values()))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    out = Path(args.out) if args.out else Path(args.run) / "export"
+    paths = export_run(Path(args.run), out, pareto=args.pareto, trial=args.trial, best=args.best,
+                       knee=args.knee, onnx=args.onnx)
+    for path in paths:
+        print(path)
+    print(f"exported {sum(p.suffix == '.yaml' for p in paths)} config(s); build one with "
+          f"dla_nas.build_model(PATH, num_classes=...) or `dla-nas train PATH --dataset ...`",
+          file=sys.stderr)
     return 0
 
 
@@ -476,6 +516,38 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Print every trial of a run folder, and its Pareto front.")
     st.add_argument("run", metavar="RUN", help="a run folder, e.g. results/demo")
     st.set_defaults(func=cmd_status)
+
+    pa = sub.add_parser(
+        "pareto", help="plot the accuracy/cost trade-off of one or more runs",
+        description="Write pareto.png (all trials, the front as a step line, baselines "
+                    "labelled), hypervolume.png (hypervolume after each trial, one line per run) "
+                    "and an interactive pareto.html, and print each run's front.",
+    )
+    pa.add_argument("runs", nargs="+", metavar="RUN", help="run folders, e.g. results/demo")
+    pa.add_argument("--x", default="macs", choices=["macs", "params", "latency_ms"],
+                    help="cost axis (default macs, log scale)")
+    pa.add_argument("--y", default="val_acc", choices=["val_acc"], help="accuracy axis")
+    pa.add_argument("--out", default=None, metavar="DIR",
+                    help="output folder (default: the first run's folder)")
+    pa.set_defaults(func=cmd_pareto)
+
+    ex = sub.add_parser(
+        "export", help="write chosen trials as model configs (YAML, optional ONNX)",
+        description="Write one YAML model config per chosen trial: the genome plus metadata "
+                    "(run, trial, hash, dataset, fidelity, objective values, params and MACs). "
+                    "Each config is rebuilt and checked against the run's params and MACs.",
+    )
+    ex.add_argument("run", metavar="RUN", help="a run folder, e.g. results/demo")
+    pick = ex.add_mutually_exclusive_group(required=True)
+    pick.add_argument("--pareto", action="store_true", help="every trial on the Pareto front")
+    pick.add_argument("--trial", type=int, default=None, metavar="N", help="trial number N")
+    pick.add_argument("--best", default=None, metavar="OBJECTIVE",
+                      help="the best trial for one objective, e.g. val_acc")
+    pick.add_argument("--knee", action="store_true", help="the knee of the front")
+    ex.add_argument("--onnx", action="store_true",
+                    help="also export ONNX graphs (needs pip install 'dla-nas[onnx]')")
+    ex.add_argument("--out", default=None, metavar="DIR", help="default RUN/export")
+    ex.set_defaults(func=cmd_export)
     return parser
 
 

@@ -1,0 +1,225 @@
+"""Export chosen trials of a run as model configs (and optionally ONNX).
+
+A config is a YAML file ``<space>-trial<N>-<hash>.yaml`` with ``genome:`` (what
+``dla_nas.build_model(path, ...)`` and ``dla-nas show/train`` read) and ``metadata:`` (where it
+came from: run, trial, dataset, proxy fidelity, objective values, params and MACs at the
+search input shape). Every written config is rebuilt from the file and its params and MACs
+are checked against the run's record.
+
+The input shape: digits is loaded (it is embedded, so this is cheap and exact); for CIFAR the
+class count comes from the space's ``task.classes`` or the dataset name, with 3 channels; for
+a ``folder:`` dataset (not read at export) from ``task.classes``, with the channel count (3,
+else 1 for an all-grayscale folder) that reproduces the recorded params.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .builder import build_model
+from .cost import count_params, model_cost
+from .genome import Genome
+from .pareto import best_record, eligible, front, run_objectives
+from .pareto import knee as front_knee  # export_run has a `knee` flag
+from .results import TRAINED, RunError, RunStore, TrialRecord, load_run
+
+CIFAR_CLASSES = {"cifar10": 10, "cifar100": 100}
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What the networks of a run were built for."""
+
+    dataset: str
+    resolution: int
+    num_classes: int
+    in_chans_options: tuple[int, ...]  # one value when known; else candidates, likeliest first
+    source: str
+
+
+def export_run(run: Path, out: Path, *, pareto: bool = False, trial: int | None = None,
+               best: str | None = None, knee: bool = False, onnx: bool = False) -> list[Path]:
+    """Write one config (and ONNX file when ``onnx``) per chosen trial into ``out``; exactly
+    one selector (``pareto``, ``trial``, ``best``, ``knee``) must be given. Returns the paths."""
+    run, out = Path(run), Path(out)
+    given = [name for name, on in (("--pareto", pareto), ("--trial", trial is not None),
+                                   ("--best", best is not None), ("--knee", knee)) if on]
+    if len(given) != 1:
+        raise RunError(f"{run}: give exactly one of --pareto, --trial N, --best OBJECTIVE, "
+                       f"--knee (got {', '.join(given) if given else 'none'})")
+    if onnx:
+        _onnx_module(run)  # fail before writing anything
+    store = RunStore(run)
+    info = store.info()
+    records = load_run(run)
+    chosen = _select(run, info, records, pareto=pareto, trial=trial, best=best, use_knee=knee)
+    shape = data_shape(run, info)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for record in chosen:
+        config = _write_config(run, info, record, shape, out)
+        paths.append(config)
+        if onnx:
+            paths.append(_write_onnx(run, config))
+    return paths
+
+
+# ---- selection ------------------------------------------------------------------------------
+def _select(run: Path, info: dict[str, Any], records: list[TrialRecord], *, pareto: bool,
+            trial: int | None, best: str | None, use_knee: bool) -> list[TrialRecord]:
+    objectives = run_objectives(info)
+    metrics = [m for m, _ in objectives]
+    pool = eligible(records, metrics)
+    if trial is not None:
+        return [_by_number(run, records, pool, trial)]
+    if best is not None and best not in metrics:
+        raise RunError(f"--best: {best!r} is not allowed for {run} (one of its objectives: "
+                       f"{', '.join(metrics)})")
+    if not pool:
+        raise RunError(f"{run}: no eligible trials (none trained within the constraints); "
+                       "nothing to export")
+    if best is not None:
+        return [best_record(pool, next(o for o in objectives if o[0] == best))]
+    run_front = front(records, objectives)
+    return [front_knee(run_front, objectives)] if use_knee else run_front
+
+
+def _by_number(run: Path, records: list[TrialRecord], pool: list[TrialRecord],
+               number: int) -> TrialRecord:
+    """The record of trial ``number``, if it can be exported."""
+    matches = [r for r in records if r.trial == number]
+    if not matches:
+        known = _ranges(sorted({r.trial for r in records}))
+        raise RunError(f"--trial: {run} has no trial {number} (trials: {known})")
+    record = matches[-1]
+    if record.status not in TRAINED or record.val_acc is None:
+        ok = _ranges(sorted({r.trial for r in pool})) or "none"
+        raise RunError(f"--trial: trial {number} of {run} is {record.status}"
+                       f"{' (' + record.reason + ')' if record.reason else ''}, not a trained "
+                       f"network; trained search trials: {ok}")
+    if record.genome is None:
+        raise RunError(f"--trial: trial {number} of {run} is the baseline {record.name}, "
+                       "which is not a DLA genome")
+    return record
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[-1, 0, 1, 2, 5, 7, 8] -> '-1..2, 5, 7..8' (sorted input)."""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in spans)
+
+
+# ---- writing --------------------------------------------------------------------------------
+def data_shape(run: Path, info: dict[str, Any]) -> DataShape:
+    """Dataset, resolution, classes and input channels of a run's networks (module docstring)."""
+    from .data import DataConfig, DataError, load_dataset
+
+    task = (info.get("space") or {}).get("task") or {}
+    try:
+        cfg = DataConfig(task.get("dataset", ""), resolution=task.get("resolution"))
+    except DataError as exc:
+        raise RunError(f"{RunStore(run).run_yaml}: space.task: {exc}") from None
+    if cfg.kind == "digits":
+        data = load_dataset(cfg)
+        return DataShape(cfg.name, data.resolution, data.num_classes, (data.in_chans,),
+                         "the dataset")
+    classes = task.get("classes") or CIFAR_CLASSES.get(cfg.kind)
+    if classes is None:
+        raise RunError(f"{RunStore(run).run_yaml}: space.task.classes is not set, and folder "
+                       "datasets are not read at export, so the number of classes is unknown; "
+                       "add task.classes to the space")
+    if cfg.kind == "folder":
+        return DataShape(cfg.name, cfg.image_size, classes, (3, 1),
+                         "space task.classes; in_chans matched to the recorded params")
+    return DataShape(cfg.name, cfg.image_size, classes, (3,),
+                     "space task.classes or the dataset's class count; RGB")
+
+
+def _in_chans(genome: Genome, shape: DataShape, record: TrialRecord) -> int:
+    """The channel option that reproduces the recorded params (the first one otherwise; the
+    rebuild check then reports the mismatch)."""
+    if len(shape.in_chans_options) > 1:
+        for c in shape.in_chans_options:
+            if count_params(build_model(genome, shape.num_classes, c)) == record.params:
+                return c
+    return shape.in_chans_options[0]
+
+
+def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: DataShape,
+                  out: Path) -> Path:
+    """Write one config, rebuild it from the file and check params and MACs."""
+    import dla_nas
+
+    space = info.get("space") or {}
+    name = space.get("name", run.name)
+    path = out / f"{name}-trial{record.trial}-{record.hash}.yaml"
+    genome = dataclasses.replace(Genome.from_dict(record.genome), name=path.stem)
+    in_chans = _in_chans(genome, shape, record)
+    input_shape = (in_chans, shape.resolution, shape.resolution)
+    metadata = {
+        "run": str(run),
+        "trial": record.trial,
+        "kind": record.kind,
+        "status": record.status,
+        "hash": record.hash,
+        "space": name,
+        "dataset": shape.dataset,
+        "resolution": shape.resolution,
+        "in_chans": in_chans,
+        "num_classes": shape.num_classes,
+        "shape_source": shape.source,
+        "fidelity": space.get("proxy", {}),
+        "objectives": {m: record.value(m) for m, _ in run_objectives(info)},
+        "params": record.params,
+        "macs": record.macs,
+        "input_shape": list(input_shape),
+        "dla_nas_version": dla_nas.__version__,
+    }
+    path.write_text(yaml.safe_dump({"genome": genome.to_dict(), "metadata": metadata},
+                                   sort_keys=False, default_flow_style=None))
+    cost = model_cost(build_model(path, shape.num_classes, in_chans), input_shape)
+    if (cost.params, cost.macs) != (record.params, record.macs):
+        path.unlink()
+        raise RunError(f"{path}: rebuilding trial {record.trial} of {run} gives "
+                       f"{cost.params:,} params and {cost.macs:,} MACs at {input_shape}, but the "
+                       f"run recorded {record.params:,} and {record.macs:,}")
+    return path
+
+
+def _onnx_module(run: Path):
+    try:
+        import onnx
+    except ImportError:
+        raise RunError(f"{run}: --onnx needs the onnx package: pip install onnx "
+                       "(or pip install 'dla-nas[onnx]')") from None
+    return onnx
+
+
+def _write_onnx(run: Path, config: Path) -> Path:
+    """Export a written config to ONNX (TorchScript exporter: the default one needs
+    onnxscript) and check the file with ``onnx.checker``."""
+    import torch
+
+    onnx = _onnx_module(run)
+    meta = yaml.safe_load(config.read_text())["metadata"]
+    model = build_model(config, meta["num_classes"], meta["in_chans"]).eval()
+    path = config.with_suffix(".onnx")
+    with warnings.catch_warnings():  # the legacy exporter's deprecation and tracer notes
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, torch.zeros(1, *meta["input_shape"]), str(path),
+                          input_names=["image"], output_names=["logits"],
+                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+                          dynamo=False)
+    onnx.checker.check_model(onnx.load(str(path)))
+    return path

@@ -1,0 +1,194 @@
+"""Pareto fronts, hypervolume, knee, and the plots of a run (pareto.py, plots.py)."""
+
+import math
+import random
+
+import numpy as np
+import pytest
+from optuna._hypervolume import compute_hypervolume
+
+from dla_nas.pareto import front, hypervolume, hypervolume_history, knee, reference_point
+from dla_nas.plots import plot_pareto
+from dla_nas.results import RunError, RunStore, TrialRecord
+
+ACC_MACS = [("val_acc", "maximize"), ("macs", "minimize")]
+GENOME = {"stem": {"kernel": 3, "levels": [{"channels": 8}]},
+          "stages": [{"channels": 16, "depth": 2, "fan_in": 3}, {"channels": 32}],
+          "block": "basic"}
+
+
+def rec(trial, acc, macs, params=1000, status="ok", kind="search", hash_=None, **kw):
+    return TrialRecord(trial=trial, status=status, hash=hash_ or f"h{trial:011d}", kind=kind,
+                       val_acc=acc, macs=macs, params=params, genome=GENOME, **kw)
+
+
+def brute_force_front(points):
+    """Indices of the points no other point dominates (all objectives minimised)."""
+    return {i for i, p in enumerate(points)
+            if not any(all(a <= b for a, b in zip(q, p)) and q != p for q in points)}
+
+
+# ---- fronts ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(5))
+def test_front_equals_brute_force_in_2d_and_3d(seed):
+    rng = random.Random(seed)
+    records = [rec(i, round(rng.random(), 1), rng.randint(1, 12) * 1000, rng.randint(1, 9))
+               for i in range(60)]
+    minimised = [(-r.val_acc, r.macs) for r in records]
+    assert {r.trial for r in front(records, ACC_MACS)} == brute_force_front(minimised)
+    three = ACC_MACS + [("params", "minimize")]
+    minimised3 = [(-r.val_acc, r.macs, r.params) for r in records]
+    assert {r.trial for r in front(records, three)} == brute_force_front(minimised3)
+
+
+def test_infeasible_failed_diverged_never_enter_the_front_even_when_they_would_dominate():
+    records = [rec(0, 0.8, 5000), rec(1, 0.7, 2000),
+               rec(2, 0.99, 10, status="infeasible"), rec(3, 0.99, 10, status="failed"),
+               rec(4, 0.99, 10, status="diverged"),
+               rec(-1, 0.99, 10, kind="baseline")]
+    assert [r.trial for r in front(records, ACC_MACS)] == [1, 0]
+    assert -1 in {r.trial for r in front(records, ACC_MACS, include_baselines=True)}
+
+
+def test_a_reused_duplicate_appears_once():
+    records = [rec(0, 0.8, 5000, hash_="aaaaaaaaaaaa"), rec(1, 0.7, 2000),
+               rec(2, 0.8, 5000, status="reused", hash_="aaaaaaaaaaaa", reused_from=0)]
+    assert [r.trial for r in front(records, ACC_MACS)] == [1, 0]
+
+
+# ---- hypervolume ----------------------------------------------------------------------------
+def test_2d_hypervolume_equals_a_hand_computation():
+    points = [(0.9, 4.0), (0.6, 2.0), (0.3, 1.0),  # the front
+              (0.5, 5.0),                          # dominated: adds nothing
+              (0.95, 12.0), (0.0, 3.0)]            # not strictly better than the reference
+    # as minimisation, (-acc, cost) against (0, 10): three strips, sorted by -acc
+    hand = 0.9 * (10 - 4) + 0.6 * (4 - 2) + 0.3 * (2 - 1)
+    assert hypervolume(points, ["maximize", "minimize"], [0.0, 10.0]) == pytest.approx(hand)
+    assert hypervolume([], ["maximize", "minimize"], [0.0, 10.0]) == 0.0
+
+
+def test_2d_sweep_agrees_with_optuna_on_random_sets():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        pts = rng.random((15, 2))
+        ours = hypervolume(pts.tolist(), ["minimize", "minimize"], [1.0, 1.0])
+        assert ours == pytest.approx(compute_hypervolume(pts, np.ones(2)))
+
+
+def test_3d_hypervolume_of_known_boxes():
+    directions = ["maximize"] * 3
+    assert hypervolume([(1, 1, 1)], directions, [0, 0, 0]) == pytest.approx(1.0)
+    # a second box 0.5 x 0.5 x 2 overlaps the unit cube in 0.5 x 0.5 x 1
+    assert hypervolume([(1, 1, 1), (0.5, 0.5, 2)], directions, [0, 0, 0]) == pytest.approx(1.25)
+    # a point on the reference in one objective adds nothing
+    assert hypervolume([(1, 1, 1), (0, 5, 5)], directions, [0, 0, 0]) == pytest.approx(1.0)
+    assert hypervolume([(0.2, 0.2, 0.2)], ["minimize"] * 3, [1, 1, 1]) == pytest.approx(0.512)
+
+
+def test_reference_point_uses_log_cost_over_eligible_trials_only():
+    records = [rec(0, 0.8, 5000), rec(1, 0.7, 2000), rec(2, None, 10**9, status="infeasible")]
+    assert reference_point(records, ACC_MACS) == pytest.approx([0.0, math.log10(5500)])
+
+
+def test_hypervolume_history_counts_every_finished_search_trial_and_never_falls():
+    records = [rec(-1, 0.99, 10, kind="baseline"), rec(0, 0.5, 8000),
+               rec(1, None, 9000, status="infeasible"), rec(2, 0.7, 3000),
+               rec(3, None, 2000, status="failed"), rec(4, 0.6, 9000), rec(5, 0.9, 1000)]
+    ref = reference_point(records, ACC_MACS)
+    history = hypervolume_history(records, ACC_MACS, ref)
+    assert [n for n, _ in history] == [1, 2, 3, 4, 5, 6]
+    values = [v for _, v in history]
+    assert all(b >= a for a, b in zip(values, values[1:]))
+    assert values[1] == values[0] and values[-1] > values[-2]
+    final = hypervolume([(r.val_acc, math.log10(r.macs)) for r in records[1:] if r.val_acc],
+                        ["maximize", "minimize"], ref)
+    assert values[-1] == pytest.approx(final)
+
+
+# ---- knee -----------------------------------------------------------------------------------
+def test_knee_of_a_convex_front():
+    # log10 MACs 3..7 normalise to 0, .25, .5, .75, 1; accuracy (0.95 - acc) / 0.45 to
+    # 1, .333, .111, .044, 0: sums 1, .583, .611, .794, 1 -> trial 1 is farthest from the
+    # line joining the extremes
+    records = [rec(i, acc, 10 ** (i + 3)) for i, acc in enumerate([0.5, 0.8, 0.9, 0.93, 0.95])]
+    f = front(records, ACC_MACS)
+    assert len(f) == 5 and knee(f, ACC_MACS).trial == 1
+
+
+def test_knee_of_a_short_front_is_its_most_accurate_point():
+    records = [rec(0, 0.7, 1000), rec(1, 0.9, 5000)]
+    assert knee(front(records, ACC_MACS), ACC_MACS).trial == 1
+    assert knee(records[:1], ACC_MACS).trial == 0
+
+
+# ---- plots ----------------------------------------------------------------------------------
+def make_run(path, records, sampler=None):
+    store = RunStore(path)
+    store.create_or_check({
+        "backend": "optuna", "space_fingerprint": "test",
+        "space": {"name": "tiny", "task": {"dataset": "digits", "resolution": 16, "classes": 10}},
+        "objectives": [list(o) for o in ACC_MACS], "options": {"sampler": sampler}})
+    for r in records:
+        store.append(r)
+    return path
+
+
+def sample_records():
+    return [rec(-1, 0.95, 3000, kind="baseline", name="plain_cnn"),
+            rec(0, 0.8, 5000), rec(1, 0.7, 2000), rec(2, None, 90000, status="infeasible"),
+            rec(3, 0.6, 8000), rec(4, 0.9, 20000), rec(5, None, 4000, status="failed"),
+            rec(6, 0.9, 20000, status="reused", hash_="h00000000004", reused_from=4)]
+
+
+def test_plots_are_written_with_a_tooltip_per_eligible_trial(tmp_path):
+    run = make_run(tmp_path / "run", sample_records())
+    other = make_run(tmp_path / "other", sample_records()[1:4], sampler="random")
+    result = plot_pareto([run, other], out=tmp_path / "plots")
+    for name in ("pareto.png", "hypervolume.png"):
+        data = (tmp_path / "plots" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    page = (tmp_path / "plots" / "pareto.html").read_text()
+    assert "<script" not in page and "http://" not in page.replace(
+        'xmlns="http://www.w3.org/2000/svg"', "")
+    eligible_trials = [r for r in sample_records() if r.kind == "search" and r.val_acc] + \
+        [r for r in sample_records()[1:4] if r.val_acc]
+    assert page.count('class="trial"') == len(eligible_trials)
+    for r in eligible_trials:
+        assert f"<title>{r.hash}\ntrial {r.trial} ({r.status})" in page
+    first, second = result["runs"]
+    assert [f["trial"] for f in first["front"]] == [1, 0, 4] and first["knee"] == 0
+    assert first["sampler"] == "nsga2" and second["sampler"] == "random"
+    assert first["finished_search_trials"] == 7 and first["eligible_trials"] == 5
+
+
+def test_bad_axis_flags_are_refused(tmp_path):
+    run = make_run(tmp_path / "run", sample_records())
+    with pytest.raises(RunError, match=r"--x: 'flops' is not allowed \(one of macs, params, "):
+        plot_pareto([run], x="flops", out=tmp_path / "p")
+    with pytest.raises(RunError, match="--y: 'macs' is not allowed"):
+        plot_pareto([run], y="macs", out=tmp_path / "p")
+    with pytest.raises(RunError, match="has no latency_ms values"):
+        plot_pareto([run], x="latency_ms", out=tmp_path / "p")
+
+
+def test_a_run_without_trials_is_refused(tmp_path):
+    run = make_run(tmp_path / "empty", [])
+    with pytest.raises(RunError, match="empty: no trials.jsonl"):
+        plot_pareto([run], out=tmp_path / "p")
+    (run / "trials.jsonl").write_text("")
+    with pytest.raises(RunError, match="has no finished trials"):
+        plot_pareto([run], out=tmp_path / "p")
+    with pytest.raises(RunError, match="no run.yaml"):
+        plot_pareto([tmp_path / "nothing"], out=tmp_path / "p")
+
+
+def test_a_corrupt_line_is_skipped_with_a_warning_and_no_eligible_trial_still_plots(tmp_path):
+    run = make_run(tmp_path / "run", [rec(0, None, 9000, status="infeasible")])
+    with open(run / "trials.jsonl", "a") as fh:
+        fh.write("{not json\n")
+    with pytest.warns(UserWarning, match=r"trials.jsonl:2: skipped a corrupt line"):
+        result = plot_pareto([run], out=tmp_path / "p")
+    summary = result["runs"][0]
+    assert summary["front"] == [] and summary["knee"] is None
+    assert "no eligible trials" in summary["note"]
+    assert (tmp_path / "p" / "pareto.png").stat().st_size > 0
