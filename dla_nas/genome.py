@@ -93,12 +93,7 @@ class Genome:
     def from_yaml(cls, path: str | Path) -> "Genome":
         """Read a genome YAML file. An exported model config (with a ``genome:`` key) works too."""
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise GenomeError(f"{path}: cannot read ({exc.strerror})") from None
-        except yaml.YAMLError as exc:
-            raise GenomeError(f"{path}: not valid YAML ({exc})") from None
+        data = read_yaml(path, GenomeError)
         if isinstance(data, dict) and isinstance(data.get("genome"), dict):
             data = data["genome"]
         try:
@@ -234,6 +229,16 @@ class Genome:
 
 
 # ---- parsing helpers ---------------------------------------------------------------------
+def read_yaml(path: Path, error: type[Exception]) -> Any:
+    """The YAML data of ``path``; unreadable or malformed files raise ``error`` naming the file."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML ({exc})") from None
+
+
 def _check_int(where: str, value: Any, minimum: int) -> None:
     if type(value) is not int:
         raise GenomeError(f"{where}: {value!r} is not allowed (an integer >= {minimum})")

@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Protocol
 
-import yaml
-
-from .genome import BLOCKS, ROOT_KERNELS, STRIDES, Genome, GenomeError
+from .genome import BLOCKS, ROOT_KERNELS, STRIDES, Genome, GenomeError, read_yaml
 
 METRICS = {"val_acc": "maximize", "macs": "minimize", "params": "minimize",
            "latency_ms": "minimize"}
@@ -184,12 +182,7 @@ class SearchSpace:
     @classmethod
     def from_yaml(cls, path: str | Path) -> "SearchSpace":
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise SpaceError(f"{path}: cannot read ({exc.strerror})") from None
-        except yaml.YAMLError as exc:
-            raise SpaceError(f"{path}: not valid YAML ({exc})") from None
+        raw = read_yaml(path, SpaceError)
         try:
             return cls.from_dict(raw, str(path))
         except SpaceError as exc:
