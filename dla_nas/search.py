@@ -280,7 +280,10 @@ def launch_workers(opts: SearchOptions) -> list[mp.Process]:
 
 
 def stop_workers(procs: list[mp.Process], grace: float = 30.0) -> None:
-    """Ask workers to stop (SIGINT: each marks its trial failed) and wait for them."""
+    """Stop the workers: each marks its current trial failed and exits. A terminal's Ctrl-C
+    reaches them directly, so wait a moment before sending SIGINT ourselves."""
+    for p in procs:
+        p.join(3.0)
     for p in procs:
         if p.is_alive() and p.pid:
             os.kill(p.pid, signal.SIGINT)
