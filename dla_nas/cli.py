@@ -233,12 +233,15 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     opts = SearchOptions(
         space=args.space, trials=args.trials, out=args.out or "", sampler=args.sampler,
-        seed=args.seed, workers=args.workers, storage=args.storage, timeout=args.timeout,
+        seed=args.seed, workers=args.workers or 1, storage=args.storage, timeout=args.timeout,
         device=args.device, gpus=args.gpus, baselines=args.baselines, data_dir=args.data_dir)
     if not opts.out:
         from .space import SearchSpace
 
         opts.out = str(Path("results") / SearchSpace.from_yaml(args.space).name)
+    _check_backend_flags(args)
+    if args.backend == "ray":
+        return _search_ray(args, opts)
     space, store, study, resumed = start(opts)
     console = _console(False)
     done, _ = counts(study, store)
@@ -265,6 +268,43 @@ def cmd_search(args: argparse.Namespace) -> int:
     if done < opts.trials:
         console.print(f"stopped after {done} of {opts.trials} trials (--timeout); run the same "
                       "command to continue")
+    return 0
+
+
+def _check_backend_flags(args: argparse.Namespace) -> None:
+    """Flags of one backend given to the other are an error, not silently ignored."""
+    own = {"optuna": ("workers", "storage", "gpus"),
+           "ray": ("address", "gpus_per_trial", "cpus_per_trial", "scheduler")}
+    for backend, flags in own.items():
+        for flag in flags:
+            if backend != args.backend and getattr(args, flag) is not None:
+                raise GenomeError(f"--{flag.replace('_', '-')}: only for --backend {backend} "
+                                  f"(this search uses --backend {args.backend})")
+
+
+def _search_ray(args: argparse.Namespace, opts) -> int:
+    from .results import RunStore
+    from .search_ray import run_ray_search
+
+    opts.workers = 1
+    console = _console(False)
+    console.print(f"[bold]search[/] {args.space} with Ray Tune into {opts.out}")
+    try:
+        done = run_ray_search(opts, address=args.address,
+                              gpus_per_trial=args.gpus_per_trial or 0.0,
+                              cpus_per_trial=args.cpus_per_trial or 1.0,
+                              scheduler=args.scheduler or "asha")
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/]: finished trials are saved in {opts.out}; run the "
+                      "same command to continue")
+        return 130
+    store = RunStore(opts.out)
+    from .pareto import run_objectives
+
+    _print_summary(console, store, run_objectives(store.info()))
+    if done < opts.trials:
+        console.print(f"stopped after {done} of {opts.trials} trials; run the same command to "
+                      "continue")
     return 0
 
 
@@ -495,9 +535,12 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--sampler", choices=["nsga2", "tpe", "random"], default=None,
                     help="default nsga2 for several objectives, tpe for one")
     se.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
-    se.add_argument("--workers", type=positive_int, default=1,
-                    help="worker processes on one study (default 1); CPU cores are split "
-                         "between them, or one GPU each")
+    se.add_argument("--backend", choices=["optuna", "ray"], default="optuna",
+                    help="optuna: worker processes on this machine (default); ray: Ray Tune, "
+                         "on a local Ray or a cluster (--address)")
+    se.add_argument("--workers", type=positive_int, default=None,
+                    help="optuna: worker processes on one study (default 1); CPU cores are "
+                         "split between them, or one GPU each")
     se.add_argument("--gpus", type=gpu_list, default=None, metavar="0,1,...",
                     help="GPUs for the workers (default: all visible)")
     se.add_argument("--storage", default=None, metavar="URL",
@@ -510,6 +553,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated networks trained with the same proxy for comparison: "
                          "plain_cnn, plain_cnn_8_16_32, or zoo names such as dla34_cifar")
     se.add_argument("--data-dir", default=None, help="where CIFAR archives or folders are")
+    se.add_argument("--address", default=None, metavar="auto|ray://HOST:PORT",
+                    help="ray: join this cluster (default: start a local Ray, loopback only, "
+                         "no dashboard)")
+    se.add_argument("--gpus-per-trial", type=float, default=None, metavar="G",
+                    help="ray: GPUs per trial, fractions such as 0.5 pack trials (default 0)")
+    se.add_argument("--cpus-per-trial", type=float, default=None, metavar="C",
+                    help="ray: CPUs per trial (default 1)")
+    se.add_argument("--scheduler", choices=["asha", "none"], default=None,
+                    help="ray: early stopping; asha ranks on val_acc at each rung (default "
+                         "asha)")
     se.set_defaults(func=cmd_search)
 
     st = sub.add_parser("status", help="print a table of a run's trials",

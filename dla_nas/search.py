@@ -258,6 +258,10 @@ def start(opts: SearchOptions) -> tuple[SearchSpace, RunStore, optuna.Study, boo
     store = RunStore(opts.out)
     resumed = store.create_or_check(run_info(space, opts))
     if resumed:  # the study lives where the run put it
+        backend = store.info().get("backend", "optuna")
+        if backend != "optuna":
+            raise RunError(f"{store.run_yaml}: this run was made with --backend {backend}; "
+                           "continue it with that backend or use another --out")
         stored = store.info().get("options", {}).get("storage")
         if opts.storage is None:
             opts.storage = stored

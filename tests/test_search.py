@@ -269,3 +269,23 @@ def test_resume_keeps_the_runs_storage(tmp_path):
     assert opts.storage == f"sqlite:///{tmp_path}/s.db"  # adopted from run.yaml
     with pytest.raises(Exception, match="keeps its study in sqlite"):
         start(SearchOptions(space=space, trials=1, out=out, storage=f"sqlite:///{tmp_path}/other.db"))
+
+
+def test_backend_flags_are_not_mixed(tmp_path, capsys):
+    space = str(write_space(tmp_path))
+    assert main(["search", "--space", space, "--scheduler", "asha"]) == 2
+    assert "--scheduler: only for --backend ray" in capsys.readouterr().err
+    assert main(["search", "--space", space, "--backend", "ray", "--workers", "2"]) == 2
+    assert "--workers: only for --backend optuna" in capsys.readouterr().err
+
+
+def test_a_ray_run_is_not_continued_by_the_optuna_backend(tmp_path, capsys):
+    from dla_nas.search import run_info
+
+    space_path = write_space(tmp_path)
+    out = tmp_path / "run"
+    space = SearchSpace.from_yaml(space_path)
+    info = run_info(space, SearchOptions(space=str(space_path), trials=1, out=str(out)))
+    RunStore(out).create_or_check({**info, "backend": "ray"})
+    assert main(["search", "--space", str(space_path), "--out", str(out)]) == 2
+    assert "made with --backend ray" in capsys.readouterr().err
