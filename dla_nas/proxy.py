@@ -46,6 +46,8 @@ class ProxyEvaluator:
         return (self.data.in_chans, self.data.resolution, self.data.resolution)
 
     def build(self, genome: Genome) -> nn.Module:
+        """The model with the proxy seed's initial weights, whatever this process ran before."""
+        torch.manual_seed(self.train_config.seed)
         return build_model(genome, self.data.num_classes, self.data.in_chans,
                            zero_init_residual=self.train_config.zero_init_residual)
 
@@ -76,8 +78,7 @@ class ProxyEvaluator:
                              worker=self.worker, device=str(self.device), started_at=started)
         if reuse is not None:
             return self._reused(record, reuse)
-        model = self.build(genome)
-        return self._measure(model, record, callback)
+        return self.measure(self.build(genome), record, callback)
 
     def evaluate_baseline(self, name: str, trial: int) -> TrialRecord:
         """A zoo genome or a plain CNN, with the same proxy as the search trials."""
@@ -87,12 +88,18 @@ class ProxyEvaluator:
                              worker=self.worker, device=str(self.device), started_at=time.time())
         if genome is not None:
             genome.feature_sizes(self.data.resolution)
+        torch.manual_seed(self.train_config.seed)
         model = build_baseline(name, self.data.num_classes, self.data.in_chans,
                                zero_init_residual=self.train_config.zero_init_residual)
-        return self._measure(model, record, None)
+        return self.measure(model, record)
 
-    def _measure(self, model: nn.Module, record: TrialRecord, callback) -> TrialRecord:
+    def measure(self, model: nn.Module, record: TrialRecord,
+                callback: Callable[[EpochReport], bool | None] | None = None,
+                resume: dict | None = None) -> TrialRecord:
+        """Fill ``record`` with the model's cost and, when feasible, its proxy training
+        (continued from ``resume``, a training state, when given)."""
         cost = self.cost(model)
+        record.status = "ok"
         record.params, record.macs = int(cost["params"]), int(cost["macs"])
         record.latency_ms = cost.get("latency_ms")
         record.violations = self.violations(cost)
@@ -101,7 +108,7 @@ class ProxyEvaluator:
             record.reason = "over " + ", ".join(
                 f"{k} ({self.space.constraints[k]:,.0f})" for k in record.violations)
         else:
-            result = train(model, self.data, self.train_config, callback)
+            result = train(model, self.data, self.train_config, callback, resume=resume)
             record.val_acc = result.val_acc
             record.val_acc_per_epoch = result.val_acc_per_epoch
             record.epochs_run = result.epochs_run

@@ -25,6 +25,7 @@ from torch import nn
 from .data import Dataset, make_loader
 
 SCHEDULES = ("onecycle", "cosine")
+_HISTORY = ("val_acc_per_epoch", "val_loss_per_epoch", "train_loss_per_epoch")
 
 
 class TrainError(ValueError):
@@ -81,6 +82,10 @@ class EpochReport:
     val_loss: float
     seconds: float
     images_per_second: float
+    # state() -> the training state after this epoch, for ``train(..., resume=state)``:
+    # model, optimiser, schedule and shuffling state plus the history so far (tensors and
+    # plain types only, so ``torch.save`` / ``torch.load(weights_only=True)`` round-trip it)
+    state: Callable[[], dict] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -185,11 +190,16 @@ def train(
     data: Dataset,
     cfg: TrainConfig,
     callback: Callable[[EpochReport], bool | None] | None = None,
+    resume: dict | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data.train`` and validate on ``data.val`` after every epoch.
 
     ``callback(report)`` runs after each epoch; returning True stops training (the search's
-    early stopping). A NaN or inf loss ends the run with ``diverged=True``."""
+    early stopping). A NaN or inf loss ends the run with ``diverged=True``.
+
+    ``resume``: a dict from ``report.state()`` of an earlier run of the same model, data and
+    config; training continues after that epoch (weights, optimiser, schedule, shuffling and
+    the per-epoch history restored), so a paused or killed trial picks up where it was."""
     device = resolve_device(cfg.device)
     if cfg.threads is not None and device.type == "cpu":
         torch.set_num_threads(cfg.threads)
@@ -216,8 +226,35 @@ def train(
         opt, lambda s: lr_factor(s, total, warmup, cfg.schedule))
 
     result = TrainResult(0.0, float("inf"), [], [], [], 0, 0.0, 0.0, 0.0, cfg.seed, str(device))
-    images, train_time, step = 0, 0.0, 0
-    for epoch in range(cfg.epochs):
+    images, train_time, step, start = 0, 0.0, 0, 0
+    generator = getattr(train_loader, "generator", None)  # the shuffling and augmentation RNG
+
+    def state() -> dict:
+        return {
+            "format": "dla-nas-train-state/1", "epoch": result.epochs_run, "step": step,
+            "images": images, "train_time": train_time,
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "generator": generator.get_state().clone() if generator is not None else None,
+            "history": {k: list(getattr(result, k)) for k in _HISTORY},
+        }
+
+    if resume is not None:
+        start = int(resume["epoch"])
+        if not 0 <= start <= cfg.epochs:
+            raise TrainError(f"resume: epoch {start} is not allowed (0 <= x <= {cfg.epochs})")
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        if generator is not None and resume.get("generator") is not None:
+            generator.set_state(resume["generator"])
+        step, images, train_time = int(resume["step"]), int(resume["images"]), float(resume["train_time"])
+        for key in _HISTORY:
+            setattr(result, key, list(resume["history"][key]))
+        result.epochs_run = start
+        if result.val_acc_per_epoch:
+            result.val_acc, result.val_loss = result.val_acc_per_epoch[-1], result.val_loss_per_epoch[-1]
+    for epoch in range(start, cfg.epochs):
         model.train()
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
@@ -255,7 +292,7 @@ def train(
             result.diverged, result.divergence = True, f"non-finite validation loss in epoch {epoch + 1}"
             break
         report = EpochReport(epoch + 1, train_loss, val_acc, val_loss, time.perf_counter() - t0,
-                             epoch_images / epoch_train_time)
+                             epoch_images / epoch_train_time, state=state)
         if callback is not None and callback(report):
             result.stopped_early = epoch + 1 < cfg.epochs
             break

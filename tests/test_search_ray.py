@@ -1,0 +1,299 @@
+"""The Ray Tune backend: records, ASHA early stopping, Ctrl-C and kill -9 then restore, flags.
+
+Every Ray this file starts has its own short RAY_TMPDIR and a marker in its environment, so
+that the processes it leaves (none, if all goes well) are found and killed by pid."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import ray
+import torch
+import yaml
+
+from dla_nas.data import DataConfig, load_dataset
+from dla_nas.genome import GenomeError
+from dla_nas.results import load_run
+from dla_nas.search import SearchOptions
+from dla_nas.search_ray import check_ray_options, run_ray_search
+from dla_nas.training import TrainConfig, train
+
+# digits at native 8 px with tiny genomes; a MACs limit that most of the space fits
+SPACE = {
+    "name": "test-tiny-ray",
+    "task": {"dataset": "digits", "resolution": 8},
+    "proxy": {"epochs": 4, "batch_size": 128},
+    "constraints": {"max_macs": 400_000},  # about 1 genome in 8 is over
+    "genome": {
+        "stem": {"kernel": 3, "levels": [{"channels": [4, 8]}]},
+        "num_stages": {"low": 1, "high": 2},
+        "stages": [{"channels": [4, 8], "stride": 1, "level_root": False, "fan_in": [2, 3]},
+                   {"channels": [8, 16], "depth": [1, 2]}],
+    },
+}
+MARK = "DLA_NAS_RAY_TEST"
+
+
+def write_space(tmp_path, **changes):
+    raw = json.loads(json.dumps(SPACE))
+    raw.update(changes)
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def search_records(out):
+    return [r for r in load_run(out) if r.kind == "search"]
+
+
+def check_run(out, n, epochs):
+    """The checks of the Optuna run: numbers 0..n-1 once each, every record complete, no
+    genome trained twice."""
+    records = search_records(out)
+    assert sorted(r.trial for r in records) == list(range(n))
+    for r in records:
+        assert r.backend == "ray" and r.hash and r.genome and r.macs is not None
+        assert r.status in ("ok", "reused", "infeasible")
+        if r.status == "infeasible":
+            assert r.macs > SPACE["constraints"]["max_macs"] and r.epochs_run == 0
+            assert r.val_acc is None
+        else:
+            assert 0 <= r.val_acc <= 1
+            assert len(r.val_acc_per_epoch) == r.epochs_run
+            assert r.epochs_run == (r.stopped_rung or epochs)
+    trained = [r.hash for r in records if r.epochs_run > 0 and r.reused_from is None]
+    assert len(trained) == len(set(trained))
+    for r in records:
+        if r.status == "reused":
+            first = next(f for f in records if f.trial == r.reused_from)
+            assert first.hash == r.hash and first.reused_from is None
+    return records
+
+
+# ---- processes ----------------------------------------------------------------------------------
+# after a kill -9 of the driver, Ray's two agents outlive it by about a minute (they try to
+# flush their logs to the dead GCS before exiting); everything else dies with the driver
+AGENTS = (b"ray::DashboardAgent", b"ray::RuntimeEnvAgent")
+
+
+def marked_pids(token, agents=True):
+    """Pids of this user's processes whose environment carries ``MARK=token``."""
+    needle = f"{MARK}={token}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                    continue
+                if not agents and (entry / "cmdline").read_bytes().startswith(AGENTS):
+                    continue
+                pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def kill_marked(token):
+    for pid in marked_pids(token):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def wait_gone(token, seconds=20.0, agents=True):
+    end = time.time() + seconds
+    while time.time() < end and marked_pids(token, agents):
+        time.sleep(0.3)
+    return marked_pids(token, agents)
+
+
+@pytest.fixture
+def ray_env(monkeypatch):
+    """A private, short temp dir for Ray and a marker; fails if Ray processes remain."""
+    token = uuid.uuid4().hex[:12]
+    tmp = tempfile.mkdtemp(prefix="dnr-", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", tmp)
+    monkeypatch.setenv(MARK, token)
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    yield token
+    if ray.is_initialized():
+        ray.shutdown()
+    left = wait_gone(token, 15)
+    kill_marked(token)
+    shutil.rmtree(tmp, ignore_errors=True)
+    assert not left, f"Ray processes left behind: {left}"
+    assert not wait_gone(token, 5), "Ray processes survived SIGKILL"
+
+
+@pytest.fixture
+def local_ray(ray_env):
+    """A local Ray (2 CPUs, no dashboard, loopback) that run_ray_search joins and leaves up."""
+    import logging
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+             log_to_driver=False, logging_level=logging.ERROR)
+    yield
+    ray.shutdown()
+
+
+def driver(space, out, trials, **kw):
+    """A driver process, like ``dla-nas search --backend ray``; exit 130 on Ctrl-C."""
+    code = (
+        "import sys\n"
+        "from dla_nas.search import SearchOptions\n"
+        "from dla_nas.search_ray import run_ray_search\n"
+        f"opts = SearchOptions(space={str(space)!r}, trials={trials}, out={str(out)!r}, seed=0)\n"
+        "try:\n"
+        f"    print('finished', run_ray_search(opts, num_cpus=2, **{kw!r}), flush=True)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    sys.exit(130)\n")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_checkpoint(out, timeout=150):
+    """Until a trial without a record has saved an epoch checkpoint (so a restore resumes it)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        done = {r.trial for r in search_records(out)} if (out / "trials.jsonl").exists() else set()
+        for state in (out / "ray").glob("search-*/trial-*/checkpoint_*/state.pt"):
+            number = int(state.parent.parent.name.split("-")[1])
+            if number not in done and done:
+                try:
+                    torch.load(state, weights_only=True)  # complete, not half copied
+                except Exception:
+                    continue
+                return number
+        time.sleep(0.1)
+    raise AssertionError("no trial checkpointed in time")
+
+
+# ---- tests --------------------------------------------------------------------------------------
+def test_train_resumes_from_its_state_exactly():
+    data = load_dataset(DataConfig("digits", resolution=8))
+    from dla_nas import Genome, build_model
+
+    genome = Genome.from_dict({"stem": {"kernel": 3, "levels": [{"channels": 4}]},
+                               "stages": [{"channels": 8, "stride": 1, "level_root": False}]})
+    cfg = TrainConfig(epochs=3, batch_size=128, device="cpu", threads=1)
+
+    def model():
+        torch.manual_seed(0)
+        return build_model(genome, data.num_classes, data.in_chans)
+
+    full = train(model(), data, cfg)
+    saved = {}
+
+    def stop_after_one(report):
+        saved.update(report.state())
+        return True
+
+    train(model(), data, cfg, stop_after_one)
+    path = Path(tempfile.mkdtemp()) / "state.pt"
+    torch.save(saved, path)  # what a Ray checkpoint holds; plain data for weights_only
+    resumed = train(model(), data, cfg, resume=torch.load(path, weights_only=True))
+    shutil.rmtree(path.parent)
+    assert saved["epoch"] == 1 and resumed.epochs_run == 3
+    assert resumed.val_acc_per_epoch == full.val_acc_per_epoch
+    assert resumed.train_loss_per_epoch == full.train_loss_per_epoch
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"gpus_per_trial": -1}, "--gpus-per-trial: -1 is not allowed (>= 0)"),
+    ({"gpus_per_trial": 1.5}, "--gpus-per-trial: 1.5 is not allowed"),
+    ({"cpus_per_trial": 0}, "--cpus-per-trial: 0 is not allowed (> 0)"),
+    ({"scheduler": "hyperband"}, "--scheduler: 'hyperband' is not allowed (one of asha, none)"),
+    ({"address": "nowhere"}, "--address: 'nowhere' is not allowed"),
+    ({"address": "127.0.0.1:1"}, "--address: cannot reach '127.0.0.1:1'"),
+])
+def test_bad_flags_are_one_clear_error(tmp_path, kw, message):
+    opts = SearchOptions(space=str(write_space(tmp_path)), trials=2, out=str(tmp_path / "r"))
+    with pytest.raises(GenomeError) as info:
+        run_ray_search(opts, **kw)
+    assert message in str(info.value)
+    assert not ray.is_initialized() and not (tmp_path / "r").exists()
+
+
+def test_options_that_belong_to_the_optuna_backend_are_refused(tmp_path):
+    opts = SearchOptions(space="x.yaml", trials=2, out="o", workers=2)
+    with pytest.raises(ValueError, match="--workers: 2 is not used with --backend ray"):
+        check_ray_options(opts, address=None, gpus_per_trial=0, cpus_per_trial=1, scheduler="asha")
+
+
+def test_search_with_asha_writes_records_stops_early_and_extends(tmp_path, local_ray, capsys):
+    space, out = write_space(tmp_path), tmp_path / "run"
+    opts = SearchOptions(space=str(space), trials=6, out=str(out), seed=0,
+                         baselines=["plain_cnn_8_16_32"])
+    for kw, message in [
+            ({"cpus_per_trial": 3}, "--cpus-per-trial: 3 is more than any Ray node"),
+            ({"gpus_per_trial": 0.5}, "--gpus-per-trial: 0.5 is more than any Ray node")]:
+        with pytest.raises(GenomeError, match=message):  # Tune would wait for them forever
+            run_ray_search(opts, **kw)
+        assert not out.exists() and ray.is_initialized()
+    # one trial at a time (2 CPUs each): a fixed order, so ASHA's decisions are reproducible
+    assert run_ray_search(opts, cpus_per_trial=2, scheduler="asha") == 6
+    records = check_run(out, 6, epochs=4)
+    stopped = [r for r in records if r.stopped_rung is not None and r.status == "ok"]
+    assert stopped, "ASHA stopped no trial"
+    for r in stopped:  # a real ASHA decision: at a rung (1 or 2), below a trial that got there
+        assert r.stopped_rung in (1, 2) and r.epochs_run == r.stopped_rung
+        rivals = [o.val_acc_per_epoch[r.stopped_rung - 1] for o in records if o is not r
+                  and o.reused_from is None and len(o.val_acc_per_epoch) >= r.stopped_rung]
+        assert rivals and max(rivals) > r.val_acc
+    assert any(r.epochs_run == 4 and r.stopped_rung is None for r in records)
+    assert [r.name for r in load_run(out) if r.kind == "baseline"] == ["plain_cnn_8_16_32"]
+    info = yaml.safe_load((out / "run.yaml").read_text())
+    assert info["backend"] == "ray" and info["space"]["name"] == "test-tiny-ray"
+    printed = capsys.readouterr().out
+    assert "trial 0:" in printed and "baseline plain_cnn_8_16_32" in printed
+    before = (out / "trials.jsonl").read_text()
+
+    opts.trials = 8  # a larger --trials continues the run in a new experiment
+    assert run_ray_search(opts, cpus_per_trial=2, scheduler="asha") == 8
+    assert (out / "trials.jsonl").read_text().startswith(before)
+    check_run(out, 8, epochs=4)
+    assert len([r for r in load_run(out) if r.kind == "baseline"]) == 1
+    assert sorted(p.name for p in (out / "ray").iterdir()) == ["search-0", "search-1"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_interrupted_driver_then_the_same_call_finishes_exactly_n(tmp_path, ray_env, sig, capsys):
+    # 8 epochs: a trial that has saved its first checkpoint is far from done when the signal
+    # arrives (Tune's trials report synchronously: a trial never runs ahead of the driver)
+    space, out = write_space(tmp_path, proxy={"epochs": 8, "batch_size": 128}), tmp_path / "run"
+    proc = driver(space, out, 4, scheduler="none")
+    try:
+        number = wait_for_checkpoint(out)
+        proc.send_signal(sig)
+        output, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, output
+        assert "interrupted" in output and "Traceback" not in output
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    assert not wait_gone(ray_env, agents=False), "the driver's Ray outlived it"
+    kill_marked(ray_env)  # Ray's agents, after a kill -9 (they would exit within a minute)
+    kept = (out / "trials.jsonl").read_text()
+    assert number not in {r.trial for r in search_records(out)}
+
+    opts = SearchOptions(space=str(space), trials=4, out=str(out), seed=0)
+    assert run_ray_search(opts, num_cpus=2, scheduler="none") == 4
+    assert (out / "trials.jsonl").read_text().startswith(kept)  # nothing lost or rewritten
+    check_run(out, 4, epochs=8)
+    assert len((out / "trials.jsonl").read_text().splitlines()) == 4  # no duplicate records
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith(f"trial {number}:"))
+    assert "ok" in line and "resumed after epoch" in line  # from its checkpoint, not from scratch
