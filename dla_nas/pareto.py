@@ -1,6 +1,7 @@
 """Pareto analysis of a run: non-dominated sorting, hypervolume, knee point.
 
-Only feasible, trained trials (status ``ok`` or ``reused``) ever enter a front; infeasible,
+Only feasible trials trained to the full proxy budget (status ``ok`` or ``reused``, not stopped
+early by ASHA) ever enter a front; infeasible,
 failed and diverged trials never do. Baselines (``kind: baseline``) are left out unless asked.
 
 **Objective space.** Hypervolume and the knee are measured in the space the plots show:

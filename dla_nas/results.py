@@ -63,8 +63,9 @@ class TrialRecord:
 
     @property
     def feasible_and_trained(self) -> bool:
-        """True when the metrics come from a trained, converged network within the constraints."""
-        return self.status in TRAINED and self.val_acc is not None
+        """True when the metrics come from a network trained to the full proxy budget, within
+        the constraints (an early-stopped trial's accuracy is from fewer epochs)."""
+        return self.status in TRAINED and self.val_acc is not None and self.stopped_rung is None
 
     def value(self, metric: str) -> float | None:
         return getattr(self, metric)

@@ -192,3 +192,10 @@ def test_a_corrupt_line_is_skipped_with_a_warning_and_no_eligible_trial_still_pl
     assert summary["front"] == [] and summary["knee"] is None
     assert "no eligible trials" in summary["note"]
     assert (tmp_path / "p" / "pareto.png").stat().st_size > 0
+
+
+def test_an_early_stopped_trial_never_enters_the_front():
+    stopped = rec(1, 0.5, 10, stopped_rung=1)  # cheap, but its accuracy is from 1 epoch
+    full = rec(2, 0.9, 1000)
+    objectives = [("val_acc", "maximize"), ("macs", "minimize")]
+    assert [r.trial for r in front([stopped, full], objectives)] == [2]
