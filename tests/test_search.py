@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import conftest
 import optuna
 import pytest
 import yaml
@@ -34,11 +35,7 @@ SPACE = {
 
 
 def write_space(tmp_path, **changes):
-    raw = json.loads(json.dumps(SPACE))
-    raw.update(changes)
-    path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return conftest.write_space(tmp_path, SPACE, **changes)
 
 
 def cli(*args, **kw):

@@ -3,7 +3,6 @@
 Every Ray this file starts has its own short RAY_TMPDIR and a marker in its environment, so
 that the processes it leaves (none, if all goes well) are found and killed by pid."""
 
-import json
 import os
 import shutil
 import signal
@@ -14,6 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
+import conftest
 import pytest
 import ray
 import torch
@@ -43,11 +43,7 @@ MARK = "DLA_NAS_RAY_TEST"
 
 
 def write_space(tmp_path, **changes):
-    raw = json.loads(json.dumps(SPACE))
-    raw.update(changes)
-    path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return conftest.write_space(tmp_path, SPACE, **changes)
 
 
 def search_records(out):
