@@ -91,6 +91,20 @@ def test_search_writes_records_and_resumes_without_retraining(tmp_path):
     assert status.returncode == 0 and "Pareto front" in status.stdout and "test-tiny" in status.stdout
 
 
+def child_pids(pid: int) -> list[int]:
+    """The children of a process (Linux /proc)."""
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+            for c in (task / "children").read_text().split()]
+
+
+def alive(pid: int) -> bool:
+    """Running, not gone and not a zombie (an orphan's reaper may be slow)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_kill_9_then_resume_loses_nothing_and_retrains_nothing(tmp_path):
     space, out = write_space(tmp_path, proxy={"epochs": 3, "batch_size": 64}), tmp_path / "run"
     args = [sys.executable, "-m", "dla_nas.cli", "search", "--space", str(space), "--trials", "8",
@@ -101,11 +115,15 @@ def test_kill_9_then_resume_loses_nothing_and_retrains_nothing(tmp_path):
         if out.joinpath("trials.jsonl").exists() and len(search_records(out)) >= 2:
             break
         time.sleep(0.2)
+    workers = child_pids(proc.pid)
     proc.kill()
     proc.wait()
     killed_at = search_records(out)
     assert 2 <= len(killed_at) < 8
-    time.sleep(1.5)  # the worker notices its driver is gone and exits
+    deadline = time.time() + 30  # the workers notice their driver is gone and exit
+    while time.time() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(0.1)
+    assert workers and not [pid for pid in workers if alive(pid)]
     lines_before = (out / "trials.jsonl").read_text()
     again = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
