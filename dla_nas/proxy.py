@@ -38,7 +38,8 @@ class ProxyEvaluator:
                             f"{self.data.name} has {self.data.num_classes} classes")
         p = space.proxy
         self.train_config = TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr,
-                                        seed=p.seed, device=str(self.device), threads=threads)
+                                        seed=p.seed, zero_init_residual=p.zero_init_residual,
+                                        device=str(self.device), threads=threads)
         self.needs_latency = "latency_ms" in space.metrics or "max_latency_ms" in space.constraints
 
     @property

@@ -155,6 +155,8 @@ class Proxy:
     batch_size: int = 64
     lr: float = 0.05
     seed: int = 0
+    # the last BN of every residual branch starts at zero, so deep trees start shallow
+    zero_init_residual: bool = True
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,7 @@ class SearchSpace:
              and proxy.train_fraction <= 1, "0 < x <= 1"),
             ("lr", _positive_number(proxy.lr) is None, "a number > 0"),
             ("seed", type(proxy.seed) is int and proxy.seed >= 0, "an integer >= 0"),
+            ("zero_init_residual", type(proxy.zero_init_residual) is bool, "true or false"),
         ]:
             if not ok:
                 raise SpaceError(f"proxy.{name}: {getattr(proxy, name)!r} is not allowed ({allowed})")

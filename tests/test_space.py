@@ -49,6 +49,20 @@ def test_defaults_objectives_and_proxy():
     space = SearchSpace.from_dict(minimal())
     assert space.objectives == (("val_acc", "maximize"), ("macs", "minimize"))
     assert space.proxy.epochs == 8 and space.constraints == {}
+    assert space.proxy.zero_init_residual
+
+
+def test_the_proxy_init_reaches_the_trainer_and_the_model():
+    from dla_nas.proxy import ProxyEvaluator
+
+    for zero in (True, False):
+        space = SearchSpace.from_dict(minimal(proxy={"zero_init_residual": zero}))
+        evaluator = ProxyEvaluator(space, "cpu")
+        assert evaluator.train_config.zero_init_residual is zero
+        genome = space.sample(_RandomSuggester(random.Random(0)), 8)[0]
+        last_bns = [m.bn2.weight for m in evaluator.build(genome).modules() if hasattr(m, "bn2")
+                    and not hasattr(m, "bn3")]
+        assert last_bns and all(bool((w == 0).all()) is zero for w in last_bns)
 
 
 def test_optuna_trial_maps_to_a_genome_define_by_run():
@@ -116,6 +130,8 @@ def test_width_multiplier_scales_and_rounds_to_the_divisor():
     ({"constraints": {"max_flops": 5}}, r"constraints\.max_flops: unknown key \(allowed: max_latency_ms, max_macs, max_params\)"),
     ({"constraints": {"max_macs": -1}}, r"constraints\.max_macs: -1 is not allowed"),
     ({"proxy": {"epochs": 0}}, r"proxy\.epochs: 0 is not allowed"),
+    ({"proxy": {"zero_init_residual": "no"}},
+     r"proxy\.zero_init_residual: 'no' is not allowed \(true or false\)"),
     ({"genome.num_stages": 3}, r"genome\.stages: 2 stage specs for up to 3 stages"),
     ({"task.resolution": 4}, r"task\.resolution: 4 is not allowed"),
     ({"genome.stem.kernel": [3, 4]}, r"genome\.stem\.kernel: 4 is not allowed \(an odd integer"),
