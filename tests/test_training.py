@@ -28,10 +28,13 @@ def tiny_model(data, **kw):
 
 
 def test_learning_happens_on_digits(digits):
+    # seeded: the init must not depend on what earlier tests drew (5 epochs: 0.70-0.82 over
+    # init seeds 0-7, 3 epochs only 0.57-0.69)
+    torch.manual_seed(0)
     result = train(tiny_model(digits, zero_init_residual=True), digits,
-                   TrainConfig(epochs=3, device="cpu"))
+                   TrainConfig(epochs=5, device="cpu"))
     assert result.val_acc >= 0.6  # chance is 0.1
-    assert len(result.val_acc_per_epoch) == 3 and result.epochs_run == 3
+    assert len(result.val_acc_per_epoch) == 5 and result.epochs_run == 5
     assert not result.diverged
     assert result.images_per_second > 0 and result.train_seconds > 0 and result.peak_memory_mb > 0
 
