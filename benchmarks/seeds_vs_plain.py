@@ -77,15 +77,15 @@ def main() -> None:
                        train=False, seed=0)
     rows = []
     for label, what in todo.items():
-        val, tst, seconds = [], [], 0.0
+        val, tst, seconds, cost = [], [], 0.0, None
         for seed in seeds:
             model = make(evaluator, what, seed)
+            cost = cost or model_cost(model, evaluator.input_shape)  # the same for every seed
             started = time.perf_counter()
             result = train(model, data, replace(evaluator.train_config, seed=seed))
             seconds += time.perf_counter() - started
             val.append(round(result.val_acc, 4))
             tst.append(round(evaluate(model, test, autocast=device.type == "cuda")[0], 4))
-        cost = model_cost(make(evaluator, what, 0), evaluator.input_shape)
         rows.append({"candidate": label, "macs": int(cost.macs), "params": int(cost.params),
                      "val_acc": summary(val), "test_acc": summary(tst),
                      "train_seconds_per_seed": round(seconds / len(seeds), 1)})
