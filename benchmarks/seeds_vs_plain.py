@@ -85,7 +85,8 @@ def main() -> None:
             result = train(model, data, replace(evaluator.train_config, seed=seed))
             seconds += time.perf_counter() - started
             val.append(round(result.val_acc, 4))
-            tst.append(round(evaluate(model, test, autocast=device.type == "cuda")[0], 4))
+            tst.append(round(evaluate(model, test, data.num_classes,
+                                        autocast=device.type == "cuda").acc, 4))
         rows.append({"candidate": label, "macs": int(cost.macs), "params": int(cost.params),
                      "val_acc": summary(val), "test_acc": summary(tst),
                      "train_seconds_per_seed": round(seconds / len(seeds), 1)})

@@ -17,8 +17,9 @@ from .data import DataError
 from .genome import GenomeError
 from .results import RunError
 from .space import SpaceError
-from .training import CheckpointError, TrainError
+from .training import CheckpointError, TrainConfig, TrainError
 
+TRAIN_DEFAULTS = TrainConfig(min_steps=1000)  # the recipe of `train` and `confirm`
 # errors that are the user's input, not our bug: printed as one line, exit status 2
 USER_ERRORS: tuple[type[Exception], ...] = (GenomeError, DataError, TrainError, CheckpointError,
                                             SpaceError, RunError)
@@ -115,10 +116,12 @@ def _describe_levels(genome) -> list[str]:
 
 # ---- train / eval ----------------------------------------------------------------------------
 def _data_config(args: argparse.Namespace, resolution: int | None):
-    from .data import DataConfig
+    from .data import Augment, DataConfig
 
+    augment = Augment.parse(args.augment) if getattr(args, "augment", None) else None
     return DataConfig(args.dataset, resolution=resolution, train_fraction=args.train_fraction,
-                      seed=args.split_seed, data_dir=args.data_dir, download=args.download)
+                      seed=args.split_seed, data_dir=args.data_dir, download=args.download,
+                      augment=augment)
 
 
 def _default_out(prefix: str, label: str) -> Path:
@@ -128,52 +131,71 @@ def _default_out(prefix: str, label: str) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .builder import build_model, resolve_genome
+    from .baselines import build_candidate, is_baseline
+    from .builder import resolve_genome
     from .cost import model_cost
     from .data import load_dataset, make_loader
     from .training import TrainConfig, evaluate, resolve_device, save_checkpoint, train
 
-    genome = resolve_genome(args.genome)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      seed=args.seed, device=args.device, threads=args.threads,
-                      compile=args.compile, schedule=args.schedule)
+    baseline = args.genome if is_baseline(args.genome) else None
+    genome = None if baseline and not args.genome.endswith((".yaml", ".yml")) else \
+        resolve_genome(args.genome)
+    label = baseline or genome.name or Path(str(args.genome)).stem
+    cfg = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
+                      lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
+                      compile=args.compile, schedule=args.schedule,
+                      balanced_loss=args.balanced_loss)
     data = load_dataset(_data_config(args, args.resolution))
-    genome.feature_sizes(data.resolution)
+    if genome is not None:
+        genome.feature_sizes(data.resolution)
     device = resolve_device(cfg.device)
     data = data.to(device)
-    model = build_model(genome, data.num_classes, data.in_chans,
-                        zero_init_residual=cfg.zero_init_residual)
+    torch_seed(cfg.seed)
+    model = build_candidate(baseline or genome, data.num_classes, data.in_chans,
+                            zero_init_residual=cfg.zero_init_residual)
     cost = model_cost(model, (data.in_chans, data.resolution, data.resolution))
-    out = Path(args.out) if args.out else _default_out("train", genome.name or Path(str(args.genome)).stem)
+    out = Path(args.out) if args.out else _default_out("train", label)
     out.mkdir(parents=True, exist_ok=True)
     log = _console(args.json)
-    log.print(f"[bold]{genome.name or args.genome}[/] ({genome.canonical_hash()}): "
-              f"{cost.params:,} params, {cost.macs:,} MACs at {data.resolution}px")
-    log.print(data.summary() + f"; device {device}")
-    with _epoch_progress(log, cfg.epochs, args.json) as on_epoch:
+    digest = genome.canonical_hash() if genome is not None else "baseline"
+    log.print(f"[bold]{label}[/] ({digest}): {cost.params:,} params, {cost.macs:,} MACs at "
+              f"{data.resolution}px")
+    epochs = cfg.epochs_for(len(data.train))
+    log.print(data.summary() + f"; device {device}; {epochs} epochs of "
+              f"{cfg.steps_per_epoch(len(data.train))} steps")
+    with _epoch_progress(log, epochs, args.json) as on_epoch:
         result = train(model, data, cfg, callback=on_epoch)
     test_loader = make_loader(data, "test", cfg.eval_batch_size, device, train=False, seed=cfg.seed,
                               channels_last=device.type == "cuda")
-    test_acc, test_loss = evaluate(model, test_loader, autocast=device.type == "cuda")
+    test = evaluate(model, test_loader, data.num_classes, autocast=device.type == "cuda")
     metrics = {
-        "genome": genome.name or str(args.genome), "hash": genome.canonical_hash(),
-        "dataset": data.name, "resolution": data.resolution,
-        "params": cost.params, "macs": cost.macs,
-        **result.to_dict(), "test_acc": test_acc, "test_loss": test_loss,
+        "genome": label, "hash": digest, "dataset": data.name, "resolution": data.resolution,
+        "class_names": data.class_names, "params": cost.params, "macs": cost.macs,
+        **result.to_dict(), **test.to_dict("test_"),
     }
-    save_checkpoint(out / "checkpoint.pt", model, cfg, data, {"metrics": metrics})
+    save_checkpoint(out / "checkpoint.pt", model, cfg, data,
+                    {"metrics": metrics, "baseline": baseline})
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if args.json:
         print(json.dumps(metrics))
     else:
         status = "[red]diverged[/] " + result.divergence if result.diverged else "done"
-        log.print(f"{status}: val acc {result.val_acc:.4f}, test acc {test_acc:.4f}, "
+        log.print(f"{status}: val acc {result.val_acc:.4f}, test acc {test.acc:.4f} (balanced "
+                  f"{test.balanced_acc:.4f}, macro F1 {test.macro_f1:.4f}), "
                   f"{result.train_seconds:.1f} s, {result.images_per_second:,.0f} images/s")
         log.print(f"wrote {out / 'checkpoint.pt'} and {out / 'metrics.json'}")
     return 1 if result.diverged else 0
 
 
+def torch_seed(seed: int) -> None:
+    """Seed the model's initial weights, so a training seed fixes the whole run."""
+    import torch
+
+    torch.manual_seed(seed)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .baselines import build_baseline
     from .builder import build_model
     from .data import load_dataset, make_loader
     from .genome import Genome
@@ -188,17 +210,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{args.checkpoint} was trained for {meta['num_classes']} classes and "
             f"{meta['in_chans']} channels")
     device = resolve_device(args.device)
-    model = build_model(Genome.from_dict(ckpt["genome"]), ckpt["num_classes"], meta["in_chans"])
+    if ckpt.get("baseline"):
+        model = build_baseline(ckpt["baseline"], ckpt["num_classes"], meta["in_chans"])
+    else:
+        model = build_model(Genome.from_dict(ckpt["genome"]), ckpt["num_classes"],
+                            meta["in_chans"])
     model.load_state_dict(ckpt["state_dict"])
     model.to(device)
     # normalise with the statistics the model was trained with
     data = dataclasses.replace(data, mean=tuple(meta["mean"]), std=tuple(meta["std"])).to(device)
     loader = make_loader(data, args.split, 500, device, train=False, seed=0)
-    acc, loss = evaluate(model, loader, autocast=device.type == "cuda")
+    m = evaluate(model, loader, data.num_classes, autocast=device.type == "cuda")
     out = {"checkpoint": str(args.checkpoint), "dataset": data.name, "split": args.split,
-           "resolution": data.resolution, "acc": acc, "loss": loss, "images": len(getattr(data, args.split))}
+           "resolution": data.resolution, **m.to_dict(), "images": m.n}
     print(json.dumps(out) if args.json else
-          f"{args.split} accuracy {acc:.4f} (loss {loss:.4f}) on {out['images']} images of {data.name}")
+          f"{args.split} accuracy {m.acc:.4f} (balanced {m.balanced_acc:.4f}, macro F1 "
+          f"{m.macro_f1:.4f}, loss {m.loss:.4f}) on {m.n} images of {data.name}")
     return 0
 
 
@@ -234,19 +261,22 @@ def cmd_search(args: argparse.Namespace) -> int:
     opts = SearchOptions(
         space=args.space, trials=args.trials, out=args.out or "", sampler=args.sampler,
         seed=args.seed, workers=args.workers or 1, storage=args.storage, timeout=args.timeout,
-        device=args.device, gpus=args.gpus, baselines=args.baselines, data_dir=args.data_dir)
+        device=args.device, gpus=args.gpus, baselines=args.baselines, data_dir=args.data_dir,
+        dataset=args.dataset, resolution=args.resolution)
     if not opts.out:
-        from .space import SearchSpace
+        from .search import load_space
 
-        opts.out = str(Path("results") / SearchSpace.from_yaml(args.space).name)
+        opts.out = str(Path("results") / load_space(opts).name)
     _check_backend_flags(args)
     if args.backend == "ray":
         return _search_ray(args, opts)
-    space, store, study, resumed = start(opts)
+    space, store, study, resumed, data = start(opts)
     console = _console(False)
     done, _ = counts(study, store)
-    console.print(f"[bold]search[/] {space.name}: {space.task.dataset} at "
-                  f"{space.task.resolution or 'native'} px, proxy {space.proxy.epochs} epochs, "
+    console.print(f"[bold]search[/] {space.name}: {data['name']} at {data['resolution']} px "
+                  f"({data['num_classes']} classes, {data['in_chans']} ch, train "
+                  f"{data['train_size']}, augment {data['augment']}), proxy "
+                  f"{space.proxy.epochs} epochs / {space.proxy.min_steps} steps at least, "
                   f"objectives {', '.join(f'{m} ({d[:3]})' for m, d in space.objectives)}, "
                   f"sampler {opts.sampler_name(space)}, {opts.workers} worker(s)")
     console.print(f"run folder {store.path}" + (f" (resuming: {done} trials finished)" if resumed else ""))
@@ -269,6 +299,74 @@ def cmd_search(args: argparse.Namespace) -> int:
         console.print(f"stopped after {done} of {opts.trials} trials (--timeout); run the same "
                       "command to continue")
     return 0
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    from .baselines import LINE
+    from .confirm import (CONFIRM_FILE, ConfirmStore, confirm, recipe_of, run_candidates,
+                          summarize)
+    from .data import Augment
+    from .proxy import load_task_data
+    from .results import RunStore
+    from .space import SearchSpace
+    from .training import resolve_device
+
+    info = RunStore(args.run).info()
+    baselines = [n for name in args.baselines for n in (LINE if name == "line" else [name])]
+    candidates = run_candidates(args.run, pareto=args.pareto, top=args.top, trials=args.trial,
+                                baselines=baselines)
+    if not candidates:
+        raise RunError("nothing to confirm: choose --pareto, --top K, --trial N or --baselines")
+    seeds = args.seeds
+    cfg = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
+                      lr=args.lr, device=args.device, threads=args.threads,
+                      balanced_loss=args.balanced_loss)
+    store = ConfirmStore(args.out or Path(args.run) / CONFIRM_FILE)
+    space = SearchSpace.from_dict(info["space"], info.get("space_path", "<run.yaml>"))
+    data = load_task_data(space, args.data_dir, train_fraction=1.0,
+                          augment=Augment.parse(args.augment) if args.augment else None)
+    device = resolve_device(cfg.device)
+    data = data.to(device)
+    store.check_recipe(recipe_of(cfg, data))
+    log = _console(False)
+    done = {r.key for r in store.records()}
+    todo = sum((c.hash, s) not in done for c in candidates for s in seeds)
+    log.print(f"[bold]confirm[/] {len(candidates)} candidate(s) x {len(seeds)} seed(s) on "
+              f"{data.summary()}; {cfg.epochs_for(len(data.train))} epochs each; device "
+              f"{device}; {todo} to train, {len(candidates) * len(seeds) - todo} already in "
+              f"{store.path}")
+
+    def on_done(r, i: int, n: int) -> None:
+        log.print(f"[{i}/{n}] {r.label} seed {r.seed}: test acc {r.test_acc:.4f} (balanced "
+                  f"{r.test_balanced_acc:.4f}), val acc {r.val_acc:.4f}, "
+                  f"{r.train_seconds:.0f} s")
+
+    try:
+        records = confirm(candidates, seeds, data, cfg, store, on_done)
+    except KeyboardInterrupt:
+        log.print(f"[yellow]interrupted[/]: finished units are saved in {store.path}; run the "
+                  "same command to continue")
+        return 130
+    wanted = {c.hash for c in candidates}
+    _print_confirmed(log, [c for c in summarize(records) if c.hash in wanted])
+    return 0
+
+
+def _print_confirmed(console, confirmed) -> None:
+    from rich.table import Table
+
+    console.width = max(console.width, 120)  # the table needs ~115 columns
+    table = Table(title="confirmed on the test split (mean over seeds, min-max in brackets)")
+    for col in ("candidate", "MACs", "params", "seeds", "test acc", "balanced acc",
+                "val acc", "proxy val"):
+        table.add_column(col, justify="left" if col == "candidate" else "right")
+    for c in confirmed:
+        table.add_row(
+            c.label, f"{c.macs:,}", f"{c.params:,}", str(len(c.seeds)),
+            f"{c.test_acc[0]:.4f} ({c.test_acc[1]:.3f}-{c.test_acc[2]:.3f})",
+            f"{c.test_balanced_acc[0]:.4f}", f"{c.val_acc:.4f}",
+            "-" if c.proxy_val_acc is None else f"{c.proxy_val_acc:.4f}")
+    console.print(table)
 
 
 def _check_backend_flags(args: argparse.Namespace) -> None:
@@ -393,6 +491,11 @@ def cmd_status(args: argparse.Namespace) -> int:
                       f"{r.wall_seconds:.1f}", note)
     console.print(table)
     _print_summary(console, store, objectives)
+    from .confirm import load_confirmed
+
+    confirmed = load_confirmed(args.run)
+    if confirmed:
+        _print_confirmed(console, confirmed)
     return 0
 
 
@@ -439,6 +542,16 @@ def comma_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(t) for t in comma_list(text)]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed (integers >= 0 such as 0,1,2)")
+    return values
+
+
 def gpu_list(text: str) -> list[int]:
     try:
         return [int(t) for t in comma_list(text)]
@@ -460,6 +573,27 @@ def add_data_args(p: argparse.ArgumentParser, resolution_help: str) -> None:
     p.add_argument("--split-seed", type=int, default=0,
                    help="seed of the train/val/test split (default 0; fixed across runs)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+
+
+def add_recipe_args(p: argparse.ArgumentParser) -> None:
+    """How a network is trained: the options that train and confirm share."""
+    p.add_argument("--epochs", type=positive_int, default=TRAIN_DEFAULTS.epochs,
+                   help=f"at least this many epochs (default {TRAIN_DEFAULTS.epochs})")
+    p.add_argument("--min-steps", type=int, default=TRAIN_DEFAULTS.min_steps, metavar="N",
+                   help="at least this many optimiser steps: small data sets get more epochs "
+                        f"(default {TRAIN_DEFAULTS.min_steps}; 0 turns it off)")
+    p.add_argument("--batch-size", type=positive_int, default=TRAIN_DEFAULTS.batch_size,
+                   help=f"default {TRAIN_DEFAULTS.batch_size}")
+    p.add_argument("--lr", type=float, default=TRAIN_DEFAULTS.lr,
+                   help=f"peak learning rate (default {TRAIN_DEFAULTS.lr})")
+    p.add_argument("--augment", default=None, metavar="LIST",
+                   help="none, or a comma list of hflip, vflip, shift (default: by dataset; "
+                        "digits: shift; CIFAR: hflip,shift; folders: hflip,vflip,shift with "
+                        "reflect padding)")
+    p.add_argument("--balanced-loss", action="store_true",
+                   help="weight each class's loss by 1 / its frequency (imbalanced data)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads (default: torch's choice)")
 
 
 # ---- parser --------------------------------------------------------------------------------
@@ -494,16 +628,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "progress bar; then evaluate on the test split and write checkpoint.pt "
                     "and metrics.json to --out.",
     )
-    tr.add_argument("genome", metavar="GENOME", help="a zoo name or a genome/exported YAML path")
+    tr.add_argument("genome", metavar="GENOME",
+                    help="a genome/exported YAML path, a zoo name, or a baseline (plain_cnn, "
+                         "resnet20, dla34_cifar_x0.25, ...)")
     add_data_args(tr, "image size in px (default: the dataset's own, 8 for digits, 32 for CIFAR)")
-    tr.add_argument("--epochs", type=positive_int, default=15, help="default 15")
-    tr.add_argument("--batch-size", type=positive_int, default=64, help="default 64")
-    tr.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default 0.05)")
+    add_recipe_args(tr)
     tr.add_argument("--schedule", choices=["onecycle", "cosine"], default="onecycle",
                     help="onecycle: 1 warm-up epoch then cosine (default); cosine: no warm-up")
     tr.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    tr.add_argument("--threads", type=positive_int, default=None,
-                    help="CPU threads (default: torch's choice)")
     tr.add_argument("--compile", action="store_true", help="use torch.compile (off by default)")
     tr.add_argument("--out", default=None,
                     help="output folder (default results/train-<name>-<time>)")
@@ -553,6 +685,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated networks trained with the same proxy for comparison: "
                          "plain_cnn, plain_cnn_8_16_32, or zoo names such as dla34_cifar")
     se.add_argument("--data-dir", default=None, help="where CIFAR archives or folders are")
+    se.add_argument("--dataset", default=None, metavar="NAME",
+                    help="search on this data instead of the space's task.dataset: digits, "
+                         "cifar10, cifar100 or folder:PATH (PATH/<class>/*.png|jpg)")
+    se.add_argument("--resolution", type=positive_int, default=None, metavar="PX",
+                    help="image size instead of the space's task.resolution")
     se.add_argument("--address", default=None, metavar="auto|ray://HOST:PORT",
                     help="ray: join this cluster (default: start a local Ray, loopback only, "
                          "no dashboard)")
@@ -564,6 +701,33 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ray: early stopping; asha ranks on val_acc at each rung (default "
                          "asha)")
     se.set_defaults(func=cmd_search)
+
+    co = sub.add_parser(
+        "confirm", help="retrain chosen trials and baselines with several seeds; test once",
+        description="Retrain chosen trials of a run and hand-designed baselines with several "
+                    "seeds, each with the same full recipe, and evaluate each once on the test "
+                    "split, which the search never saw. Results go to RUN/confirm.jsonl, one "
+                    "line per finished (candidate, seed); running the same command again "
+                    "continues and retrains nothing that finished. `status`, `pareto` and "
+                    "`export` show the confirmed figures.",
+    )
+    co.add_argument("run", metavar="RUN", help="a run folder, e.g. results/demo")
+    co.add_argument("--pareto", action="store_true", help="every trial on the Pareto front")
+    co.add_argument("--top", type=positive_int, default=None, metavar="K",
+                    help="the K best trials by the run's accuracy objective")
+    co.add_argument("--trial", type=int_list, default=[], metavar="N,...",
+                    help="these trial numbers")
+    co.add_argument("--baselines", type=comma_list, default=[], metavar="NAMES",
+                    help="hand designs trained alongside: 'line' (plain_cnn at three widths, "
+                         "resnet8/14/20, dla34_cifar_x0.25, dla46_c_cifar) or names")
+    co.add_argument("--seeds", type=int_list, default=[0, 1, 2], metavar="S,...",
+                    help="training seeds (default 0,1,2)")
+    add_recipe_args(co)
+    co.add_argument("--data-dir", default=None, help="where CIFAR archives or folders are")
+    co.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    co.add_argument("--out", default=None, metavar="FILE",
+                    help="the confirmation file (default RUN/confirm.jsonl)")
+    co.set_defaults(func=cmd_confirm)
 
     st = sub.add_parser("status", help="print a table of a run's trials",
                         description="Print every trial of a run folder, and its Pareto front.")

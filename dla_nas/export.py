@@ -125,6 +125,10 @@ def data_shape(run: Path, info: dict[str, Any]) -> DataShape:
     """Dataset, resolution, classes and input channels of a run's networks (module docstring)."""
     from .data import DataConfig, DataError, load_dataset
 
+    data = info.get("data")
+    if data:  # written by the search since run.yaml records the data's shape
+        return DataShape(data["name"], data["resolution"], data["num_classes"],
+                         (data["in_chans"],), "run.yaml data")
     task = (info.get("space") or {}).get("task") or {}
     try:
         cfg = DataConfig(task.get("dataset", ""), resolution=task.get("resolution"))
@@ -160,6 +164,7 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
                   out: Path) -> Path:
     """Write one config, rebuild it from the file and check params and MACs."""
     import dla_nas
+    from .confirm import load_confirmed
 
     space = info.get("space") or {}
     name = space.get("name", run.name)
@@ -186,6 +191,17 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
         "input_shape": list(input_shape),
         "dla_nas_version": dla_nas.__version__,
     }
+    confirmed = next((c for c in load_confirmed(run) if c.hash == record.hash), None)
+    if confirmed is not None:
+        metadata["confirmed"] = {
+            "seeds": confirmed.seeds,
+            "test_acc": {"mean": confirmed.test_acc[0], "min": confirmed.test_acc[1],
+                         "max": confirmed.test_acc[2]},
+            "test_balanced_acc": {"mean": confirmed.test_balanced_acc[0],
+                                  "min": confirmed.test_balanced_acc[1],
+                                  "max": confirmed.test_balanced_acc[2]},
+            "val_acc_mean": confirmed.val_acc,
+        }
     path.write_text(yaml.safe_dump({"genome": genome.to_dict(), "metadata": metadata},
                                    sort_keys=False, default_flow_style=None))
     cost = model_cost(build_model(path, shape.num_classes, in_chans), input_shape)

@@ -11,6 +11,9 @@ What is drawn:
 - baselines as black stars with their names;
 - search trials with a cost but no accuracy (infeasible, failed, diverged) as small grey x's
   on a strip at the bottom of the plot, so that the constraint boundary shows;
+- candidates confirmed with ``dla-nas confirm`` as diamonds at their mean **test** accuracy
+  over seeds, with bars from the lowest to the highest seed (search trials in the run's
+  colour, baselines in black), beside the proxy points;
 - MACs and params on a log axis.
 
 Hypervolumes use the run's own objectives from ``run.yaml`` and one reference point computed
@@ -28,6 +31,7 @@ from typing import Any
 
 from .pareto import (LOG_METRICS, eligible, front, hypervolume_history, knee, reference_point,
                      run_objectives)
+from .confirm import Confirmed, load_confirmed
 from .results import RunError, RunStore, TrialRecord, load_run
 
 X_METRICS = ("macs", "params", "latency_ms")
@@ -57,6 +61,7 @@ class RunPlot:
     front: list[TrialRecord] = field(default_factory=list)  # of the plotted pair, by cost
     knee: TrialRecord | None = None
     history: list[tuple[int, float]] = field(default_factory=list)
+    confirmed: list[Confirmed] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -144,7 +149,7 @@ def _load(path: Path, x: str, colour: str) -> RunPlot:
     if not any(r.value(x) is not None for r in records):
         raise RunError(f"--x: {path} has no {x} values (its objectives are "
                        f"{', '.join(m for m, _ in run_objectives(info))})")
-    return RunPlot(path, info, records, colour)
+    return RunPlot(path, info, records, colour, confirmed=load_confirmed(path))
 
 
 def _baselines(runs: list[RunPlot], x: str, y: str) -> list[tuple[TrialRecord, RunPlot]]:
@@ -170,6 +175,7 @@ def _y_range(runs: list[RunPlot], baselines: list[tuple[TrialRecord, RunPlot]], 
     """(bottom, top, strip_top): the y-axis limits; [bottom, strip_top] is the strip at the
     bottom that holds the trials without an accuracy."""
     values = [r.value(y) for run in runs for r in run.points] + [r.value(y) for r, _ in baselines]
+    values += [c.test_acc[i] for run in runs for c in run.confirmed for i in (1, 2)]
     if not values:
         return 0.0, 1.0, 0.1
     low, high = min(values), max(values)
@@ -257,19 +263,45 @@ def _pareto_png(runs: list[RunPlot], x: str, y: str, path: Path) -> None:
         for r, _ in baselines:
             ax.annotate(r.name, (r.value(x), r.value(y)), xytext=(7, -3),
                         textcoords="offset points", fontsize=9)
+    if x in ("macs", "params"):
+        _confirmed_points(ax, runs, x, several)
     ax.set_ylim(bottom, top)
     if x in LOG_METRICS:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _si(v)))
         ax.xaxis.set_minor_formatter(FuncFormatter(_log_minor_label))
     ax.set_xlabel(AXIS_LABELS[x])
-    ax.set_ylabel(AXIS_LABELS[y])
+    ylabel = AXIS_LABELS[y]
+    if any(run.confirmed for run in runs):
+        ylabel += "; diamonds: test accuracy (confirmed)"
+    ax.set_ylabel(ylabel)
     ax.set_title(_title(runs))
     ax.grid(True, which="major", alpha=0.35)
     ax.grid(True, which="minor", alpha=0.12)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
+
+
+def _confirmed_points(ax, runs: list[RunPlot], x: str, several: bool) -> None:
+    """Confirmed candidates: mean test accuracy, with a bar from the lowest to the highest
+    seed; search trials in the run's colour, baselines in black and named."""
+    for run in runs:
+        tag = f"{run.label}: " if several else ""
+        for kind, colour in (("search", run.colour), ("baseline", "black")):
+            points = [c for c in run.confirmed if c.kind == kind]
+            if not points:
+                continue
+            means = [c.test_acc[0] for c in points]
+            ax.errorbar([getattr(c, x) for c in points], means,
+                        yerr=[[m - c.test_acc[1] for m, c in zip(means, points)],
+                              [c.test_acc[2] - m for m, c in zip(means, points)]],
+                        fmt="D", ms=6, color=colour, mfc="white", capsize=3, lw=1, zorder=6,
+                        label=f"{tag}{'confirmed trials' if kind == 'search' else 'confirmed baselines'}"
+                              f" (test, {len(points[0].seeds)} seeds)")
+            for c in points:
+                ax.annotate(c.label, (getattr(c, x), c.test_acc[0]), xytext=(6, 4),
+                            textcoords="offset points", fontsize=7, color=colour)
 
 
 # ---- hypervolume.png ------------------------------------------------------------------------

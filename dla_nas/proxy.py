@@ -12,11 +12,35 @@ from torch import nn
 from .baselines import baseline_genome, baseline_hash, build_baseline
 from .builder import build_model
 from .cost import measure_latency_ms, model_cost
-from .data import DataConfig, DataError, Dataset, load_dataset
+from .data import Augment, DataConfig, DataError, Dataset, load_dataset
 from .genome import Genome
-from .results import TrialRecord
-from .space import CONSTRAINTS, SearchSpace
+from .results import VAL_METRICS, TrialRecord
+from .space import CONSTRAINTS, Proxy, SearchSpace
 from .training import EpochReport, TrainConfig, resolve_device, train
+
+
+def proxy_train_config(proxy: Proxy, **settings) -> TrainConfig:
+    """The trainer's config for a space's proxy; ``settings``: device, threads ..."""
+    return TrainConfig(epochs=proxy.epochs, min_steps=proxy.min_steps,
+                       batch_size=proxy.batch_size, lr=proxy.lr, seed=proxy.seed,
+                       zero_init_residual=proxy.zero_init_residual,
+                       balanced_loss=proxy.balanced_loss, **settings)
+
+
+def load_task_data(space: SearchSpace, data_dir: str | None = None, *,
+                   train_fraction: float | None = None, augment: Augment | None = None) -> Dataset:
+    """The dataset of a space's task, checked against ``task.classes`` (``train_fraction``:
+    default the proxy's; ``augment``: default the task's, else the dataset's own)."""
+    task = space.task
+    if augment is None and task.augment:
+        augment = Augment.parse(task.augment)
+    data = load_dataset(DataConfig(
+        task.dataset, resolution=task.resolution, data_dir=data_dir, augment=augment,
+        train_fraction=space.proxy.train_fraction if train_fraction is None else train_fraction))
+    if task.classes is not None and task.classes != data.num_classes:
+        raise DataError(f"{space.path}: task.classes is {task.classes}, but "
+                        f"{data.name} has {data.num_classes} classes")
+    return data
 
 
 class ProxyEvaluator:
@@ -30,16 +54,9 @@ class ProxyEvaluator:
         self.worker = worker
         if threads is not None and self.device.type == "cpu":
             torch.set_num_threads(threads)
-        self.data: Dataset = load_dataset(DataConfig(
-            space.task.dataset, resolution=space.task.resolution,
-            train_fraction=space.proxy.train_fraction, data_dir=data_dir)).to(self.device)
-        if space.task.classes is not None and space.task.classes != self.data.num_classes:
-            raise DataError(f"{space.path}: task.classes is {space.task.classes}, but "
-                            f"{self.data.name} has {self.data.num_classes} classes")
-        p = space.proxy
-        self.train_config = TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr,
-                                        seed=p.seed, zero_init_residual=p.zero_init_residual,
-                                        device=str(self.device), threads=threads)
+        self.data: Dataset = load_task_data(space, data_dir).to(self.device)
+        self.train_config = proxy_train_config(space.proxy, device=str(self.device),
+                                               threads=threads)
         self.needs_latency = "latency_ms" in space.metrics or "max_latency_ms" in space.constraints
 
     @property
@@ -111,6 +128,11 @@ class ProxyEvaluator:
         else:
             result = train(model, self.data, self.train_config, callback, resume=resume)
             record.val_acc = result.val_acc
+            if result.val is not None:
+                record.val_balanced_acc = result.val.balanced_acc
+                record.val_macro_f1 = result.val.macro_f1
+                record.val_per_class_recall = result.val.per_class_recall
+                record.val_confusion = result.val.confusion
             record.val_acc_per_epoch = result.val_acc_per_epoch
             record.epochs_run = result.epochs_run
             record.train_seconds = result.train_seconds
@@ -120,7 +142,7 @@ class ProxyEvaluator:
 
     def _reused(self, record: TrialRecord, source: TrialRecord) -> TrialRecord:
         for key in ("val_acc", "macs", "params", "latency_ms", "val_acc_per_epoch", "epochs_run",
-                    "violations", "stopped_rung"):
+                    "violations", "stopped_rung", *VAL_METRICS):
             setattr(record, key, getattr(source, key))
         record.status = "reused" if source.status in ("ok", "reused") else source.status
         record.reason = source.reason

@@ -19,13 +19,15 @@ import platform
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 
 STATUSES = ("ok", "infeasible", "reused", "diverged", "failed")
 # statuses whose metrics are real measurements of a trained network
 TRAINED = ("ok", "reused")
+# the validation metrics beside val_acc that a trained record carries
+VAL_METRICS = ("val_balanced_acc", "val_macro_f1", "val_per_class_recall", "val_confusion")
 
 
 class RunError(ValueError):
@@ -43,6 +45,10 @@ class TrialRecord:
     name: str = ""
     genome: dict | None = None
     val_acc: float | None = None
+    val_balanced_acc: float | None = None
+    val_macro_f1: float | None = None
+    val_per_class_recall: list[float | None] = field(default_factory=list)
+    val_confusion: list[list[int]] = field(default_factory=list)
     macs: int | None = None
     params: int | None = None
     latency_ms: float | None = None
@@ -125,14 +131,46 @@ class RunStore:
 
     def append(self, record: TrialRecord) -> None:
         """Append one record and flush it to disk before returning."""
-        line = json.dumps(record.to_dict(), separators=(",", ":")) + "\n"
-        with self.lock(), open(self.trials_file, "a") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        with self.lock():
+            append_line(self.trials_file, record.to_dict())
 
     def records(self) -> list[TrialRecord]:
         return load_run(self.path, must_exist=False)
+
+
+def append_line(path: Path, data: dict[str, Any]) -> None:
+    """Append ``data`` as one JSON line and flush it to disk. The line starts on a fresh line
+    even when a crash left the file's last line half-written, so it is never glued to it."""
+    line = json.dumps(data, separators=(",", ":")) + "\n"
+    with open(path, "a+b") as fh:
+        if fh.tell() > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                line = "\n" + line
+        fh.write(line.encode())
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_jsonl(path: Path, valid: Callable[[dict], bool]) -> list[dict]:
+    """The JSON objects of a JSON-lines file that pass ``valid``, in file order; a corrupt
+    line is skipped with a warning that names the file and line number. No file: empty."""
+    out: list[dict] = []
+    if not path.exists():
+        return out
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            line = raw.decode("utf-8", errors="replace")
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                if not isinstance(data, dict) or not valid(data):
+                    raise ValueError("not a record of this file")
+                out.append(data)
+            except ValueError as exc:
+                warnings.warn(f"{path}:{number}: skipped a corrupt line ({exc})", stacklevel=3)
+    return out
 
 
 def load_run(path: str | Path, must_exist: bool = True) -> list[TrialRecord]:
@@ -145,19 +183,18 @@ def load_run(path: str | Path, must_exist: bool = True) -> list[TrialRecord]:
         if must_exist:
             raise RunError(f"{path}: no trials.jsonl (not a dla-nas run, or no trial finished yet)")
         return []
-    out = []
-    with open(trials) as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                if not isinstance(data, dict) or data.get("status") not in STATUSES:
-                    raise ValueError("not a trial record")
-                out.append(TrialRecord.from_dict(data))
-            except (ValueError, TypeError) as exc:
-                warnings.warn(f"{trials}:{number}: skipped a corrupt line ({exc})", stacklevel=2)
-    return out
+    return [TrialRecord.from_dict(d) for d in read_jsonl(trials, _is_trial)]
+
+
+_NUMBERS = ("val_acc", "val_balanced_acc", "val_macro_f1", "macs", "params", "latency_ms")
+
+
+def _is_trial(data: dict) -> bool:
+    def number(v: Any) -> bool:
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    return (data.get("status") in STATUSES and type(data.get("trial")) is int
+            and isinstance(data.get("hash"), str) and all(number(data.get(k)) for k in _NUMBERS))
 
 
 def versions() -> dict[str, str]:

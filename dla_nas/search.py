@@ -25,7 +25,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from .baselines import is_baseline
+from .baselines import KNOWN, is_baseline
 from .data import DataError
 from .genome import GenomeError
 from .proxy import ProxyEvaluator
@@ -52,6 +52,8 @@ class SearchOptions:
     gpus: list[int] | None = None
     baselines: list[str] = field(default_factory=list)
     data_dir: str | None = None
+    dataset: str | None = None  # replaces the space's task.dataset
+    resolution: int | None = None  # replaces the space's task.resolution
 
     def check(self, space: SearchSpace) -> None:
         if self.trials < 1:
@@ -63,11 +65,30 @@ class SearchOptions:
                               f"(one of {', '.join(SAMPLERS)})")
         for name in self.baselines:
             if not is_baseline(name):
-                raise GenomeError(f"--baselines: {name!r} is not known (plain_cnn, "
-                                  "plain_cnn_<w1>_<w2>..., or a zoo name such as dla34_cifar)")
+                raise GenomeError(f"--baselines: {name!r} is not known (allowed: {KNOWN})")
 
     def sampler_name(self, space: SearchSpace) -> str:
         return self.sampler or ("nsga2" if len(space.objectives) > 1 else "tpe")
+
+
+def load_space(opts: SearchOptions) -> SearchSpace:
+    """The space of a search, with the task that ``--dataset``/``--resolution`` set."""
+    return SearchSpace.from_yaml(opts.space).with_task(opts.dataset, opts.resolution)
+
+
+def data_info(space: SearchSpace, opts: SearchOptions) -> dict:
+    """Load the task's data once, before anything is written, and describe its shape (a bad
+    dataset is reported here, not inside a worker)."""
+    from .proxy import load_task_data
+
+    try:
+        data = load_task_data(space, opts.data_dir)
+    except DataError as exc:
+        where = "--dataset" if opts.dataset else f"{space.path}: task.dataset"
+        raise DataError(f"{where}: {exc}") from None
+    return {"name": data.name, "resolution": data.resolution, "in_chans": data.in_chans,
+            "num_classes": data.num_classes, "class_names": list(data.class_names),
+            "train_size": len(data.train), "augment": data.augment.describe()}
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -167,7 +188,7 @@ def worker_main(opts_dict: dict, index: int, device: str, threads: int | None, p
     the requested number or the deadline passes."""
     _exit_with_parent(parent)
     opts = SearchOptions(**opts_dict)
-    space = SearchSpace.from_yaml(opts.space)
+    space = load_space(opts)
     store = RunStore(opts.out)
     study = open_study(store, space, opts)
     try:
@@ -244,19 +265,22 @@ def worker_devices(opts: SearchOptions) -> list[tuple[str, int | None]]:
     return [("cpu", max(1, (cores or 1) // opts.workers))] * opts.workers
 
 
-def run_info(space: SearchSpace, opts: SearchOptions) -> dict:
-    return {"backend": "optuna", "space": space.raw, "space_path": space.path,
+def run_info(space: SearchSpace, opts: SearchOptions, data: dict) -> dict:
+    return {"backend": "optuna", "space": space.raw, "space_path": space.path, "data": data,
+            "sampler": opts.sampler_name(space),
             "space_fingerprint": space.fingerprint(),
             "objectives": [list(o) for o in space.objectives], "options": asdict(opts),
             "seed": opts.seed, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def start(opts: SearchOptions) -> tuple[SearchSpace, RunStore, optuna.Study, bool]:
-    """Check the options, create or reopen the run, and return what the driver needs."""
-    space = SearchSpace.from_yaml(opts.space)
+def start(opts: SearchOptions) -> tuple[SearchSpace, RunStore, optuna.Study, bool, dict]:
+    """Check the options and the data, create or reopen the run, and return what the driver
+    needs: the space, the store, the study, whether it is a resume, and the data's shape."""
+    space = load_space(opts)
     opts.check(space)
     store = RunStore(opts.out)
-    resumed = store.create_or_check(run_info(space, opts))
+    data = data_info(space, opts)
+    resumed = store.create_or_check(run_info(space, opts, data))
     if resumed:  # the study lives where the run put it
         backend = store.info().get("backend", "optuna")
         if backend != "optuna":
@@ -268,7 +292,7 @@ def start(opts: SearchOptions) -> tuple[SearchSpace, RunStore, optuna.Study, boo
         elif opts.storage != stored:
             raise RunError(f"{store.run_yaml}: this run keeps its study in "
                            f"{stored or 'its journal file'}; --storage {opts.storage} differs")
-    return space, store, open_study(store, space, opts), resumed
+    return space, store, open_study(store, space, opts), resumed, data
 
 
 def launch_workers(opts: SearchOptions) -> list[mp.Process]:

@@ -82,7 +82,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from .genome import Genome, GenomeError
 from .results import TRAINED, RunError, RunStore, TrialRecord
-from .search import SearchOptions, make_sampler, run_info, set_constraints
+from .proxy import proxy_train_config
+from .search import SearchOptions, data_info, load_space, make_sampler, run_info, set_constraints
 from .space import SearchSpace, SpaceError
 
 SCHEDULERS = ("asha", "none")
@@ -526,10 +527,10 @@ class _Driver:
     """The run in progress in this process."""
 
     def __init__(self, space: SearchSpace, store: RunStore, opts: SearchOptions,
-                 device: str) -> None:
-        self.space, self.store, self.opts = space, store, opts
+                 device: str, epochs: int) -> None:
+        self.space, self.store, self.opts, self.epochs = space, store, opts, epochs
         self.deadline = time.time() + opts.timeout if opts.timeout else None
-        self.recorder = _Recorder(store, space.proxy.epochs, opts.trials, device)
+        self.recorder = _Recorder(store, epochs, opts.trials, device)
 
     def past_deadline(self) -> bool:
         return self.deadline is not None and time.time() >= self.deadline
@@ -547,12 +548,6 @@ class _Driver:
             lines = [line for line in str(result.error).strip().splitlines() if line.strip()]
             reason = lines[-1][:300] if lines else type(result.error).__name__
             self.recorder.record({}, result.config, reason=f"Ray: {reason}")
-
-
-def _resolution(space: SearchSpace) -> int:
-    from .data import DataConfig
-
-    return DataConfig(space.task.dataset, resolution=space.task.resolution).image_size
 
 
 class _SigintWatch:
@@ -630,13 +625,14 @@ def run_ray_search(opts: SearchOptions, *, address: str | None = None,
 
     check_ray_options(opts, address=address, gpus_per_trial=gpus_per_trial,
                       cpus_per_trial=cpus_per_trial, scheduler=scheduler)
-    space = SearchSpace.from_yaml(opts.space)
+    space = load_space(opts)
     opts.check(space)
     probe_address(address)
     if num_cpus is not None and (not isinstance(num_cpus, int) or num_cpus < 1):
         raise GenomeError(f"num_cpus: {num_cpus!r} is not allowed (an integer >= 1)")
     store = RunStore(opts.out)
-    info = run_info(space, opts)
+    data = data_info(space, opts)
+    info = run_info(space, opts, data)
     info["backend"] = "ray"
     info["ray"] = {"address": address, "gpus_per_trial": gpus_per_trial,
                    "cpus_per_trial": cpus_per_trial, "scheduler": scheduler}
@@ -647,11 +643,12 @@ def run_ray_search(opts: SearchOptions, *, address: str | None = None,
                            "continue it with that backend or use another --out")
         store.create_or_check(info)
     device = "cuda" if gpus_per_trial > 0 else "cpu"
-    driver = _Driver(space, store, opts, device)
+    epochs = proxy_train_config(space.proxy).epochs_for(data["train_size"])
+    driver = _Driver(space, store, opts, device, epochs)
     if store.run_yaml.exists() and (len(driver.numbers()) >= opts.trials
                                     and not _missing_baselines(store, opts.baselines)):
         return len(driver.numbers())
-    resolution = _resolution(space)
+    resolution = data["resolution"]
     settings = _Settings(space=space, out=str(store.path.resolve()),
                          data_dir=str(Path(opts.data_dir).resolve()) if opts.data_dir else None,
                          device=device, threads=max(1, int(cpus_per_trial)),
@@ -740,8 +737,8 @@ def _run_stages(driver: _Driver, settings: _Settings, opts: SearchOptions, space
                                       opts.seed + index, driver.numbers())
             if scheduler == "asha":
                 sched = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max",
-                                      max_t=space.proxy.epochs,
-                                      grace_period=min(ASHA_GRACE_PERIOD, space.proxy.epochs),
+                                      max_t=driver.epochs,
+                                      grace_period=min(ASHA_GRACE_PERIOD, driver.epochs),
                                       reduction_factor=ASHA_REDUCTION_FACTOR)
             else:
                 sched = FIFOScheduler()
@@ -753,7 +750,7 @@ def _run_stages(driver: _Driver, settings: _Settings, opts: SearchOptions, space
                                             trial_dirname_creator=_trial_name),
                 run_config=tune.RunConfig(
                     name=f"{_STAGE}{index}", storage_path=str(ray_dir), verbose=0,
-                    callbacks=[DlaNasRecorder(space.proxy.epochs, opts.trials, settings.device)],
+                    callbacks=[DlaNasRecorder(driver.epochs, opts.trials, settings.device)],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     failure_config=tune.FailureConfig(max_failures=1)))
             restored.add(ray_dir / f"{_STAGE}{index}")

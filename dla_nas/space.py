@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Protocol
 
+from .data import Augment, DataError
 from .genome import BLOCKS, ROOT_KERNELS, STRIDES, Genome, GenomeError, read_yaml
 
-METRICS = {"val_acc": "maximize", "macs": "minimize", "params": "minimize",
-           "latency_ms": "minimize"}
+METRICS = {"val_acc": "maximize", "val_balanced_acc": "maximize", "macs": "minimize",
+           "params": "minimize", "latency_ms": "minimize"}
 CONSTRAINTS = {"max_macs": "macs", "max_params": "params", "max_latency_ms": "latency_ms"}
 STAGE_FIELDS = ("channels", "depth", "fan_in", "stride", "level_root", "root_kernel",
                 "root_residual", "ida_from")
@@ -141,9 +142,13 @@ STAGE_DEFAULTS = {"depth": 1, "fan_in": 2, "stride": 2, "level_root": True, "roo
 # ---- the space -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Task:
+    """The data a space is searched on. ``augment``: ``none`` or a comma list of hflip,
+    vflip, shift (default: the dataset's own, see ``dla_nas.data.DEFAULT_AUGMENT``)."""
+
     dataset: str
     resolution: int | None = None
     classes: int | None = None
+    augment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,12 +156,16 @@ class Proxy:
     """Low-fidelity training settings applied to every trial."""
 
     epochs: int = 8
+    # at least this many optimiser steps: a small data set gets more epochs
+    min_steps: int = 0
     train_fraction: float = 1.0
     batch_size: int = 64
     lr: float = 0.05
     seed: int = 0
     # the last BN of every residual branch starts at zero, so deep trees start shallow
     zero_init_residual: bool = True
+    # weight each class's loss by 1 / its frequency (imbalanced data)
+    balanced_loss: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,9 +206,20 @@ class SearchSpace:
         task = _dataclass(Task, raw["task"], "task")
         if task.resolution is not None and _int_at_least(8)(task.resolution):
             raise SpaceError(f"task.resolution: {task.resolution!r} is not allowed (an integer >= 8)")
+        if not isinstance(task.dataset, str):
+            raise SpaceError(f"task.dataset: {task.dataset!r} is not allowed (digits, cifar10, "
+                             "cifar100 or folder:PATH)")
+        if task.augment is not None:
+            try:
+                Augment.parse(str(task.augment))
+            except DataError as exc:
+                raise SpaceError(f"task.{exc}") from None
         proxy = _dataclass(Proxy, raw.get("proxy", {}), "proxy")
         for name, ok, allowed in [
             ("epochs", type(proxy.epochs) is int and proxy.epochs >= 1, "an integer >= 1"),
+            ("min_steps", type(proxy.min_steps) is int and proxy.min_steps >= 0,
+             "an integer >= 0"),
+            ("balanced_loss", type(proxy.balanced_loss) is bool, "true or false"),
             ("batch_size", type(proxy.batch_size) is int and proxy.batch_size >= 1, "an integer >= 1"),
             ("train_fraction", _positive_number(proxy.train_fraction) is None
              and proxy.train_fraction <= 1, "0 < x <= 1"),
@@ -277,6 +297,21 @@ class SearchSpace:
         rng = random.Random(0)
         for _ in range(20):
             self.sample(_RandomSuggester(rng), self.task.resolution or 32)
+
+    def with_task(self, dataset: str | None = None, resolution: int | None = None) -> SearchSpace:
+        """This space searched on another dataset or resolution (``search --dataset``): the
+        task is replaced, and so is ``classes``, which the new data decides."""
+        if dataset is None and resolution is None:
+            return self
+        raw = json.loads(json.dumps(self.raw, default=str))
+        task = dict(raw["task"])
+        if dataset is not None:
+            task["dataset"] = dataset
+            task.pop("classes", None)
+        if resolution is not None:
+            task["resolution"] = resolution
+        raw["task"] = task
+        return SearchSpace.from_dict(raw, self.path)
 
     # ---- identity --------------------------------------------------------------------------
     def fingerprint(self) -> str:

@@ -6,8 +6,11 @@ runs in batches there, and CUDA runs use bf16 autocast and channels_last.
 
 Choices made for fair ranking in few epochs (measured in ``benchmarks/proxy_ranking.py``):
 the last BN of every residual branch starts at zero (a deep net starts as a shallow one), the
-learning rate warms up for one epoch, and BN statistics are re-estimated on training data
-before each evaluation.
+learning rate warms up for one epoch, and BN statistics are re-estimated before each
+evaluation on a shuffled, class-mixed sample of the training images.
+
+Small data sets give few optimiser steps per epoch, so a budget is ``epochs`` *and*
+``min_steps``: training runs for whichever is longer (``TrainConfig.epochs_for``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Dataset, make_loader
+from .metrics import Metrics, classification_metrics
 
 SCHEDULES = ("onecycle", "cosine")
 _HISTORY = ("val_acc_per_epoch", "val_loss_per_epoch", "train_loss_per_epoch")
@@ -37,6 +41,7 @@ class TrainConfig:
     """How to train: budget, optimiser, schedule, device. Defaults suit short proxies."""
 
     epochs: int = 15
+    min_steps: int = 0  # at least this many optimiser steps: more epochs on small data
     batch_size: int = 64
     lr: float = 0.05
     momentum: float = 0.9
@@ -46,6 +51,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     zero_init_residual: bool = True
     bn_recalibration_batches: int = 4
+    balanced_loss: bool = False  # weight each class's loss by 1 / its train frequency
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -55,13 +61,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = [
             ("epochs", self.epochs >= 1, ">= 1"),
+            ("min_steps", self.min_steps >= 0, ">= 0"),
             ("batch_size", self.batch_size >= 1, ">= 1"),
             ("lr", self.lr > 0, "> 0"),
             ("momentum", 0 <= self.momentum < 1, "0 <= x < 1"),
             ("weight_decay", self.weight_decay >= 0, ">= 0"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "0 <= x < 1"),
             ("schedule", self.schedule in SCHEDULES, "one of " + ", ".join(SCHEDULES)),
-            ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs, f"0 <= x <= epochs"),
+            ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs, "0 <= x <= epochs"),
             ("bn_recalibration_batches", self.bn_recalibration_batches >= 0, ">= 0"),
             ("threads", self.threads is None or self.threads >= 1, ">= 1"),
             ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"),
@@ -70,6 +77,15 @@ class TrainConfig:
             if not ok:
                 raise TrainError(f"{name}: {getattr(self, name)!r} is not allowed ({allowed})")
         resolve_device(self.device)
+
+    def steps_per_epoch(self, train_size: int) -> int:
+        """Optimiser steps in one epoch (the last partial batch is dropped unless it is the
+        only one)."""
+        return max(1, train_size // self.batch_size)
+
+    def epochs_for(self, train_size: int) -> int:
+        """Epochs to run on ``train_size`` images: ``epochs``, or more to reach ``min_steps``."""
+        return max(self.epochs, math.ceil(self.min_steps / self.steps_per_epoch(train_size)))
 
 
 @dataclass(frozen=True)
@@ -90,7 +106,7 @@ class EpochReport:
 
 @dataclass
 class TrainResult:
-    """The record of one training run."""
+    """The record of one training run. ``val`` holds the last evaluation's full metrics."""
 
     val_acc: float
     val_loss: float
@@ -106,10 +122,12 @@ class TrainResult:
     diverged: bool = False
     stopped_early: bool = False
     divergence: str = ""
-    extra: dict = field(default_factory=dict)
+    val: Metrics | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("val")
+        return {**out, **(self.val.to_dict("val_") if self.val is not None else {})}
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -164,19 +182,31 @@ def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, label_smoothing: float = 0.0,
-             autocast: bool = False) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy over a loader, in eval mode."""
+def evaluate(model: nn.Module, loader, num_classes: int, label_smoothing: float = 0.0,
+             autocast: bool = False) -> Metrics:
+    """Accuracy, balanced accuracy, macro F1, per-class recall, the confusion matrix and the
+    mean cross-entropy over a loader, in eval mode."""
     model.eval()
-    correct, loss_sum, n = 0, 0.0, 0
+    loss_sum, labels, preds = 0.0, [], []
     for x, y in loader:
         with torch.autocast("cuda", torch.bfloat16, enabled=autocast):
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum",
                                     label_smoothing=label_smoothing).item()
-        correct += (logits.argmax(1) == y).sum().item()
-        n += y.numel()
-    return correct / max(n, 1), loss_sum / max(n, 1)
+        labels.append(y.cpu())
+        preds.append(logits.argmax(1).cpu())
+    y_true = torch.cat(labels).numpy() if labels else torch.zeros(0, dtype=torch.int64).numpy()
+    y_pred = torch.cat(preds).numpy() if preds else y_true
+    return classification_metrics(y_true, y_pred, num_classes, loss_sum / max(len(y_true), 1))
+
+
+def class_weights(data: Dataset, device: torch.device) -> torch.Tensor:
+    """Per-class loss weights, inverse to the class's share of the train split (mean 1 over
+    the train images), so that every class weighs the same in the loss."""
+    counts = torch.bincount(data.train.labels.cpu(), minlength=data.num_classes).double()
+    weights = torch.where(counts > 0, counts.sum() / (data.num_classes * counts.clamp_min(1)),
+                          torch.zeros_like(counts))
+    return weights.float().to(device)
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -215,12 +245,12 @@ def train(
                                channels_last=cuda)
     val_loader = make_loader(data, "val", cfg.eval_batch_size, device, train=False,
                              seed=cfg.seed, channels_last=cuda)
-    calib_loader = make_loader(data, "train", cfg.batch_size, device, train=False,
-                               seed=cfg.seed, channels_last=cuda)
+    weight = class_weights(data, device) if cfg.balanced_loss else None
     opt = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr,
                           momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     steps_per_epoch = len(train_loader)
-    total = cfg.epochs * steps_per_epoch
+    epochs = cfg.epochs_for(len(data.train))
+    total = epochs * steps_per_epoch
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, total, warmup, cfg.schedule))
@@ -241,8 +271,8 @@ def train(
 
     if resume is not None:
         start = int(resume["epoch"])
-        if not 0 <= start <= cfg.epochs:
-            raise TrainError(f"resume: epoch {start} is not allowed (0 <= x <= {cfg.epochs})")
+        if not 0 <= start <= epochs:
+            raise TrainError(f"resume: epoch {start} is not allowed (0 <= x <= {epochs})")
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
@@ -254,14 +284,15 @@ def train(
         result.epochs_run = start
         if result.val_acc_per_epoch:
             result.val_acc, result.val_loss = result.val_acc_per_epoch[-1], result.val_loss_per_epoch[-1]
-    for epoch in range(start, cfg.epochs):
+    for epoch in range(start, epochs):
         model.train()
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         epoch_images = 0
         for x, y in train_loader:
             with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-                loss = F.cross_entropy(step_model(x), y, label_smoothing=cfg.label_smoothing)
+                loss = F.cross_entropy(step_model(x).float(), y, weight=weight,
+                                       label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -282,9 +313,17 @@ def train(
         if not math.isfinite(train_loss):
             result.diverged, result.divergence = True, f"non-finite training loss in epoch {epoch + 1}"
             break
-        calib = [x for _, (x, _) in zip(range(cfg.bn_recalibration_batches), calib_loader)]
-        recalibrate_bn(model, calib)
-        val_acc, val_loss = evaluate(model, val_loader, cfg.label_smoothing, autocast=cuda)
+        if cfg.bn_recalibration_batches:
+            # a fresh, seeded, class-mixed sample per epoch (a folder's split is sorted by
+            # class); seeded by epoch so that a resumed run draws what an unbroken one would
+            calib_loader = make_loader(data, "train", cfg.batch_size, device, train=False,
+                                       seed=cfg.seed * 100_003 + epoch + 1, channels_last=cuda,
+                                       shuffle=True, num_workers=0)
+            recalibrate_bn(model, [x for _, (x, _) in zip(range(cfg.bn_recalibration_batches),
+                                                          calib_loader)])
+        result.val = evaluate(model, val_loader, data.num_classes, cfg.label_smoothing,
+                              autocast=cuda)
+        val_acc, val_loss = result.val.acc, result.val.loss
         result.val_acc_per_epoch.append(val_acc)
         result.val_loss_per_epoch.append(val_loss)
         result.val_acc, result.val_loss = val_acc, val_loss
@@ -294,7 +333,7 @@ def train(
         report = EpochReport(epoch + 1, train_loss, val_acc, val_loss, time.perf_counter() - t0,
                              epoch_images / epoch_train_time, state=state)
         if callback is not None and callback(report):
-            result.stopped_early = epoch + 1 < cfg.epochs
+            result.stopped_early = epoch + 1 < epochs
             break
     result.train_seconds = train_time
     result.images_per_second = images / train_time if train_time > 0 else 0.0
@@ -308,15 +347,17 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path, model: nn.Module, cfg: TrainConfig, data: Dataset, extra: dict) -> None:
-    """Save weights plus everything needed to rebuild and evaluate the model: the genome,
-    the training config and the data description. Only tensors and plain types, so that
+    """Save weights plus everything needed to rebuild and evaluate the model: the genome (or,
+    for a hand-designed baseline, ``extra["baseline"]``, its name), the training config and
+    the data description. Only tensors and plain types, so that
     ``torch.load(weights_only=True)`` reads it."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    genome = getattr(model, "genome", None)
     torch.save({
         "format": "dla-nas-checkpoint/1",
         "state_dict": state,
-        "genome": model.genome.to_dict(),
-        "num_classes": model.num_classes,
+        "genome": genome.to_dict() if genome is not None else None,
+        "num_classes": data.num_classes,
         "train_config": asdict(cfg),
         "data": {"name": data.name, "resolution": data.resolution, "in_chans": data.in_chans,
                  "num_classes": data.num_classes, "mean": list(data.mean),

@@ -18,6 +18,7 @@ from sklearn.datasets import load_digits
 
 from dla_nas import data
 from dla_nas.data import (
+    Augment,
     DataConfig,
     DataError,
     DeviceLoader,
@@ -47,10 +48,11 @@ def test_digits_sizes_types_and_metadata(digits: data.Dataset) -> None:
         assert s.images.dtype == torch.uint8 and s.images.shape[1:] == (1, 8, 8)
         assert s.labels.dtype == torch.int64
     assert (digits.num_classes, digits.in_chans, digits.resolution) == (10, 1, 8)
-    assert digits.flip is False and not digits.streaming
+    assert digits.augment == Augment(shift=0.125, pad_mode="zeros") and not digits.streaming
     assert int(digits.train.images.max()) == 255  # 0..16 was scaled to 0..255
     assert digits.summary() == (
-        "digits: train 1077 / val 360 / test 360, 10 classes, 8px, 1 ch, in-memory"
+        "digits: train 1077 / val 360 / test 360, 10 classes, 8px, 1 ch, in-memory; "
+        "augment shift 0.125 (zeros)"
     )
 
 
@@ -183,7 +185,8 @@ def test_cifar10_from_folder(tmp_path: Path) -> None:
     ds = load_dataset(_cifar10_cfg(tmp_path))
     assert (len(ds.train), len(ds.val), len(ds.test)) == (80, 20, 20)
     assert ds.train.images.shape == (80, 3, 32, 32) and ds.train.images.dtype == torch.uint8
-    assert (ds.num_classes, ds.in_chans, ds.resolution, ds.flip) == (10, 3, 32, True)
+    assert (ds.num_classes, ds.in_chans, ds.resolution, ds.augment.hflip) == (10, 3, 32, True)
+    assert not ds.augment.vflip
     assert ds.class_names == CIFAR10_NAMES
     train, val = set(ds.train.index.tolist()), set(ds.val.index.tolist())
     assert not train & val and train | val == set(range(100))
@@ -332,7 +335,8 @@ def _labels_of(ds: data.Dataset) -> np.ndarray:
 def test_folder_mixed_modes_load_as_rgb(tmp_path: Path) -> None:
     ds = load_dataset(DataConfig(f"folder:{_mixed_folder(tmp_path)}", resolution=16))
     assert ds.class_names == ["alpha", "gray", "red"]
-    assert (ds.in_chans, ds.resolution, ds.flip, ds.streaming) == (3, 16, True, False)
+    assert (ds.in_chans, ds.resolution, ds.streaming) == (3, 16, False)
+    assert ds.augment == Augment(hflip=True, vflip=True, shift=0.125, pad_mode="reflect")
     assert np.bincount(_labels_of(ds)).tolist() == [5, 5, 5]
     assert np.bincount(ds.val.labels.numpy()).tolist() == [1, 1, 1]
     images = torch.cat([ds.train.images, ds.val.images, ds.test.images])
@@ -438,6 +442,9 @@ def _synthetic(n: int = 64, chans: int = 2, size: int = 8) -> Split:
     return Split(images, torch.arange(n))
 
 
+HFLIP = Augment(hflip=True, pad_mode="zeros")
+
+
 def _shift(img: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """img moved by (dy, dx) with zero fill."""
     out = torch.zeros_like(img)
@@ -473,7 +480,7 @@ def test_device_loader_shuffle_is_seeded_and_complete() -> None:
     split = _synthetic()
 
     def epochs(seed: int) -> list[torch.Tensor]:
-        loader = DeviceLoader(split, 16, shuffle=True, pad=2, flip=True, seed=seed,
+        loader = DeviceLoader(split, 16, shuffle=True, pad=2, augment=HFLIP, seed=seed,
                               **_identity_norm(2))
         return [torch.cat([x.flatten() for x, _ in loader]) for _ in range(2)] + \
                [torch.cat([y for _, y in loader])]
@@ -486,7 +493,8 @@ def test_device_loader_shuffle_is_seeded_and_complete() -> None:
 
 def test_random_crop_is_a_zero_filled_shift_within_pad() -> None:
     split, pad = _synthetic(), 2
-    loader = DeviceLoader(split, 64, pad=pad, seed=3, **_identity_norm(2))
+    loader = DeviceLoader(split, 64, pad=pad, augment=Augment(pad_mode="zeros"), seed=3,
+                          **_identity_norm(2))
     x, y = next(iter(loader))
     assert x.shape == split.images.shape
     shifts = set()
@@ -499,23 +507,52 @@ def test_random_crop_is_a_zero_filled_shift_within_pad() -> None:
     assert len(shifts) > 10  # offsets really vary across the batch
 
 
-def test_flip_is_random_mirror_and_flip_false_never_flips() -> None:
+def test_reflect_shift_mirrors_the_border_instead_of_filling_black() -> None:
+    split, pad = _synthetic(), 2
+    loader = DeviceLoader(split, 64, pad=pad, augment=Augment(pad_mode="reflect"), seed=3,
+                          **_identity_norm(2))
+    x, y = next(iter(loader))
+    shifts = set()
+    for out, i in zip(x, y):
+        src = split.images[i].float()
+        padded = torch.nn.functional.pad(src[None], (pad,) * 4, mode="reflect")[0]
+        found = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+                 if torch.equal(out, padded[:, dy:dy + 8, dx:dx + 8])]
+        assert len(found) == 1
+        shifts.add(found[0])
+    assert len(shifts) > 10
+
+
+@pytest.mark.parametrize("axis", ["hflip", "vflip"])
+def test_flip_is_random_mirror_and_no_flip_never_flips(axis: str) -> None:
     split = _synthetic()
-    x, y = next(iter(DeviceLoader(split, 64, flip=True, seed=0, **_identity_norm(2))))
+    dim = -1 if axis == "hflip" else -2
+    aug = Augment(**{axis: True})
+    x, y = next(iter(DeviceLoader(split, 64, augment=aug, seed=0, **_identity_norm(2))))
     src = split.images[y].float()
-    mirrored = torch.tensor([torch.equal(a, b.flip(-1)) for a, b in zip(x, src)])
+    mirrored = torch.tensor([torch.equal(a, b.flip(dim)) for a, b in zip(x, src)])
     kept = torch.tensor([torch.equal(a, b) for a, b in zip(x, src)])
     assert torch.all(mirrored ^ kept) and 10 < int(mirrored.sum()) < 54
     for seed in range(3):
-        loader = DeviceLoader(split, 16, shuffle=True, flip=False, seed=seed, **_identity_norm(2))
+        loader = DeviceLoader(split, 16, shuffle=True, seed=seed, **_identity_norm(2))
         for x, y in loader:
             assert torch.equal(x, split.images[y].float())
 
 
+def test_augment_parse_and_errors() -> None:
+    assert Augment.parse("none") == Augment()
+    assert Augment.parse("hflip, shift") == Augment(hflip=True, shift=0.125)
+    with pytest.raises(DataError, match=r"augment: 'rotate' is not allowed \(none, or a comma"):
+        Augment.parse("rotate")
+    with pytest.raises(DataError, match=r"augment.pad_mode: 'edge' is not allowed"):
+        Augment(pad_mode="edge")
+
+
 def test_channels_last_keeps_values() -> None:
     split = _synthetic(8, chans=3)
-    plain = next(iter(DeviceLoader(split, 8, pad=1, flip=True, seed=5, **_identity_norm(3))))[0]
-    cl = next(iter(DeviceLoader(split, 8, pad=1, flip=True, seed=5, channels_last=True,
+    plain = next(iter(DeviceLoader(split, 8, pad=1, augment=HFLIP, seed=5,
+                                   **_identity_norm(3))))[0]
+    cl = next(iter(DeviceLoader(split, 8, pad=1, augment=HFLIP, seed=5, channels_last=True,
                                 **_identity_norm(3))))[0]
     assert cl.is_contiguous(memory_format=torch.channels_last) and not plain.is_contiguous(
         memory_format=torch.channels_last)

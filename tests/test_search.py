@@ -242,7 +242,7 @@ def test_recover_retries_a_dead_workers_trial_and_completes_a_recorded_one(tmp_p
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--baselines", "resnet50"], "--baselines: 'resnet50' is not known"),
+    (["--baselines", "vgg16"], "--baselines: 'vgg16' is not known"),
     (["--space", "no-such-space.yaml"], "no-such-space.yaml: cannot read"),
 ])
 def test_bad_search_input_is_one_clear_line(tmp_path, argv, message, capsys):
@@ -300,7 +300,7 @@ def test_a_ray_run_is_not_continued_by_the_optuna_backend(tmp_path, capsys):
     space_path = write_space(tmp_path)
     out = tmp_path / "run"
     space = SearchSpace.from_yaml(space_path)
-    info = run_info(space, SearchOptions(space=str(space_path), trials=1, out=str(out)))
+    info = run_info(space, SearchOptions(space=str(space_path), trials=1, out=str(out)), {})
     RunStore(out).create_or_check({**info, "backend": "ray"})
     assert main(["search", "--space", str(space_path), "--out", str(out)]) == 2
     assert "made with --backend ray" in capsys.readouterr().err

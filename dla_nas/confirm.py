@@ -1,0 +1,258 @@
+"""Confirmation of a search: retrain chosen trials and hand-designed baselines with several
+seeds at full fidelity, and evaluate each once on the test split, which the search never saw.
+
+Every finished (candidate, seed) is one line of ``confirm.jsonl`` in the run folder, appended
+and flushed at once, so a killed confirmation loses at most the unit in training, and the same
+command continues it without retraining anything that finished. A rerun with another recipe
+is refused: its figures would not be comparable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+from .baselines import build_candidate, is_baseline
+from .cost import model_cost
+from .data import Dataset, make_loader
+from .genome import Genome
+from .pareto import front, run_objectives
+from .results import RunError, RunStore, TrialRecord, append_line, load_run, read_jsonl
+from .training import TrainConfig, evaluate, resolve_device, train
+
+CONFIRM_FILE = "confirm.jsonl"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A network to confirm: a search trial (``trial`` and its genome) or a baseline name."""
+
+    label: str
+    kind: str  # "search" or "baseline"
+    hash: str
+    trial: int | None = None
+    genome: dict | None = None
+    proxy_val_acc: float | None = None
+
+    def build(self, num_classes: int, in_chans: int, zero_init_residual: bool):
+        spec = Genome.from_dict(self.genome) if self.genome is not None else self.label
+        return build_candidate(spec, num_classes, in_chans, zero_init_residual)
+
+
+@dataclass
+class ConfirmRecord:
+    """One candidate trained with one seed and evaluated once on the test split."""
+
+    label: str
+    kind: str
+    hash: str
+    seed: int
+    trial: int | None = None
+    macs: int = 0
+    params: int = 0
+    val_acc: float = 0.0
+    test_acc: float = 0.0
+    test_balanced_acc: float = 0.0
+    test_macro_f1: float = 0.0
+    test_per_class_recall: list = field(default_factory=list)
+    test_confusion: list = field(default_factory=list)
+    proxy_val_acc: float | None = None
+    epochs_run: int = 0
+    train_seconds: float = 0.0
+    diverged: bool = False
+    recipe: dict = field(default_factory=dict)
+    finished_at: float = 0.0
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.hash, self.seed)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConfirmRecord:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# ---- choosing -------------------------------------------------------------------------------
+def search_candidate(record: TrialRecord) -> Candidate:
+    return Candidate(f"trial {record.trial}", "search", record.hash, record.trial, record.genome,
+                     record.val_acc)
+
+
+def baseline_candidate(name: str) -> Candidate:
+    from .baselines import baseline_hash
+
+    if not is_baseline(name):
+        from .baselines import KNOWN
+
+        raise RunError(f"--baselines: {name!r} is not known (allowed: {KNOWN})")
+    return Candidate(name, "baseline", baseline_hash(name))
+
+
+def choose(records: list[TrialRecord], objectives: list[tuple[str, str]], *,
+           pareto: bool = False, top: int | None = None,
+           trials: Iterable[int] = ()) -> list[Candidate]:
+    """Search trials to confirm: the Pareto front, the ``top`` by the first maximised
+    objective, and/or the trials numbered ``trials``; each network (hash) once."""
+    search = [r for r in records if r.kind == "search"]
+    chosen: list[TrialRecord] = []
+    if pareto:
+        chosen += front(records, objectives)
+    if top:
+        metric = next(m for m, d in objectives if d == "maximize")
+        ranked = sorted((r for r in search if r.feasible_and_trained),
+                        key=lambda r: -(r.value(metric) or 0.0))
+        chosen += _unique(ranked)[:top]
+    by_number = {r.trial: r for r in search}
+    for n in trials:
+        if n not in by_number:
+            raise RunError(f"--trial: {n} is not a finished search trial of this run")
+        if by_number[n].genome is None:
+            raise RunError(f"--trial: trial {n} has no genome ({by_number[n].status})")
+        chosen.append(by_number[n])
+    return [search_candidate(r) for r in _unique(chosen)]
+
+
+def _unique(records: list[TrialRecord]) -> list[TrialRecord]:
+    seen, out = set(), []
+    for r in records:
+        if r.hash not in seen:
+            seen.add(r.hash)
+            out.append(r)
+    return out
+
+
+# ---- running --------------------------------------------------------------------------------
+def recipe_of(cfg: TrainConfig, data: Dataset) -> dict:
+    """What makes two confirmations comparable: the training settings and the data."""
+    keep = ("epochs", "min_steps", "batch_size", "lr", "momentum", "weight_decay",
+            "label_smoothing", "schedule", "warmup_epochs", "zero_init_residual",
+            "bn_recalibration_batches", "balanced_loss")
+    return {**{k: getattr(cfg, k) for k in keep}, "dataset": data.name,
+            "resolution": data.resolution, "augment": data.augment.describe()}
+
+
+class ConfirmStore:
+    """``confirm.jsonl``: one line per finished (candidate, seed)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def records(self) -> list[ConfirmRecord]:
+        return [ConfirmRecord.from_dict(d) for d in read_jsonl(self.path, _is_confirm)]
+
+    def append(self, record: ConfirmRecord) -> None:
+        append_line(self.path, dataclasses.asdict(record))
+
+    def check_recipe(self, recipe: dict) -> None:
+        """Refuse to mix recipes in one file."""
+        for r in self.records():
+            if r.recipe != recipe:
+                diff = {k: (r.recipe.get(k), v) for k, v in recipe.items() if r.recipe.get(k) != v}
+                changes = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items())
+                raise RunError(f"{self.path}: made with another recipe ({changes}); use the "
+                               "same options, or --out for a new confirmation file")
+
+
+def _is_confirm(data: dict) -> bool:
+    return isinstance(data.get("hash"), str) and isinstance(data.get("seed"), int)
+
+
+def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: TrainConfig,
+            store: ConfirmStore,
+            on_done: Callable[[ConfirmRecord, int, int], None] | None = None) -> list[ConfirmRecord]:
+    """Train every candidate with every seed that ``store`` does not hold yet, evaluate it
+    once on the test split, and append the record. Returns all records of the store."""
+    recipe = recipe_of(cfg, data)
+    store.check_recipe(recipe)
+    done = {r.key for r in store.records()}
+    todo = [(c, s) for c in candidates for s in seeds if (c.hash, s) not in done]
+    device = resolve_device(cfg.device)
+    shape = (data.in_chans, data.resolution, data.resolution)
+    for i, (cand, seed) in enumerate(todo):
+        torch.manual_seed(seed)  # the seed fixes the initial weights too
+        model = cand.build(data.num_classes, data.in_chans, cfg.zero_init_residual)
+        cost = model_cost(model, shape)
+        run_cfg = dataclasses.replace(cfg, seed=seed)
+        result = train(model, data, run_cfg)
+        test = evaluate(model, make_loader(data, "test", cfg.eval_batch_size, device,
+                                           train=False, seed=seed,
+                                           channels_last=device.type == "cuda"),
+                        data.num_classes, autocast=device.type == "cuda")
+        record = ConfirmRecord(
+            label=cand.label, kind=cand.kind, hash=cand.hash, seed=seed, trial=cand.trial,
+            macs=int(cost.macs), params=int(cost.params), val_acc=result.val_acc,
+            test_acc=test.acc, test_balanced_acc=test.balanced_acc, test_macro_f1=test.macro_f1,
+            test_per_class_recall=test.per_class_recall, test_confusion=test.confusion,
+            proxy_val_acc=cand.proxy_val_acc, epochs_run=result.epochs_run,
+            train_seconds=result.train_seconds, diverged=result.diverged, recipe=recipe,
+            finished_at=time.time())
+        store.append(record)
+        if on_done is not None:
+            on_done(record, i + 1, len(todo))
+    return store.records()
+
+
+# ---- summaries ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Confirmed:
+    """One candidate's figures over its seeds."""
+
+    label: str
+    kind: str
+    hash: str
+    trial: int | None
+    macs: int
+    params: int
+    seeds: list[int]
+    test_acc: tuple[float, float, float]  # mean, min, max
+    test_balanced_acc: tuple[float, float, float]
+    val_acc: float  # mean over seeds
+    proxy_val_acc: float | None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def summarize(records: list[ConfirmRecord]) -> list[Confirmed]:
+    """Per candidate (in order of cost): mean, min and max over seeds."""
+    groups: dict[str, list[ConfirmRecord]] = {}
+    for r in records:
+        groups.setdefault(r.hash, []).append(r)
+    out = []
+    for rs in groups.values():
+        first = rs[0]
+        out.append(Confirmed(
+            first.label, first.kind, first.hash, first.trial, first.macs, first.params,
+            sorted(r.seed for r in rs), _spread([r.test_acc for r in rs]),
+            _spread([r.test_balanced_acc for r in rs]),
+            sum(r.val_acc for r in rs) / len(rs), first.proxy_val_acc))
+    return sorted(out, key=lambda c: (c.macs, c.label))
+
+
+def _spread(values: list[float]) -> tuple[float, float, float]:
+    return (math.fsum(values) / len(values), min(values), max(values))
+
+
+def load_confirmed(run: str | Path) -> list[Confirmed]:
+    """The confirmed figures of a run folder (empty when it has no ``confirm.jsonl``)."""
+    return summarize(ConfirmStore(Path(run) / CONFIRM_FILE).records())
+
+
+def run_candidates(run: str | Path, *, pareto: bool, top: int | None, trials: list[int],
+                   baselines: list[str]) -> list[Candidate]:
+    """The candidates that ``dla-nas confirm`` was asked for, from a run folder."""
+    store = RunStore(run)
+    info = store.info()
+    records = load_run(run)
+    chosen = choose(records, run_objectives(info), pareto=pareto, top=top, trials=trials)
+    if (pareto or top or trials) and not chosen:
+        raise RunError(f"{run}: no trained, feasible search trial to confirm")
+    return chosen + [baseline_candidate(n) for n in baselines]
+
