@@ -509,7 +509,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     summary = plot_pareto([Path(r) for r in args.runs], x=args.x, y=args.y, out=out)
     console = Console(width=max(Console().width, 100))
     for run in summary["runs"]:
-        table = Table(title=f"{run['run']}: Pareto front of {args.y} against {args.x} "
+        table = Table(title=f"{run['run']}: Pareto front of {summary['y']} against {args.x} "
                             f"({run['eligible_trials']} eligible of {run['finished_search_trials']} "
                             f"finished; hypervolume {run['hypervolume']:.4g})")
         for col in ("trial", "hash", "val_acc", "MACs", "params", ""):
@@ -743,7 +743,8 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("runs", nargs="+", metavar="RUN", help="run folders, e.g. results/demo")
     pa.add_argument("--x", default="macs", choices=["macs", "params", "latency_ms"],
                     help="cost axis (default macs, log scale)")
-    pa.add_argument("--y", default="val_acc", choices=["val_acc"], help="accuracy axis")
+    pa.add_argument("--y", default=None, choices=["val_acc", "val_balanced_acc"],
+                    help="accuracy axis (default: the run's accuracy objective)")
     pa.add_argument("--out", default=None, metavar="DIR",
                     help="output folder (default: the first run's folder)")
     pa.set_defaults(func=cmd_pareto)

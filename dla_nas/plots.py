@@ -35,15 +35,16 @@ from .confirm import Confirmed, load_confirmed
 from .results import RunError, RunStore, TrialRecord, load_run
 
 X_METRICS = ("macs", "params", "latency_ms")
-Y_METRICS = ("val_acc",)
+Y_METRICS = ("val_acc", "val_balanced_acc")
 AXIS_LABELS = {
     "macs": "MACs (multiply-accumulates, log scale)",
     "params": "params (log scale)",
     "latency_ms": "latency (ms, CPU, batch 1)",
     "val_acc": "validation accuracy (proxy)",
+    "val_balanced_acc": "validation balanced accuracy (proxy)",
 }
 SHORT_NAMES = {"macs": "MACs", "params": "params", "latency_ms": "latency ms",
-               "val_acc": "val_acc"}
+               "val_acc": "val_acc", "val_balanced_acc": "balanced acc"}
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#17becf", "#bcbd22", "#7f7f7f")
 COST_ONLY_COLOUR = "#888888"
@@ -89,10 +90,14 @@ class RunPlot:
         return f"{space.get('name', '?')}: {task.get('dataset', '?')}{res}"
 
 
-def plot_pareto(runs: list[Path], x: str = "macs", y: str = "val_acc", *,
+def plot_pareto(runs: list[Path], x: str = "macs", y: str | None = None, *,
                 out: Path) -> dict[str, Any]:
     """Write ``pareto.png``, ``hypervolume.png`` and ``pareto.html`` for ``runs`` into ``out``;
-    return each run's front of (``y``, ``x``), knee and final hypervolume."""
+    return each run's front of (``y``, ``x``), knee and final hypervolume. ``y`` defaults to
+    the first run's maximised objective."""
+    if y is None and runs:
+        info = RunStore(Path(runs[0])).info()
+        y = next((m for m, d in run_objectives(info) if d == "maximize"), "val_acc")
     if x not in X_METRICS:
         raise RunError(f"--x: {x!r} is not allowed (one of {', '.join(X_METRICS)})")
     if y not in Y_METRICS:

@@ -1,0 +1,165 @@
+"""`dla-nas search` on a user's folder, then `dla-nas confirm`: seeds, the test split read
+once, a record per finished unit that survives a kill, and the figures in status, pareto and
+export."""
+
+import json
+
+import pytest
+import yaml
+
+import conftest
+from conftest import write_folder
+from dla_nas.cli import main
+from dla_nas.confirm import (CONFIRM_FILE, ConfirmStore, baseline_candidate, confirm,
+                             load_confirmed, run_candidates)
+from dla_nas.data import DataConfig, load_dataset
+from dla_nas.results import RunError, RunStore, load_run
+from dla_nas.training import TrainConfig
+
+SPACE = {
+    "name": "folder-tiny",
+    "task": {"dataset": "digits", "resolution": 8},  # replaced by --dataset
+    "proxy": {"epochs": 1, "min_steps": 4, "batch_size": 16},
+    "objectives": {"val_balanced_acc": "maximize", "macs": "minimize"},
+    "genome": {
+        "stem": {"kernel": 3, "levels": [{"channels": [4, 8]}]},
+        "stages": [{"channels": [8, 16], "stride": 1, "level_root": False},
+                   {"channels": 16, "depth": [1, 2]}],
+    },
+}
+RECIPE = ["--epochs", "1", "--min-steps", "4", "--batch-size", "16"]
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """A 4-trial search on a class-sorted, imbalanced folder of mixed formats."""
+    tmp = tmp_path_factory.mktemp("confirm")
+    root = write_folder(tmp / "data", {"crack": 30, "ok": 60, "spot": 20}, fmt="png")
+    write_folder(tmp / "data", {"crack": 6}, fmt="jpg", seed=1)
+    space = conftest.write_space(tmp, SPACE)
+    out = tmp / "run"
+    assert main(["search", "--space", str(space), "--dataset", f"folder:{root}",
+                 "--resolution", "16", "--trials", "4", "--out", str(out)]) == 0
+    return out, root
+
+
+def test_search_on_a_folder_records_its_data_and_inspection_metrics(searched):
+    out, root = searched
+    info = RunStore(out).info()
+    assert info["data"]["class_names"] == ["crack", "ok", "spot"]
+    assert (info["data"]["in_chans"], info["data"]["resolution"]) == (1, 16)
+    assert info["space"]["task"] == {"dataset": f"folder:{root}", "resolution": 16}
+    trained = [r for r in load_run(out) if r.status == "ok"]
+    assert trained and all(r.val_balanced_acc is not None for r in trained)
+    assert all(len(r.val_confusion) == 3 and len(r.val_per_class_recall) == 3 for r in trained)
+    assert all(r.epochs_run == 1 for r in trained)  # 4 steps fit in one epoch of 66 images
+
+
+def test_confirm_trains_each_unit_once_and_resumes_after_a_kill(searched, tmp_path):
+    out, _ = searched
+    candidates = run_candidates(out, pareto=True, top=None, trials=[],
+                                baselines=["plain_cnn_4_8"])
+    info = RunStore(out).info()
+    data = load_dataset(DataConfig(info["space"]["task"]["dataset"], resolution=16))
+    cfg = TrainConfig(epochs=1, min_steps=4, batch_size=16, device="cpu")
+    store = ConfirmStore(tmp_path / CONFIRM_FILE)
+
+    def killed(record, i, n):
+        if i == 2:
+            raise KeyboardInterrupt  # the driver dies after the second unit
+
+    with pytest.raises(KeyboardInterrupt):
+        confirm(candidates, [0, 1], data, cfg, store, killed)
+    first = store.records()
+    assert len(first) == 2
+    seen = []
+    records = confirm(candidates, [0, 1], data, cfg, store, lambda r, i, n: seen.append(r.key))
+    assert len(records) == 2 * len(candidates) and len(seen) == len(records) - 2
+    assert not {r.key for r in first} & set(seen)  # nothing that finished is trained again
+    assert records[:2] == first  # and nothing is lost
+    for r in records:
+        assert len(r.test_confusion) == 3 and sum(map(sum, r.test_confusion)) == len(data.test)
+    with pytest.raises(RunError, match=r"made with another recipe \(lr 0.05 -> 0.1\)"):
+        confirm(candidates, [0], data, TrainConfig(epochs=1, min_steps=4, batch_size=16,
+                                                   lr=0.1, device="cpu"), store)
+
+
+def test_confirm_cli_then_status_pareto_and_export_show_the_figures(searched, capsys):
+    out, _ = searched
+    argv = ["confirm", str(out), "--pareto", "--seeds", "0,1", "--baselines",
+            "plain_cnn_4_8", *RECIPE]
+    assert main(argv) == 0
+    lines = (out / CONFIRM_FILE).read_text().splitlines()
+    assert main(argv) == 0  # a rerun trains nothing
+    assert (out / CONFIRM_FILE).read_text().splitlines() == lines
+    confirmed = load_confirmed(out)
+    assert {c.kind for c in confirmed} == {"search", "baseline"}
+    assert all(c.seeds == [0, 1] and c.test_acc[1] <= c.test_acc[0] <= c.test_acc[2]
+               for c in confirmed)
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    assert "confirmed on the test split" in capsys.readouterr().out
+    assert main(["pareto", str(out)]) == 0 and (out / "pareto.png").stat().st_size > 0
+    trial = next(c for c in confirmed if c.kind == "search").trial
+    assert main(["export", str(out), "--trial", str(trial)]) == 0
+    exported = yaml.safe_load(next((out / "export").glob(f"*trial{trial}-*.yaml")).read_text())
+    meta = exported["metadata"]
+    assert meta["in_chans"] == 1 and meta["num_classes"] == 3
+    assert meta["confirmed"]["seeds"] == [0, 1] and 0 <= meta["confirmed"]["test_acc"]["mean"] <= 1
+    assert main([*argv[:4], "0", *argv[5:], "--epochs", "2"]) == 2  # another recipe, same file
+    assert "made with another recipe" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--trial", "99"], "--trial: 99 is not a finished search trial"),
+    (["--baselines", "vgg16"], "--baselines: 'vgg16' is not known"),
+    ([], "nothing to confirm"),
+])
+def test_bad_confirm_input_is_one_line(searched, argv, message, capsys):
+    out, _ = searched
+    assert main(["confirm", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_bad_dataset_is_refused_before_run_yaml_and_the_corrected_rerun_works(tmp_path, capsys):
+    space = conftest.write_space(tmp_path, SPACE)
+    out = tmp_path / "run"
+    assert main(["search", "--space", str(space), "--dataset", f"folder:{tmp_path}/nope",
+                 "--trials", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--dataset: folder:" in err and "does not exist" in err
+    assert not (out / "run.yaml").exists()
+    root = write_folder(tmp_path / "data", {"a": 10, "b": 10})
+    assert main(["search", "--space", str(space), "--dataset", f"folder:{root}",
+                 "--trials", "1", "--out", str(out)]) == 0
+    assert len(load_run(out)) == 1
+
+
+def test_baseline_names_of_the_line_build():
+    from dla_nas.baselines import LINE, build_baseline, is_baseline
+    from dla_nas.cost import count_params
+
+    assert all(is_baseline(n) for n in LINE)
+    assert not is_baseline("resnet9") and not is_baseline("dla34_cifar_x2")
+    # He et al.'s CIFAR ResNet-20 has 0.27M parameters
+    assert count_params(build_baseline("resnet20", 10, 3)) == pytest.approx(272_474, rel=0.01)
+    narrow = count_params(build_baseline("dla34_cifar_x0.25", 10, 3))
+    assert narrow < count_params(build_baseline("dla34_cifar", 10, 3)) / 10
+    assert baseline_candidate("resnet8").hash == baseline_candidate("resnet8").hash
+
+
+def test_an_append_after_a_torn_line_starts_on_a_fresh_line(tmp_path):
+    from dla_nas.results import TrialRecord
+
+    store = RunStore(tmp_path)
+    store.append(TrialRecord(trial=0, status="ok", hash="a", val_acc=0.5))
+    with open(store.trials_file, "a") as fh:
+        fh.write('{"trial": 1, "status": "ok", "ha')  # a crash in the middle of a write
+    store.append(TrialRecord(trial=2, status="ok", hash="c", val_acc=0.7))
+    with pytest.warns(UserWarning, match="trials.jsonl:2: skipped a corrupt line"):
+        assert [r.trial for r in load_run(tmp_path)] == [0, 2]
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"trial": 3, "status": "ok", "hash": "d",
+                                                    "val_acc": "high"}) + "\n")
+    with pytest.warns(UserWarning, match="skipped a corrupt line"):
+        assert load_run(tmp_path / "bad.jsonl") == []
