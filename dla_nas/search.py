@@ -226,14 +226,30 @@ def _run_baselines(evaluator: ProxyEvaluator, store: RunStore, names: list[str])
                                          started_at=time.time(), finished_at=time.time()))
 
 
+def twin_record(study: optuna.Study, store: RunStore, number: int, digest: str,
+                poll: float = 1.0) -> TrialRecord | None:
+    """The record of an earlier trial of the same genome, or None. When that trial is still
+    running in another worker, wait for its record rather than train the genome twice."""
+    while True:
+        done = next((r for r in store.records() if r.hash == digest and r.status != "failed"),
+                    None)
+        if done is not None:
+            return done
+        running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                   if t.number < number and t.user_attrs.get("hash") == digest]
+        if not running:
+            return None
+        time.sleep(poll)
+
+
 def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
                evaluator: ProxyEvaluator, store: RunStore) -> None:
     try:
-        genome, repairs = space.sample(trial, evaluator.data.resolution)
-        digest = genome.canonical_hash()
-        trial.set_user_attr("hash", digest)
-        reuse = next((r for r in store.records() if r.hash == digest and r.status != "failed"),
-                     None)
+        with store.lock():  # a twin sampled at the same moment sees this trial's hash
+            genome, repairs = space.sample(trial, evaluator.data.resolution)
+            digest = genome.canonical_hash()
+            trial.set_user_attr("hash", digest)
+        reuse = twin_record(study, store, trial.number, digest)
         record = evaluator.evaluate(genome, trial.number, repairs=repairs, reuse=reuse)
     except KeyboardInterrupt:
         study.tell(trial, state=TrialState.FAIL)  # no record: retried on resume

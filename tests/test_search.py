@@ -304,3 +304,27 @@ def test_a_ray_run_is_not_continued_by_the_optuna_backend(tmp_path, capsys):
     RunStore(out).create_or_check({**info, "backend": "ray"})
     assert main(["search", "--space", str(space_path), "--out", str(out)]) == 2
     assert "made with --backend ray" in capsys.readouterr().err
+
+
+def test_a_twin_of_a_running_trial_waits_for_its_record(tmp_path):
+    import threading
+
+    from dla_nas.search import twin_record
+
+    study, store = _study_and_store(tmp_path)
+    first = study.ask()
+    first.set_user_attr("hash", "abc")
+    second = study.ask()
+    assert twin_record(study, store, second.number, "other") is None
+    done = TrialRecord(trial=first.number, status="ok", hash="abc", val_acc=0.9)
+    timer = threading.Timer(0.3, store.append, [done])
+    timer.start()
+    started = time.time()
+    found = twin_record(study, store, second.number, "abc", poll=0.05)
+    assert found is not None and found.trial == first.number and time.time() - started >= 0.25
+    timer.join()
+    study.tell(first, state=optuna.trial.TrialState.FAIL)  # a twin that died: train it anew
+    third = study.ask()
+    third.set_user_attr("hash", "xyz")
+    study.tell(third, state=optuna.trial.TrialState.FAIL)
+    assert twin_record(study, store, study.ask().number, "xyz") is None
