@@ -47,7 +47,7 @@ def main() -> None:
             trained_before = len(train_times)
             t0 = time.perf_counter()
             with store.lock():  # as a worker starts a trial
-                recover(study, store, space.metrics)
+                recover(study, store, space.objectives)
                 trial = study.ask()
             _run_trial(study, trial, space, evaluator, store)
             total = time.perf_counter() - t0

@@ -118,7 +118,8 @@ def _describe_levels(genome) -> list[str]:
 def _data_config(args: argparse.Namespace, resolution: int | None):
     from .data import Augment, DataConfig
 
-    augment = Augment.parse(args.augment) if getattr(args, "augment", None) else None
+    augment = Augment.for_dataset(args.augment, args.dataset) if getattr(args, "augment", None) \
+        else None
     return DataConfig(args.dataset, resolution=resolution, train_fraction=args.train_fraction,
                       seed=args.split_seed, data_dir=args.data_dir, download=args.download,
                       augment=augment)
@@ -131,15 +132,14 @@ def _default_out(prefix: str, label: str) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .baselines import build_candidate, is_baseline
+    from .baselines import baseline_genome, baseline_hash, build_candidate, is_baseline
     from .builder import resolve_genome
     from .cost import model_cost
     from .data import load_dataset, make_loader
     from .training import TrainConfig, evaluate, resolve_device, save_checkpoint, train
 
     baseline = args.genome if is_baseline(args.genome) else None
-    genome = None if baseline and not args.genome.endswith((".yaml", ".yml")) else \
-        resolve_genome(args.genome)
+    genome = baseline_genome(baseline) if baseline else resolve_genome(args.genome)
     label = baseline or genome.name or Path(str(args.genome)).stem
     cfg = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
                       lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
@@ -150,14 +150,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         genome.feature_sizes(data.resolution)
     device = resolve_device(cfg.device)
     data = data.to(device)
-    torch_seed(cfg.seed)
+    import torch
+
+    torch.manual_seed(cfg.seed)  # the seed fixes the initial weights too
     model = build_candidate(baseline or genome, data.num_classes, data.in_chans,
                             zero_init_residual=cfg.zero_init_residual)
     cost = model_cost(model, (data.in_chans, data.resolution, data.resolution))
     out = Path(args.out) if args.out else _default_out("train", label)
     out.mkdir(parents=True, exist_ok=True)
     log = _console(args.json)
-    digest = genome.canonical_hash() if genome is not None else "baseline"
+    digest = genome.canonical_hash() if genome is not None else baseline_hash(baseline)
     log.print(f"[bold]{label}[/] ({digest}): {cost.params:,} params, {cost.macs:,} MACs at "
               f"{data.resolution}px")
     epochs = cfg.epochs_for(len(data.train))
@@ -185,13 +187,6 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"{result.train_seconds:.1f} s, {result.images_per_second:,.0f} images/s")
         log.print(f"wrote {out / 'checkpoint.pt'} and {out / 'metrics.json'}")
     return 1 if result.diverged else 0
-
-
-def torch_seed(seed: int) -> None:
-    """Seed the model's initial weights, so a training seed fixes the whole run."""
-    import torch
-
-    torch.manual_seed(seed)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -276,7 +271,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     console.print(f"[bold]search[/] {space.name}: {data['name']} at {data['resolution']} px "
                   f"({data['num_classes']} classes, {data['in_chans']} ch, train "
                   f"{data['train_size']}, augment {data['augment']}), proxy "
-                  f"{space.proxy.epochs} epochs / {space.proxy.min_steps} steps at least, "
+                  f"{space.proxy.epochs} epochs"
+                  f"{f' / {space.proxy.min_steps} steps' if space.proxy.min_steps else ''} at least, "
                   f"objectives {', '.join(f'{m} ({d[:3]})' for m, d in space.objectives)}, "
                   f"sampler {opts.sampler_name(space)}, {opts.workers} worker(s)")
     console.print(f"run folder {store.path}" + (f" (resuming: {done} trials finished)" if resumed else ""))
@@ -323,8 +319,9 @@ def cmd_confirm(args: argparse.Namespace) -> int:
                       balanced_loss=args.balanced_loss)
     store = ConfirmStore(args.out or Path(args.run) / CONFIRM_FILE)
     space = SearchSpace.from_dict(info["space"], info.get("space_path", "<run.yaml>"))
-    data = load_task_data(space, args.data_dir, train_fraction=1.0,
-                          augment=Augment.parse(args.augment) if args.augment else None)
+    augment = Augment.for_dataset(args.augment, space.task.dataset) if args.augment else None
+    data_dir = args.data_dir or (info.get("options") or {}).get("data_dir")
+    data = load_task_data(space, data_dir, train_fraction=1.0, augment=augment)
     device = resolve_device(cfg.device)
     data = data.to(device)
     store.check_recipe(recipe_of(cfg, data))
@@ -512,10 +509,10 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         table = Table(title=f"{run['run']}: Pareto front of {summary['y']} against {args.x} "
                             f"({run['eligible_trials']} eligible of {run['finished_search_trials']} "
                             f"finished; hypervolume {run['hypervolume']:.4g})")
-        for col in ("trial", "hash", "val_acc", "MACs", "params", ""):
+        for col in ("trial", "hash", summary["y"], "MACs", "params", ""):
             table.add_column(col, justify="right")
         for r in run["front"]:
-            table.add_row(str(r["trial"]), r["hash"], f"{r['val_acc']:.4f}", f"{r['macs']:,}",
+            table.add_row(str(r["trial"]), r["hash"], f"{r[summary['y']]:.4f}", f"{r['macs']:,}",
                           f"{r['params']:,}", "knee" if r["trial"] == run["knee"] else "")
         console.print(table)
         if run["note"]:
@@ -549,7 +546,7 @@ def int_list(text: str) -> list[int]:
         values = []
     if not values or min(values) < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed (integers >= 0 such as 0,1,2)")
-    return values
+    return list(dict.fromkeys(values))
 
 
 def gpu_list(text: str) -> list[int]:
@@ -624,9 +621,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser(
         "train", help="train a genome and evaluate it on the test split",
-        description="Train a zoo network or a genome/exported YAML on a dataset, with a "
-                    "progress bar; then evaluate on the test split and write checkpoint.pt "
-                    "and metrics.json to --out.",
+        description="Train a genome/exported YAML, a zoo network or a hand-designed baseline "
+                    "on a dataset, with a progress bar; then evaluate on the test split and "
+                    "write checkpoint.pt and metrics.json (accuracy, balanced accuracy, macro "
+                    "F1, per-class recall, confusion matrix) to --out.",
     )
     tr.add_argument("genome", metavar="GENOME",
                     help="a genome/exported YAML path, a zoo name, or a baseline (plain_cnn, "
@@ -683,7 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     se.add_argument("--baselines", type=comma_list, default=[], metavar="NAMES",
                     help="comma-separated networks trained with the same proxy for comparison: "
-                         "plain_cnn, plain_cnn_8_16_32, or zoo names such as dla34_cifar")
+                         "plain_cnn, plain_cnn_8_16_32, resnet8/14/20, zoo names such as "
+                         "dla46_c_cifar, or narrowed ones such as dla34_cifar_x0.25")
     se.add_argument("--data-dir", default=None, help="where CIFAR archives or folders are")
     se.add_argument("--dataset", default=None, metavar="NAME",
                     help="search on this data instead of the space's task.dataset: digits, "

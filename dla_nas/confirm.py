@@ -105,7 +105,10 @@ def choose(records: list[TrialRecord], objectives: list[tuple[str, str]], *,
     if pareto:
         chosen += front(records, objectives)
     if top:
-        metric = next(m for m, d in objectives if d == "maximize")
+        metric = next((m for m, d in objectives if d == "maximize"), None)
+        if metric is None:
+            raise RunError("--top: this run has no accuracy objective to rank on; use "
+                           "--pareto or --trial")
         ranked = sorted((r for r in search if r.feasible_and_trained),
                         key=lambda r: -(r.value(metric) or 0.0))
         chosen += _unique(ranked)[:top]
@@ -161,7 +164,13 @@ class ConfirmStore:
 
 
 def _is_confirm(data: dict) -> bool:
-    return isinstance(data.get("hash"), str) and isinstance(data.get("seed"), int)
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    return (all(isinstance(data.get(k), str) for k in ("label", "kind", "hash"))
+            and type(data.get("seed")) is int and isinstance(data.get("recipe"), dict)
+            and all(number(data.get(k)) for k in ("macs", "params", "val_acc", "test_acc",
+                                                   "test_balanced_acc")))
 
 
 def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: TrainConfig,

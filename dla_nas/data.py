@@ -91,6 +91,14 @@ class Augment:
         return cls("hflip" in names, "vflip" in names, 0.125 if "shift" in names else 0.0,
                    pad_mode)
 
+    @classmethod
+    def for_dataset(cls, text: str, dataset: str) -> Augment:
+        """``parse`` with the border fill that ``dataset`` uses by default (digits and CIFAR:
+        zeros; folders: reflect)."""
+        kind = "folder" if dataset.startswith("folder:") else dataset
+        default = DEFAULT_AUGMENT.get(kind, DEFAULT_AUGMENT["folder"])
+        return cls.parse(text, pad_mode=default.pad_mode)
+
     def pad(self, resolution: int) -> int:
         """The largest shift in pixels at ``resolution``."""
         return round(self.shift * resolution)
@@ -737,6 +745,9 @@ class _BatchTransform:
             offset = torch.randint(0, 2 * self.pad + 1, (b, 1), generator=gen, device=device)
             idx = idx + offset
             if self.augment.pad_mode == "reflect":
+                if self.pad >= n:
+                    raise DataError(f"pad: {self.pad} is not allowed with reflect padding of "
+                                    f"{n}-px images (< {n})")
                 idx = (idx - self.pad).abs()
                 idx = torch.where(idx > n - 1, 2 * (n - 1) - idx, idx)
         return idx

@@ -136,8 +136,8 @@ def _summary(run: RunPlot, x: str, y: str) -> dict[str, Any]:
         "sampler": run.sampler,
         "finished_search_trials": len(run.search),
         "eligible_trials": len(run.points),
-        "front": [{"trial": r.trial, "hash": r.hash, "val_acc": r.val_acc, "macs": r.macs,
-                   "params": r.params} for r in run.front],
+        "front": [{"trial": r.trial, "hash": r.hash, "val_acc": r.val_acc, y: r.value(y),
+                   "macs": r.macs, "params": r.params} for r in run.front],
         "knee": run.knee.trial if run.knee else None,
         "hypervolume": run.history[-1][1] if run.history else 0.0,
         "note": "" if run.points else
@@ -180,7 +180,7 @@ def _y_range(runs: list[RunPlot], baselines: list[tuple[TrialRecord, RunPlot]], 
     """(bottom, top, strip_top): the y-axis limits; [bottom, strip_top] is the strip at the
     bottom that holds the trials without an accuracy."""
     values = [r.value(y) for run in runs for r in run.points] + [r.value(y) for r, _ in baselines]
-    values += [c.test_acc[i] for run in runs for c in run.confirmed for i in (1, 2)]
+    values += [_confirmed_y(c, y)[i] for run in runs for c in run.confirmed for i in (1, 2)]
     if not values:
         return 0.0, 1.0, 0.1
     low, high = min(values), max(values)
@@ -269,7 +269,7 @@ def _pareto_png(runs: list[RunPlot], x: str, y: str, path: Path) -> None:
             ax.annotate(r.name, (r.value(x), r.value(y)), xytext=(7, -3),
                         textcoords="offset points", fontsize=9)
     if x in ("macs", "params"):
-        _confirmed_points(ax, runs, x, several)
+        _confirmed_points(ax, runs, x, y, several)
     ax.set_ylim(bottom, top)
     if x in LOG_METRICS:
         ax.set_xscale("log")
@@ -288,24 +288,29 @@ def _pareto_png(runs: list[RunPlot], x: str, y: str, path: Path) -> None:
     fig.savefig(path, dpi=150)
 
 
-def _confirmed_points(ax, runs: list[RunPlot], x: str, several: bool) -> None:
-    """Confirmed candidates: mean test accuracy, with a bar from the lowest to the highest
-    seed; search trials in the run's colour, baselines in black and named."""
+def _confirmed_y(c: Confirmed, y: str) -> tuple[float, float, float]:
+    """The confirmed test figure that matches the plotted validation metric."""
+    return c.test_balanced_acc if y == "val_balanced_acc" else c.test_acc
+
+
+def _confirmed_points(ax, runs: list[RunPlot], x: str, y: str, several: bool) -> None:
+    """Confirmed candidates: mean test accuracy (balanced when ``y`` is), with a bar from the
+    lowest to the highest seed; search trials in the run's colour, baselines in black."""
     for run in runs:
         tag = f"{run.label}: " if several else ""
         for kind, colour in (("search", run.colour), ("baseline", "black")):
             points = [c for c in run.confirmed if c.kind == kind]
             if not points:
                 continue
-            means = [c.test_acc[0] for c in points]
+            spreads = [_confirmed_y(c, y) for c in points]
+            means = [s[0] for s in spreads]
             ax.errorbar([getattr(c, x) for c in points], means,
-                        yerr=[[m - c.test_acc[1] for m, c in zip(means, points)],
-                              [c.test_acc[2] - m for m, c in zip(means, points)]],
+                        yerr=[[s[0] - s[1] for s in spreads], [s[2] - s[0] for s in spreads]],
                         fmt="D", ms=6, color=colour, mfc="white", capsize=3, lw=1, zorder=6,
                         label=f"{tag}{'confirmed trials' if kind == 'search' else 'confirmed baselines'}"
                               f" (test, {len(points[0].seeds)} seeds)")
-            for c in points:
-                ax.annotate(c.label, (getattr(c, x), c.test_acc[0]), xytext=(6, 4),
+            for c, mean in zip(points, means):
+                ax.annotate(c.label, (getattr(c, x), mean), xytext=(6, 4),
                             textcoords="offset points", fontsize=7, color=colour)
 
 

@@ -33,7 +33,7 @@ def load_task_data(space: SearchSpace, data_dir: str | None = None, *,
     default the proxy's; ``augment``: default the task's, else the dataset's own)."""
     task = space.task
     if augment is None and task.augment:
-        augment = Augment.parse(task.augment)
+        augment = Augment.for_dataset(task.augment, task.dataset)
     data = load_dataset(DataConfig(
         task.dataset, resolution=task.resolution, data_dir=data_dir, augment=augment,
         train_fraction=space.proxy.train_fraction if train_fraction is None else train_fraction))
@@ -129,10 +129,7 @@ class ProxyEvaluator:
             result = train(model, self.data, self.train_config, callback, resume=resume)
             record.val_acc = result.val_acc
             if result.val is not None:
-                record.val_balanced_acc = result.val.balanced_acc
-                record.val_macro_f1 = result.val.macro_f1
-                record.val_per_class_recall = result.val.per_class_recall
-                record.val_confusion = result.val.confusion
+                record.set_val_metrics(result.val)
             record.val_acc_per_epoch = result.val_acc_per_epoch
             record.epochs_run = result.epochs_run
             record.train_seconds = result.train_seconds

@@ -67,6 +67,18 @@ class TrialRecord:
     finished_at: float = 0.0
     backend: str = "optuna"
 
+    def set_val_metrics(self, val) -> None:
+        """Copy a validation ``Metrics`` (dla_nas.metrics) into the ``val_*`` fields."""
+        self.val_balanced_acc, self.val_macro_f1 = val.balanced_acc, val.macro_f1
+        self.val_per_class_recall, self.val_confusion = val.per_class_recall, val.confusion
+
+    def sampler_value(self, metric: str, direction: str) -> float:
+        """The value a sampler is told: a maximised metric (an accuracy) is 0 unless the
+        network was trained (infeasible, diverged), so that the sampler moves away."""
+        if direction == "maximize" and self.status not in TRAINED:
+            return 0.0
+        return float(self.value(metric) or 0.0)
+
     @property
     def feasible_and_trained(self) -> bool:
         """True when the metrics come from a network trained to the full proxy budget, within

@@ -130,7 +130,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def recover(study: optuna.Study, store: RunStore, metrics: list[str]) -> None:
+def recover(study: optuna.Study, store: RunStore,
+            objectives: tuple[tuple[str, str], ...]) -> None:
     """Finish or retry trials that a dead or interrupted process left behind (call under
     the run lock)."""
     host = socket.gethostname()
@@ -138,7 +139,7 @@ def recover(study: optuna.Study, store: RunStore, metrics: list[str]) -> None:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get("host") == host and not _alive(t.user_attrs.get("pid", -1)):
             if t.number in recorded:  # died between writing the record and telling the study
-                _tell(study, t.number, recorded[t.number], metrics)
+                _tell(study, t.number, recorded[t.number], objectives)
             else:
                 study.tell(t.number, state=TrialState.FAIL)
     trials = study.get_trials(deepcopy=False)
@@ -158,16 +159,14 @@ def counts(study: optuna.Study, store: RunStore) -> tuple[int, int]:
     return len(_recorded(store)), running
 
 
-def _tell(study: optuna.Study, number: int, record: TrialRecord, metrics: list[str]) -> None:
+def _tell(study: optuna.Study, number: int, record: TrialRecord,
+          objectives: tuple[tuple[str, str], ...]) -> None:
     """Report a record to the study: values for trained, infeasible and diverged trials (the
     last two with accuracy 0 so that the sampler moves away), FAIL for failures."""
     if record.status == "failed":
         study.tell(number, state=TrialState.FAIL)
         return
-    trained = record.status in ("ok", "reused")
-    values = [0.0 if m == "val_acc" and not trained else float(record.value(m) or 0.0)
-              for m in metrics]
-    study.tell(number, values)
+    study.tell(number, [record.sampler_value(m, d) for m, d in objectives])
 
 
 # ---- worker ----------------------------------------------------------------------------------
@@ -202,7 +201,7 @@ def worker_main(opts_dict: dict, index: int, device: str, threads: int | None, p
             _run_baselines(evaluator, store, opts.baselines)
         while deadline is None or time.time() < deadline:
             with store.lock():
-                recover(study, store, space.metrics)
+                recover(study, store, space.objectives)
                 done, running = counts(study, store)
                 if done + running >= opts.trials:
                     break
@@ -226,18 +225,28 @@ def _run_baselines(evaluator: ProxyEvaluator, store: RunStore, names: list[str])
                                          started_at=time.time(), finished_at=time.time()))
 
 
-def twin_record(study: optuna.Study, store: RunStore, number: int, digest: str,
+def _running_twins(study: optuna.Study, number: int, digest: str) -> set[int]:
+    """Trials of this host, other than ``number``, that are training the genome ``digest``
+    in a live process (a twin on another host cannot be watched, so it is not waited for)."""
+    host = socket.gethostname()
+    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.number != number and t.user_attrs.get("hash") == digest
+            and t.user_attrs.get("host") == host and _alive(t.user_attrs.get("pid", -1))}
+
+
+def twin_record(study: optuna.Study, store: RunStore, digest: str, owners: set[int],
                 poll: float = 1.0) -> TrialRecord | None:
-    """The record of an earlier trial of the same genome, or None. When that trial is still
-    running in another worker, wait for its record rather than train the genome twice."""
+    """The record of an earlier evaluation of the genome ``digest``, or None. While one of
+    ``owners`` (trials training it) still runs, wait for its record rather than train the
+    genome twice."""
     while True:
         done = next((r for r in store.records() if r.hash == digest and r.status != "failed"),
                     None)
         if done is not None:
             return done
-        running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                   if t.number < number and t.user_attrs.get("hash") == digest]
-        if not running:
+        running = {t.number for t in study.get_trials(deepcopy=False,
+                                                      states=(TrialState.RUNNING,))}
+        if not owners & running:
             return None
         time.sleep(poll)
 
@@ -245,11 +254,12 @@ def twin_record(study: optuna.Study, store: RunStore, number: int, digest: str,
 def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
                evaluator: ProxyEvaluator, store: RunStore) -> None:
     try:
-        with store.lock():  # a twin sampled at the same moment sees this trial's hash
+        with store.lock():  # tagging under the lock: of two twins, the first tagged trains
             genome, repairs = space.sample(trial, evaluator.data.resolution)
             digest = genome.canonical_hash()
+            owners = _running_twins(study, trial.number, digest)
             trial.set_user_attr("hash", digest)
-        reuse = twin_record(study, store, trial.number, digest)
+        reuse = twin_record(study, store, digest, owners)
         record = evaluator.evaluate(genome, trial.number, repairs=repairs, reuse=reuse)
     except KeyboardInterrupt:
         study.tell(trial, state=TrialState.FAIL)  # no record: retried on resume
@@ -261,7 +271,7 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
                              finished_at=time.time())
     set_constraints(trial, record, space)
     store.append(record)
-    _tell(study, trial.number, record, space.metrics)
+    _tell(study, trial.number, record, space.objectives)
 
 
 # ---- driver ----------------------------------------------------------------------------------

@@ -23,11 +23,13 @@ How a trial runs
   answers "not now") until that trial finished, and then reused: no genome is trained twice.
 
 Early stopping (``scheduler="asha"``)
-  ``ASHAScheduler`` ranks trials on ONE metric: ``val_acc`` (max) at the same epoch, among the
+  ``ASHAScheduler`` ranks trials on ONE metric, the space's first maximised objective
+  (``val_acc`` or ``val_balanced_acc``) at the same epoch, among the
   trials that train, that is among MACs/params-feasible genomes only (infeasible, reused and
   failed trials report no epoch and never enter a rung). Cost is not a ranking criterion for
   ASHA: it is known before training and already steers the sampler. Rungs: grace period 1
-  epoch, reduction factor 2, ``max_t`` = the proxy epochs (rungs at 1, 2, 4 ... epochs). A
+  epoch, reduction factor 2, ``max_t`` = the proxy epochs, raised to reach the proxy's
+  ``min_steps`` on the task's train split (rungs at 1, 2, 4 ... epochs). A
   stopped trial's record has ``stopped_rung`` = the epochs it trained (null when it ran the
   full budget) and its accuracy at that epoch. ``scheduler="none"`` trains every trial fully.
   The rungs live in the Tune experiment: a later experiment of the run (see Restore) starts
@@ -84,12 +86,13 @@ from .genome import Genome, GenomeError
 from .results import TRAINED, RunError, RunStore, TrialRecord
 from .proxy import proxy_train_config
 from .search import SearchOptions, data_info, load_space, make_sampler, run_info, set_constraints
+from .space import METRICS as SPACE_METRICS
 from .space import SearchSpace, SpaceError
 
 SCHEDULERS = ("asha", "none")
 ASHA_GRACE_PERIOD = 1
 ASHA_REDUCTION_FACTOR = 2
-METRICS = ("val_acc", "macs", "params", "latency_ms")  # every result carries all of them
+METRICS = tuple(SPACE_METRICS.items())  # (metric, direction): every result carries all
 _STAGE = "search-"
 _STATE_FILE = "state.pt"
 
@@ -237,9 +240,7 @@ def _evaluator(settings: _Settings, worker: str):
 def _metrics(record: TrialRecord, epoch: int | None = None) -> dict:
     """A Tune result: the objective values the sampler sees (as in the Optuna backend:
     accuracy 0 unless trained), the status, and the record so far."""
-    out = {m: float(record.value(m) or 0.0) for m in METRICS}
-    if record.status not in TRAINED:
-        out["val_acc"] = 0.0
+    out = {m: record.sampler_value(m, d) for m, d in METRICS}
     out.update(status=record.status, record=record.to_dict())
     if epoch is not None:
         out["epoch"] = epoch  # ASHA's time attribute: only training trials report it
@@ -338,6 +339,8 @@ def _train(evaluator, genome: Genome, record: TrialRecord, out: str) -> TrialRec
         partial = replace(record, val_acc=report.val_acc, epochs_run=report.epoch,
                           val_acc_per_epoch=list(state["history"]["val_acc_per_epoch"]),
                           train_seconds=float(state["train_time"]))
+        if report.val is not None:
+            partial.set_val_metrics(report.val)
         _finish(partial)
         with tempfile.TemporaryDirectory(prefix="dla-nas-ckpt-") as folder:
             torch.save({"train": state, "started_at": record.started_at}, Path(folder, _STATE_FILE))
@@ -443,7 +446,7 @@ class DlaNasOptunaSearch(OptunaSearch):
             result, error = None, True
         if result:
             record = TrialRecord(trial=0, status=result.get("status", "ok"), hash="",
-                                 **{m: result.get(f"record/{m}") for m in METRICS})
+                                 **{m: result.get(f"record/{m}") for m, _ in METRICS})
             set_constraints(self._ot_trials[trial_id], record, self._space.space)
         super().on_trial_complete(trial_id, result=result, error=error)
 
@@ -736,7 +739,8 @@ def _run_stages(driver: _Driver, settings: _Settings, opts: SearchOptions, space
             searcher = _make_searcher(space, resolution, opts.sampler_name(space),
                                       opts.seed + index, driver.numbers())
             if scheduler == "asha":
-                sched = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max",
+                accuracy = next((m for m, d in space.objectives if d == "maximize"), "val_acc")
+                sched = ASHAScheduler(time_attr="epoch", metric=accuracy, mode="max",
                                       max_t=driver.epochs,
                                       grace_period=min(ASHA_GRACE_PERIOD, driver.epochs),
                                       reduction_factor=ASHA_REDUCTION_FACTOR)

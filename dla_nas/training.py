@@ -98,6 +98,7 @@ class EpochReport:
     val_loss: float
     seconds: float
     images_per_second: float
+    val: Metrics | None = None  # this epoch's full validation metrics
     # state() -> the training state after this epoch, for ``train(..., resume=state)``:
     # model, optimiser, schedule and shuffling state plus the history so far (tensors and
     # plain types only, so ``torch.save`` / ``torch.load(weights_only=True)`` round-trip it)
@@ -267,6 +268,7 @@ def train(
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "generator": generator.get_state().clone() if generator is not None else None,
             "history": {k: list(getattr(result, k)) for k in _HISTORY},
+            "val": result.val.to_dict() if result.val is not None else None,
         }
 
     if resume is not None:
@@ -284,6 +286,8 @@ def train(
         result.epochs_run = start
         if result.val_acc_per_epoch:
             result.val_acc, result.val_loss = result.val_acc_per_epoch[-1], result.val_loss_per_epoch[-1]
+        if resume.get("val") is not None:
+            result.val = Metrics(**resume["val"])
     for epoch in range(start, epochs):
         model.train()
         t0 = time.perf_counter()
@@ -331,7 +335,7 @@ def train(
             result.diverged, result.divergence = True, f"non-finite validation loss in epoch {epoch + 1}"
             break
         report = EpochReport(epoch + 1, train_loss, val_acc, val_loss, time.perf_counter() - t0,
-                             epoch_images / epoch_train_time, state=state)
+                             epoch_images / epoch_train_time, val=result.val, state=state)
         if callback is not None and callback(report):
             result.stopped_early = epoch + 1 < epochs
             break

@@ -214,7 +214,7 @@ def test_a_failing_genome_is_recorded_and_the_search_goes_on(tmp_path):
     (record,) = store.records()
     assert record.status == "failed" and "out of memory" in record.reason
     assert study.trials[0].state == optuna.trial.TrialState.FAIL
-    recover(study, store, space.metrics)  # recorded failures are not retried
+    recover(study, store, space.objectives)  # recorded failures are not retried
     assert len(study.trials) == 1
     assert counts(study, store) == (1, 0)
 
@@ -229,13 +229,13 @@ def test_recover_retries_a_dead_workers_trial_and_completes_a_recorded_one(tmp_p
         t.set_user_attr("pid", dead.pid)
         t.set_user_attr("host", socket.gethostname())
     store.append(TrialRecord(trial=1, status="ok", hash="abc", val_acc=0.5, macs=10))
-    recover(study, store, ["val_acc", "macs"])
+    recover(study, store, (("val_acc", "maximize"), ("macs", "minimize")))
     trials = study.get_trials()
     assert trials[0].state == optuna.trial.TrialState.FAIL
     assert trials[1].state == optuna.trial.TrialState.COMPLETE and trials[1].values == [0.5, 10.0]
     assert trials[2].state == optuna.trial.TrialState.WAITING
     assert trials[2].user_attrs["retry_of"] == 0
-    recover(study, store, ["val_acc", "macs"])  # idempotent: no second retry
+    recover(study, store, (("val_acc", "maximize"), ("macs", "minimize")))  # idempotent: no second retry
     assert len(study.get_trials()) == 3
     retry = study.ask()  # the retry replays the failed trial's parameters
     assert retry.number == 2 and retry.suggest_int("x", 0, 9) == trials[0].params["x"]
@@ -309,22 +309,27 @@ def test_a_ray_run_is_not_continued_by_the_optuna_backend(tmp_path, capsys):
 def test_a_twin_of_a_running_trial_waits_for_its_record(tmp_path):
     import threading
 
-    from dla_nas.search import twin_record
+    from dla_nas.search import _running_twins, twin_record
 
     study, store = _study_and_store(tmp_path)
-    first = study.ask()
-    first.set_user_attr("hash", "abc")
+    first = study.ask({"x": optuna.distributions.IntDistribution(0, 1)})
+    for key, value in (("hash", "abc"), ("host", socket.gethostname()), ("pid", os.getpid())):
+        first.set_user_attr(key, value)
     second = study.ask()
-    assert twin_record(study, store, second.number, "other") is None
+    owners = _running_twins(study, second.number, "abc")
+    assert owners == {first.number} and _running_twins(study, second.number, "other") == set()
+    assert twin_record(study, store, "other", set()) is None
     done = TrialRecord(trial=first.number, status="ok", hash="abc", val_acc=0.9)
     timer = threading.Timer(0.3, store.append, [done])
     timer.start()
     started = time.time()
-    found = twin_record(study, store, second.number, "abc", poll=0.05)
+    found = twin_record(study, store, "abc", owners, poll=0.05)
     assert found is not None and found.trial == first.number and time.time() - started >= 0.25
     timer.join()
-    study.tell(first, state=optuna.trial.TrialState.FAIL)  # a twin that died: train it anew
+    # a twin whose process is gone is not waited for, nor one that has ended without a record
     third = study.ask()
-    third.set_user_attr("hash", "xyz")
+    for key, value in (("hash", "xyz"), ("host", socket.gethostname()), ("pid", 2**22 + 7)):
+        third.set_user_attr(key, value)
+    assert _running_twins(study, study.ask().number, "xyz") == set()
     study.tell(third, state=optuna.trial.TrialState.FAIL)
-    assert twin_record(study, store, study.ask().number, "xyz") is None
+    assert twin_record(study, store, "xyz", {third.number}, poll=0.05) is None

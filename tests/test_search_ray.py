@@ -296,3 +296,21 @@ def test_interrupted_driver_then_the_same_call_finishes_exactly_n(tmp_path, ray_
     assert len((out / "trials.jsonl").read_text().splitlines()) == 4  # no duplicate records
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith(f"trial {number}:"))
     assert "ok" in line and "resumed after epoch" in line  # from its checkpoint, not from scratch
+
+
+def test_balanced_accuracy_objective_and_a_step_budget(tmp_path, local_ray):
+    # half of the 1077 train images at 8 px, batch 128: 4 steps an epoch, so min_steps 10
+    # means 3 epochs, and ASHA's max_t is 3
+    space = write_space(tmp_path, objectives={"val_balanced_acc": "maximize", "macs": "minimize"},
+                        proxy={"epochs": 1, "min_steps": 10, "batch_size": 128,
+                               "train_fraction": 0.5})
+    out = tmp_path / "run"
+    opts = SearchOptions(space=str(space), trials=2, out=str(out), seed=0)
+    assert run_ray_search(opts, cpus_per_trial=2, scheduler="asha") == 2
+    info = yaml.safe_load((out / "run.yaml").read_text())
+    assert info["data"]["train_size"] // 128 == 4
+    trained = [r for r in search_records(out) if r.status == "ok"]
+    assert trained
+    for r in trained:
+        assert r.epochs_run == (3 if r.stopped_rung is None else r.stopped_rung)
+        assert r.val_balanced_acc is not None and len(r.val_confusion) == 10
