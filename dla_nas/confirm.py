@@ -23,7 +23,8 @@ from .cost import model_cost
 from .data import Dataset, make_loader
 from .genome import Genome
 from .pareto import front, run_objectives
-from .results import RunError, RunStore, TrialRecord, append_line, load_run, read_jsonl
+from .results import (RunError, RunStore, TrialRecord, append_line, file_lock, load_run,
+                      read_jsonl)
 from .training import TrainConfig, evaluate, resolve_device, train
 
 CONFIRM_FILE = "confirm.jsonl"
@@ -151,7 +152,9 @@ class ConfirmStore:
         return [ConfirmRecord.from_dict(d) for d in read_jsonl(self.path, _is_confirm)]
 
     def append(self, record: ConfirmRecord) -> None:
-        append_line(self.path, dataclasses.asdict(record))
+        """Append one record (several confirmations may share the file)."""
+        with file_lock(self.path.with_name(self.path.name + ".lock")):
+            append_line(self.path, dataclasses.asdict(record))
 
     def check_recipe(self, recipe: dict) -> None:
         """Refuse to mix recipes in one file."""

@@ -130,16 +130,10 @@ class RunStore:
             raise RunError(f"{self.path}: not a dla-nas run (no run.yaml)")
         return yaml.safe_load(self.run_yaml.read_text()) or {}
 
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self) -> contextlib.AbstractContextManager[None]:
         """An exclusive lock on the run, across processes on this machine."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_file, "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return file_lock(self._lock_file)
 
     def append(self, record: TrialRecord) -> None:
         """Append one record and flush it to disk before returning."""
@@ -148,6 +142,17 @@ class RunStore:
 
     def records(self) -> list[TrialRecord]:
         return load_run(self.path, must_exist=False)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock held on ``path`` (created if missing), across processes."""
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def append_line(path: Path, data: dict[str, Any]) -> None:
