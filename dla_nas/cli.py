@@ -299,8 +299,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_confirm(args: argparse.Namespace) -> int:
     from .baselines import LINE
-    from .confirm import (CONFIRM_FILE, ConfirmStore, confirm, recipe_of, run_candidates,
-                          summarize)
+    from .confirm import (CONFIRM_FILE, ConfirmStore, check_candidates, confirm, recipe_of,
+                          run_candidates, summarize)
     from .data import Augment
     from .proxy import load_task_data
     from .results import RunStore
@@ -325,6 +325,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     device = resolve_device(cfg.device)
     data = data.to(device)
     store.check_recipe(recipe_of(cfg, data))
+    check_candidates(candidates, data.resolution)
     log = _console(False)
     done = {r.key for r in store.records()}
     todo = sum((c.hash, s) not in done for c in candidates for s in seeds)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from .baselines import build_candidate, is_baseline
+from .baselines import baseline_genome, build_candidate, is_baseline
 from .cost import model_cost
 from .data import Dataset, make_loader
 from .genome import Genome
@@ -44,6 +44,13 @@ class Candidate:
     def build(self, num_classes: int, in_chans: int, zero_init_residual: bool):
         spec = Genome.from_dict(self.genome) if self.genome is not None else self.label
         return build_candidate(spec, num_classes, in_chans, zero_init_residual)
+
+    def check(self, resolution: int) -> None:
+        """Raise GenomeError when the network cannot take ``resolution`` px inputs."""
+        genome = Genome.from_dict(self.genome) if self.genome is not None else \
+            baseline_genome(self.label)
+        if genome is not None:
+            genome.feature_sizes(resolution)
 
 
 @dataclass
@@ -132,6 +139,13 @@ def _unique(records: list[TrialRecord]) -> list[TrialRecord]:
     return out
 
 
+def check_candidates(candidates: list[Candidate], resolution: int) -> None:
+    """Raise GenomeError for the first candidate that cannot take ``resolution`` px inputs,
+    before anything trains: a misfit fails now, not after hours."""
+    for cand in candidates:
+        cand.check(resolution)
+
+
 # ---- running --------------------------------------------------------------------------------
 def recipe_of(cfg: TrainConfig, data: Dataset) -> dict:
     """What makes two confirmations comparable: the training settings and the data."""
@@ -183,6 +197,7 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
     once on the test split, and append the record. Returns all records of the store."""
     recipe = recipe_of(cfg, data)
     store.check_recipe(recipe)
+    check_candidates(candidates, data.resolution)
     done = {r.key for r in store.records()}
     todo = [(c, s) for c in candidates for s in seeds if (c.hash, s) not in done]
     device = resolve_device(cfg.device)

@@ -114,6 +114,7 @@ def test_confirm_cli_then_status_pareto_and_export_show_the_figures(searched, ca
     (["--trial", "99"], "--trial: 99 is not a finished search trial"),
     (["--baselines", "vgg16"], "--baselines: 'vgg16' is not known"),
     ([], "nothing to confirm"),
+    (["--baselines", "dla34"], "input size 16 px is too small for this genome"),
 ])
 def test_bad_confirm_input_is_one_line(searched, argv, message, capsys):
     out, _ = searched
