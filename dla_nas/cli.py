@@ -324,8 +324,8 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     data = load_task_data(space, data_dir, train_fraction=1.0, augment=augment)
     device = resolve_device(cfg.device)
     data = data.to(device)
-    store.check_recipe(recipe_of(cfg, data))
     check_candidates(candidates, data.resolution)
+    store.check_recipe(recipe_of(cfg, data))
     log = _console(False)
     done = {r.key for r in store.records()}
     todo = sum((c.hash, s) not in done for c in candidates for s in seeds)

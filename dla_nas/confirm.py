@@ -195,9 +195,9 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
             on_done: Callable[[ConfirmRecord, int, int], None] | None = None) -> list[ConfirmRecord]:
     """Train every candidate with every seed that ``store`` does not hold yet, evaluate it
     once on the test split, and append the record. Returns all records of the store."""
+    check_candidates(candidates, data.resolution)
     recipe = recipe_of(cfg, data)
     store.check_recipe(recipe)
-    check_candidates(candidates, data.resolution)
     done = {r.key for r in store.records()}
     todo = [(c, s) for c in candidates for s in seeds if (c.hash, s) not in done]
     device = resolve_device(cfg.device)
