@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from .baselines import baseline_genome, build_candidate, is_baseline
+from .baselines import KNOWN, baseline_genome, baseline_hash, build_candidate, is_baseline
 from .cost import model_cost
 from .data import Dataset, make_loader
 from .genome import Genome
@@ -94,11 +94,7 @@ def search_candidate(record: TrialRecord) -> Candidate:
 
 
 def baseline_candidate(name: str) -> Candidate:
-    from .baselines import baseline_hash
-
     if not is_baseline(name):
-        from .baselines import KNOWN
-
         raise RunError(f"--baselines: {name!r} is not known (allowed: {KNOWN})")
     return Candidate(name, "baseline", baseline_hash(name))
 
@@ -149,11 +145,11 @@ def check_candidates(candidates: list[Candidate], resolution: int) -> None:
 # ---- running --------------------------------------------------------------------------------
 def recipe_of(cfg: TrainConfig, data: Dataset) -> dict:
     """What makes two confirmations comparable: the training settings and the data."""
-    keep = ("epochs", "min_steps", "batch_size", "lr", "momentum", "weight_decay",
-            "label_smoothing", "schedule", "warmup_epochs", "zero_init_residual",
-            "bn_recalibration_batches", "balanced_loss")
-    return {**{k: getattr(cfg, k) for k in keep}, "dataset": data.name,
-            "resolution": data.resolution, "augment": data.augment.describe()}
+    # the seed varies by unit; device, threads, compile and eval batch do not change results
+    ignored = ("seed", "device", "threads", "compile", "eval_batch_size")
+    return {**{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ignored},
+            "dataset": data.name, "resolution": data.resolution,
+            "augment": data.augment.describe()}
 
 
 class ConfirmStore:

@@ -295,7 +295,7 @@ def train(
         epoch_images = 0
         for x, y in train_loader:
             with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-                loss = F.cross_entropy(step_model(x).float(), y, weight=weight,
+                loss = F.cross_entropy(step_model(x), y, weight=weight,
                                        label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
