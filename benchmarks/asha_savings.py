@@ -60,8 +60,8 @@ def main() -> None:
 
     import ray
 
-    from dla_nas.search import SearchOptions
-    from dla_nas.search_ray import run_ray_search
+    from dla_nas.search.optuna_backend import SearchOptions
+    from dla_nas.search.ray_backend import run_ray_search
 
     cores = args.num_cpus or len(os.sched_getaffinity(0))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

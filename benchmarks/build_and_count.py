@@ -12,9 +12,10 @@ import time
 
 import torch
 
-from dla_nas import build_model, zoo
-from dla_nas.cli import parse_input_shape
-from dla_nas.cost import model_cost
+from dla_nas import build_model
+from dla_nas.arch import zoo
+from dla_nas.arch.cost import model_cost
+from dla_nas.cli.parser import parse_input_shape
 
 
 def main() -> None:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from dla_nas.baselines import build_baseline
+from dla_nas.arch.baselines import build_baseline
 from dla_nas.data import IMAGE_EXTENSIONS, DataConfig, load_dataset, make_loader
-from dla_nas.training import TrainConfig, evaluate, train
+from dla_nas.train.trainer import TrainConfig, evaluate, train
 
 
 def make_subset(source: Path, dest: Path, major: str, major_count: int, minor_count: int) -> None:

@@ -21,10 +21,11 @@ import time
 import torch
 from scipy.stats import kendalltau, spearmanr
 
-from dla_nas import Genome, build_model, zoo
-from dla_nas.cost import model_cost
+from dla_nas import Genome, build_model
+from dla_nas.arch import zoo
+from dla_nas.arch.cost import model_cost
 from dla_nas.data import DataConfig, load_dataset
-from dla_nas.training import TrainConfig, train
+from dla_nas.train.trainer import TrainConfig, train
 
 
 def _small(widths, depths, fan_in=2, block="basic", residual=False):

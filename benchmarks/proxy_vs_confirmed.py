@@ -15,7 +15,7 @@ import json
 
 from scipy.stats import kendalltau, spearmanr
 
-from dla_nas.confirm import load_confirmed
+from dla_nas.analysis.confirm import load_confirmed
 
 
 def main() -> None:

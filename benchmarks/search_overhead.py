@@ -16,10 +16,10 @@ import json
 import tempfile
 import time
 
-import dla_nas.proxy as proxy
+import dla_nas.search.evaluator as proxy
 from dla_nas.results import RunStore
-from dla_nas.search import SearchOptions, _run_trial, open_study, recover
-from dla_nas.space import SearchSpace
+from dla_nas.search.optuna_backend import SearchOptions, _run_trial, open_study, recover
+from dla_nas.search.space import SearchSpace
 
 
 def main() -> None:

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dla_nas import Genome, build_model
-from dla_nas.cost import model_cost
+from dla_nas.arch.cost import model_cost
 from dla_nas.data import DataConfig, load_dataset, make_loader
-from dla_nas.training import param_groups, resolve_device
+from dla_nas.train.trainer import param_groups, resolve_device
 
 
 # ---- a hand-written DLA-34 (CIFAR strides), the reference the builder must not be slower than

@@ -23,15 +23,14 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
+from .errors import RunError
+
 STATUSES = ("ok", "infeasible", "reused", "diverged", "failed")
 # statuses whose metrics are real measurements of a trained network
 TRAINED = ("ok", "reused")
 # the validation metrics beside val_acc that a trained record carries
 VAL_METRICS = ("val_balanced_acc", "val_macro_f1", "val_per_class_recall", "val_confusion")
 
-
-class RunError(ValueError):
-    """A run folder that cannot be used as asked; the message names the file."""
 
 
 @dataclass

@@ -6,8 +6,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dla_nas
-from dla_nas import Genome, GenomeError, build_model, zoo
-from dla_nas.blocks import Root
+from dla_nas import Genome, GenomeError, build_model
+from dla_nas.arch import zoo
+from dla_nas.arch.blocks import Root
 
 
 @st.composite

@@ -19,7 +19,7 @@ def test_show_json_dla34(capsys):
 
 
 def test_show_table_for_a_yaml_at_cifar_size(capsys, tmp_path):
-    from dla_nas import zoo
+    from dla_nas.arch import zoo
 
     path = tmp_path / "g.yaml"
     zoo.load("dla46_c_cifar").to_yaml(path)

@@ -4,17 +4,23 @@ export."""
 
 import json
 
+import conftest
 import pytest
 import yaml
-
-import conftest
 from conftest import write_folder
+
+from dla_nas.analysis.confirm import (
+    CONFIRM_FILE,
+    ConfirmStore,
+    baseline_candidate,
+    confirm,
+    load_confirmed,
+    run_candidates,
+)
 from dla_nas.cli import main
-from dla_nas.confirm import (CONFIRM_FILE, ConfirmStore, baseline_candidate, confirm,
-                             load_confirmed, run_candidates)
 from dla_nas.data import DataConfig, load_dataset
 from dla_nas.results import RunError, RunStore, load_run
-from dla_nas.training import TrainConfig
+from dla_nas.train.trainer import TrainConfig
 
 SPACE = {
     "name": "folder-tiny",
@@ -138,8 +144,8 @@ def test_a_bad_dataset_is_refused_before_run_yaml_and_the_corrected_rerun_works(
 
 
 def test_baseline_names_of_the_line_build():
-    from dla_nas.baselines import LINE, build_baseline, is_baseline
-    from dla_nas.cost import count_params
+    from dla_nas.arch.baselines import LINE, build_baseline, is_baseline
+    from dla_nas.arch.cost import count_params
 
     assert all(is_baseline(n) for n in LINE)
     assert not is_baseline("resnet9") and not is_baseline("dla34_cifar_x2")

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 import dla_nas
+from dla_nas.analysis.export import export_run
+from dla_nas.arch.cost import genome_cost, model_cost
+from dla_nas.arch.genome import Genome
 from dla_nas.cli import main
-from dla_nas.cost import genome_cost, model_cost
-from dla_nas.export import export_run
-from dla_nas.genome import Genome
 from dla_nas.results import RunError, RunStore, TrialRecord
 
 

@@ -4,8 +4,9 @@ import dataclasses
 
 import pytest
 
-from dla_nas import Genome, GenomeError, zoo
-from dla_nas.genome import Stage
+from dla_nas import Genome, GenomeError
+from dla_nas.arch import zoo
+from dla_nas.arch.genome import Stage
 
 
 def small_dict():

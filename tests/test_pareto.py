@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from optuna._hypervolume import compute_hypervolume
 
-from dla_nas.pareto import front, hypervolume, hypervolume_history, knee, reference_point
-from dla_nas.plots import plot_pareto
+from dla_nas.analysis.pareto import front, hypervolume, hypervolume_history, knee, reference_point
+from dla_nas.analysis.plots import plot_pareto
 from dla_nas.results import RunError, RunStore, TrialRecord
 
 ACC_MACS = [("val_acc", "maximize"), ("macs", "minimize")]

@@ -6,14 +6,14 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import write_folder
-from dla_nas import training
-from dla_nas.baselines import build_baseline
+
+from dla_nas.arch.baselines import build_baseline
 from dla_nas.cli import main
 from dla_nas.data import DataConfig, load_dataset, make_loader
-from dla_nas.metrics import classification_metrics
-from dla_nas.training import TrainConfig, class_weights, train
+from dla_nas.train import trainer as training
+from dla_nas.train.metrics import classification_metrics
+from dla_nas.train.trainer import TrainConfig, class_weights, train
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import yaml
 
 from dla_nas.cli import main
 from dla_nas.results import RunStore, TrialRecord, load_run
-from dla_nas.search import SearchOptions, _run_trial, counts, recover
-from dla_nas.space import SearchSpace
+from dla_nas.search.optuna_backend import SearchOptions, _run_trial, counts, recover
+from dla_nas.search.space import SearchSpace
 
 # digits at native 8 px with tiny genomes: about a second per trial
 SPACE = {
@@ -275,7 +275,7 @@ def test_options_check():
 
 
 def test_resume_keeps_the_runs_storage(tmp_path):
-    from dla_nas.search import start
+    from dla_nas.search.optuna_backend import start
 
     space, out = str(write_space(tmp_path)), str(tmp_path / "run")
     start(SearchOptions(space=space, trials=1, out=out, storage=f"sqlite:///{tmp_path}/s.db"))
@@ -295,7 +295,7 @@ def test_backend_flags_are_not_mixed(tmp_path, capsys):
 
 
 def test_a_ray_run_is_not_continued_by_the_optuna_backend(tmp_path, capsys):
-    from dla_nas.search import run_info
+    from dla_nas.search.optuna_backend import run_info
 
     space_path = write_space(tmp_path)
     out = tmp_path / "run"
@@ -309,7 +309,7 @@ def test_a_ray_run_is_not_continued_by_the_optuna_backend(tmp_path, capsys):
 def test_a_twin_of_a_running_trial_waits_for_its_record(tmp_path):
     import threading
 
-    from dla_nas.search import _running_twins, twin_record
+    from dla_nas.search.optuna_backend import _running_twins, twin_record
 
     study, store = _study_and_store(tmp_path)
     first = study.ask({"x": optuna.distributions.IntDistribution(0, 1)})

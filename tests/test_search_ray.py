@@ -19,12 +19,12 @@ import ray
 import torch
 import yaml
 
+from dla_nas.arch.genome import GenomeError
 from dla_nas.data import DataConfig, load_dataset
-from dla_nas.genome import GenomeError
 from dla_nas.results import load_run
-from dla_nas.search import SearchOptions
-from dla_nas.search_ray import check_ray_options, run_ray_search
-from dla_nas.training import TrainConfig, train
+from dla_nas.search.optuna_backend import SearchOptions
+from dla_nas.search.ray_backend import check_ray_options, run_ray_search
+from dla_nas.train.trainer import TrainConfig, train
 
 # digits at native 8 px with tiny genomes; a MACs limit that most of the space fits
 SPACE = {
@@ -145,8 +145,8 @@ def driver(space, out, trials, **kw):
     """A driver process, like ``dla-nas search --backend ray``; exit 130 on Ctrl-C."""
     code = (
         "import sys\n"
-        "from dla_nas.search import SearchOptions\n"
-        "from dla_nas.search_ray import run_ray_search\n"
+        "from dla_nas.search.optuna_backend import SearchOptions\n"
+        "from dla_nas.search.ray_backend import run_ray_search\n"
         f"opts = SearchOptions(space={str(space)!r}, trials={trials}, out={str(out)!r}, seed=0)\n"
         "try:\n"
         f"    print('finished', run_ray_search(opts, num_cpus=2, **{kw!r}), flush=True)\n"

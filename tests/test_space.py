@@ -7,7 +7,7 @@ import optuna
 import pytest
 import yaml
 
-from dla_nas.space import SearchSpace, SpaceError, _FixedSuggester, _RandomSuggester
+from dla_nas.search.space import SearchSpace, SpaceError, _FixedSuggester, _RandomSuggester
 
 SPACES = sorted(Path(__file__).resolve().parent.parent.joinpath("search_spaces").glob("*.yaml"))
 
@@ -53,7 +53,7 @@ def test_defaults_objectives_and_proxy():
 
 
 def test_the_proxy_init_reaches_the_trainer_and_the_model():
-    from dla_nas.proxy import ProxyEvaluator
+    from dla_nas.search.evaluator import ProxyEvaluator
 
     for zero in (True, False):
         space = SearchSpace.from_dict(minimal(proxy={"zero_init_residual": zero}))
@@ -154,7 +154,7 @@ def test_bad_space_file_errors_name_the_file(tmp_path):
 
 
 def test_dla34_neighbourhood_contains_dla34_cifar():
-    from dla_nas import zoo
+    from dla_nas.arch import zoo
 
     space = SearchSpace.from_yaml(Path(SPACES[0]).parent / "cifar10-dla34-neighbourhood.yaml")
     first = {n: s.values()[0] for n, s in space._named_specs()}

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import dla_nas
-from dla_nas import zoo
-from dla_nas.cost import genome_cost, model_cost
+from dla_nas.arch import zoo
+from dla_nas.arch.cost import genome_cost, model_cost
 
 # from ../shared/dla-reference.md (num_classes=1000, 1x3x224x224)
 TABLE = {

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from ..errors import DataError
+
 DEFAULT_DATA_DIR = "~/.cache/dla-nas/data"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _BUILTIN = ("digits", "cifar10", "cifar100")
@@ -41,9 +43,6 @@ _SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 _STATS_SAMPLE = 1000  # images decoded to estimate mean/std of a streaming dataset
 _T = TypeVar("_T")
 
-
-class DataError(ValueError):
-    """Bad dataset input; the message names the field, file or folder and what is allowed."""
 
 
 def _is_int(x: object) -> bool:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import Bottleneck, BasicBlock, Root, Tree, conv_bn
+from .blocks import BasicBlock, Bottleneck, Root, Tree, conv_bn
 from .genome import Genome, GenomeError
 
 

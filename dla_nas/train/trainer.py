@@ -25,15 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Dataset, make_loader
+from ..data import Dataset, make_loader
+from ..errors import CheckpointError, TrainError
 from .metrics import Metrics, classification_metrics
 
 SCHEDULES = ("onecycle", "cosine")
 _HISTORY = ("val_acc_per_epoch", "val_loss_per_epoch", "train_loss_per_epoch")
 
-
-class TrainError(ValueError):
-    """A training setting that is not allowed; the message names the setting."""
 
 
 @dataclass(frozen=True)
@@ -345,9 +343,6 @@ def train(
     return result
 
 
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read as a dla-nas checkpoint."""
 
 
 def save_checkpoint(path, model: nn.Module, cfg: TrainConfig, data: Dataset, extra: dict) -> None:

@@ -29,10 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .pareto import (LOG_METRICS, eligible, front, hypervolume_history, knee, reference_point,
-                     run_objectives)
+from ..results import RunError, RunStore, TrialRecord, load_run
 from .confirm import Confirmed, load_confirmed
-from .results import RunError, RunStore, TrialRecord, load_run
+from .pareto import (
+    LOG_METRICS,
+    eligible,
+    front,
+    hypervolume_history,
+    knee,
+    reference_point,
+    run_objectives,
+)
 
 X_METRICS = ("macs", "params", "latency_ms")
 Y_METRICS = ("val_acc", "val_balanced_acc")

@@ -1,6 +1,6 @@
 """The official DLA family as genomes, plus CIFAR-style versions for 32 px inputs.
 
-The ten official variants are YAML files in ``dla_nas/zoo_configs``. Each ``<name>_cifar``
+The ten official variants are YAML files in ``dla_nas/arch/zoo_configs``. Each ``<name>_cifar``
 is derived from its official genome by ``cifar_variant``: a 3x3 base conv and no stride in
 the second stem level or the first stage, so a 32 px input ends at 4x4 instead of 1x1
 (total stride 8, as CIFAR ResNets do).

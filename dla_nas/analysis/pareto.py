@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .results import TrialRecord
+from ..results import TrialRecord
 
 LOG_METRICS = ("macs", "params")  # measured (and plotted) as log10
 DEFAULT_OBJECTIVES = (("val_acc", "maximize"), ("macs", "minimize"))

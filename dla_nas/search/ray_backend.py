@@ -82,10 +82,17 @@ from ray import tune
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from .genome import Genome, GenomeError
-from .results import TRAINED, RunError, RunStore, TrialRecord
-from .proxy import proxy_train_config
-from .search import SearchOptions, data_info, load_space, make_sampler, run_info, set_constraints
+from ..arch.genome import Genome, GenomeError
+from ..results import TRAINED, RunError, RunStore, TrialRecord
+from .evaluator import proxy_train_config
+from .optuna_backend import (
+    SearchOptions,
+    data_info,
+    load_space,
+    make_sampler,
+    run_info,
+    set_constraints,
+)
 from .space import METRICS as SPACE_METRICS
 from .space import SearchSpace, SpaceError
 
@@ -225,7 +232,7 @@ _EVALUATORS: dict = {}  # per worker process: the loaded dataset is shared by it
 
 
 def _evaluator(settings: _Settings, worker: str):
-    from .proxy import ProxyEvaluator
+    from .evaluator import ProxyEvaluator
 
     key = (settings.space.fingerprint(), settings.device, settings.threads, settings.data_dir)
     if key not in _EVALUATORS:

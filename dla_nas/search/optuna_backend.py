@@ -20,18 +20,17 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
-from .baselines import KNOWN, is_baseline
-from .data import DataError
-from .genome import GenomeError
-from .proxy import ProxyEvaluator
-from .results import RunError, RunStore, TrialRecord
+from ..arch.baselines import KNOWN, is_baseline
+from ..arch.genome import GenomeError
+from ..data import DataError
+from ..results import RunError, RunStore, TrialRecord
+from ..train.trainer import TrainError
+from .evaluator import ProxyEvaluator
 from .space import CONSTRAINTS, SearchSpace, SpaceError
-from .training import TrainError
 
 SAMPLERS = ("nsga2", "tpe", "random")
 
@@ -79,7 +78,7 @@ def load_space(opts: SearchOptions) -> SearchSpace:
 def data_info(space: SearchSpace, opts: SearchOptions) -> dict:
     """Load the task's data once, before anything is written, and describe its shape (a bad
     dataset is reported here, not inside a worker)."""
-    from .proxy import load_task_data
+    from .evaluator import load_task_data
 
     try:
         data = load_task_data(space, opts.data_dir)
@@ -279,7 +278,7 @@ def worker_devices(opts: SearchOptions) -> list[tuple[str, int | None]]:
     """(device, CPU threads) per worker: one GPU each with CUDA, else the cores split."""
     import torch
 
-    from .training import resolve_device
+    from ..train.trainer import resolve_device
 
     device = resolve_device(opts.device)
     if device.type == "cuda":

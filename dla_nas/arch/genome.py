@@ -24,14 +24,13 @@ from typing import Any, Mapping
 
 import yaml
 
+from ..errors import GenomeError
+
 BLOCKS = ("basic", "bottleneck", "bottleneckx")
 ROOT_KERNELS = (1, 3)
 STRIDES = (1, 2)
 MIN_INPUT = 8
 
-
-class GenomeError(ValueError):
-    """A genome that is malformed or cannot be built; the message names the field."""
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Protocol
 
-from .data import Augment, DataError
-from .genome import BLOCKS, ROOT_KERNELS, STRIDES, Genome, GenomeError, read_yaml
+from ..arch.genome import BLOCKS, ROOT_KERNELS, STRIDES, Genome, GenomeError, read_yaml
+from ..data import Augment, DataError
+from ..errors import SpaceError
 
 METRICS = {"val_acc": "maximize", "val_balanced_acc": "maximize", "macs": "minimize",
            "params": "minimize", "latency_ms": "minimize"}
@@ -28,9 +29,6 @@ STAGE_FIELDS = ("channels", "depth", "fan_in", "stride", "level_root", "root_ker
                 "root_residual", "ida_from")
 ENUMERATION_LIMIT = 200_000
 
-
-class SpaceError(ValueError):
-    """A malformed search space; the message names the file, the key and what is allowed."""
 
 
 class Suggester(Protocol):

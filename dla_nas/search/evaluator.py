@@ -9,14 +9,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .baselines import baseline_genome, baseline_hash, build_baseline
-from .builder import build_model
-from .cost import measure_latency_ms, model_cost
-from .data import Augment, DataConfig, DataError, Dataset, load_dataset
-from .genome import Genome
-from .results import VAL_METRICS, TrialRecord
+from ..arch.baselines import baseline_genome, baseline_hash, build_baseline
+from ..arch.builder import build_model
+from ..arch.cost import measure_latency_ms, model_cost
+from ..arch.genome import Genome
+from ..data import Augment, DataConfig, DataError, Dataset, load_dataset
+from ..results import VAL_METRICS, TrialRecord
+from ..train.trainer import EpochReport, TrainConfig, resolve_device, train
 from .space import CONSTRAINTS, Proxy, SearchSpace
-from .training import EpochReport, TrainConfig, resolve_device, train
 
 
 def proxy_train_config(proxy: Proxy, **settings) -> TrainConfig:

@@ -22,12 +22,12 @@ from typing import Any
 
 import yaml
 
-from .builder import build_model
-from .cost import count_params, model_cost
-from .genome import Genome
+from ..arch.builder import build_model
+from ..arch.cost import count_params, model_cost
+from ..arch.genome import Genome
+from ..results import TRAINED, RunError, RunStore, TrialRecord, load_run
 from .pareto import best_record, eligible, front, run_objectives
 from .pareto import knee as front_knee  # export_run has a `knee` flag
-from .results import TRAINED, RunError, RunStore, TrialRecord, load_run
 
 CIFAR_CLASSES = {"cifar10": 10, "cifar100": 100}
 
@@ -123,7 +123,7 @@ def _ranges(numbers: list[int]) -> str:
 # ---- writing --------------------------------------------------------------------------------
 def data_shape(run: Path, info: dict[str, Any]) -> DataShape:
     """Dataset, resolution, classes and input channels of a run's networks (module docstring)."""
-    from .data import DataConfig, DataError, load_dataset
+    from ..data import DataConfig, DataError, load_dataset
 
     data = info.get("data")
     if data:  # written by the search since run.yaml records the data's shape
@@ -164,6 +164,7 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
                   out: Path) -> Path:
     """Write one config, rebuild it from the file and check params and MACs."""
     import dla_nas
+
     from .confirm import load_confirmed
 
     space = info.get("space") or {}

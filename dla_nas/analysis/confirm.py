@@ -18,14 +18,13 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from .baselines import KNOWN, baseline_genome, baseline_hash, build_candidate, is_baseline
-from .cost import model_cost
-from .data import Dataset, make_loader
-from .genome import Genome
+from ..arch.baselines import KNOWN, baseline_genome, baseline_hash, build_candidate, is_baseline
+from ..arch.cost import model_cost
+from ..arch.genome import Genome
+from ..data import Dataset, make_loader
+from ..results import RunError, RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
+from ..train.trainer import TrainConfig, evaluate, resolve_device, train
 from .pareto import front, run_objectives
-from .results import (RunError, RunStore, TrialRecord, append_line, file_lock, load_run,
-                      read_jsonl)
-from .training import TrainConfig, evaluate, resolve_device, train
 
 CONFIRM_FILE = "confirm.jsonl"
 

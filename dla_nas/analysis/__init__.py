@@ -1,0 +1,2 @@
+"""What a finished run is read for: Pareto fronts, plots, exported configs, and confirmation
+on the test split."""

@@ -1,0 +1,188 @@
+"""``show``, ``train`` and ``eval``: one network at a time."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import time
+from pathlib import Path
+
+from ..errors import DataError
+from .render import epoch_progress, stderr_console
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from ..arch.builder import build_model, resolve_genome
+    from ..arch.cost import model_cost
+
+    genome = resolve_genome(args.genome)
+    c, h, w = args.input
+    genome.feature_sizes(min(h, w))
+    model = build_model(genome, num_classes=args.classes, in_chans=c)
+    cost = model_cost(model, args.input)
+    levels = _describe_levels(genome)
+    if args.json:
+        out = {
+            "name": genome.name or str(args.genome),
+            "hash": genome.canonical_hash(),
+            "input": list(args.input),
+            "classes": args.classes,
+            "params": cost.params,
+            "macs": cost.macs,
+            "other_flops": cost.other_flops,
+            "stages": [{**lc.__dict__, "kind": desc} for lc, desc in zip(cost.levels, levels)],
+            "genome": genome.to_dict(),
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    title = f"{genome.name or args.genome}  hash {genome.canonical_hash()}  block {genome.block}"
+    if genome.block == "bottleneckx":
+        title += f" (cardinality {genome.cardinality})"
+    table = Table(title=title)
+    for col in ("level", "structure", "channels", "out size", "params", "MACs"):
+        table.add_column(col, justify="left" if col in ("level", "structure") else "right",
+                         no_wrap=True)
+    for lc, desc in zip(cost.levels, levels):
+        table.add_row(lc.name, desc, str(lc.channels), f"{lc.size}x{lc.size}",
+                      f"{lc.params:,}", f"{lc.macs:,}")
+    table.add_row("total", f"in {c}x{h}x{w}", "", "", f"{cost.params:,}", f"{cost.macs:,}",
+                  style="bold")
+    console = Console(width=max(Console().width, 110))  # the table needs ~100 columns
+    console.print(table)
+    console.print("structure: d depth, fan fan-in, /s stride, +in stage input joins the root "
+                  "(level_root), +idaJ stage J joins too, rootK root kernel K, r residual")
+    console.print(f"MACs are conv+linear multiply-accumulates; batch norm and pooling add "
+                  f"{cost.other_flops:,} more (see README, 'Cost').")
+    return 0
+
+
+def _describe_levels(genome) -> list[str]:
+    """One short structure note per level, plus the head."""
+    stem = genome.stem
+    out = [f"base {stem.kernel}x{stem.kernel}/{stem.stride} + {stem.levels[0].convs} conv/"
+           f"{stem.levels[0].stride}"]
+    out += [f"{lv.convs} conv/{lv.stride}" for lv in stem.levels[1:]]
+    for st in genome.stages:
+        text = f"tree d{st.depth} fan{st.fan_in} /{st.stride}"
+        if st.level_root:
+            text += " +in"
+        if st.ida_from:
+            text += " +ida" + ",".join(str(j) for j in st.ida_from)
+        if st.root_kernel != 1 or st.root_residual:
+            text += f" root{st.root_kernel}{'r' if st.root_residual else ''}"
+        out.append(text)
+    return out + ["pool + 1x1 conv"]
+
+
+def _data_config(args: argparse.Namespace, resolution: int | None):
+    from ..data import Augment, DataConfig
+
+    augment = Augment.for_dataset(args.augment, args.dataset) if getattr(args, "augment", None) \
+        else None
+    return DataConfig(args.dataset, resolution=resolution, train_fraction=args.train_fraction,
+                      seed=args.split_seed, data_dir=args.data_dir, download=args.download,
+                      augment=augment)
+
+
+def _default_out(prefix: str, label: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)[:40] or "run"
+    return Path("results") / f"{prefix}-{safe}-{stamp}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..arch.baselines import baseline_genome, baseline_hash, build_candidate, is_baseline
+    from ..arch.builder import resolve_genome
+    from ..arch.cost import model_cost
+    from ..data import load_dataset, make_loader
+    from ..train.trainer import TrainConfig, evaluate, resolve_device, save_checkpoint, train
+
+    baseline = args.genome if is_baseline(args.genome) else None
+    genome = baseline_genome(baseline) if baseline else resolve_genome(args.genome)
+    label = baseline or genome.name or Path(str(args.genome)).stem
+    cfg = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
+                      lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
+                      compile=args.compile, schedule=args.schedule,
+                      balanced_loss=args.balanced_loss)
+    data = load_dataset(_data_config(args, args.resolution))
+    if genome is not None:
+        genome.feature_sizes(data.resolution)
+    device = resolve_device(cfg.device)
+    data = data.to(device)
+    import torch
+
+    torch.manual_seed(cfg.seed)  # the seed fixes the initial weights too
+    model = build_candidate(baseline or genome, data.num_classes, data.in_chans,
+                            zero_init_residual=cfg.zero_init_residual)
+    cost = model_cost(model, (data.in_chans, data.resolution, data.resolution))
+    out = Path(args.out) if args.out else _default_out("train", label)
+    out.mkdir(parents=True, exist_ok=True)
+    log = stderr_console(args.json)
+    digest = genome.canonical_hash() if genome is not None else baseline_hash(baseline)
+    log.print(f"[bold]{label}[/] ({digest}): {cost.params:,} params, {cost.macs:,} MACs at "
+              f"{data.resolution}px")
+    epochs = cfg.epochs_for(len(data.train))
+    log.print(data.summary() + f"; device {device}; {epochs} epochs of "
+              f"{cfg.steps_per_epoch(len(data.train))} steps")
+    with epoch_progress(log, epochs, args.json) as on_epoch:
+        result = train(model, data, cfg, callback=on_epoch)
+    test_loader = make_loader(data, "test", cfg.eval_batch_size, device, train=False, seed=cfg.seed,
+                              channels_last=device.type == "cuda")
+    test = evaluate(model, test_loader, data.num_classes, autocast=device.type == "cuda")
+    metrics = {
+        "genome": label, "hash": digest, "dataset": data.name, "resolution": data.resolution,
+        "class_names": data.class_names, "params": cost.params, "macs": cost.macs,
+        **result.to_dict(), **test.to_dict("test_"),
+    }
+    save_checkpoint(out / "checkpoint.pt", model, cfg, data,
+                    {"metrics": metrics, "baseline": baseline})
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        status = "[red]diverged[/] " + result.divergence if result.diverged else "done"
+        log.print(f"{status}: val acc {result.val_acc:.4f}, test acc {test.acc:.4f} (balanced "
+                  f"{test.balanced_acc:.4f}, macro F1 {test.macro_f1:.4f}), "
+                  f"{result.train_seconds:.1f} s, {result.images_per_second:,.0f} images/s")
+        log.print(f"wrote {out / 'checkpoint.pt'} and {out / 'metrics.json'}")
+    return 1 if result.diverged else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..arch.baselines import build_baseline
+    from ..arch.builder import build_model
+    from ..arch.genome import Genome
+    from ..data import load_dataset, make_loader
+    from ..train.trainer import evaluate, load_checkpoint, resolve_device
+
+    ckpt = load_checkpoint(args.checkpoint)
+    meta = ckpt["data"]
+    data = load_dataset(_data_config(args, args.resolution or meta["resolution"]))
+    if (data.num_classes, data.in_chans) != (meta["num_classes"], meta["in_chans"]):
+        raise DataError(
+            f"dataset: {args.dataset} has {data.num_classes} classes and {data.in_chans} channels; "
+            f"{args.checkpoint} was trained for {meta['num_classes']} classes and "
+            f"{meta['in_chans']} channels")
+    device = resolve_device(args.device)
+    if ckpt.get("baseline"):
+        model = build_baseline(ckpt["baseline"], ckpt["num_classes"], meta["in_chans"])
+    else:
+        model = build_model(Genome.from_dict(ckpt["genome"]), ckpt["num_classes"],
+                            meta["in_chans"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.to(device)
+    # normalise with the statistics the model was trained with
+    data = dataclasses.replace(data, mean=tuple(meta["mean"]), std=tuple(meta["std"])).to(device)
+    loader = make_loader(data, args.split, 500, device, train=False, seed=0)
+    m = evaluate(model, loader, data.num_classes, autocast=device.type == "cuda")
+    out = {"checkpoint": str(args.checkpoint), "dataset": data.name, "split": args.split,
+           "resolution": data.resolution, **m.to_dict(), "images": m.n}
+    print(json.dumps(out) if args.json else
+          f"{args.split} accuracy {m.acc:.4f} (balanced {m.balanced_acc:.4f}, macro F1 "
+          f"{m.macro_f1:.4f}, loss {m.loss:.4f}) on {m.n} images of {data.name}")
+    return 0

@@ -1,0 +1,268 @@
+"""The argument parser of ``dla-nas``: every command, its flags and their checks."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from .. import __version__
+from ..train.trainer import TrainConfig
+from .model_cmds import cmd_eval, cmd_show, cmd_train
+from .run_cmds import cmd_export, cmd_pareto, cmd_status
+from .search_cmds import cmd_confirm, cmd_search
+
+TRAIN_DEFAULTS = TrainConfig(min_steps=1000)  # the recipe of `train` and `confirm`
+
+
+def parse_input_shape(text: str) -> tuple[int, int, int]:
+    """``3x224x224`` -> (3, 224, 224); a single number N means 3xNxN."""
+    m = re.fullmatch(r"\s*(?:(\d+)x)?(\d+)(?:x(\d+))?\s*", text)
+    if not m or (m.group(1) and not m.group(3)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed (CxHxW such as 3x224x224, or N)")
+    c, h, w = m.group(1), m.group(2), m.group(3)
+    shape = (int(c), int(h), int(w)) if c else (3, int(h), int(h if w is None else w))
+    if min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed (every dimension >= 1)")
+    return shape
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed (an integer >= 1)")
+    return value
+
+
+def comma_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(t) for t in comma_list(text)]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed (integers >= 0 such as 0,1,2)")
+    return list(dict.fromkeys(values))
+
+
+def gpu_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in comma_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed (GPU indices such as 0,1)") from None
+
+
+def add_data_args(p: argparse.ArgumentParser, resolution_help: str) -> None:
+    p.add_argument("--dataset", default="digits", metavar="NAME",
+                   help="digits (embedded, default), cifar10, cifar100 or folder:PATH "
+                        "(PATH/<class>/*.png|jpg)")
+    p.add_argument("--data-dir", default=None,
+                   help="where CIFAR archives or folders are (default ~/.cache/dla-nas/data)")
+    p.add_argument("--download", action="store_true",
+                   help="download the CIFAR archive when it is not in --data-dir")
+    p.add_argument("--resolution", type=positive_int, default=None, help=resolution_help)
+    p.add_argument("--train-fraction", type=float, default=1.0,
+                   help="stratified fraction of the train split to use (default 1.0)")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="seed of the train/val/test split (default 0; fixed across runs)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+
+
+def add_recipe_args(p: argparse.ArgumentParser) -> None:
+    """How a network is trained: the options that train and confirm share."""
+    p.add_argument("--epochs", type=positive_int, default=TRAIN_DEFAULTS.epochs,
+                   help=f"at least this many epochs (default {TRAIN_DEFAULTS.epochs})")
+    p.add_argument("--min-steps", type=int, default=TRAIN_DEFAULTS.min_steps, metavar="N",
+                   help="at least this many optimiser steps: small data sets get more epochs "
+                        f"(default {TRAIN_DEFAULTS.min_steps}; 0 turns it off)")
+    p.add_argument("--batch-size", type=positive_int, default=TRAIN_DEFAULTS.batch_size,
+                   help=f"default {TRAIN_DEFAULTS.batch_size}")
+    p.add_argument("--lr", type=float, default=TRAIN_DEFAULTS.lr,
+                   help=f"peak learning rate (default {TRAIN_DEFAULTS.lr})")
+    p.add_argument("--augment", default=None, metavar="LIST",
+                   help="none, or a comma list of hflip, vflip, shift (default: by dataset; "
+                        "digits: shift; CIFAR: hflip,shift; folders: hflip,vflip,shift with "
+                        "reflect padding)")
+    p.add_argument("--balanced-loss", action="store_true",
+                   help="weight each class's loss by 1 / its frequency (imbalanced data)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads (default: torch's choice)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dla-nas",
+        description="Neural architecture search over Deep Layer Aggregation (DLA) networks: "
+                    "describe networks as genomes, count their cost, train them, and search "
+                    "for the best accuracy per MAC.",
+    )
+    parser.add_argument("--version", action="version", version=f"dla-nas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    show = sub.add_parser(
+        "show", help="print a genome's structure, params and MACs",
+        description="Print the structure of a zoo network or a genome/exported YAML file, "
+                    "with params and conv+linear MACs per level for one input size.",
+    )
+    show.add_argument("genome", metavar="NAME_OR_YAML",
+                      help="a zoo name (e.g. dla34, dla34_cifar) or a genome/exported YAML path")
+    show.add_argument("--input", type=parse_input_shape, default=(3, 224, 224),
+                      metavar="CxHxW", help="input shape (default 3x224x224; N means 3xNxN)")
+    show.add_argument("--classes", type=positive_int, default=1000,
+                      help="number of output classes (default 1000)")
+    show.add_argument("--json", action="store_true",
+                      help="print one JSON object (params, macs, hash, stages, genome)")
+    show.set_defaults(func=cmd_show)
+
+    tr = sub.add_parser(
+        "train", help="train a genome and evaluate it on the test split",
+        description="Train a genome/exported YAML, a zoo network or a hand-designed baseline "
+                    "on a dataset, with a progress bar; then evaluate on the test split and "
+                    "write checkpoint.pt and metrics.json (accuracy, balanced accuracy, macro "
+                    "F1, per-class recall, confusion matrix) to --out.",
+    )
+    tr.add_argument("genome", metavar="GENOME",
+                    help="a genome/exported YAML path, a zoo name, or a baseline (plain_cnn, "
+                         "resnet20, dla34_cifar_x0.25, ...)")
+    add_data_args(tr, "image size in px (default: the dataset's own, 8 for digits, 32 for CIFAR)")
+    add_recipe_args(tr)
+    tr.add_argument("--schedule", choices=["onecycle", "cosine"], default="onecycle",
+                    help="onecycle: 1 warm-up epoch then cosine (default); cosine: no warm-up")
+    tr.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    tr.add_argument("--compile", action="store_true", help="use torch.compile (off by default)")
+    tr.add_argument("--out", default=None,
+                    help="output folder (default results/train-<name>-<time>)")
+    tr.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser(
+        "eval", help="re-evaluate a saved checkpoint",
+        description="Evaluate a checkpoint.pt written by 'dla-nas train' on a dataset split. "
+                    "The file is read with torch.load(weights_only=True): no code in it runs.",
+    )
+    ev.add_argument("checkpoint", metavar="CHECKPOINT", help="path to checkpoint.pt")
+    add_data_args(ev, "image size in px (default: the checkpoint's)")
+    ev.add_argument("--split", choices=["test", "val"], default="test", help="default test")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.set_defaults(func=cmd_eval)
+
+    se = sub.add_parser(
+        "search", help="search a space for the best accuracy per MAC (Optuna)",
+        description="Search a YAML space (search_spaces/*.yaml): sample genomes, count their "
+                    "cost, train the feasible ones with the space's proxy, and keep a Pareto "
+                    "front. Results go to --out (default results/<space name>); running the same "
+                    "command again continues the run.",
+    )
+    se.add_argument("--space", required=True, metavar="FILE", help="search space YAML")
+    se.add_argument("--trials", type=positive_int, default=12,
+                    help="finished trials to reach, resumed ones included (default 12)")
+    se.add_argument("--out", default=None, metavar="DIR", help="run folder (default results/<space>)")
+    se.add_argument("--sampler", choices=["nsga2", "tpe", "random"], default=None,
+                    help="default nsga2 for several objectives, tpe for one")
+    se.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    se.add_argument("--backend", choices=["optuna", "ray"], default="optuna",
+                    help="optuna: worker processes on this machine (default); ray: Ray Tune, "
+                         "on a local Ray or a cluster (--address)")
+    se.add_argument("--workers", type=positive_int, default=None,
+                    help="optuna: worker processes on one study (default 1); CPU cores are "
+                         "split between them, or one GPU each")
+    se.add_argument("--gpus", type=gpu_list, default=None, metavar="0,1,...",
+                    help="GPUs for the workers (default: all visible)")
+    se.add_argument("--storage", default=None, metavar="URL",
+                    help="an Optuna RDB URL (sqlite:///..., postgresql://...) instead of the "
+                         "run's journal file")
+    se.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                    help="start no new trial after this many seconds")
+    se.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    se.add_argument("--baselines", type=comma_list, default=[], metavar="NAMES",
+                    help="comma-separated networks trained with the same proxy for comparison: "
+                         "plain_cnn, plain_cnn_8_16_32, resnet8/14/20, zoo names such as "
+                         "dla46_c_cifar, or narrowed ones such as dla34_cifar_x0.25")
+    se.add_argument("--data-dir", default=None, help="where CIFAR archives or folders are")
+    se.add_argument("--dataset", default=None, metavar="NAME",
+                    help="search on this data instead of the space's task.dataset: digits, "
+                         "cifar10, cifar100 or folder:PATH (PATH/<class>/*.png|jpg)")
+    se.add_argument("--resolution", type=positive_int, default=None, metavar="PX",
+                    help="image size instead of the space's task.resolution")
+    se.add_argument("--address", default=None, metavar="auto|ray://HOST:PORT",
+                    help="ray: join this cluster (default: start a local Ray, loopback only, "
+                         "no dashboard)")
+    se.add_argument("--gpus-per-trial", type=float, default=None, metavar="G",
+                    help="ray: GPUs per trial, fractions such as 0.5 pack trials (default 0)")
+    se.add_argument("--cpus-per-trial", type=float, default=None, metavar="C",
+                    help="ray: CPUs per trial (default 1)")
+    se.add_argument("--scheduler", choices=["asha", "none"], default=None,
+                    help="ray: early stopping; asha ranks on val_acc at each rung (default "
+                         "asha)")
+    se.set_defaults(func=cmd_search)
+
+    co = sub.add_parser(
+        "confirm", help="retrain chosen trials and baselines with several seeds; test once",
+        description="Retrain chosen trials of a run and hand-designed baselines with several "
+                    "seeds, each with the same full recipe, and evaluate each once on the test "
+                    "split, which the search never saw. Results go to RUN/confirm.jsonl, one "
+                    "line per finished (candidate, seed); running the same command again "
+                    "continues and retrains nothing that finished. `status`, `pareto` and "
+                    "`export` show the confirmed figures.",
+    )
+    co.add_argument("run", metavar="RUN", help="a run folder, e.g. results/demo")
+    co.add_argument("--pareto", action="store_true", help="every trial on the Pareto front")
+    co.add_argument("--top", type=positive_int, default=None, metavar="K",
+                    help="the K best trials by the run's accuracy objective")
+    co.add_argument("--trial", type=int_list, default=[], metavar="N,...",
+                    help="these trial numbers")
+    co.add_argument("--baselines", type=comma_list, default=[], metavar="NAMES",
+                    help="hand designs trained alongside: 'line' (plain_cnn at three widths, "
+                         "resnet8/14/20, dla34_cifar_x0.25, dla46_c_cifar) or names")
+    co.add_argument("--seeds", type=int_list, default=[0, 1, 2], metavar="S,...",
+                    help="training seeds (default 0,1,2)")
+    add_recipe_args(co)
+    co.add_argument("--data-dir", default=None, help="where CIFAR archives or folders are")
+    co.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    co.add_argument("--out", default=None, metavar="FILE",
+                    help="the confirmation file (default RUN/confirm.jsonl)")
+    co.set_defaults(func=cmd_confirm)
+
+    st = sub.add_parser("status", help="print a table of a run's trials",
+                        description="Print every trial of a run folder, and its Pareto front.")
+    st.add_argument("run", metavar="RUN", help="a run folder, e.g. results/demo")
+    st.set_defaults(func=cmd_status)
+
+    pa = sub.add_parser(
+        "pareto", help="plot the accuracy/cost trade-off of one or more runs",
+        description="Write pareto.png (all trials, the front as a step line, baselines "
+                    "labelled), hypervolume.png (hypervolume after each trial, one line per run) "
+                    "and an interactive pareto.html, and print each run's front.",
+    )
+    pa.add_argument("runs", nargs="+", metavar="RUN", help="run folders, e.g. results/demo")
+    pa.add_argument("--x", default="macs", choices=["macs", "params", "latency_ms"],
+                    help="cost axis (default macs, log scale)")
+    pa.add_argument("--y", default=None, choices=["val_acc", "val_balanced_acc"],
+                    help="accuracy axis (default: the run's accuracy objective)")
+    pa.add_argument("--out", default=None, metavar="DIR",
+                    help="output folder (default: the first run's folder)")
+    pa.set_defaults(func=cmd_pareto)
+
+    ex = sub.add_parser(
+        "export", help="write chosen trials as model configs (YAML, optional ONNX)",
+        description="Write one YAML model config per chosen trial: the genome plus metadata "
+                    "(run, trial, hash, dataset, fidelity, objective values, params and MACs). "
+                    "Each config is rebuilt and checked against the run's params and MACs.",
+    )
+    ex.add_argument("run", metavar="RUN", help="a run folder, e.g. results/demo")
+    pick = ex.add_mutually_exclusive_group(required=True)
+    pick.add_argument("--pareto", action="store_true", help="every trial on the Pareto front")
+    pick.add_argument("--trial", type=int, default=None, metavar="N", help="trial number N")
+    pick.add_argument("--best", default=None, metavar="OBJECTIVE",
+                      help="the best trial for one objective, e.g. val_acc")
+    pick.add_argument("--knee", action="store_true", help="the knee of the front")
+    ex.add_argument("--onnx", action="store_true",
+                    help="also export ONNX graphs (needs pip install 'dla-nas[onnx]')")
+    ex.add_argument("--out", default=None, metavar="DIR", help="default RUN/export")
+    ex.set_defaults(func=cmd_export)
+    return parser

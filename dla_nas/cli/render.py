@@ -1,0 +1,116 @@
+"""What the commands print: progress bars and rich tables (on stderr for progress)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+
+def stderr_console(quiet: bool):
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=quiet)
+
+
+@contextlib.contextmanager
+def epoch_progress(console, epochs: int, quiet: bool):
+    """A progress bar over epochs; yields the trainer callback that advances it."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [TextColumn("epoch {task.completed}/{task.total}"), BarColumn(),
+               TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=console, disable=quiet) as progress:
+        task = progress.add_task("train", total=epochs, stats="")
+
+        def on_epoch(report) -> None:
+            progress.update(task, advance=1, stats=(
+                f"loss {report.train_loss:.3f}  val acc {report.val_acc:.3f}  "
+                f"{report.images_per_second:,.0f} img/s"))
+
+        yield on_epoch
+
+
+def print_confirmed(console, confirmed) -> None:
+    from rich.table import Table
+
+    console.width = max(console.width, 120)  # the table needs ~115 columns
+    table = Table(title="confirmed on the test split (mean over seeds, min-max in brackets)")
+    for col in ("candidate", "MACs", "params", "seeds", "test acc", "balanced acc",
+                "val acc", "proxy val"):
+        table.add_column(col, justify="left" if col == "candidate" else "right")
+    for c in confirmed:
+        table.add_row(
+            c.label, f"{c.macs:,}", f"{c.params:,}", str(len(c.seeds)),
+            f"{c.test_acc[0]:.4f} ({c.test_acc[1]:.3f}-{c.test_acc[2]:.3f})",
+            f"{c.test_balanced_acc[0]:.4f}", f"{c.val_acc:.4f}",
+            "-" if c.proxy_val_acc is None else f"{c.proxy_val_acc:.4f}")
+    console.print(table)
+
+
+def monitor(console, procs, study, store, space, total: int) -> None:
+    """Live progress until every worker has exited."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from ..analysis.pareto import front
+    from ..search.optuna_backend import counts
+
+    with Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                  TimeRemainingColumn(), console=console) as progress:
+        done, _ = counts(study, store)
+        task = progress.add_task("search", total=total, completed=done, stats="")
+        while True:
+            alive = any(p.is_alive() for p in procs)
+            records = store.records()
+            done, running = counts(study, store)
+            accs = [r.val_acc for r in records if r.feasible_and_trained and r.kind == "search"]
+            stats = (f"running {running}  best val_acc {max(accs):.4f}" if accs
+                     else f"running {running}")
+            stats += f"  front {len(front(records, space.objectives))}"
+            progress.update(task, completed=min(done, total), stats=stats)
+            if not alive:
+                break
+            time.sleep(1.0)
+
+
+def print_summary(console, store, objectives) -> None:
+    from rich.table import Table
+
+    from ..analysis.pareto import front
+
+    records = store.records()
+    search = [r for r in records if r.kind == "search"]
+    by_status = {s: sum(r.status == s for r in search) for s in ("ok", "reused", "infeasible",
+                                                                  "diverged", "failed")}
+    console.print("finished " + ", ".join(f"{n} {s}" for s, n in by_status.items() if n))
+    table = Table(title=f"Pareto front ({', '.join(m for m, _ in objectives)})")
+    for col in ("trial", "hash", "val_acc", "MACs", "params", "epochs", "seconds"):
+        table.add_column(col, justify="right")
+    for r in front(records, objectives):
+        table.add_row(str(r.trial), r.hash, f"{r.val_acc:.4f}", f"{r.macs:,}", f"{r.params:,}",
+                      str(r.epochs_run), f"{r.wall_seconds:.1f}")
+    console.print(table)
+    baselines = [r for r in records if r.kind == "baseline"]
+    if baselines:
+        bt = Table(title="baselines (same proxy)")
+        for col in ("name", "status", "val_acc", "MACs", "params"):
+            bt.add_column(col, justify="right")
+        for r in baselines:
+            bt.add_row(r.name, r.status, "-" if r.val_acc is None else f"{r.val_acc:.4f}",
+                       "-" if r.macs is None else f"{r.macs:,}",
+                       "-" if r.params is None else f"{r.params:,}")
+        console.print(bt)

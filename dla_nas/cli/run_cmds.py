@@ -1,0 +1,86 @@
+"""``status``, ``pareto`` and ``export``: reading a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .render import print_confirmed, print_summary
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..analysis.pareto import run_objectives
+    from ..results import RunStore, load_run
+
+    store = RunStore(args.run)
+    info = store.info()
+    records = load_run(args.run)
+    objectives = run_objectives(info)
+    console = Console(width=max(Console().width, 120))
+    space = info.get("space", {})
+    console.print(f"[bold]{store.path}[/]: space {space.get('name', '?')}, backend "
+                  f"{info.get('backend', '?')}, created {info.get('created', '?')}")
+    table = Table()
+    for col in ("trial", "kind", "status", "hash", "val_acc", "MACs", "params", "epochs",
+                "seconds", "note"):
+        table.add_column(col, justify="left" if col in ("kind", "status", "hash", "note") else "right")
+    for r in sorted(records, key=lambda r: r.trial):
+        note = r.reason or (f"reuses trial {r.reused_from}" if r.reused_from is not None else "")
+        if r.repairs:
+            note = (note + "; " if note else "") + f"{len(r.repairs)} repair(s)"
+        table.add_row(str(r.trial), r.name or r.kind, r.status, r.hash,
+                      "-" if r.val_acc is None else f"{r.val_acc:.4f}",
+                      "-" if r.macs is None else f"{r.macs:,}",
+                      "-" if r.params is None else f"{r.params:,}", str(r.epochs_run),
+                      f"{r.wall_seconds:.1f}", note)
+    console.print(table)
+    print_summary(console, store, objectives)
+    from ..analysis.confirm import load_confirmed
+
+    confirmed = load_confirmed(args.run)
+    if confirmed:
+        print_confirmed(console, confirmed)
+    return 0
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..analysis.plots import plot_pareto
+
+    out = Path(args.out) if args.out else Path(args.runs[0])
+    summary = plot_pareto([Path(r) for r in args.runs], x=args.x, y=args.y, out=out)
+    console = Console(width=max(Console().width, 100))
+    for run in summary["runs"]:
+        table = Table(title=f"{run['run']}: Pareto front of {summary['y']} against {args.x} "
+                            f"({run['eligible_trials']} eligible of {run['finished_search_trials']} "
+                            f"finished; hypervolume {run['hypervolume']:.4g})")
+        for col in ("trial", "hash", summary["y"], "MACs", "params", ""):
+            table.add_column(col, justify="right")
+        for r in run["front"]:
+            table.add_row(str(r["trial"]), r["hash"], f"{r[summary['y']]:.4f}", f"{r['macs']:,}",
+                          f"{r['params']:,}", "knee" if r["trial"] == run["knee"] else "")
+        console.print(table)
+        if run["note"]:
+            console.print(run["note"])
+    console.print("wrote " + ", ".join(summary["files"].values()))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..analysis.export import export_run
+
+    out = Path(args.out) if args.out else Path(args.run) / "export"
+    paths = export_run(Path(args.run), out, pareto=args.pareto, trial=args.trial, best=args.best,
+                       knee=args.knee, onnx=args.onnx)
+    for path in paths:
+        print(path)
+    print(f"exported {sum(p.suffix == '.yaml' for p in paths)} config(s); build one with "
+          f"dla_nas.build_model(PATH, num_classes=...) or `dla-nas train PATH --dataset ...`",
+          file=sys.stderr)
+    return 0

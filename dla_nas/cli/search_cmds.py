@@ -1,0 +1,154 @@
+"""``search`` and ``confirm``: runs of many trainings."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import GenomeError, RunError
+from ..train.trainer import TrainConfig
+from .render import monitor, print_confirmed, print_summary, stderr_console
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from ..search.optuna_backend import SearchOptions, counts, launch_workers, start, stop_workers
+
+    opts = SearchOptions(
+        space=args.space, trials=args.trials, out=args.out or "", sampler=args.sampler,
+        seed=args.seed, workers=args.workers or 1, storage=args.storage, timeout=args.timeout,
+        device=args.device, gpus=args.gpus, baselines=args.baselines, data_dir=args.data_dir,
+        dataset=args.dataset, resolution=args.resolution)
+    if not opts.out:
+        from ..search.optuna_backend import load_space
+
+        opts.out = str(Path("results") / load_space(opts).name)
+    _check_backend_flags(args)
+    if args.backend == "ray":
+        return _search_ray(args, opts)
+    space, store, study, resumed, data = start(opts)
+    console = stderr_console(False)
+    done, _ = counts(study, store)
+    console.print(f"[bold]search[/] {space.name}: {data['name']} at {data['resolution']} px "
+                  f"({data['num_classes']} classes, {data['in_chans']} ch, train "
+                  f"{data['train_size']}, augment {data['augment']}), proxy "
+                  f"{space.proxy.epochs} epochs"
+                  f"{f' / {space.proxy.min_steps} steps' if space.proxy.min_steps else ''} at least, "
+                  f"objectives {', '.join(f'{m} ({d[:3]})' for m, d in space.objectives)}, "
+                  f"sampler {opts.sampler_name(space)}, {opts.workers} worker(s)")
+    console.print(f"run folder {store.path}" + (f" (resuming: {done} trials finished)" if resumed else ""))
+    procs = launch_workers(opts)
+    try:
+        monitor(console, procs, study, store, space, opts.trials)
+    except KeyboardInterrupt:
+        stop_workers(procs)
+        done, _ = counts(study, store)
+        console.print(f"[yellow]interrupted[/]: {done} finished trials are saved in {store.path}; "
+                      "run the same command to continue")
+        return 130
+    failed = [p for p in procs if p.exitcode not in (0, None)]
+    print_summary(console, store, space.objectives)
+    done, _ = counts(study, store)
+    if failed:
+        console.print(f"[red]{len(failed)} worker(s) exited with an error[/] (see above)")
+        return 2 if any(p.exitcode == 2 for p in failed) else 1
+    if done < opts.trials:
+        console.print(f"stopped after {done} of {opts.trials} trials (--timeout); run the same "
+                      "command to continue")
+    return 0
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    from ..analysis.confirm import (
+        CONFIRM_FILE,
+        ConfirmStore,
+        check_candidates,
+        confirm,
+        recipe_of,
+        run_candidates,
+        summarize,
+    )
+    from ..arch.baselines import LINE
+    from ..data import Augment
+    from ..results import RunStore
+    from ..search.evaluator import load_task_data
+    from ..search.space import SearchSpace
+    from ..train.trainer import resolve_device
+
+    info = RunStore(args.run).info()
+    baselines = [n for name in args.baselines for n in (LINE if name == "line" else [name])]
+    candidates = run_candidates(args.run, pareto=args.pareto, top=args.top, trials=args.trial,
+                                baselines=baselines)
+    if not candidates:
+        raise RunError("nothing to confirm: choose --pareto, --top K, --trial N or --baselines")
+    seeds = args.seeds
+    cfg = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
+                      lr=args.lr, device=args.device, threads=args.threads,
+                      balanced_loss=args.balanced_loss)
+    store = ConfirmStore(args.out or Path(args.run) / CONFIRM_FILE)
+    space = SearchSpace.from_dict(info["space"], info.get("space_path", "<run.yaml>"))
+    augment = Augment.for_dataset(args.augment, space.task.dataset) if args.augment else None
+    data_dir = args.data_dir or (info.get("options") or {}).get("data_dir")
+    data = load_task_data(space, data_dir, train_fraction=1.0, augment=augment)
+    device = resolve_device(cfg.device)
+    data = data.to(device)
+    check_candidates(candidates, data.resolution)
+    store.check_recipe(recipe_of(cfg, data))
+    log = stderr_console(False)
+    done = {r.key for r in store.records()}
+    todo = sum((c.hash, s) not in done for c in candidates for s in seeds)
+    log.print(f"[bold]confirm[/] {len(candidates)} candidate(s) x {len(seeds)} seed(s) on "
+              f"{data.summary()}; {cfg.epochs_for(len(data.train))} epochs each; device "
+              f"{device}; {todo} to train, {len(candidates) * len(seeds) - todo} already in "
+              f"{store.path}")
+
+    def on_done(r, i: int, n: int) -> None:
+        log.print(f"[{i}/{n}] {r.label} seed {r.seed}: test acc {r.test_acc:.4f} (balanced "
+                  f"{r.test_balanced_acc:.4f}), val acc {r.val_acc:.4f}, "
+                  f"{r.train_seconds:.0f} s")
+
+    try:
+        records = confirm(candidates, seeds, data, cfg, store, on_done)
+    except KeyboardInterrupt:
+        log.print(f"[yellow]interrupted[/]: finished units are saved in {store.path}; run the "
+                  "same command to continue")
+        return 130
+    wanted = {c.hash for c in candidates}
+    print_confirmed(log, [c for c in summarize(records) if c.hash in wanted])
+    return 0
+
+
+def _check_backend_flags(args: argparse.Namespace) -> None:
+    """Flags of one backend given to the other are an error, not silently ignored."""
+    own = {"optuna": ("workers", "storage", "gpus"),
+           "ray": ("address", "gpus_per_trial", "cpus_per_trial", "scheduler")}
+    for backend, flags in own.items():
+        for flag in flags:
+            if backend != args.backend and getattr(args, flag) is not None:
+                raise GenomeError(f"--{flag.replace('_', '-')}: only for --backend {backend} "
+                                  f"(this search uses --backend {args.backend})")
+
+
+def _search_ray(args: argparse.Namespace, opts) -> int:
+    from ..results import RunStore
+    from ..search.ray_backend import run_ray_search
+
+    opts.workers = 1
+    console = stderr_console(False)
+    console.print(f"[bold]search[/] {args.space} with Ray Tune into {opts.out}")
+    try:
+        done = run_ray_search(opts, address=args.address,
+                              gpus_per_trial=args.gpus_per_trial or 0.0,
+                              cpus_per_trial=args.cpus_per_trial or 1.0,
+                              scheduler=args.scheduler or "asha")
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/]: finished trials are saved in {opts.out}; run the "
+                      "same command to continue")
+        return 130
+    store = RunStore(opts.out)
+    from ..analysis.pareto import run_objectives
+
+    print_summary(console, store, run_objectives(store.info()))
+    if done < opts.trials:
+        console.print(f"stopped after {done} of {opts.trials} trials; run the same command to "
+                      "continue")
+    return 0

@@ -1,0 +1,1 @@
+"""Training one network: the trainer, its checkpoints, and the classification metrics."""
