@@ -60,7 +60,7 @@ def main() -> None:
 
     import ray
 
-    from dla_nas.search.optuna_backend import SearchOptions
+    from dla_nas.search.core import SearchOptions
     from dla_nas.search.ray_backend import run_ray_search
 
     cores = args.num_cpus or len(os.sched_getaffinity(0))

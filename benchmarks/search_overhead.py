@@ -3,7 +3,7 @@
 A trial's overhead is everything it does besides training: asking the study, sampling the
 genome, building the model, counting its cost, the duplicate lookup, appending the record and
 telling the study (journal storage, as in a real run). It is measured around the real trial
-code (``search._run_trial``) with the proxy's ``train`` call timed apart. Training includes
+code (``optuna_backend.run_trial``) with the proxy's ``train`` call timed apart. Training includes
 its per-epoch validation.
 
     python benchmarks/search_overhead.py [--space search_spaces/digits-tiny.yaml] [--trials 6]
@@ -18,7 +18,8 @@ import time
 
 import dla_nas.search.evaluator as proxy
 from dla_nas.results import RunStore
-from dla_nas.search.optuna_backend import SearchOptions, _run_trial, open_study, recover
+from dla_nas.search.core import SearchOptions
+from dla_nas.search.optuna_backend import open_study, recover, run_trial
 from dla_nas.search.space import SearchSpace
 
 
@@ -49,7 +50,7 @@ def main() -> None:
             with store.lock():  # as a worker starts a trial
                 recover(study, store, space.objectives)
                 trial = study.ask()
-            _run_trial(study, trial, space, evaluator, store)
+            run_trial(study, trial, space, evaluator, store)
             total = time.perf_counter() - t0
             if len(train_times) == trained_before:  # infeasible or duplicate: nothing trained
                 skipped += 1

@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import platform
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,23 @@ class TrialRecord:
     started_at: float = 0.0
     finished_at: float = 0.0
     backend: str = "optuna"
+    sampler: str = ""  # the sampler that proposed the genome (nsga2, tpe, random)
+    input_shape: list[int] = field(default_factory=list)  # [channels, height, width]
+    num_classes: int | None = None
+
+    @classmethod
+    def failed(cls, trial: int, reason: str, **fields: Any) -> "TrialRecord":
+        """A finished record of a trial or baseline that could not be evaluated."""
+        now = time.time()
+        fields.setdefault("started_at", now)
+        fields.setdefault("hash", "")
+        return cls(trial=trial, status="failed", reason=reason, finished_at=now, **fields)
+
+    def finish(self) -> "TrialRecord":
+        """Stamp the end time and the wall time; returns the record."""
+        self.finished_at = time.time()
+        self.wall_seconds = self.finished_at - self.started_at if self.started_at else 0.0
+        return self
 
     def set_val_metrics(self, val) -> None:
         """Copy a validation ``Metrics`` (dla_nas.metrics) into the ``val_*`` fields."""

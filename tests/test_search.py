@@ -16,7 +16,8 @@ import yaml
 
 from dla_nas.cli import main
 from dla_nas.results import RunStore, TrialRecord, load_run
-from dla_nas.search.optuna_backend import SearchOptions, _run_trial, counts, recover
+from dla_nas.search.core import SearchOptions
+from dla_nas.search.optuna_backend import counts, recover, run_trial
 from dla_nas.search.space import SearchSpace
 
 # digits at native 8 px with tiny genomes: about a second per trial
@@ -210,7 +211,7 @@ def test_a_failing_genome_is_recorded_and_the_search_goes_on(tmp_path):
     space = SearchSpace.from_yaml(write_space(tmp_path))
     study, store = _study_and_store(tmp_path)
     trial = study.ask()
-    _run_trial(study, trial, space, _Exploding(), store)
+    run_trial(study, trial, space, _Exploding(), store)
     (record,) = store.records()
     assert record.status == "failed" and "out of memory" in record.reason
     assert study.trials[0].state == optuna.trial.TrialState.FAIL
@@ -295,13 +296,13 @@ def test_backend_flags_are_not_mixed(tmp_path, capsys):
 
 
 def test_a_ray_run_is_not_continued_by_the_optuna_backend(tmp_path, capsys):
-    from dla_nas.search.optuna_backend import run_info
+    from dla_nas.search.core import run_info
 
     space_path = write_space(tmp_path)
     out = tmp_path / "run"
     space = SearchSpace.from_yaml(space_path)
-    info = run_info(space, SearchOptions(space=str(space_path), trials=1, out=str(out)), {})
-    RunStore(out).create_or_check({**info, "backend": "ray"})
+    info = run_info(space, SearchOptions(space=str(space_path), trials=1, out=str(out)), {}, "ray")
+    RunStore(out).create_or_check(info)
     assert main(["search", "--space", str(space_path), "--out", str(out)]) == 2
     assert "made with --backend ray" in capsys.readouterr().err
 

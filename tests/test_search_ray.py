@@ -19,10 +19,10 @@ import ray
 import torch
 import yaml
 
-from dla_nas.arch.genome import GenomeError
+from dla_nas.errors import OptionError
 from dla_nas.data import DataConfig, load_dataset
 from dla_nas.results import load_run
-from dla_nas.search.optuna_backend import SearchOptions
+from dla_nas.search.core import SearchOptions
 from dla_nas.search.ray_backend import check_ray_options, run_ray_search
 from dla_nas.train.trainer import TrainConfig, train
 
@@ -145,7 +145,7 @@ def driver(space, out, trials, **kw):
     """A driver process, like ``dla-nas search --backend ray``; exit 130 on Ctrl-C."""
     code = (
         "import sys\n"
-        "from dla_nas.search.optuna_backend import SearchOptions\n"
+        "from dla_nas.search.core import SearchOptions\n"
         "from dla_nas.search.ray_backend import run_ray_search\n"
         f"opts = SearchOptions(space={str(space)!r}, trials={trials}, out={str(out)!r}, seed=0)\n"
         "try:\n"
@@ -217,7 +217,7 @@ def test_train_resumes_from_its_state_exactly():
 ])
 def test_bad_flags_are_one_clear_error(tmp_path, kw, message):
     opts = SearchOptions(space=str(write_space(tmp_path)), trials=2, out=str(tmp_path / "r"))
-    with pytest.raises(GenomeError) as info:
+    with pytest.raises(OptionError) as info:
         run_ray_search(opts, **kw)
     assert message in str(info.value)
     assert not ray.is_initialized() and not (tmp_path / "r").exists()
@@ -236,7 +236,7 @@ def test_search_with_asha_writes_records_stops_early_and_extends(tmp_path, local
     for kw, message in [
             ({"cpus_per_trial": 3}, "--cpus-per-trial: 3 is more than any Ray node"),
             ({"gpus_per_trial": 0.5}, "--gpus-per-trial: 0.5 is more than any Ray node")]:
-        with pytest.raises(GenomeError, match=message):  # Tune would wait for them forever
+        with pytest.raises(OptionError, match=message):  # Tune would wait for them forever
             run_ray_search(opts, **kw)
         assert not out.exists() and ray.is_initialized()
     # one trial at a time (2 CPUs each): a fixed order, so ASHA's decisions are reproducible

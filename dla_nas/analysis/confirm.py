@@ -22,7 +22,8 @@ from ..arch.baselines import KNOWN, baseline_genome, baseline_hash, build_candid
 from ..arch.cost import model_cost
 from ..arch.genome import Genome
 from ..data import Dataset, make_loader
-from ..results import RunError, RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
+from ..errors import OptionError, RunError
+from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
 from ..train.trainer import TrainConfig, evaluate, resolve_device, train
 from .pareto import front, run_objectives
 
@@ -94,7 +95,7 @@ def search_candidate(record: TrialRecord) -> Candidate:
 
 def baseline_candidate(name: str) -> Candidate:
     if not is_baseline(name):
-        raise RunError(f"--baselines: {name!r} is not known (allowed: {KNOWN})")
+        raise OptionError(f"--baselines: {name!r} is not known (allowed: {KNOWN})")
     return Candidate(name, "baseline", baseline_hash(name))
 
 

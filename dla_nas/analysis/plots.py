@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..results import RunError, RunStore, TrialRecord, load_run
+from ..errors import OptionError, RunError
+from ..results import RunStore, TrialRecord, load_run
 from .confirm import Confirmed, load_confirmed
 from .pareto import (
     LOG_METRICS,
@@ -106,9 +107,9 @@ def plot_pareto(runs: list[Path], x: str = "macs", y: str | None = None, *,
         info = RunStore(Path(runs[0])).info()
         y = next((m for m, d in run_objectives(info) if d == "maximize"), "val_acc")
     if x not in X_METRICS:
-        raise RunError(f"--x: {x!r} is not allowed (one of {', '.join(X_METRICS)})")
+        raise OptionError(f"--x: {x!r} is not allowed (one of {', '.join(X_METRICS)})")
     if y not in Y_METRICS:
-        raise RunError(f"--y: {y!r} is not allowed (one of {', '.join(Y_METRICS)})")
+        raise OptionError(f"--y: {y!r} is not allowed (one of {', '.join(Y_METRICS)})")
     if not runs:
         raise RunError("no run folder given (one or more results/<run> folders)")
     loaded = [_load(Path(p), x, COLOURS[i % len(COLOURS)]) for i, p in enumerate(runs)]

@@ -197,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--cpus-per-trial", type=float, default=None, metavar="C",
                     help="ray: CPUs per trial (default 1)")
     se.add_argument("--scheduler", choices=["asha", "none"], default=None,
-                    help="ray: early stopping; asha ranks on val_acc at each rung (default "
-                         "asha)")
+                    help="ray: early stopping; asha ranks trials on the space's accuracy "
+                         "objective at each rung (default asha)")
     se.set_defaults(func=cmd_search)
 
     co = sub.add_parser(

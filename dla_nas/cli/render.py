@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 
 
 def stderr_console(quiet: bool):
@@ -54,8 +53,10 @@ def print_confirmed(console, confirmed) -> None:
     console.print(table)
 
 
-def monitor(console, procs, study, store, space, total: int) -> None:
-    """Live progress until every worker has exited."""
+@contextlib.contextmanager
+def search_progress(console, opts):
+    """The live display of an Optuna search: yields ``(on_start, on_poll)`` for
+    ``run_optuna_search``; the header is printed when the run opens, then a bar over trials."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -66,25 +67,38 @@ def monitor(console, procs, study, store, space, total: int) -> None:
     )
 
     from ..analysis.pareto import front
-    from ..search.optuna_backend import counts
 
-    with Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                  TimeRemainingColumn(), console=console) as progress:
-        done, _ = counts(study, store)
-        task = progress.add_task("search", total=total, completed=done, stats="")
-        while True:
-            alive = any(p.is_alive() for p in procs)
-            records = store.records()
-            done, running = counts(study, store)
-            accs = [r.val_acc for r in records if r.feasible_and_trained and r.kind == "search"]
-            stats = (f"running {running}  best val_acc {max(accs):.4f}" if accs
-                     else f"running {running}")
-            stats += f"  front {len(front(records, space.objectives))}"
-            progress.update(task, completed=min(done, total), stats=stats)
-            if not alive:
-                break
-            time.sleep(1.0)
+    progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
+                        TextColumn("ETA"), TimeRemainingColumn(), console=console)
+    state = {}
+
+    def on_start(run, finished: int) -> None:
+        space, data = run.space, run.data
+        steps = f" / {space.proxy.min_steps} steps" if space.proxy.min_steps else ""
+        console.print(f"[bold]search[/] {space.name}: {data['name']} at {data['resolution']} px "
+                      f"({data['num_classes']} classes, {data['in_chans']} ch, train "
+                      f"{data['train_size']}, augment {data['augment']}), proxy "
+                      f"{space.proxy.epochs} epochs{steps} at least, objectives "
+                      f"{', '.join(f'{m} ({d[:3]})' for m, d in space.objectives)}, sampler "
+                      f"{opts.sampler_name(space)}, {opts.workers} worker(s)")
+        console.print(f"run folder {run.store.path}"
+                      + (f" (resuming: {finished} trials finished)" if run.resumed else ""))
+        state["objectives"] = space.objectives
+        progress.start()
+        state["task"] = progress.add_task("search", total=opts.trials, completed=finished,
+                                          stats="")
+
+    def on_poll(finished: int, running: int, records) -> None:
+        accs = [r.val_acc for r in records if r.feasible_and_trained and r.kind == "search"]
+        stats = f"running {running}" + (f"  best val_acc {max(accs):.4f}" if accs else "")
+        stats += f"  front {len(front(records, state['objectives']))}"
+        progress.update(state["task"], completed=min(finished, opts.trials), stats=stats)
+
+    try:
+        yield on_start, on_poll
+    finally:
+        progress.stop()
 
 
 def print_summary(console, store, objectives) -> None:

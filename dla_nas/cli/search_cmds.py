@@ -5,56 +5,57 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import GenomeError, RunError
+from ..analysis.pareto import run_objectives
+from ..errors import OptionError, RunError
+from ..results import RunStore
 from ..train.trainer import TrainConfig
-from .render import monitor, print_confirmed, print_summary, stderr_console
+from .render import print_confirmed, print_summary, search_progress, stderr_console
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from ..search.optuna_backend import SearchOptions, counts, launch_workers, start, stop_workers
+    from ..search.core import SearchOptions, load_space
 
     opts = SearchOptions(
         space=args.space, trials=args.trials, out=args.out or "", sampler=args.sampler,
         seed=args.seed, workers=args.workers or 1, storage=args.storage, timeout=args.timeout,
         device=args.device, gpus=args.gpus, baselines=args.baselines, data_dir=args.data_dir,
         dataset=args.dataset, resolution=args.resolution)
-    if not opts.out:
-        from ..search.optuna_backend import load_space
-
-        opts.out = str(Path("results") / load_space(opts).name)
     _check_backend_flags(args)
-    if args.backend == "ray":
-        return _search_ray(args, opts)
-    space, store, study, resumed, data = start(opts)
+    if not opts.out:
+        opts.out = str(Path("results") / load_space(opts).name)
     console = stderr_console(False)
-    done, _ = counts(study, store)
-    console.print(f"[bold]search[/] {space.name}: {data['name']} at {data['resolution']} px "
-                  f"({data['num_classes']} classes, {data['in_chans']} ch, train "
-                  f"{data['train_size']}, augment {data['augment']}), proxy "
-                  f"{space.proxy.epochs} epochs"
-                  f"{f' / {space.proxy.min_steps} steps' if space.proxy.min_steps else ''} at least, "
-                  f"objectives {', '.join(f'{m} ({d[:3]})' for m, d in space.objectives)}, "
-                  f"sampler {opts.sampler_name(space)}, {opts.workers} worker(s)")
-    console.print(f"run folder {store.path}" + (f" (resuming: {done} trials finished)" if resumed else ""))
-    procs = launch_workers(opts)
     try:
-        monitor(console, procs, study, store, space, opts.trials)
+        finished, worker_errors = _run_backend(args, opts, console)
     except KeyboardInterrupt:
-        stop_workers(procs)
-        done, _ = counts(study, store)
-        console.print(f"[yellow]interrupted[/]: {done} finished trials are saved in {store.path}; "
-                      "run the same command to continue")
+        console.print(f"[yellow]interrupted[/]: finished trials are saved in {opts.out}; run "
+                      "the same command to continue")
         return 130
-    failed = [p for p in procs if p.exitcode not in (0, None)]
-    print_summary(console, store, space.objectives)
-    done, _ = counts(study, store)
-    if failed:
-        console.print(f"[red]{len(failed)} worker(s) exited with an error[/] (see above)")
-        return 2 if any(p.exitcode == 2 for p in failed) else 1
-    if done < opts.trials:
-        console.print(f"stopped after {done} of {opts.trials} trials (--timeout); run the same "
-                      "command to continue")
+    store = RunStore(opts.out)
+    print_summary(console, store, run_objectives(store.info()))
+    if worker_errors:
+        console.print(f"[red]{len(worker_errors)} worker(s) exited with an error[/] (see above)")
+        return 2 if 2 in worker_errors else 1
+    if finished < opts.trials:
+        console.print(f"stopped after {finished} of {opts.trials} trials; run the same command "
+                      "to continue")
     return 0
+
+
+def _run_backend(args: argparse.Namespace, opts, console) -> tuple[int, list[int]]:
+    """Run the search with the chosen backend: (finished trials, failed workers' exit codes)."""
+    if args.backend == "ray":
+        from ..search.ray_backend import run_ray_search
+
+        console.print(f"[bold]search[/] {args.space} with Ray Tune into {opts.out}")
+        return run_ray_search(opts, address=args.address,
+                              gpus_per_trial=args.gpus_per_trial or 0.0,
+                              cpus_per_trial=args.cpus_per_trial or 1.0,
+                              scheduler=args.scheduler or "asha"), []
+    from ..search.optuna_backend import run_optuna_search
+
+    with search_progress(console, opts) as (on_start, on_poll):
+        outcome = run_optuna_search(opts, on_start=on_start, on_poll=on_poll)
+    return outcome.finished, outcome.worker_errors
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:
@@ -124,31 +125,5 @@ def _check_backend_flags(args: argparse.Namespace) -> None:
     for backend, flags in own.items():
         for flag in flags:
             if backend != args.backend and getattr(args, flag) is not None:
-                raise GenomeError(f"--{flag.replace('_', '-')}: only for --backend {backend} "
+                raise OptionError(f"--{flag.replace('_', '-')}: only for --backend {backend} "
                                   f"(this search uses --backend {args.backend})")
-
-
-def _search_ray(args: argparse.Namespace, opts) -> int:
-    from ..results import RunStore
-    from ..search.ray_backend import run_ray_search
-
-    opts.workers = 1
-    console = stderr_console(False)
-    console.print(f"[bold]search[/] {args.space} with Ray Tune into {opts.out}")
-    try:
-        done = run_ray_search(opts, address=args.address,
-                              gpus_per_trial=args.gpus_per_trial or 0.0,
-                              cpus_per_trial=args.cpus_per_trial or 1.0,
-                              scheduler=args.scheduler or "asha")
-    except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted[/]: finished trials are saved in {opts.out}; run the "
-                      "same command to continue")
-        return 130
-    store = RunStore(opts.out)
-    from ..analysis.pareto import run_objectives
-
-    print_summary(console, store, run_objectives(store.info()))
-    if done < opts.trials:
-        console.print(f"stopped after {done} of {opts.trials} trials; run the same command to "
-                      "continue")
-    return 0

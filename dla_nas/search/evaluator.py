@@ -69,6 +69,12 @@ class ProxyEvaluator:
         return build_model(genome, self.data.num_classes, self.data.in_chans,
                            zero_init_residual=self.train_config.zero_init_residual)
 
+    def new_record(self, trial: int, **fields) -> TrialRecord:
+        """A record started now by this worker, with the data shape the network is built for."""
+        return TrialRecord(trial=trial, status="ok", worker=self.worker, device=str(self.device),
+                           input_shape=list(self.input_shape), num_classes=self.data.num_classes,
+                           started_at=time.time(), **fields)
+
     def cost(self, model: nn.Module) -> dict[str, float]:
         """params, macs and, when the space uses it, CPU latency at batch 1 (ms)."""
         c = model_cost(model, self.input_shape)
@@ -90,10 +96,8 @@ class ProxyEvaluator:
                  reuse: TrialRecord | None = None,
                  callback: Callable[[EpochReport], bool | None] | None = None) -> TrialRecord:
         """Cost, constraints, then (if feasible and not a duplicate) proxy training."""
-        started = time.time()
-        record = TrialRecord(trial=trial, status="ok", hash=genome.canonical_hash(),
-                             genome=genome.to_dict(), repairs=list(repairs or []),
-                             worker=self.worker, device=str(self.device), started_at=started)
+        record = self.new_record(trial, hash=genome.canonical_hash(), genome=genome.to_dict(),
+                                 repairs=list(repairs or []))
         if reuse is not None:
             return self._reused(record, reuse)
         return self.measure(self.build(genome), record, callback)
@@ -101,9 +105,8 @@ class ProxyEvaluator:
     def evaluate_baseline(self, name: str, trial: int) -> TrialRecord:
         """A zoo genome or a plain CNN, with the same proxy as the search trials."""
         genome = baseline_genome(name)
-        record = TrialRecord(trial=trial, status="ok", hash=baseline_hash(name), kind="baseline",
-                             name=name, genome=genome.to_dict() if genome else None,
-                             worker=self.worker, device=str(self.device), started_at=time.time())
+        record = self.new_record(trial, hash=baseline_hash(name), kind="baseline", name=name,
+                                 genome=genome.to_dict() if genome else None)
         if genome is not None:
             genome.feature_sizes(self.data.resolution)
         torch.manual_seed(self.train_config.seed)
@@ -135,7 +138,7 @@ class ProxyEvaluator:
             record.train_seconds = result.train_seconds
             if result.diverged:
                 record.status, record.reason = "diverged", result.divergence
-        return self._finish(record)
+        return record.finish()
 
     def _reused(self, record: TrialRecord, source: TrialRecord) -> TrialRecord:
         for key in ("val_acc", "macs", "params", "latency_ms", "val_acc_per_epoch", "epochs_run",
@@ -144,10 +147,4 @@ class ProxyEvaluator:
         record.status = "reused" if source.status in ("ok", "reused") else source.status
         record.reason = source.reason
         record.reused_from = source.reused_from if source.reused_from is not None else source.trial
-        return self._finish(record)
-
-    @staticmethod
-    def _finish(record: TrialRecord) -> TrialRecord:
-        record.finished_at = time.time()
-        record.wall_seconds = record.finished_at - record.started_at
-        return record
+        return record.finish()

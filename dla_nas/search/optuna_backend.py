@@ -19,93 +19,31 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from typing import Callable
 
 import optuna
 from optuna.trial import TrialState
 
-from ..arch.baselines import KNOWN, is_baseline
-from ..arch.genome import GenomeError
-from ..data import DataError
-from ..results import RunError, RunStore, TrialRecord
-from ..train.trainer import TrainError
+from ..errors import DlaNasError
+from ..results import RunStore, TrialRecord
+from .core import (
+    Run,
+    SearchOptions,
+    constraint_values,
+    cpu_cores,
+    evaluate_baselines,
+    find_reuse,
+    load_space,
+    make_sampler,
+    missing_baselines,
+    objective_values,
+    open_run,
+)
 from .evaluator import ProxyEvaluator
-from .space import CONSTRAINTS, SearchSpace, SpaceError
+from .space import SearchSpace
 
-SAMPLERS = ("nsga2", "tpe", "random")
-
-
-@dataclass
-class SearchOptions:
-    """Everything ``dla-nas search`` was asked to do."""
-
-    space: str
-    trials: int
-    out: str
-    sampler: str | None = None
-    seed: int = 0
-    workers: int = 1
-    storage: str | None = None
-    timeout: float | None = None
-    device: str = "auto"
-    gpus: list[int] | None = None
-    baselines: list[str] = field(default_factory=list)
-    data_dir: str | None = None
-    dataset: str | None = None  # replaces the space's task.dataset
-    resolution: int | None = None  # replaces the space's task.resolution
-
-    def check(self, space: SearchSpace) -> None:
-        if self.trials < 1:
-            raise GenomeError(f"--trials: {self.trials} is not allowed (>= 1)")
-        if self.workers < 1:
-            raise GenomeError(f"--workers: {self.workers} is not allowed (>= 1)")
-        if self.sampler is not None and self.sampler not in SAMPLERS:
-            raise GenomeError(f"--sampler: {self.sampler!r} is not allowed "
-                              f"(one of {', '.join(SAMPLERS)})")
-        for name in self.baselines:
-            if not is_baseline(name):
-                raise GenomeError(f"--baselines: {name!r} is not known (allowed: {KNOWN})")
-
-    def sampler_name(self, space: SearchSpace) -> str:
-        return self.sampler or ("nsga2" if len(space.objectives) > 1 else "tpe")
-
-
-def load_space(opts: SearchOptions) -> SearchSpace:
-    """The space of a search, with the task that ``--dataset``/``--resolution`` set."""
-    return SearchSpace.from_yaml(opts.space).with_task(opts.dataset, opts.resolution)
-
-
-def data_info(space: SearchSpace, opts: SearchOptions) -> dict:
-    """Load the task's data once, before anything is written, and describe its shape (a bad
-    dataset is reported here, not inside a worker)."""
-    from .evaluator import load_task_data
-
-    try:
-        data = load_task_data(space, opts.data_dir)
-    except DataError as exc:
-        where = "--dataset" if opts.dataset else f"{space.path}: task.dataset"
-        raise DataError(f"{where}: {exc}") from None
-    return {"name": data.name, "resolution": data.resolution, "in_chans": data.in_chans,
-            "num_classes": data.num_classes, "class_names": list(data.class_names),
-            "train_size": len(data.train), "augment": data.augment.describe()}
-
-
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """NSGA-II, TPE or random. NSGA-II and TPE read the constraint values that each trial
-    sets (``Trial.set_constraint``) and prefer feasible trials."""
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True)
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
-def set_constraints(trial: optuna.Trial, record: TrialRecord, space: SearchSpace) -> None:
-    """Constraint values for the sampler: value / limit - 1, feasible when <= 0."""
-    for key, limit in space.constraints.items():
-        value = record.value(CONSTRAINTS[key])
-        if value is not None:
-            trial.set_constraint(key, value / limit - 1.0)
+BACKEND = "optuna"
 
 
 def open_study(store: RunStore, space: SearchSpace, opts: SearchOptions) -> optuna.Study:
@@ -160,12 +98,65 @@ def counts(study: optuna.Study, store: RunStore) -> tuple[int, int]:
 
 def _tell(study: optuna.Study, number: int, record: TrialRecord,
           objectives: tuple[tuple[str, str], ...]) -> None:
-    """Report a record to the study: values for trained, infeasible and diverged trials (the
-    last two with accuracy 0 so that the sampler moves away), FAIL for failures."""
+    """Report a record to the study: values for trained, infeasible and diverged trials, FAIL
+    for failures."""
     if record.status == "failed":
         study.tell(number, state=TrialState.FAIL)
         return
-    study.tell(number, [record.sampler_value(m, d) for m, d in objectives])
+    study.tell(number, objective_values(record, objectives))
+
+
+def _running_twins(study: optuna.Study, number: int, digest: str) -> set[int]:
+    """Trials of this host, other than ``number``, that are training the genome ``digest``
+    in a live process (a twin on another host cannot be watched, so it is not waited for)."""
+    host = socket.gethostname()
+    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.number != number and t.user_attrs.get("hash") == digest
+            and t.user_attrs.get("host") == host and _alive(t.user_attrs.get("pid", -1))}
+
+
+def twin_record(study: optuna.Study, store: RunStore, digest: str, owners: set[int],
+                poll: float = 1.0) -> TrialRecord | None:
+    """The record of an earlier evaluation of the genome ``digest``, or None. While one of
+    ``owners`` (trials training it) still runs, wait for its record rather than train the
+    genome twice."""
+    while True:
+        done = find_reuse(store.records(), digest)
+        if done is not None:
+            return done
+        running = {t.number for t in study.get_trials(deepcopy=False,
+                                                      states=(TrialState.RUNNING,))}
+        if not owners & running:
+            return None
+        time.sleep(poll)
+
+
+def run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
+              evaluator: ProxyEvaluator, store: RunStore, sampler: str = "") -> TrialRecord:
+    """Sample, evaluate, record and tell one trial; returns its record. Any error but Ctrl-C
+    becomes a failed record: one bad genome (out of memory, a corner-case bug) must not stop
+    the search."""
+    try:
+        with store.lock():  # tagging under the lock: of two twins, the first tagged trains
+            genome, repairs = space.sample(trial, evaluator.data.resolution)
+            digest = genome.canonical_hash()
+            owners = _running_twins(study, trial.number, digest)
+            trial.set_user_attr("hash", digest)
+        reuse = twin_record(study, store, digest, owners)
+        record = evaluator.evaluate(genome, trial.number, repairs=repairs, reuse=reuse)
+    except KeyboardInterrupt:
+        study.tell(trial, state=TrialState.FAIL)  # no record: retried on resume
+        raise
+    except Exception as exc:
+        record = TrialRecord.failed(trial.number, f"{type(exc).__name__}: {exc}",
+                                    hash=trial.user_attrs.get("hash", ""),
+                                    worker=evaluator.worker, device=str(evaluator.device))
+    record.sampler = sampler
+    for key, value in constraint_values(record, space).items():
+        trial.set_constraint(key, value)
+    store.append(record)
+    _tell(study, trial.number, record, space.objectives)
+    return record
 
 
 # ---- worker ----------------------------------------------------------------------------------
@@ -192,12 +183,13 @@ def worker_main(opts_dict: dict, index: int, device: str, threads: int | None, p
     try:
         evaluator = ProxyEvaluator(space, device, threads, opts.data_dir,
                                    worker=f"{socket.gethostname()}:{index}")
-    except (DataError, SpaceError, TrainError) as exc:  # bad input: one line, no traceback
+    except DlaNasError as exc:  # bad input: one line, no traceback
         print(f"dla-nas search: error: {exc}", file=sys.stderr)
         sys.exit(2)
     try:
         if index == 0:
-            _run_baselines(evaluator, store, opts.baselines)
+            for record in evaluate_baselines(evaluator, missing_baselines(store, opts.baselines)):
+                store.append(record)
         while deadline is None or time.time() < deadline:
             with store.lock():
                 recover(study, store, space.objectives)
@@ -207,70 +199,9 @@ def worker_main(opts_dict: dict, index: int, device: str, threads: int | None, p
                 trial = study.ask()
                 trial.set_user_attr("pid", os.getpid())
                 trial.set_user_attr("host", socket.gethostname())
-            _run_trial(study, trial, space, evaluator, store)
+            run_trial(study, trial, space, evaluator, store, opts.sampler_name(space))
     except KeyboardInterrupt:
         pass  # the interrupted trial was marked failed; the driver reports
-
-
-def _run_baselines(evaluator: ProxyEvaluator, store: RunStore, names: list[str]) -> None:
-    done = {r.name for r in store.records() if r.kind == "baseline"}
-    for i, name in enumerate(names):
-        if name not in done:
-            try:
-                store.append(evaluator.evaluate_baseline(name, trial=-(i + 1)))
-            except GenomeError as exc:  # e.g. a zoo net whose strides do not fit the input
-                store.append(TrialRecord(trial=-(i + 1), status="failed", hash="", kind="baseline",
-                                         name=name, reason=str(exc), worker=evaluator.worker,
-                                         started_at=time.time(), finished_at=time.time()))
-
-
-def _running_twins(study: optuna.Study, number: int, digest: str) -> set[int]:
-    """Trials of this host, other than ``number``, that are training the genome ``digest``
-    in a live process (a twin on another host cannot be watched, so it is not waited for)."""
-    host = socket.gethostname()
-    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if t.number != number and t.user_attrs.get("hash") == digest
-            and t.user_attrs.get("host") == host and _alive(t.user_attrs.get("pid", -1))}
-
-
-def twin_record(study: optuna.Study, store: RunStore, digest: str, owners: set[int],
-                poll: float = 1.0) -> TrialRecord | None:
-    """The record of an earlier evaluation of the genome ``digest``, or None. While one of
-    ``owners`` (trials training it) still runs, wait for its record rather than train the
-    genome twice."""
-    while True:
-        done = next((r for r in store.records() if r.hash == digest and r.status != "failed"),
-                    None)
-        if done is not None:
-            return done
-        running = {t.number for t in study.get_trials(deepcopy=False,
-                                                      states=(TrialState.RUNNING,))}
-        if not owners & running:
-            return None
-        time.sleep(poll)
-
-
-def _run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
-               evaluator: ProxyEvaluator, store: RunStore) -> None:
-    try:
-        with store.lock():  # tagging under the lock: of two twins, the first tagged trains
-            genome, repairs = space.sample(trial, evaluator.data.resolution)
-            digest = genome.canonical_hash()
-            owners = _running_twins(study, trial.number, digest)
-            trial.set_user_attr("hash", digest)
-        reuse = twin_record(study, store, digest, owners)
-        record = evaluator.evaluate(genome, trial.number, repairs=repairs, reuse=reuse)
-    except KeyboardInterrupt:
-        study.tell(trial, state=TrialState.FAIL)  # no record: retried on resume
-        raise
-    except Exception as exc:  # one bad genome (OOM, a bug in a corner) must not stop the search
-        record = TrialRecord(trial=trial.number, status="failed", hash=trial.user_attrs.get("hash", ""),
-                             reason=f"{type(exc).__name__}: {exc}", worker=evaluator.worker,
-                             device=str(evaluator.device), started_at=time.time(),
-                             finished_at=time.time())
-    set_constraints(trial, record, space)
-    store.append(record)
-    _tell(study, trial.number, record, space.objectives)
 
 
 # ---- driver ----------------------------------------------------------------------------------
@@ -286,43 +217,18 @@ def worker_devices(opts: SearchOptions) -> list[tuple[str, int | None]]:
         if opts.device.startswith("cuda:"):
             gpus = [device.index]
         return [(f"cuda:{gpus[i % len(gpus)]}", None) for i in range(opts.workers)]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return [("cpu", max(1, (cores or 1) // opts.workers))] * opts.workers
+    return [("cpu", max(1, cpu_cores() // opts.workers))] * opts.workers
 
 
-def run_info(space: SearchSpace, opts: SearchOptions, data: dict) -> dict:
-    return {"backend": "optuna", "space": space.raw, "space_path": space.path, "data": data,
-            "sampler": opts.sampler_name(space),
-            "space_fingerprint": space.fingerprint(),
-            "objectives": [list(o) for o in space.objectives], "options": asdict(opts),
-            "seed": opts.seed, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-
-
-def start(opts: SearchOptions) -> tuple[SearchSpace, RunStore, optuna.Study, bool, dict]:
-    """Check the options and the data, create or reopen the run, and return what the driver
-    needs: the space, the store, the study, whether it is a resume, and the data's shape."""
-    space = load_space(opts)
-    opts.check(space)
-    store = RunStore(opts.out)
-    data = data_info(space, opts)
-    resumed = store.create_or_check(run_info(space, opts, data))
-    if resumed:  # the study lives where the run put it
-        backend = store.info().get("backend", "optuna")
-        if backend != "optuna":
-            raise RunError(f"{store.run_yaml}: this run was made with --backend {backend}; "
-                           "continue it with that backend or use another --out")
-        stored = store.info().get("options", {}).get("storage")
-        if opts.storage is None:
-            opts.storage = stored
-        elif opts.storage != stored:
-            raise RunError(f"{store.run_yaml}: this run keeps its study in "
-                           f"{stored or 'its journal file'}; --storage {opts.storage} differs")
-    return space, store, open_study(store, space, opts), resumed, data
+def start(opts: SearchOptions) -> tuple[Run, optuna.Study]:
+    """Check the options and the data, create or reopen the run, and open its study."""
+    run = open_run(opts, BACKEND)
+    return run, open_study(run.store, run.space, opts)
 
 
 def launch_workers(opts: SearchOptions) -> list[mp.Process]:
     ctx = mp.get_context("spawn")
-    deadline = time.time() + opts.timeout if opts.timeout else None
+    deadline = opts.deadline()
     procs = []
     for i, (device, threads) in enumerate(worker_devices(opts)):
         p = ctx.Process(target=worker_main, name=f"dla-nas-worker-{i}",
@@ -346,3 +252,40 @@ def stop_workers(procs: list[mp.Process], grace: float = 30.0) -> None:
         if p.is_alive():
             p.kill()
             p.join()
+
+
+@dataclass
+class Outcome:
+    """How a search call ended: finished search trials, and the exit codes of failed workers."""
+
+    finished: int
+    worker_errors: list[int]
+
+
+def run_optuna_search(opts: SearchOptions, *,
+                      on_start: Callable[[Run, int], None] | None = None,
+                      on_poll: Callable[[int, int, list[TrialRecord]], None] | None = None,
+                      poll: float = 1.0) -> Outcome:
+    """Run (or continue) the search of ``opts`` with ``opts.workers`` processes.
+
+    ``on_start(run, finished)`` is called once the run is open; ``on_poll(finished, running,
+    records)`` every ``poll`` seconds while the workers run. Raises ``DlaNasError`` for bad
+    input, and ``KeyboardInterrupt`` after a Ctrl-C once the workers have stopped (every
+    finished trial is saved; the same call continues the run)."""
+    run, study = start(opts)
+    if on_start is not None:
+        on_start(run, counts(study, run.store)[0])
+    procs = launch_workers(opts)
+    try:
+        while True:
+            alive = any(p.is_alive() for p in procs)
+            if on_poll is not None:
+                on_poll(*counts(study, run.store), run.store.records())
+            if not alive:
+                break
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        stop_workers(procs)
+        raise
+    return Outcome(counts(study, run.store)[0],
+                   [p.exitcode for p in procs if p.exitcode not in (0, None)])

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import boolean, check, check_fields, integer, number, one_of, optional
 from ..data import Dataset, make_loader
 from ..errors import CheckpointError, TrainError
 from .metrics import Metrics, classification_metrics
@@ -32,6 +33,14 @@ from .metrics import Metrics, classification_metrics
 SCHEDULES = ("onecycle", "cosine")
 _HISTORY = ("val_acc_per_epoch", "val_loss_per_epoch", "train_loss_per_epoch")
 
+TRAIN_RULES = {
+    "epochs": integer(1), "min_steps": integer(0), "batch_size": integer(1),
+    "lr": number(0, low_open=True), "momentum": number(0, 1, high_open=True),
+    "weight_decay": number(0), "label_smoothing": number(0, 1, high_open=True),
+    "schedule": one_of(SCHEDULES), "bn_recalibration_batches": integer(0),
+    "threads": optional(integer(1)), "eval_batch_size": integer(1), "seed": integer(),
+    "zero_init_residual": boolean, "balanced_loss": boolean, "compile": boolean,
+}
 
 
 @dataclass(frozen=True)
@@ -57,23 +66,8 @@ class TrainConfig:
     eval_batch_size: int = 500
 
     def __post_init__(self) -> None:
-        checks = [
-            ("epochs", self.epochs >= 1, ">= 1"),
-            ("min_steps", self.min_steps >= 0, ">= 0"),
-            ("batch_size", self.batch_size >= 1, ">= 1"),
-            ("lr", self.lr > 0, "> 0"),
-            ("momentum", 0 <= self.momentum < 1, "0 <= x < 1"),
-            ("weight_decay", self.weight_decay >= 0, ">= 0"),
-            ("label_smoothing", 0 <= self.label_smoothing < 1, "0 <= x < 1"),
-            ("schedule", self.schedule in SCHEDULES, "one of " + ", ".join(SCHEDULES)),
-            ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs, "0 <= x <= epochs"),
-            ("bn_recalibration_batches", self.bn_recalibration_batches >= 0, ">= 0"),
-            ("threads", self.threads is None or self.threads >= 1, ">= 1"),
-            ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"),
-        ]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise TrainError(f"{name}: {getattr(self, name)!r} is not allowed ({allowed})")
+        check_fields(self, TRAIN_RULES, TrainError)
+        check("warmup_epochs", self.warmup_epochs, number(0, self.epochs), TrainError)
         resolve_device(self.device)
 
     def steps_per_epoch(self, train_size: int) -> int:

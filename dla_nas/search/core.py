@@ -1,0 +1,217 @@
+"""The search core that both backends call: the options, the sampler, opening a run (checks,
+data shape, run.yaml, resume rules), the values a sampler is told, reuse by hash, baselines
+and failed records. A backend only decides how trials are scheduled."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import optuna
+
+from ..arch.baselines import KNOWN, is_baseline
+from ..errors import DataError, GenomeError, OptionError, RunError
+from ..results import RunStore, TrialRecord
+from .evaluator import ProxyEvaluator, load_task_data, proxy_train_config
+from .space import CONSTRAINTS, SearchSpace
+
+SAMPLERS = ("nsga2", "tpe", "random")
+STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
+@dataclass
+class SearchOptions:
+    """Everything ``dla-nas search`` was asked to do."""
+
+    space: str
+    trials: int
+    out: str
+    sampler: str | None = None
+    seed: int = 0
+    workers: int = 1
+    storage: str | None = None
+    timeout: float | None = None
+    device: str = "auto"
+    gpus: list[int] | None = None
+    baselines: list[str] = field(default_factory=list)
+    data_dir: str | None = None
+    dataset: str | None = None  # replaces the space's task.dataset
+    resolution: int | None = None  # replaces the space's task.resolution
+
+    def check(self) -> None:
+        """Refuse values that cannot work, naming the flag (``OptionError``)."""
+        if self.trials < 1:
+            raise OptionError(f"--trials: {self.trials} is not allowed (>= 1)")
+        if self.workers < 1:
+            raise OptionError(f"--workers: {self.workers} is not allowed (>= 1)")
+        if self.sampler is not None and self.sampler not in SAMPLERS:
+            raise OptionError(f"--sampler: {self.sampler!r} is not allowed "
+                              f"(one of {', '.join(SAMPLERS)})")
+        if self.timeout is not None and not self.timeout > 0:
+            raise OptionError(f"--timeout: {self.timeout} is not allowed (> 0)")
+        for name in self.baselines:
+            if not is_baseline(name):
+                raise OptionError(f"--baselines: {name!r} is not known (allowed: {KNOWN})")
+        if self.storage is not None:
+            check_storage(self.storage)
+
+    def sampler_name(self, space: SearchSpace) -> str:
+        return self.sampler or ("nsga2" if len(space.objectives) > 1 else "tpe")
+
+    def deadline(self) -> float | None:
+        """When to start no new trial (``--timeout`` from now), or None."""
+        return time.time() + self.timeout if self.timeout else None
+
+
+def check_storage(url: str) -> None:
+    """An Optuna RDB URL that can work: a known scheme and, for SQLite, a folder that exists."""
+    parsed = urlparse(url)
+    scheme = parsed.scheme.split("+")[0]
+    if scheme not in STORAGE_SCHEMES or not (parsed.netloc or parsed.path):
+        raise OptionError(f"--storage: {url!r} is not allowed (an RDB URL such as "
+                          "sqlite:///study.db or postgresql://user@host/db)")
+    if scheme == "sqlite":
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        folder = os.path.dirname(os.path.abspath(path)) if path else ""
+        if not path or not os.path.isdir(folder):
+            raise OptionError(f"--storage: {url!r}: the folder {folder or '?'} does not exist")
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """NSGA-II, TPE or random. NSGA-II and TPE read the constraint values that each trial
+    sets (``Trial.set_constraint``) and prefer feasible trials."""
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores or 1
+
+
+# ---- opening a run ---------------------------------------------------------------------------
+@dataclass
+class Run:
+    """A run folder opened for a search: its space, store, data shape and run.yaml content."""
+
+    space: SearchSpace
+    store: RunStore
+    data: dict[str, Any]  # name, resolution, in_chans, num_classes, class_names, train_size ...
+    info: dict[str, Any]
+    resumed: bool
+
+    @property
+    def epochs(self) -> int:
+        """The proxy's epochs on this data (``min_steps`` can raise them)."""
+        return proxy_train_config(self.space.proxy).epochs_for(self.data["train_size"])
+
+    def create(self) -> None:
+        """Write run.yaml for a new run (a resume only checks it again)."""
+        self.store.create_or_check(self.info)
+
+
+def load_space(opts: SearchOptions) -> SearchSpace:
+    """The space of a search, with the task that ``--dataset``/``--resolution`` set."""
+    return SearchSpace.from_yaml(opts.space).with_task(opts.dataset, opts.resolution)
+
+
+def data_info(space: SearchSpace, opts: SearchOptions) -> dict[str, Any]:
+    """Load the task's data once, before anything is written, and describe its shape (a bad
+    dataset is reported here, not inside a worker)."""
+    try:
+        data = load_task_data(space, opts.data_dir)
+    except DataError as exc:
+        where = "--dataset" if opts.dataset else f"{space.path}: task.dataset"
+        raise DataError(f"{where}: {exc}") from None
+    return {"name": data.name, "resolution": data.resolution, "in_chans": data.in_chans,
+            "num_classes": data.num_classes, "class_names": list(data.class_names),
+            "train_size": len(data.train), "augment": data.augment.describe()}
+
+
+def run_info(space: SearchSpace, opts: SearchOptions, data: dict, backend: str) -> dict:
+    """The content of run.yaml."""
+    return {"backend": backend, "space": space.raw, "space_path": space.path, "data": data,
+            "sampler": opts.sampler_name(space),
+            "space_fingerprint": space.fingerprint(),
+            "objectives": [list(o) for o in space.objectives], "options": asdict(opts),
+            "seed": opts.seed, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = None,
+             *, create: bool = True) -> Run:
+    """Check the options, the space and the data, and create or reopen the run folder.
+
+    A resume must use the same backend and space; an Optuna run keeps its storage (taken
+    from run.yaml when ``--storage`` is not given). ``create=False`` checks everything but
+    leaves a new run's run.yaml unwritten, for a backend that first starts a cluster."""
+    opts.check()
+    space = load_space(opts)
+    store = RunStore(opts.out)
+    resumed = store.run_yaml.exists()
+    if resumed:
+        old = store.info()
+        if old.get("backend", "optuna") != backend:
+            raise RunError(f"{store.run_yaml}: this run was made with --backend "
+                           f"{old.get('backend', 'optuna')}; continue it with that backend or "
+                           "use another --out")
+        stored = (old.get("options") or {}).get("storage")
+        if opts.storage is None:
+            opts.storage = stored
+        elif opts.storage != stored:
+            raise RunError(f"{store.run_yaml}: this run keeps its study in "
+                           f"{stored or 'its journal file'}; --storage {opts.storage} differs")
+    data = data_info(space, opts)
+    run = Run(space, store, data, {**run_info(space, opts, data, backend), **(extra or {})},
+              resumed)
+    if resumed or create:
+        run.create()
+    return run
+
+
+# ---- what trials are told and reuse ------------------------------------------------------------
+def objective_values(record: TrialRecord, objectives: tuple[tuple[str, str], ...]) -> list[float]:
+    """The values a sampler is told: accuracies 0 unless trained (so it moves away)."""
+    return [record.sampler_value(m, d) for m, d in objectives]
+
+
+def constraint_values(record: TrialRecord, space: SearchSpace) -> dict[str, float]:
+    """Constraint values for the sampler: value / limit - 1, feasible when <= 0."""
+    out = {}
+    for key, limit in space.constraints.items():
+        value = record.value(CONSTRAINTS[key])
+        if value is not None:
+            out[key] = value / limit - 1.0
+    return out
+
+
+def find_reuse(records: list[TrialRecord], digest: str) -> TrialRecord | None:
+    """An earlier evaluation of the genome ``digest`` that can be reused (not a failure)."""
+    return next((r for r in records if digest and r.hash == digest and r.status != "failed"),
+                None)
+
+
+# ---- baselines -----------------------------------------------------------------------------------
+def missing_baselines(store: RunStore, names: list[str]) -> list[tuple[int, str]]:
+    """(trial number, name) of the baselines the run has no record of; numbers -1, -2, ..."""
+    done = {r.name for r in store.records() if r.kind == "baseline"}
+    return [(-(i + 1), name) for i, name in enumerate(names) if name not in done]
+
+
+def evaluate_baselines(evaluator: ProxyEvaluator, todo: list[tuple[int, str]]) -> list[TrialRecord]:
+    """Train each baseline with the proxy; one that cannot be built gets a failed record."""
+    out = []
+    for number, name in todo:
+        try:
+            out.append(evaluator.evaluate_baseline(name, trial=number))
+        except GenomeError as exc:  # e.g. a zoo net whose strides do not fit the input
+            out.append(TrialRecord.failed(number, str(exc), kind="baseline", name=name,
+                                          worker=evaluator.worker,
+                                          device=str(evaluator.device)))
+    return out

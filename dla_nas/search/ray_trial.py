@@ -1,0 +1,196 @@
+"""The worker side of the Ray backend: one Tune trial (cost, constraints, reuse, proxy training
+with a report and a checkpoint per epoch, resumable) and the baselines task."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import socket
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ray import tune
+
+from ..arch.genome import Genome
+from ..errors import SpaceError
+from ..results import RunStore, TrialRecord
+from .core import evaluate_baselines, find_reuse
+from .evaluator import ProxyEvaluator
+from .space import METRICS as SPACE_METRICS
+from .space import SearchSpace
+
+METRICS = tuple(SPACE_METRICS.items())  # (metric, direction): every result carries all
+STAGE = "search-"  # Tune experiments of a run: ray/search-0, ray/search-1, ...
+STATE_FILE = "state.pt"
+
+
+@dataclass(frozen=True, eq=False)
+class TrialSettings:
+    """What every trial of a run needs; pickled to the workers. Equal settings (same space,
+    device, threads and folders) share one evaluator per worker process."""
+
+    space: SearchSpace
+    out: str
+    data_dir: str | None
+    device: str
+    threads: int
+    sampler: str
+    cwd: str  # the driver's folder: relative paths in the space (folder:PATH) resolve there
+
+    def _key(self) -> tuple:
+        return (self.space.fingerprint(), self.out, self.data_dir, self.device, self.threads,
+                self.cwd)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TrialSettings) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+
+@contextlib.contextmanager
+def in_folder(path: str) -> Iterator[None]:
+    """Work in ``path`` (Tune starts a trial in its own folder), then go back."""
+    previous = os.getcwd()
+    if os.path.isdir(path):
+        os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+@functools.lru_cache(maxsize=1)
+def _evaluator(settings: TrialSettings) -> ProxyEvaluator:
+    """The evaluator of this worker process: its trials share the loaded dataset."""
+    return ProxyEvaluator(settings.space, settings.device, settings.threads, settings.data_dir)
+
+
+def _metrics(record: TrialRecord, epoch: int | None = None) -> dict:
+    """A Tune result: the objective values the sampler sees (accuracy 0 unless trained), the
+    status, and the record so far."""
+    out = {m: record.sampler_value(m, d) for m, d in METRICS}
+    out.update(status=record.status, record=record.to_dict())
+    if epoch is not None:
+        out["epoch"] = epoch  # ASHA's time attribute: only training trials report it
+    return out
+
+
+class ReportError(Exception):
+    """Raised through ``train`` when ``tune.report`` itself failed (not the genome's fault)."""
+
+
+def trial_function(settings: TrialSettings) -> Callable[[dict], None]:
+    def dla_nas_trial(config: dict) -> None:
+        with in_folder(settings.cwd):
+            _run_trial(config["dla"], settings)
+
+    return dla_nas_trial
+
+
+def _run_trial(dla: dict, settings: TrialSettings) -> None:
+    number = int(dla["number"])
+    records = RunStore(settings.out).records()
+    done = next((r for r in records if r.kind == "search" and r.trial == number), None)
+    if done is not None:  # finished after Tune's last snapshot: report it again, train nothing
+        tune.report(_metrics(done))
+        return
+    worker = f"{socket.gethostname()}:{tune.get_context().get_trial_id()}"
+    fields = dict(hash=dla.get("hash", ""), genome=dla.get("genome"),
+                  repairs=list(dla.get("repairs", [])), worker=worker, device=settings.device,
+                  backend="ray", sampler=settings.sampler)
+    try:
+        if "error" in dla:
+            raise SpaceError(dla["error"])
+        evaluator = _evaluator(settings)
+        evaluator.worker = worker
+        genome = Genome.from_dict(dla["genome"])
+        reuse = find_reuse(records, fields["hash"])
+        if reuse is not None:
+            record = evaluator.evaluate(genome, number, repairs=fields["repairs"], reuse=reuse)
+        else:
+            record = _train(evaluator, genome, number, fields, settings.out)
+            if record is None:  # the last epoch's report already carries the final record
+                return
+    except ReportError:
+        raise
+    except Exception as exc:  # one bad genome (OOM, a corner-case bug) must not stop the search
+        record = TrialRecord.failed(number, f"{type(exc).__name__}: {exc}", **fields)
+    record.backend, record.sampler = "ray", settings.sampler
+    tune.report(_metrics(record))
+
+
+def _latest_state(out: str) -> dict | None:
+    """The newest training state of this trial: Tune's checkpoint, or a newer one on disk
+    (after a kill -9 of the driver, Tune's last snapshot may predate the last checkpoint)."""
+    import torch
+
+    states = []
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            states.append(torch.load(Path(folder, STATE_FILE), map_location="cpu",
+                                     weights_only=True))
+    name = tune.get_context().get_trial_name()
+    for path in Path(out, "ray").glob(f"{STAGE}*/{name}/checkpoint_*/{STATE_FILE}"):
+        try:
+            states.append(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception:  # half written when the driver died: an older one will do
+            pass
+    return max(states, key=lambda st: st["train"]["epoch"], default=None)
+
+
+def _train(evaluator: ProxyEvaluator, genome: Genome, number: int, fields: dict,
+           out: str) -> TrialRecord | None:
+    """Cost, constraints, then proxy training with a report and checkpoint per epoch. Returns
+    the record to report at the end, or None when the last epoch report was final."""
+    import torch
+
+    record = evaluator.new_record(number, **{k: fields[k] for k in ("hash", "repairs")},
+                                  genome=genome.to_dict(), backend="ray",
+                                  sampler=fields["sampler"])
+    model = evaluator.build(genome)  # seeded: the same initial weights on any worker
+    resume = None
+    saved = _latest_state(out)
+    if saved is not None:
+        resume = saved["train"]
+        record.started_at = saved["started_at"]
+    reported = []
+
+    def on_epoch(report) -> None:
+        state = report.state()
+        partial = replace(record, val_acc=report.val_acc, epochs_run=report.epoch,
+                          val_acc_per_epoch=list(state["history"]["val_acc_per_epoch"]),
+                          train_seconds=float(state["train_time"]))
+        if report.val is not None:
+            partial.set_val_metrics(report.val)
+        partial.finish()
+        with tempfile.TemporaryDirectory(prefix="dla-nas-ckpt-") as folder:
+            torch.save({"train": state, "started_at": record.started_at}, Path(folder, STATE_FILE))
+            try:
+                metrics = _metrics(partial, report.epoch)
+                if resume is not None:
+                    metrics["resumed_after"] = int(resume["epoch"])
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            except Exception as exc:
+                raise ReportError(str(exc)) from exc
+        reported.append(report.epoch)
+
+    record = evaluator.measure(model, record, on_epoch, resume=resume)
+    if record.status == "ok" and reported:  # the last epoch's report was final
+        return None
+    return record
+
+
+def baselines_task(settings: TrialSettings, todo: list[tuple[int, str]]) -> list[dict]:
+    """Train the baselines (in a Ray task with the trial resources) and return their records."""
+    with in_folder(settings.cwd):
+        evaluator = _evaluator(settings)
+        evaluator.worker = f"{socket.gethostname()}:baselines"
+        records = evaluate_baselines(evaluator, todo)
+    for record in records:
+        record.backend = "ray"
+    return [r.to_dict() for r in records]
