@@ -98,7 +98,8 @@ def search_progress(console, opts):
     try:
         yield on_start, on_poll
     finally:
-        progress.stop()
+        if "task" in state:  # a run that never opened (bad input) prints nothing more
+            progress.stop()
 
 
 def print_summary(console, store, objectives) -> None:
