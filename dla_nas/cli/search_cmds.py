@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import GenomeError, RunError
+from ..files import check_out_folder
 from ..train.trainer import TrainConfig
 from .render import monitor, print_confirmed, print_summary, stderr_console
 
@@ -13,6 +14,8 @@ from .render import monitor, print_confirmed, print_summary, stderr_console
 def cmd_search(args: argparse.Namespace) -> int:
     from ..search.optuna_backend import SearchOptions, counts, launch_workers, start, stop_workers
 
+    if args.out:
+        check_out_folder(args.out)  # before the space's data is loaded
     opts = SearchOptions(
         space=args.space, trials=args.trials, out=args.out or "", sampler=args.sampler,
         seed=args.seed, workers=args.workers or 1, storage=args.storage, timeout=args.timeout,
