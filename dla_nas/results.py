@@ -17,6 +17,8 @@ import json
 import os
 import platform
 import time
+import types
+import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from .errors import RunError
+from .files import read_yaml
 
 STATUSES = ("ok", "infeasible", "reused", "diverged", "failed")
 # statuses whose metrics are real measurements of a trained network
@@ -129,7 +132,7 @@ class RunStore:
         same. Returns True when the run already existed (a resume)."""
         self.path.mkdir(parents=True, exist_ok=True)
         if self.run_yaml.exists():
-            old = yaml.safe_load(self.run_yaml.read_text()) or {}
+            old = self.info()
             if old.get("space_fingerprint") != run_info["space_fingerprint"]:
                 raise RunError(
                     f"{self.run_yaml}: this run was made with another search space "
@@ -143,9 +146,15 @@ class RunStore:
         return False
 
     def info(self) -> dict[str, Any]:
+        """The contents of ``run.yaml``; a missing, unreadable or malformed one (not a
+        mapping) raises ``RunError`` naming the file."""
         if not self.run_yaml.exists():
             raise RunError(f"{self.path}: not a dla-nas run (no run.yaml)")
-        return yaml.safe_load(self.run_yaml.read_text()) or {}
+        info = read_yaml(self.run_yaml, RunError) or {}
+        if not isinstance(info, dict):
+            raise RunError(f"{self.run_yaml}: expected a mapping of run settings, got "
+                           f"{type(info).__name__}")
+        return info
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
         """An exclusive lock on the run, across processes on this machine."""
@@ -220,15 +229,27 @@ def load_run(path: str | Path, must_exist: bool = True) -> list[TrialRecord]:
     return [TrialRecord.from_dict(d) for d in read_jsonl(trials, _is_trial)]
 
 
-_NUMBERS = ("val_acc", "val_balanced_acc", "val_macro_f1", "macs", "params", "latency_ms")
+_TRIAL_TYPES = typing.get_type_hints(TrialRecord)
 
 
 def _is_trial(data: dict) -> bool:
-    def number(v: Any) -> bool:
-        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    """Whether a JSON object is a trial record: a known status, and every field it has (trial
+    and hash at least) of the type that ``TrialRecord`` declares."""
+    return (data.get("status") in STATUSES and "trial" in data and "hash" in data
+            and all(_fits(v, _TRIAL_TYPES[k]) for k, v in data.items() if k in _TRIAL_TYPES))
 
-    return (data.get("status") in STATUSES and type(data.get("trial")) is int
-            and isinstance(data.get("hash"), str) and all(number(data.get(k)) for k in _NUMBERS))
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value has the type ``hint`` (a list's or dict's items are not checked;
+    an int counts as a float, a bool as neither)."""
+    if isinstance(hint, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    kind = typing.get_origin(hint) or hint
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return type(value) is int
+    return isinstance(value, kind)
 
 
 def versions() -> dict[str, str]:

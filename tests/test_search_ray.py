@@ -19,8 +19,8 @@ import ray
 import torch
 import yaml
 
-from dla_nas.errors import OptionError
 from dla_nas.data import DataConfig, load_dataset
+from dla_nas.errors import OptionError
 from dla_nas.results import load_run
 from dla_nas.search.core import SearchOptions
 from dla_nas.search.ray_backend import check_ray_options, run_ray_search

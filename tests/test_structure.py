@@ -30,8 +30,9 @@ def test_the_module_paths_of_0_1_import_the_same_modules(old, new):
 
 
 def test_the_public_imports_of_the_readme_work():
-    from dla_nas.results import load_run
     from dla_nas.training import TrainConfig
+
+    from dla_nas.results import load_run
 
     assert dla_nas.zoo.names()[0] == "dla34"
     assert load_run is dla_nas.results.load_run

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import BasicBlock, Bottleneck, Root, Tree, conv_bn
-from .genome import Genome, GenomeError
+from .genome import MAX_IN_CHANS, Genome, GenomeError
 
 
 def conv_level(c_in: int, c_out: int, convs: int, stride: int) -> nn.Sequential:
@@ -144,8 +144,9 @@ def build_model(
     ``zero_init_residual_branches``); the default is the official initialisation."""
     if type(num_classes) is not int or num_classes < 1:
         raise GenomeError(f"num_classes: {num_classes!r} is not allowed (an integer >= 1)")
-    if type(in_chans) is not int or in_chans < 1:
-        raise GenomeError(f"in_chans: {in_chans!r} is not allowed (an integer >= 1)")
+    if type(in_chans) is not int or not 1 <= in_chans <= MAX_IN_CHANS:
+        raise GenomeError(f"in_chans: {in_chans!r} is not allowed (an integer from 1 to "
+                          f"{MAX_IN_CHANS})")
     model = DLA(resolve_genome(genome), num_classes, in_chans)
     init_official(model)
     if zero_init_residual:

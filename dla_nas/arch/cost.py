@@ -106,7 +106,7 @@ def genome_cost(genome: Genome, input_shape: tuple[int, int, int], num_classes: 
     """Cost of a genome without training it (builds the model on CPU)."""
     from .builder import build_model
 
-    genome.feature_sizes(min(input_shape[1:]))  # a clear error before building
+    genome.check_input(input_shape)  # a clear error before building
     return model_cost(build_model(genome, num_classes, in_chans=input_shape[0]), input_shape)
 
 

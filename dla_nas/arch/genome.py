@@ -25,12 +25,27 @@ from typing import Any, Mapping
 import yaml
 
 from ..errors import GenomeError
+from ..files import read_yaml
 
 BLOCKS = ("basic", "bottleneck", "bottleneckx")
 ROOT_KERNELS = (1, 3)
 STRIDES = (1, 2)
 MIN_INPUT = 8
-
+# Limits that keep a genome buildable: a typo such as depth 40 or 10^9 channels is refused at
+# once instead of allocating for hours. The official networks stay far below them (deepest
+# tree 5, widest stage 1024, at most 48 blocks and ~54M weights in dla169), and so do the
+# largest genomes of search_spaces/*.yaml (at most 74 blocks and ~125M weights).
+MAX_CHANNELS = 4096
+MAX_DEPTH = 8
+MAX_FAN_IN = 8
+MAX_CONVS = 8
+MAX_STEM_KERNEL = 15
+MAX_CARDINALITY = 256
+MAX_BLOCKS = 1024  # residual blocks and stem convs in the whole network
+MAX_WEIGHTS = 500_000_000  # conv weights, estimated from the genome before building
+# Limits of an input (C, H, W) that a network is counted or built for
+MAX_INPUT = 2048
+MAX_IN_CHANS = 1024
 
 
 @dataclass(frozen=True)
@@ -134,25 +149,25 @@ class Genome:
     # ---- checks --------------------------------------------------------------------------
     def validate(self) -> "Genome":
         """Raise ``GenomeError`` naming the first offending field and what is allowed."""
-        _check_int("stem.kernel", self.stem.kernel, 1)
+        _check_int("stem.kernel", self.stem.kernel, 1, MAX_STEM_KERNEL)
         if self.stem.kernel % 2 == 0:
             raise GenomeError(f"stem.kernel: {self.stem.kernel} is not allowed (odd, >= 1)")
         _check_choice("stem.stride", self.stem.stride, STRIDES)
         if not self.stem.levels:
             raise GenomeError("stem.levels: must hold at least one level")
         for i, lv in enumerate(self.stem.levels):
-            _check_int(f"stem.levels[{i}].channels", lv.channels, 1)
-            _check_int(f"stem.levels[{i}].convs", lv.convs, 1)
+            _check_int(f"stem.levels[{i}].channels", lv.channels, 1, MAX_CHANNELS)
+            _check_int(f"stem.levels[{i}].convs", lv.convs, 1, MAX_CONVS)
             _check_choice(f"stem.levels[{i}].stride", lv.stride, STRIDES)
         _check_choice("block", self.block, BLOCKS)
-        _check_int("cardinality", self.cardinality, 1)
+        _check_int("cardinality", self.cardinality, 1, MAX_CARDINALITY)
         if not self.stages:
             raise GenomeError("stages: must hold at least one stage")
         for i, st in enumerate(self.stages):
             where = f"stages[{i}]"
-            _check_int(f"{where}.channels", st.channels, 1)
-            _check_int(f"{where}.depth", st.depth, 1)
-            _check_int(f"{where}.fan_in", st.fan_in, 2)
+            _check_int(f"{where}.channels", st.channels, 1, MAX_CHANNELS)
+            _check_int(f"{where}.depth", st.depth, 1, MAX_DEPTH)
+            _check_int(f"{where}.fan_in", st.fan_in, 2, MAX_FAN_IN)
             _check_choice(f"{where}.stride", st.stride, STRIDES)
             _check_bool(f"{where}.level_root", st.level_root)
             _check_choice(f"{where}.root_kernel", st.root_kernel, ROOT_KERNELS)
@@ -165,7 +180,39 @@ class Genome:
                         "the stage input joins through level_root)"
                     )
             self._check_block_width(where, st.channels)
+        self._check_size()
         return self
+
+    def _check_size(self) -> None:
+        """Refuse a network too big to build: more than ``MAX_BLOCKS`` blocks or about
+        ``MAX_WEIGHTS`` conv weights (the fields are already within their own limits)."""
+        blocks = self.block_count()
+        if blocks > MAX_BLOCKS:
+            raise GenomeError(f"stages: {blocks:,} blocks in all is not allowed (at most "
+                              f"{MAX_BLOCKS:,}; a tree has fan_in ** depth blocks)")
+        weights = self.estimated_weights()
+        if weights > MAX_WEIGHTS:
+            raise GenomeError(f"stages: about {weights:,} conv weights in all is not allowed (at "
+                              f"most {MAX_WEIGHTS:,}; use narrower or shallower stages)")
+
+    def block_count(self) -> int:
+        """Residual blocks in the trees plus convs in the stem levels."""
+        return sum(lv.convs for lv in self.stem.levels) + sum(
+            st.fan_in ** st.depth for st in self.stages)
+
+    def estimated_weights(self) -> int:
+        """Conv weights of the network, from the genome alone (one input channel; no
+        projections, IDA edges or head): within about 30% of the built network's params."""
+        c = self.stem.levels[0].channels
+        total = self.stem.kernel ** 2 * c
+        for lv in self.stem.levels:
+            total += 9 * lv.channels * (c + (lv.convs - 1) * lv.channels)
+            c = lv.channels
+        for st in self.stages:
+            block = _block_weights(self.block, st.channels, self.cardinality)
+            root = st.fan_in * st.channels ** 2 * st.root_kernel ** 2
+            total += st.fan_in ** st.depth * block + st.fan_in ** (st.depth - 1) * root
+        return total
 
     def _check_block_width(self, where: str, channels: int) -> None:
         if self.block == "bottleneck" and channels < 2:
@@ -216,6 +263,19 @@ class Genome:
             sizes.append(cur)
         return sizes[1:]  # the base conv is not a level
 
+    def check_input(self, shape: tuple[int, int, int]) -> list[int]:
+        """Check an input shape (C, H, W) before anything is built: 1 to ``MAX_IN_CHANS``
+        channels and sides up to ``MAX_INPUT`` px that every stride-2 step can take (see
+        ``feature_sizes``). Returns ``feature_sizes`` of the shorter side."""
+        c, h, w = shape
+        text = f"input {c}x{h}x{w}"
+        if not 1 <= c <= MAX_IN_CHANS:
+            raise GenomeError(f"{text}: {c} channels is not allowed (1 to {MAX_IN_CHANS})")
+        if max(h, w) > MAX_INPUT:
+            raise GenomeError(f"{text}: {max(h, w)} px is not allowed (at most {MAX_INPUT} px "
+                              "a side)")
+        return self.feature_sizes(min(h, w))
+
     def min_input_size(self) -> int:
         """Smallest square input (>= 8 px) that every stride-2 step can take."""
         n_halvings = sum(s == 2 for s in [self.stem.stride, *(lv.stride for lv in self.stem.levels),
@@ -228,21 +288,23 @@ class Genome:
 
 
 # ---- parsing helpers ---------------------------------------------------------------------
-def read_yaml(path: Path, error: type[Exception]) -> Any:
-    """The YAML data of ``path``; unreadable or malformed files raise ``error`` naming the file."""
-    try:
-        return yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise error(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise error(f"{path}: not valid YAML ({exc})") from None
-
-
-def _check_int(where: str, value: Any, minimum: int) -> None:
+def _check_int(where: str, value: Any, minimum: int, maximum: int | None = None) -> None:
+    """Raise ``GenomeError`` unless ``value`` is an int from ``minimum`` to ``maximum``."""
     if type(value) is not int:
         raise GenomeError(f"{where}: {value!r} is not allowed (an integer >= {minimum})")
     if value < minimum:
         raise GenomeError(f"{where}: {value} is not allowed (>= {minimum})")
+    if maximum is not None and value > maximum:
+        raise GenomeError(f"{where}: {value} is not allowed (at most {maximum})")
+
+
+def _block_weights(block: str, channels: int, cardinality: int) -> int:
+    """Conv weights of one residual block of ``channels`` in and out."""
+    if block == "basic":
+        return 2 * 9 * channels ** 2
+    groups = 1 if block == "bottleneck" else cardinality
+    mid = channels // 2 if block == "bottleneck" else channels * cardinality // 32
+    return 2 * channels * mid + 9 * mid ** 2 // groups
 
 
 def _check_choice(where: str, value: Any, allowed: tuple) -> None:

@@ -8,9 +8,14 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..errors import DataError
+from ..errors import CheckpointError, DataError, GenomeError, OptionError
+from ..files import check_out_folder
 from .render import epoch_progress, stderr_console
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -19,7 +24,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     genome = resolve_genome(args.genome)
     c, h, w = args.input
-    genome.feature_sizes(min(h, w))
+    genome.check_input(args.input)
     model = build_model(genome, num_classes=args.classes, in_chans=c)
     cost = model_cost(model, args.input)
     levels = _describe_levels(genome)
@@ -95,6 +100,18 @@ def _default_out(prefix: str, label: str) -> Path:
     return Path("results") / f"{prefix}-{safe}-{stamp}"
 
 
+TRAIN_RESULTS = ("checkpoint.pt", "metrics.json")
+
+
+def _check_no_result(out: Path, overwrite: bool) -> None:
+    """Refuse an ``--out`` folder that already holds a training result, unless
+    ``--overwrite``: another run's checkpoint and metrics are not replaced silently."""
+    found = [name for name in TRAIN_RESULTS if (out / name).exists()]
+    if found and not overwrite:
+        raise OptionError(f"--out {out}: already holds {' and '.join(found)} of another run; "
+                          "give another --out, or --overwrite to replace them")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ..arch.baselines import baseline_genome, baseline_hash, build_candidate, is_baseline
     from ..arch.builder import resolve_genome
@@ -109,6 +126,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
                       compile=args.compile, schedule=args.schedule,
                       balanced_loss=args.balanced_loss)
+    out = check_out_folder(args.out) if args.out else _default_out("train", label)
+    _check_no_result(out, args.overwrite)
     data = load_dataset(_data_config(args, args.resolution))
     if genome is not None:
         genome.feature_sizes(data.resolution)
@@ -120,7 +139,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = build_candidate(baseline or genome, data.num_classes, data.in_chans,
                             zero_init_residual=cfg.zero_init_residual)
     cost = model_cost(model, (data.in_chans, data.resolution, data.resolution))
-    out = Path(args.out) if args.out else _default_out("train", label)
     out.mkdir(parents=True, exist_ok=True)
     log = stderr_console(args.json)
     digest = genome.canonical_hash() if genome is not None else baseline_hash(baseline)
@@ -154,9 +172,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ..arch.baselines import build_baseline
-    from ..arch.builder import build_model
-    from ..arch.genome import Genome
     from ..data import load_dataset, make_loader
     from ..train.trainer import evaluate, load_checkpoint, resolve_device
 
@@ -169,13 +184,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{args.checkpoint} was trained for {meta['num_classes']} classes and "
             f"{meta['in_chans']} channels")
     device = resolve_device(args.device)
-    if ckpt.get("baseline"):
-        model = build_baseline(ckpt["baseline"], ckpt["num_classes"], meta["in_chans"])
-    else:
-        model = build_model(Genome.from_dict(ckpt["genome"]), ckpt["num_classes"],
-                            meta["in_chans"])
-    model.load_state_dict(ckpt["state_dict"])
-    model.to(device)
+    model = _checkpoint_model(ckpt, args.checkpoint).to(device)
     # normalise with the statistics the model was trained with
     data = dataclasses.replace(data, mean=tuple(meta["mean"]), std=tuple(meta["std"])).to(device)
     loader = make_loader(data, args.split, 500, device, train=False, seed=0)
@@ -186,3 +195,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"{args.split} accuracy {m.acc:.4f} (balanced {m.balanced_acc:.4f}, macro F1 "
           f"{m.macro_f1:.4f}, loss {m.loss:.4f}) on {m.n} images of {data.name}")
     return 0
+
+
+def _checkpoint_model(ckpt: dict, path: str) -> nn.Module:
+    """The network of a checked checkpoint (``load_checkpoint``) with its weights loaded;
+    a genome, baseline or class count that does not match the weights raises
+    ``CheckpointError`` naming the file."""
+    from ..arch.baselines import build_baseline
+    from ..arch.builder import build_model
+    from ..arch.genome import Genome
+
+    in_chans = ckpt["data"]["in_chans"]
+    try:
+        if ckpt.get("baseline"):
+            model = build_baseline(ckpt["baseline"], ckpt["num_classes"], in_chans)
+        else:
+            model = build_model(Genome.from_dict(ckpt["genome"]), ckpt["num_classes"], in_chans)
+    except GenomeError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), "")
+        raise CheckpointError(f"{path}: its weights do not match its genome and num_classes "
+                              f"({ckpt['num_classes']}): {first[:150]}") from None
+    return model

@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--compile", action="store_true", help="use torch.compile (off by default)")
     tr.add_argument("--out", default=None,
                     help="output folder (default results/train-<name>-<time>)")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="replace the checkpoint.pt and metrics.json that --out already holds "
+                         "(without it, such a folder is refused)")
     tr.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     tr.set_defaults(func=cmd_train)
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..files import check_out_folder
 from .render import print_confirmed, print_summary
 
 
@@ -53,7 +54,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
     from ..analysis.plots import plot_pareto
 
-    out = Path(args.out) if args.out else Path(args.runs[0])
+    out = check_out_folder(args.out) if args.out else Path(args.runs[0])
     summary = plot_pareto([Path(r) for r in args.runs], x=args.x, y=args.y, out=out)
     console = Console(width=max(Console().width, 100))
     for run in summary["runs"]:
@@ -75,7 +76,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..analysis.export import export_run
 
-    out = Path(args.out) if args.out else Path(args.run) / "export"
+    out = check_out_folder(args.out or Path(args.run) / "export")
     paths = export_run(Path(args.run), out, pareto=args.pareto, trial=args.trial, best=args.best,
                        knee=args.knee, onnx=args.onnx)
     for path in paths:

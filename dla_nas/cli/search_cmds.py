@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..analysis.pareto import run_objectives
 from ..errors import OptionError, RunError
+from ..files import check_out_folder
 from ..results import RunStore
 from ..train.trainer import TrainConfig
 from .render import print_confirmed, print_summary, search_progress, stderr_console
@@ -15,6 +16,8 @@ from .render import print_confirmed, print_summary, search_progress, stderr_cons
 def cmd_search(args: argparse.Namespace) -> int:
     from ..search.core import SearchOptions, load_space
 
+    if args.out:
+        check_out_folder(args.out)  # before the space's data is loaded
     opts = SearchOptions(
         space=args.space, trials=args.trials, out=args.out or "", sampler=args.sampler,
         seed=args.seed, workers=args.workers or 1, storage=args.storage, timeout=args.timeout,
