@@ -21,17 +21,14 @@ def _is_number(v: Any) -> bool:
 
 
 def integer(minimum: int | None = None, maximum: int | None = None) -> Rule:
-    """An int (not a bool) within [minimum, maximum]."""
-    if maximum is None:
-        bound = f">= {minimum}" if minimum is not None else ""
-    else:
-        bound = f"{minimum} <= x <= {maximum}" if minimum is not None else f"<= {maximum}"
-
+    """An int (not a bool), at least ``minimum`` and at most ``maximum``."""
     def rule(v: Any) -> str | None:
         if type(v) is not int:
-            return f"an integer {bound}".rstrip()
-        if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
-            return bound
+            return "an integer" + (f" >= {minimum}" if minimum is not None else "")
+        if minimum is not None and v < minimum:
+            return f">= {minimum}"
+        if maximum is not None and v > maximum:
+            return f"at most {maximum}"
         return None
     return rule
 

@@ -83,7 +83,7 @@ def test_rules_name_the_field_and_what_is_allowed():
     assert number(0, low_open=True)(0) == "> 0"
     assert number(0, 1, high_open=True)(1) == "0 <= x < 1"
     assert one_of(("a", "b"))(True) == "one of a, b"
-    assert integer(1, 8)(9) == "1 <= x <= 8" and integer(1)(3) is None
+    assert integer(1, 8)(9) == "at most 8" and integer(1)(3) is None
 
 
 def test_train_config_checks_types_with_the_same_rules():

@@ -16,6 +16,7 @@ The meanings follow the DLA paper and its official code (see README, "Genome"):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from ..checks import boolean, check, integer, one_of
 from ..errors import GenomeError
 from ..files import read_yaml
 
@@ -46,6 +48,8 @@ MAX_WEIGHTS = 500_000_000  # conv weights, estimated from the genome before buil
 # Limits of an input (C, H, W) that a network is counted or built for
 MAX_INPUT = 2048
 MAX_IN_CHANS = 1024
+
+_field = functools.partial(check, error=GenomeError)  # check one genome field
 
 
 @dataclass(frozen=True)
@@ -149,36 +153,36 @@ class Genome:
     # ---- checks --------------------------------------------------------------------------
     def validate(self) -> "Genome":
         """Raise ``GenomeError`` naming the first offending field and what is allowed."""
-        _check_int("stem.kernel", self.stem.kernel, 1, MAX_STEM_KERNEL)
+        _field("stem.kernel", self.stem.kernel, integer(1, MAX_STEM_KERNEL))
         if self.stem.kernel % 2 == 0:
             raise GenomeError(f"stem.kernel: {self.stem.kernel} is not allowed (odd, >= 1)")
-        _check_choice("stem.stride", self.stem.stride, STRIDES)
+        _field("stem.stride", self.stem.stride, one_of(STRIDES))
         if not self.stem.levels:
             raise GenomeError("stem.levels: must hold at least one level")
         for i, lv in enumerate(self.stem.levels):
-            _check_int(f"stem.levels[{i}].channels", lv.channels, 1, MAX_CHANNELS)
-            _check_int(f"stem.levels[{i}].convs", lv.convs, 1, MAX_CONVS)
-            _check_choice(f"stem.levels[{i}].stride", lv.stride, STRIDES)
-        _check_choice("block", self.block, BLOCKS)
-        _check_int("cardinality", self.cardinality, 1, MAX_CARDINALITY)
+            _field(f"stem.levels[{i}].channels", lv.channels, integer(1, MAX_CHANNELS))
+            _field(f"stem.levels[{i}].convs", lv.convs, integer(1, MAX_CONVS))
+            _field(f"stem.levels[{i}].stride", lv.stride, one_of(STRIDES))
+        _field("block", self.block, one_of(BLOCKS))
+        _field("cardinality", self.cardinality, integer(1, MAX_CARDINALITY))
         if not self.stages:
             raise GenomeError("stages: must hold at least one stage")
         for i, st in enumerate(self.stages):
             where = f"stages[{i}]"
-            _check_int(f"{where}.channels", st.channels, 1, MAX_CHANNELS)
-            _check_int(f"{where}.depth", st.depth, 1, MAX_DEPTH)
-            _check_int(f"{where}.fan_in", st.fan_in, 2, MAX_FAN_IN)
-            _check_choice(f"{where}.stride", st.stride, STRIDES)
-            _check_bool(f"{where}.level_root", st.level_root)
-            _check_choice(f"{where}.root_kernel", st.root_kernel, ROOT_KERNELS)
-            _check_bool(f"{where}.root_residual", st.root_residual)
+            _field(f"{where}.channels", st.channels, integer(1, MAX_CHANNELS))
+            _field(f"{where}.depth", st.depth, integer(1, MAX_DEPTH))
+            _field(f"{where}.fan_in", st.fan_in, integer(2, MAX_FAN_IN))
+            _field(f"{where}.stride", st.stride, one_of(STRIDES))
+            _field(f"{where}.level_root", st.level_root, boolean)
+            _field(f"{where}.root_kernel", st.root_kernel, one_of(ROOT_KERNELS))
+            _field(f"{where}.root_residual", st.root_residual, boolean)
             for j in st.ida_from:
                 if type(j) is not int or not 0 <= j < i - 1:
                     allowed = f"0..{i - 2}" if i >= 2 else "none: no stage before the input stage"
                     raise GenomeError(
                         f"{where}.ida_from: {j!r} is not allowed (earlier stages {allowed}; "
                         "the stage input joins through level_root)"
-                    )
+                    , boolean, GenomeError)
             self._check_block_width(where, st.channels)
         self._check_size()
         return self
@@ -288,16 +292,6 @@ class Genome:
 
 
 # ---- parsing helpers ---------------------------------------------------------------------
-def _check_int(where: str, value: Any, minimum: int, maximum: int | None = None) -> None:
-    """Raise ``GenomeError`` unless ``value`` is an int from ``minimum`` to ``maximum``."""
-    if type(value) is not int:
-        raise GenomeError(f"{where}: {value!r} is not allowed (an integer >= {minimum})")
-    if value < minimum:
-        raise GenomeError(f"{where}: {value} is not allowed (>= {minimum})")
-    if maximum is not None and value > maximum:
-        raise GenomeError(f"{where}: {value} is not allowed (at most {maximum})")
-
-
 def _block_weights(block: str, channels: int, cardinality: int) -> int:
     """Conv weights of one residual block of ``channels`` in and out."""
     if block == "basic":
@@ -305,17 +299,6 @@ def _block_weights(block: str, channels: int, cardinality: int) -> int:
     groups = 1 if block == "bottleneck" else cardinality
     mid = channels // 2 if block == "bottleneck" else channels * cardinality // 32
     return 2 * channels * mid + 9 * mid ** 2 // groups
-
-
-def _check_choice(where: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed or type(value) is bool:
-        choices = ", ".join(str(a) for a in allowed)
-        raise GenomeError(f"{where}: {value!r} is not allowed (one of {choices})")
-
-
-def _check_bool(where: str, value: Any) -> None:
-    if type(value) is not bool:
-        raise GenomeError(f"{where}: {value!r} is not allowed (true or false)")
 
 
 def _fields(cls: type, data: Any, where: str) -> dict[str, Any]:
