@@ -29,6 +29,8 @@ from dla_nas.data import (
     make_loader,
     to_device,
 )
+from dla_nas.data import download as data_download
+from dla_nas.data.sources import cifar
 
 # ---------------------------------------------------------------- digits
 
@@ -285,10 +287,10 @@ def _fake_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, md5: str | N
         requested.append(url)
         return _FakeResponse(payload)
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", urlopen)
-    source = dataclasses.replace(data.CIFAR_SOURCES["cifar10"],
+    monkeypatch.setattr(data_download.urllib.request, "urlopen", urlopen)
+    source = dataclasses.replace(cifar.CIFAR_SOURCES["cifar10"],
                                  md5=md5 or hashlib.md5(payload).hexdigest())
-    monkeypatch.setattr(data, "CIFAR_SOURCES", {**data.CIFAR_SOURCES, "cifar10": source})
+    monkeypatch.setattr(cifar, "CIFAR_SOURCES", {**cifar.CIFAR_SOURCES, "cifar10": source})
     return requested
 
 

@@ -7,7 +7,8 @@ import optuna
 import pytest
 import yaml
 
-from dla_nas.search.space import SearchSpace, SpaceError, _FixedSuggester, _RandomSuggester
+from dla_nas.search.space import SearchSpace, SpaceError
+from dla_nas.search.specs import _FixedSuggester, _RandomSuggester
 
 SPACES = sorted(Path(__file__).resolve().parent.parent.joinpath("search_spaces").glob("*.yaml"))
 

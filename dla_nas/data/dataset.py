@@ -1,0 +1,96 @@
+"""The split containers (``Split``, ``FileSplit``) and the loaded ``Dataset``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import Augment
+
+
+@dataclass
+class Split:
+    """In-memory images (uint8 [N, C, H, W]) and labels (int64 [N]).
+
+    `index` holds each sample's position in its source collection (for CIFAR: the
+    official train or test set), so splits can be audited for overlap.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    index: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def take(self, idx: np.ndarray) -> Split:
+        """The samples at positions `idx`."""
+        t = torch.from_numpy(idx)
+        return Split(self.images[t], self.labels[t], None if self.index is None else self.index[t])
+
+
+@dataclass
+class FileSplit:
+    """Image files decoded on demand (streaming mode) and their labels (int64 [N])."""
+
+    paths: tuple[str, ...]
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def take(self, idx: np.ndarray) -> FileSplit:
+        """The samples at positions `idx`."""
+        return FileSplit(tuple(self.paths[i] for i in idx), self.labels[torch.from_numpy(idx)])
+
+
+@dataclass
+class Dataset:
+    """A loaded dataset: disjoint splits plus what a model and a loader need to know.
+
+    `mean`/`std` are per channel in 0..1 units, computed on the train split only.
+    """
+
+    name: str
+    train: Split | FileSplit
+    val: Split | FileSplit
+    test: Split | FileSplit
+    num_classes: int
+    in_chans: int
+    resolution: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: Augment
+    class_names: list[str]
+    skipped: int = 0
+
+    @property
+    def streaming(self) -> bool:
+        """True when images stay on disk and are decoded by loader workers."""
+        return isinstance(self.train, FileSplit)
+
+    def to(self, device: torch.device | str) -> Dataset:
+        """This dataset with its in-memory splits moved to `device` (streaming: unchanged)."""
+        if self.streaming:
+            return self
+        return dataclasses.replace(
+            self, **{s: to_device(getattr(self, s), device) for s in ("train", "val", "test")}
+        )
+
+    def summary(self) -> str:
+        """One line: split sizes, classes, resolution, channels and mode."""
+        mode = "streaming" if self.streaming else "in-memory"
+        skipped = f", skipped {self.skipped} unreadable" if self.skipped else ""
+        return (
+            f"{self.name}: train {len(self.train)} / val {len(self.val)} / test {len(self.test)}, "
+            f"{self.num_classes} classes, {self.resolution}px, {self.in_chans} ch, {mode}{skipped}; "
+            f"augment {self.augment.describe()}"
+        )
+
+
+def to_device(split: Split, device: torch.device | str) -> Split:
+    """`split` with images and labels on `device` (a no-op when already there)."""
+    return Split(split.images.to(device), split.labels.to(device), split.index)

@@ -1,0 +1,27 @@
+"""What every source shares: a loaded dataset assembled from its splits, and its augmentation."""
+
+from __future__ import annotations
+
+from ..config import DEFAULT_AUGMENT, Augment, DataConfig
+from ..dataset import Dataset, Split
+from ..images import _channel_stats, _resize
+from ..splits import _subsample
+
+
+def _augment(cfg: DataConfig) -> Augment:
+    return cfg.augment if cfg.augment is not None else DEFAULT_AUGMENT[cfg.kind]
+
+
+def _in_memory_dataset(
+    cfg: DataConfig, parts: tuple[Split, Split, Split], class_names: list[str],
+    skipped: int = 0,
+) -> Dataset:
+    """Apply train_fraction, resize, and compute train statistics."""
+    train, val, test = parts
+    train = train.take(_subsample(train.labels.numpy(), cfg.train_fraction, cfg.seed))
+    res = cfg.image_size
+    train, val, test = (Split(_resize(s.images, res), s.labels, s.index)
+                         for s in (train, val, test))
+    mean, std = _channel_stats(train.images)
+    return Dataset(cfg.name, train, val, test, len(class_names), train.images.shape[1], res,
+                   mean, std, _augment(cfg), class_names, skipped)

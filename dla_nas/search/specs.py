@@ -1,0 +1,160 @@
+"""Value specs of a search space (fixed value, choice list, int range), the checks of their
+values, and the suggesters that draw from them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol
+
+from ..arch.genome import ROOT_KERNELS, STRIDES
+from ..errors import SpaceError
+
+
+class Suggester(Protocol):
+    """The part of ``optuna.Trial`` that sampling uses."""
+
+    def suggest_categorical(self, name: str, choices: list) -> Any: ...
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int: ...
+
+
+@dataclass(frozen=True)
+class Fixed:
+    value: Any
+
+    def values(self) -> list:
+        return [self.value]
+
+    def draw(self, trial: Suggester, name: str) -> Any:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Choice:
+    options: tuple
+
+    def values(self) -> list:
+        return list(self.options)
+
+    def draw(self, trial: Suggester, name: str) -> Any:
+        return trial.suggest_categorical(name, list(self.options))
+
+
+@dataclass(frozen=True)
+class IntRange:
+    low: int
+    high: int
+    step: int = 1
+
+    def values(self) -> list:
+        return list(range(self.low, self.high + 1, self.step))
+
+    def draw(self, trial: Suggester, name: str) -> Any:
+        return trial.suggest_int(name, self.low, self.high, step=self.step)
+
+
+Spec = Fixed | Choice | IntRange
+
+
+def _spec(raw: Any, where: str, check) -> Spec:
+    """Parse a value spec and check every value it can take with ``check(value) -> str | None``
+    (None: allowed; otherwise the allowed values, for the message)."""
+    if isinstance(raw, Mapping):
+        extra = set(raw) - {"low", "high", "step"}
+        if extra or not {"low", "high"} <= set(raw):
+            raise SpaceError(f"{where}: a range needs keys low, high (and optional step); "
+                             f"got {sorted(raw)}")
+        low, high, step = raw["low"], raw["high"], raw.get("step", 1)
+        if not all(type(v) is int for v in (low, high, step)) or step < 1 or low > high:
+            raise SpaceError(f"{where}: range {dict(raw)} is not allowed "
+                             "(integers with low <= high and step >= 1)")
+        spec: Spec = IntRange(low, high, step)
+    elif isinstance(raw, list):
+        if not raw:
+            raise SpaceError(f"{where}: an empty choice list is not allowed")
+        if len(set(map(repr, raw))) != len(raw):
+            raise SpaceError(f"{where}: choices {raw} repeat a value")
+        spec = Choice(tuple(raw))
+    else:
+        spec = Fixed(raw)
+    for value in (spec.values() if not isinstance(spec, IntRange) else [spec.low, spec.high]):
+        allowed = check(value)
+        if allowed:
+            raise SpaceError(f"{where}: {value!r} is not allowed ({allowed})")
+    return spec
+
+
+def _int_at_least(minimum: int):
+    return lambda v: None if type(v) is int and v >= minimum else f"an integer >= {minimum}"
+
+
+def _one_of(options):
+    return lambda v: None if v in options and type(v) is not bool else \
+        "one of " + ", ".join(map(str, options))
+
+
+def _boolean(v) -> str | None:
+    return None if type(v) is bool else "true or false"
+
+
+def _odd(v) -> str | None:
+    return None if type(v) is int and v >= 1 and v % 2 else "an odd integer >= 1"
+
+
+def _positive_number(v) -> str | None:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+    return None if ok else "a number > 0"
+
+
+STEM_LEVEL_CHECKS = {"channels": _int_at_least(1), "convs": _int_at_least(1),
+                     "stride": _one_of(STRIDES)}
+STAGE_CHECKS = {"channels": _int_at_least(1), "depth": _int_at_least(1),
+                "fan_in": _int_at_least(2), "stride": _one_of(STRIDES),
+                "level_root": _boolean, "root_kernel": _one_of(ROOT_KERNELS),
+                "root_residual": _boolean, "ida_from": _boolean}
+STAGE_DEFAULTS = {"depth": 1, "fan_in": 2, "stride": 2, "level_root": True, "root_kernel": 1,
+                  "root_residual": False, "ida_from": False}
+
+
+def _mapping(raw: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+    if not isinstance(raw, Mapping):
+        raise SpaceError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    for key in raw:
+        if key not in allowed:
+            raise SpaceError(f"{where}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
+    for key in sorted(required):
+        if key not in raw:
+            raise SpaceError(f"{where}.{key}: missing required key")
+    return dict(raw)
+
+
+def _field_specs(raw: Any, where: str, checks: dict, defaults: dict) -> dict[str, Spec]:
+    raw = _mapping(raw, where, set(checks), required={k for k in checks if k not in defaults})
+    return {k: _spec(raw.get(k, defaults.get(k)), f"{where}.{k}", check)
+            for k, check in checks.items()}
+
+
+class _RandomSuggester:
+    """Draws uniformly, for the space's self-check."""
+
+    def __init__(self, rng) -> None:
+        self.rng = rng
+
+    def suggest_categorical(self, name: str, choices: list) -> Any:
+        return self.rng.choice(choices)
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
+        return self.rng.randrange(low, high + 1, step)
+
+
+class _FixedSuggester:
+    """Answers from a fixed assignment, for enumeration."""
+
+    def __init__(self, values: dict) -> None:
+        self.values = values
+
+    def suggest_categorical(self, name: str, choices: list) -> Any:
+        return self.values[name]
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
+        return self.values[name]
