@@ -119,7 +119,7 @@ def test_width_multiplier_scales_and_rounds_to_the_divisor():
 
 
 @pytest.mark.parametrize("over, message", [
-    ({"genome.stages.0.fan_in": [1, 2]}, r"genome\.stages\[0\]\.fan_in: 1 is not allowed \(an integer >= 2\)"),
+    ({"genome.stages.0.fan_in": [1, 2]}, r"genome\.stages\[0\]\.fan_in: 1 is not allowed \(>= 2\)"),
     ({"genome.stages.1.depth": {"low": 3, "high": 1}}, r"genome\.stages\[1\]\.depth: range .* is not allowed"),
     ({"genome.stages.0.stride": [1, 3]}, r"stride: 3 is not allowed \(one of 1, 2\)"),
     ({"genome.stages.0.colour": 1}, r"genome\.stages\[0\]\.colour: unknown key"),

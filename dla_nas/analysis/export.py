@@ -25,7 +25,8 @@ import yaml
 from ..arch.builder import build_model
 from ..arch.cost import count_params, model_cost
 from ..arch.genome import Genome
-from ..results import TRAINED, RunError, RunStore, TrialRecord, load_run
+from ..errors import DataError, RunError
+from ..results import TRAINED, RunStore, TrialRecord, load_run
 from .pareto import best_record, eligible, front, run_objectives
 from .pareto import knee as front_knee  # export_run has a `knee` flag
 
@@ -123,7 +124,7 @@ def _ranges(numbers: list[int]) -> str:
 # ---- writing --------------------------------------------------------------------------------
 def data_shape(run: Path, info: dict[str, Any]) -> DataShape:
     """Dataset, resolution, classes and input channels of a run's networks (module docstring)."""
-    from ..data import DataConfig, DataError, load_dataset
+    from ..data import DataConfig, load_dataset
 
     data = info.get("data")
     if data:  # written by the search since run.yaml records the data's shape

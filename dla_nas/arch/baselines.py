@@ -20,10 +20,11 @@ import re
 import torch
 from torch import nn
 
+from ..errors import GenomeError
 from . import zoo
 from .blocks import BasicBlock, conv_bn
 from .builder import build_model, zero_init_residual_branches
-from .genome import Genome, GenomeError
+from .genome import Genome
 
 _PLAIN = re.compile(r"plain_cnn((?:_\d+)+)?")
 _RESNET = re.compile(r"resnet(\d+)")

@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import GenomeError
 from .blocks import BasicBlock, Bottleneck, Root, Tree, conv_bn
-from .genome import MAX_IN_CHANS, Genome, GenomeError
+from .genome import MAX_IN_CHANS, Genome
 
 
 def conv_level(c_in: int, c_out: int, convs: int, stride: int) -> nn.Sequential:

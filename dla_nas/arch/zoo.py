@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 from importlib import resources
 
-from .genome import Genome, GenomeError
+from ..errors import GenomeError
+from .genome import Genome
 
 CIFAR_SUFFIX = "_cifar"
 

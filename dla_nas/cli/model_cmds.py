@@ -117,7 +117,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..arch.builder import resolve_genome
     from ..arch.cost import model_cost
     from ..data import load_dataset, make_loader
-    from ..train.trainer import TrainConfig, evaluate, resolve_device, save_checkpoint, train
+    from ..train.checkpoint import save_checkpoint
+    from ..train.trainer import TrainConfig, evaluate, resolve_device, train
 
     baseline = args.genome if is_baseline(args.genome) else None
     genome = baseline_genome(baseline) if baseline else resolve_genome(args.genome)
@@ -173,7 +174,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..data import load_dataset, make_loader
-    from ..train.trainer import evaluate, load_checkpoint, resolve_device
+    from ..train.checkpoint import load_checkpoint
+    from ..train.trainer import evaluate, resolve_device
 
     ckpt = load_checkpoint(args.checkpoint)
     meta = ckpt["data"]

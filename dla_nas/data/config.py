@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from ..checks import boolean, check_fields, integer, number, one_of, optional
 from ..errors import DataError
 
 DEFAULT_DATA_DIR = "~/.cache/dla-nas/data"
@@ -18,16 +18,15 @@ _NATIVE_RESOLUTION: Mapping[str, int] = MappingProxyType(
 )
 
 
-def _is_int(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 AUGMENTATIONS = ("hflip", "vflip", "shift")
 PAD_MODES = ("reflect", "zeros")
+AUGMENT_RULES = {"hflip": boolean, "vflip": boolean, "shift": number(0, 0.5, high_open=True),
+                 "pad_mode": one_of(PAD_MODES)}
+DATA_RULES = {"resolution": optional(integer(8)),
+              "train_fraction": number(0, 1, low_open=True),
+              "val_fraction": number(0, 1, low_open=True, high_open=True),
+              "test_fraction": number(0, 1, low_open=True, high_open=True),
+              "seed": integer(0), "download": boolean, "max_in_memory_bytes": integer(0)}
 
 
 @dataclass(frozen=True)
@@ -44,11 +43,7 @@ class Augment:
     pad_mode: str = "reflect"
 
     def __post_init__(self) -> None:
-        if not (_is_number(self.shift) and 0 <= self.shift < 0.5):
-            raise DataError(f"augment.shift: {self.shift} is not allowed (0 <= x < 0.5)")
-        if self.pad_mode not in PAD_MODES:
-            raise DataError(f"augment.pad_mode: {self.pad_mode!r} is not allowed "
-                            f"(one of {', '.join(PAD_MODES)})")
+        check_fields(self, AUGMENT_RULES, DataError, prefix="augment.")
 
     @classmethod
     def parse(cls, text: str, pad_mode: str = "reflect") -> Augment:
@@ -115,24 +110,11 @@ class DataConfig:
                 f"dataset: {self.name!r} is not known "
                 "(allowed: digits, cifar10, cifar100, folder:PATH)"
             )
-        if self.resolution is not None and not (_is_int(self.resolution) and self.resolution >= 8):
-            raise DataError(f"resolution: {self.resolution} is not allowed (>= 8)")
-        if not (_is_number(self.train_fraction) and 0 < self.train_fraction <= 1):
-            raise DataError(f"train_fraction: {self.train_fraction} is not allowed (0 < x <= 1)")
-        for field in ("val_fraction", "test_fraction"):
-            value = getattr(self, field)
-            if not (_is_number(value) and 0 < value < 1):
-                raise DataError(f"{field}: {value} is not allowed (0 < x < 1)")
+        check_fields(self, DATA_RULES, DataError)
         if self.val_fraction + self.test_fraction >= 1:
             raise DataError(
                 f"val_fraction + test_fraction: {self.val_fraction + self.test_fraction} "
                 "is not allowed (< 1, train needs the rest)"
-            )
-        if not (_is_int(self.seed) and self.seed >= 0):
-            raise DataError(f"seed: {self.seed} is not allowed (an integer >= 0)")
-        if not (_is_int(self.max_in_memory_bytes) and self.max_in_memory_bytes >= 0):
-            raise DataError(
-                f"max_in_memory_bytes: {self.max_in_memory_bytes} is not allowed (>= 0)"
             )
 
     @property

@@ -11,8 +11,9 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..checks import check, integer
 from ..errors import DataError
-from .config import Augment, _is_int
+from .config import Augment
 from .dataset import Dataset, FileSplit, Split, to_device
 from .images import _decode
 
@@ -23,8 +24,7 @@ class _BatchTransform:
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], augment: Augment, pad: int,
                  generator: torch.Generator, device: torch.device, channels_last: bool) -> None:
-        if not (_is_int(pad) and pad >= 0):
-            raise DataError(f"pad: {pad} is not allowed (an integer >= 0)")
+        check("pad", pad, integer(0), DataError)
         std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.scale = 1 / (255 * std_t)
         mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
@@ -72,8 +72,7 @@ class _BatchTransform:
 
 
 def _check_batch_size(batch_size: int) -> None:
-    if not (_is_int(batch_size) and batch_size >= 1):
-        raise DataError(f"batch_size: {batch_size} is not allowed (an integer >= 1)")
+    check("batch_size", batch_size, integer(1), DataError)
 
 
 class DeviceLoader:

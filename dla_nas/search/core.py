@@ -15,7 +15,7 @@ import optuna
 from ..arch.baselines import KNOWN, is_baseline
 from ..errors import DataError, GenomeError, OptionError, RunError
 from ..results import RunStore, TrialRecord
-from .evaluator import ProxyEvaluator, load_task_data, proxy_train_config
+from .evaluator import ProxyEvaluator, load_task_data
 from .space import CONSTRAINTS, SearchSpace
 
 SAMPLERS = ("nsga2", "tpe", "random")
@@ -110,7 +110,7 @@ class Run:
     @property
     def epochs(self) -> int:
         """The proxy's epochs on this data (``min_steps`` can raise them)."""
-        return proxy_train_config(self.space.proxy).epochs_for(self.data["train_size"])
+        return self.space.proxy.train_config().epochs_for(self.data["train_size"])
 
     def create(self) -> None:
         """Write run.yaml for a new run (a resume only checks it again)."""

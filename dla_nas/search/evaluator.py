@@ -13,30 +13,20 @@ from ..arch.baselines import baseline_genome, baseline_hash, build_baseline
 from ..arch.builder import build_model
 from ..arch.cost import measure_latency_ms, model_cost
 from ..arch.genome import Genome
-from ..data import Augment, DataConfig, DataError, Dataset, load_dataset
+from ..data import Augment, Dataset, load_dataset
+from ..errors import DataError
 from ..results import VAL_METRICS, TrialRecord
-from ..train.trainer import EpochReport, TrainConfig, resolve_device, train
-from .space import CONSTRAINTS, Proxy, SearchSpace
-
-
-def proxy_train_config(proxy: Proxy, **settings) -> TrainConfig:
-    """The trainer's config for a space's proxy; ``settings``: device, threads ..."""
-    return TrainConfig(epochs=proxy.epochs, min_steps=proxy.min_steps,
-                       batch_size=proxy.batch_size, lr=proxy.lr, seed=proxy.seed,
-                       zero_init_residual=proxy.zero_init_residual,
-                       balanced_loss=proxy.balanced_loss, **settings)
+from ..train.trainer import EpochReport, resolve_device, train
+from .space import CONSTRAINTS, SearchSpace
 
 
 def load_task_data(space: SearchSpace, data_dir: str | None = None, *,
                    train_fraction: float | None = None, augment: Augment | None = None) -> Dataset:
-    """The dataset of a space's task, checked against ``task.classes`` (``train_fraction``:
-    default the proxy's; ``augment``: default the task's, else the dataset's own)."""
+    """The dataset of a space's task, checked against ``task.classes`` (see
+    ``SearchSpace.data_config`` for ``train_fraction`` and ``augment``)."""
     task = space.task
-    if augment is None and task.augment:
-        augment = Augment.for_dataset(task.augment, task.dataset)
-    data = load_dataset(DataConfig(
-        task.dataset, resolution=task.resolution, data_dir=data_dir, augment=augment,
-        train_fraction=space.proxy.train_fraction if train_fraction is None else train_fraction))
+    data = load_dataset(space.data_config(data_dir, train_fraction=train_fraction,
+                                          augment=augment))
     if task.classes is not None and task.classes != data.num_classes:
         raise DataError(f"{space.path}: task.classes is {task.classes}, but "
                         f"{data.name} has {data.num_classes} classes")
@@ -55,8 +45,7 @@ class ProxyEvaluator:
         if threads is not None and self.device.type == "cpu":
             torch.set_num_threads(threads)
         self.data: Dataset = load_task_data(space, data_dir).to(self.device)
-        self.train_config = proxy_train_config(space.proxy, device=str(self.device),
-                                               threads=threads)
+        self.train_config = space.proxy.train_config(device=str(self.device), threads=threads)
         self.needs_latency = "latency_ms" in space.metrics or "max_latency_ms" in space.constraints
 
     @property

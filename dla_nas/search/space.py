@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..arch.genome import BLOCKS, STRIDES, Genome, GenomeError, read_yaml
-from ..data import Augment, DataError
-from ..errors import SpaceError
+from ..arch.genome import BLOCKS, STRIDES, Genome
+from ..checks import check, integer, number, odd, one_of, optional
+from ..data import Augment, DataConfig
+from ..errors import DataError, GenomeError, SpaceError, TrainError
+from ..files import read_yaml
+from ..train.trainer import TrainConfig
 from .specs import (
     STAGE_CHECKS,
     STAGE_DEFAULTS,
@@ -30,11 +33,7 @@ from .specs import (
     Suggester,
     _field_specs,
     _FixedSuggester,
-    _int_at_least,
     _mapping,
-    _odd,
-    _one_of,
-    _positive_number,
     _RandomSuggester,
     _spec,
 )
@@ -75,6 +74,13 @@ class Proxy:
     # weight each class's loss by 1 / its frequency (imbalanced data)
     balanced_loss: bool = False
 
+    def train_config(self, **settings: Any) -> TrainConfig:
+        """The trainer's config of this proxy; ``settings``: device, threads, ..."""
+        return TrainConfig(epochs=self.epochs, min_steps=self.min_steps,
+                           batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+                           zero_init_residual=self.zero_init_residual,
+                           balanced_loss=self.balanced_loss, **settings)
+
 
 @dataclass(frozen=True)
 class SearchSpace:
@@ -112,8 +118,7 @@ class SearchSpace:
         raw = _mapping(raw, "space", {"name", "description", "task", "proxy", "objectives",
                                        "constraints", "genome"}, required={"task", "genome"})
         task = _dataclass(Task, raw["task"], "task")
-        if task.resolution is not None and _int_at_least(8)(task.resolution):
-            raise SpaceError(f"task.resolution: {task.resolution!r} is not allowed (an integer >= 8)")
+        check("task.resolution", task.resolution, optional(integer(8)), SpaceError)
         if not isinstance(task.dataset, str):
             raise SpaceError(f"task.dataset: {task.dataset!r} is not allowed (digits, cifar10, "
                              "cifar100 or folder:PATH)")
@@ -123,25 +128,16 @@ class SearchSpace:
             except DataError as exc:
                 raise SpaceError(f"task.{exc}") from None
         proxy = _dataclass(Proxy, raw.get("proxy", {}), "proxy")
-        for name, ok, allowed in [
-            ("epochs", type(proxy.epochs) is int and proxy.epochs >= 1, "an integer >= 1"),
-            ("min_steps", type(proxy.min_steps) is int and proxy.min_steps >= 0,
-             "an integer >= 0"),
-            ("balanced_loss", type(proxy.balanced_loss) is bool, "true or false"),
-            ("batch_size", type(proxy.batch_size) is int and proxy.batch_size >= 1, "an integer >= 1"),
-            ("train_fraction", _positive_number(proxy.train_fraction) is None
-             and proxy.train_fraction <= 1, "0 < x <= 1"),
-            ("lr", _positive_number(proxy.lr) is None, "a number > 0"),
-            ("seed", type(proxy.seed) is int and proxy.seed >= 0, "an integer >= 0"),
-            ("zero_init_residual", type(proxy.zero_init_residual) is bool, "true or false"),
-        ]:
-            if not ok:
-                raise SpaceError(f"proxy.{name}: {getattr(proxy, name)!r} is not allowed ({allowed})")
+        check("proxy.train_fraction", proxy.train_fraction, number(0, 1, low_open=True),
+              SpaceError)
+        try:
+            proxy.train_config()  # the trainer's own rules check the rest
+        except TrainError as exc:
+            raise SpaceError(f"proxy.{exc}") from None
         objectives = _objectives(raw.get("objectives", {"val_acc": "maximize", "macs": "minimize"}))
         constraints = dict(_mapping(raw.get("constraints", {}), "constraints", set(CONSTRAINTS)))
         for key, value in constraints.items():
-            if _positive_number(value):
-                raise SpaceError(f"constraints.{key}: {value!r} is not allowed (a number > 0)")
+            check(f"constraints.{key}", value, number(0, low_open=True), SpaceError)
         g = _mapping(raw["genome"], "genome",
                      {"block", "cardinality", "width_multiplier", "channel_divisor", "stem",
                       "num_stages", "stages"}, required={"stem", "stages"})
@@ -153,8 +149,7 @@ class SearchSpace:
             _field_specs(lv, f"genome.stem.levels[{i}]", STEM_LEVEL_CHECKS, {"convs": 1, "stride": 1})
             for i, lv in enumerate(stem["levels"]))
         divisor = g.get("channel_divisor", 8)
-        if _int_at_least(1)(divisor):
-            raise SpaceError(f"genome.channel_divisor: {divisor!r} is not allowed (an integer >= 1)")
+        check("genome.channel_divisor", divisor, integer(1), SpaceError)
         stages_raw = g["stages"]
         if isinstance(stages_raw, Mapping):
             stages_list = None
@@ -166,7 +161,7 @@ class SearchSpace:
         default_n = len(stages_list) if stages_list is not None else None
         if "num_stages" not in g and default_n is None:
             raise SpaceError("genome.num_stages: required when genome.stages is one mapping")
-        num_stages = _spec(g.get("num_stages", default_n), "genome.num_stages", _int_at_least(1))
+        num_stages = _spec(g.get("num_stages", default_n), "genome.num_stages", integer(1))
         max_stages = max(num_stages.values()) if not isinstance(num_stages, IntRange) else num_stages.high
         if stages_list is not None and len(stages_list) < max_stages:
             raise SpaceError(f"genome.stages: {len(stages_list)} stage specs for up to "
@@ -184,13 +179,13 @@ class SearchSpace:
             proxy=proxy,
             objectives=objectives,
             constraints=constraints,
-            block=_spec(g.get("block", "basic"), "genome.block", _one_of(BLOCKS)),
-            cardinality=_spec(g.get("cardinality", 32), "genome.cardinality", _int_at_least(1)),
+            block=_spec(g.get("block", "basic"), "genome.block", one_of(BLOCKS)),
+            cardinality=_spec(g.get("cardinality", 32), "genome.cardinality", integer(1)),
             width_multiplier=_spec(g.get("width_multiplier", 1.0), "genome.width_multiplier",
-                                   _positive_number),
+                                   number(0, low_open=True)),
             channel_divisor=divisor,
-            stem_kernel=_spec(stem.get("kernel", 3), "genome.stem.kernel", _odd),
-            stem_stride=_spec(stem.get("stride", 1), "genome.stem.stride", _one_of(STRIDES)),
+            stem_kernel=_spec(stem.get("kernel", 3), "genome.stem.kernel", odd),
+            stem_stride=_spec(stem.get("stride", 1), "genome.stem.stride", one_of(STRIDES)),
             stem_levels=stem_levels,
             num_stages=num_stages,
             stages=stages,
@@ -205,6 +200,16 @@ class SearchSpace:
         rng = random.Random(0)
         for _ in range(20):
             self.sample(_RandomSuggester(rng), self.task.resolution or 32)
+
+    def data_config(self, data_dir: str | None = None, *, train_fraction: float | None = None,
+                    augment: Augment | None = None) -> DataConfig:
+        """The data's config of this space's task (``train_fraction``: default the proxy's;
+        ``augment``: default the task's, else the dataset's own)."""
+        if augment is None and self.task.augment:
+            augment = Augment.for_dataset(self.task.augment, self.task.dataset)
+        fraction = self.proxy.train_fraction if train_fraction is None else train_fraction
+        return DataConfig(self.task.dataset, resolution=self.task.resolution, data_dir=data_dir,
+                          augment=augment, train_fraction=fraction)
 
     def with_task(self, dataset: str | None = None, resolution: int | None = None) -> SearchSpace:
         """This space searched on another dataset or resolution (``search --dataset``): the

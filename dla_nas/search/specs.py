@@ -3,11 +3,11 @@ values, and the suggesters that draw from them."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
 from ..arch.genome import ROOT_KERNELS, STRIDES
+from ..checks import Rule, boolean, check, integer, one_of
 from ..errors import SpaceError
 
 
@@ -56,9 +56,8 @@ class IntRange:
 Spec = Fixed | Choice | IntRange
 
 
-def _spec(raw: Any, where: str, check) -> Spec:
-    """Parse a value spec and check every value it can take with ``check(value) -> str | None``
-    (None: allowed; otherwise the allowed values, for the message)."""
+def _spec(raw: Any, where: str, rule: Rule) -> Spec:
+    """Parse a value spec and check every value it can take with ``rule``."""
     if isinstance(raw, Mapping):
         extra = set(raw) - {"low", "high", "step"}
         if extra or not {"low", "high"} <= set(raw):
@@ -78,40 +77,15 @@ def _spec(raw: Any, where: str, check) -> Spec:
     else:
         spec = Fixed(raw)
     for value in (spec.values() if not isinstance(spec, IntRange) else [spec.low, spec.high]):
-        allowed = check(value)
-        if allowed:
-            raise SpaceError(f"{where}: {value!r} is not allowed ({allowed})")
+        check(where, value, rule, SpaceError)
     return spec
 
 
-def _int_at_least(minimum: int):
-    return lambda v: None if type(v) is int and v >= minimum else f"an integer >= {minimum}"
-
-
-def _one_of(options):
-    return lambda v: None if v in options and type(v) is not bool else \
-        "one of " + ", ".join(map(str, options))
-
-
-def _boolean(v) -> str | None:
-    return None if type(v) is bool else "true or false"
-
-
-def _odd(v) -> str | None:
-    return None if type(v) is int and v >= 1 and v % 2 else "an odd integer >= 1"
-
-
-def _positive_number(v) -> str | None:
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-    return None if ok else "a number > 0"
-
-
-STEM_LEVEL_CHECKS = {"channels": _int_at_least(1), "convs": _int_at_least(1),
-                     "stride": _one_of(STRIDES)}
-STAGE_CHECKS = {"channels": _int_at_least(1), "depth": _int_at_least(1),
-                "fan_in": _int_at_least(2), "stride": _one_of(STRIDES),
-                "level_root": _boolean, "root_kernel": _one_of(ROOT_KERNELS),
-                "root_residual": _boolean, "ida_from": _boolean}
+STEM_LEVEL_CHECKS = {"channels": integer(1), "convs": integer(1), "stride": one_of(STRIDES)}
+STAGE_CHECKS = {"channels": integer(1), "depth": integer(1), "fan_in": integer(2),
+                "stride": one_of(STRIDES), "level_root": boolean,
+                "root_kernel": one_of(ROOT_KERNELS), "root_residual": boolean,
+                "ida_from": boolean}
 STAGE_DEFAULTS = {"depth": 1, "fan_in": 2, "stride": 2, "level_root": True, "root_kernel": 1,
                   "root_residual": False, "ida_from": False}
 
@@ -130,8 +104,8 @@ def _mapping(raw: Any, where: str, allowed: set[str], required: set[str] = froze
 
 def _field_specs(raw: Any, where: str, checks: dict, defaults: dict) -> dict[str, Spec]:
     raw = _mapping(raw, where, set(checks), required={k for k in checks if k not in defaults})
-    return {k: _spec(raw.get(k, defaults.get(k)), f"{where}.{k}", check)
-            for k, check in checks.items()}
+    return {k: _spec(raw.get(k, defaults.get(k)), f"{where}.{k}", rule)
+            for k, rule in checks.items()}
 
 
 class _RandomSuggester:

@@ -1,0 +1,105 @@
+"""Checkpoints of ``dla-nas train``: weights plus what rebuilds and evaluates the model, saved
+as tensors and plain data, and read back with ``torch.load(weights_only=True)`` and checked
+field by field."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import re
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Dataset
+from ..errors import CheckpointError
+from .trainer import TrainConfig
+
+
+def save_checkpoint(path, model: nn.Module, cfg: TrainConfig, data: Dataset, extra: dict) -> None:
+    """Save weights plus everything needed to rebuild and evaluate the model: the genome (or,
+    for a hand-designed baseline, ``extra["baseline"]``, its name), the training config and
+    the data description. Only tensors and plain types, so that
+    ``torch.load(weights_only=True)`` reads it."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    genome = getattr(model, "genome", None)
+    torch.save({
+        "format": "dla-nas-checkpoint/1",
+        "state_dict": state,
+        "genome": genome.to_dict() if genome is not None else None,
+        "num_classes": data.num_classes,
+        "train_config": asdict(cfg),
+        "data": {"name": data.name, "resolution": data.resolution, "in_chans": data.in_chans,
+                 "num_classes": data.num_classes, "mean": list(data.mean),
+                 "std": list(data.std), "class_names": list(data.class_names)},
+        **extra,
+    }, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read and check a checkpoint written by ``save_checkpoint`` without unpickling arbitrary
+    objects (``weights_only=True``). Raise ``CheckpointError`` naming the file, and the field
+    when one is missing or not allowed."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: a folder, not a checkpoint file") from None
+    except Exception as exc:  # torch raises UnpicklingError, OSError, EOFError, RuntimeError ...
+        raise CheckpointError(f"{path}: {_unreadable(exc)}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "dla-nas-checkpoint/1":
+        raise CheckpointError(f"{path}: not a dla-nas checkpoint (no 'format: dla-nas-checkpoint/1')")
+    _check_checkpoint(path, ckpt)
+    return ckpt
+
+
+def _unreadable(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, as a sentence for the user."""
+    if not isinstance(exc, pickle.UnpicklingError):
+        return "truncated, or not a checkpoint file: torch.load cannot read it."
+    found = re.search(r"GLOBAL (\S+)", str(exc))
+    if found:
+        return (f"not a loadable dla-nas checkpoint: it holds Python code or objects "
+                f"({found.group(1)}), which torch.load(weights_only=True) refuses to load; a "
+                "checkpoint holds only tensors and plain data.")
+    return ("not a loadable dla-nas checkpoint: torch.load(weights_only=True) refuses its "
+            "contents, which are damaged or more than tensors and plain data.")
+
+
+# what ``cmd_eval`` reads from a checkpoint, with the type it must have
+_CHECKPOINT_FIELDS = (("state_dict", dict), ("num_classes", int), ("data", dict),
+                      ("data.resolution", int), ("data.in_chans", int),
+                      ("data.num_classes", int), ("data.mean", list), ("data.std", list))
+
+
+def _check_checkpoint(path: str | Path, ckpt: dict) -> None:
+    """Raise ``CheckpointError`` for the first field of a dla-nas checkpoint that is missing or
+    not allowed: the fields of ``_CHECKPOINT_FIELDS``, a genome or baseline name, and a
+    normalisation of finite numbers per channel with every std > 0."""
+    for key, kind in _CHECKPOINT_FIELDS:
+        value: Any = ckpt
+        for part in key.split("."):
+            if part not in value:
+                raise CheckpointError(f"{path}: {key}: missing (the file is damaged or was not "
+                                      "written by dla-nas train)")
+            value = value[part]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(f"{path}: {key}: {value!r:.60} is not allowed (a "
+                                  f"{kind.__name__})")
+    if not isinstance(ckpt.get("genome"), dict) and not isinstance(ckpt.get("baseline"), str):
+        raise CheckpointError(f"{path}: genome: missing (a genome mapping, or a baseline name "
+                              "under baseline)")
+    data = ckpt["data"]
+    for key in ("mean", "std"):
+        values = data[key]
+        ok = len(values) == data["in_chans"] and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in values)
+        if not ok or (key == "std" and any(v <= 0 for v in values)):
+            allowed = "a finite number > 0" if key == "std" else "a finite number"
+            raise CheckpointError(f"{path}: data.{key}: {values!r:.60} is not allowed "
+                                  f"({allowed} per input channel, {data['in_chans']} in all)")
