@@ -9,7 +9,8 @@ from optuna._hypervolume import compute_hypervolume
 
 from dla_nas.analysis.pareto import front, hypervolume, hypervolume_history, knee, reference_point
 from dla_nas.analysis.plots import plot_pareto
-from dla_nas.results import RunError, RunStore, TrialRecord
+from dla_nas.errors import OptionError, RunError
+from dla_nas.results import RunStore, TrialRecord
 
 ACC_MACS = [("val_acc", "maximize"), ("macs", "minimize")]
 GENOME = {"stem": {"kernel": 3, "levels": [{"channels": 8}]},
@@ -163,9 +164,9 @@ def test_plots_are_written_with_a_tooltip_per_eligible_trial(tmp_path):
 
 def test_bad_axis_flags_are_refused(tmp_path):
     run = make_run(tmp_path / "run", sample_records())
-    with pytest.raises(RunError, match=r"--x: 'flops' is not allowed \(one of macs, params, "):
+    with pytest.raises(OptionError, match=r"--x: 'flops' is not allowed \(one of macs, params, "):
         plot_pareto([run], x="flops", out=tmp_path / "p")
-    with pytest.raises(RunError, match="--y: 'macs' is not allowed"):
+    with pytest.raises(OptionError, match="--y: 'macs' is not allowed"):
         plot_pareto([run], y="macs", out=tmp_path / "p")
     with pytest.raises(RunError, match="has no latency_ms values"):
         plot_pareto([run], x="latency_ms", out=tmp_path / "p")
