@@ -41,10 +41,12 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def create_module(self, spec) -> ModuleType:
-        return importlib.import_module(f"{__name__}.{MOVED[spec.name.rpartition('.')[2]]}")
+        module = importlib.import_module(f"{__name__}.{MOVED[spec.name.rpartition('.')[2]]}")
+        spec.loader_state = module.__spec__  # the import system sets the alias spec on it
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
-        pass  # already executed at its new path
+        module.__spec__ = module.__spec__.loader_state  # already executed: keep its own spec
 
 
 if not any(isinstance(f, _MovedModules) for f in sys.meta_path):

@@ -1,6 +1,7 @@
 """The results store of a run: ``results/<run>/``.
 
-- ``run.yaml``: the resolved space, the command's arguments, versions and the seed;
+- ``run.yaml``: the resolved space, the command's arguments, the data's shape, the resolved
+  sampler, versions and the seed;
 - ``study.journal``: the Optuna storage (a journal file, safe for several processes);
 - ``trials.jsonl``: one JSON line per finished trial (format in the README), appended under a
   file lock and flushed to disk at once, so a crash loses no finished trial.
@@ -73,13 +74,10 @@ class TrialRecord:
     input_shape: list[int] = field(default_factory=list)  # [channels, height, width]
     num_classes: int | None = None
 
-    @classmethod
-    def failed(cls, trial: int, reason: str, **fields: Any) -> "TrialRecord":
-        """A finished record of a trial or baseline that could not be evaluated."""
-        now = time.time()
-        fields.setdefault("started_at", now)
-        fields.setdefault("hash", "")
-        return cls(trial=trial, status="failed", reason=reason, finished_at=now, **fields)
+    def fail(self, reason: str) -> "TrialRecord":
+        """Mark this record failed for ``reason``, keeping what was measured; returns it."""
+        self.status, self.reason = "failed", reason
+        return self.finish()
 
     def finish(self) -> "TrialRecord":
         """Stamp the end time and the wall time; returns the record."""
@@ -88,7 +86,7 @@ class TrialRecord:
         return self
 
     def set_val_metrics(self, val) -> None:
-        """Copy a validation ``Metrics`` (dla_nas.metrics) into the ``val_*`` fields."""
+        """Copy a validation ``Metrics`` (dla_nas.train.metrics) into the ``val_*`` fields."""
         self.val_balanced_acc, self.val_macro_f1 = val.balanced_acc, val.macro_f1
         self.val_per_class_recall, self.val_confusion = val.per_class_recall, val.confusion
 

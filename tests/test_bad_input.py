@@ -15,6 +15,7 @@ import yaml
 
 import dla_nas.arch.builder
 import dla_nas.data
+import dla_nas.search.core
 import dla_nas.search.evaluator
 from dla_nas.arch import zoo
 from dla_nas.arch.builder import build_model
@@ -57,6 +58,7 @@ def no_loading(monkeypatch):
 
     monkeypatch.setattr(dla_nas.data, "load_dataset", forbidden)
     monkeypatch.setattr(dla_nas.search.evaluator, "load_task_data", forbidden)
+    monkeypatch.setattr(dla_nas.search.core, "load_task_data", forbidden)  # search's own name
     monkeypatch.setattr(dla_nas.arch.builder, "DLA", forbidden)
 
 

@@ -199,6 +199,10 @@ class _Exploding:
     def evaluate(self, genome, trial, **kw):
         raise RuntimeError("CUDA out of memory (simulated)")
 
+    def new_record(self, trial, **fields):
+        return TrialRecord(trial=trial, status="ok", worker=self.worker, device=self.device,
+                           input_shape=[1, 8, 8], num_classes=10, **fields)
+
 
 def _study_and_store(tmp_path):
     store = RunStore(tmp_path / "run")
@@ -214,6 +218,7 @@ def test_a_failing_genome_is_recorded_and_the_search_goes_on(tmp_path):
     run_trial(study, trial, space, _Exploding(), store)
     (record,) = store.records()
     assert record.status == "failed" and "out of memory" in record.reason
+    assert record.input_shape == [1, 8, 8] and record.num_classes == 10  # the data shape too
     assert study.trials[0].state == optuna.trial.TrialState.FAIL
     recover(study, store, space.objectives)  # recorded failures are not retried
     assert len(study.trials) == 1

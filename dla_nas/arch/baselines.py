@@ -111,10 +111,6 @@ def _resnet_blocks(name: str) -> int | None:
     return (depth - 2) // 6 if depth >= 8 and (depth - 2) % 6 == 0 else None
 
 
-def baseline_names() -> list[str]:
-    return [*LINE, *zoo.names()]
-
-
 def baseline_genome(name: str) -> Genome | None:
     """The genome of a zoo or narrowed-zoo baseline; None for a plain CNN or a ResNet."""
     if name in zoo.names():

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..checks import boolean, check, integer, one_of
+from ..checks import boolean, check, integer, odd, one_of
 from ..errors import GenomeError
 from ..files import read_yaml
 
@@ -153,9 +153,8 @@ class Genome:
     # ---- checks --------------------------------------------------------------------------
     def validate(self) -> "Genome":
         """Raise ``GenomeError`` naming the first offending field and what is allowed."""
+        _field("stem.kernel", self.stem.kernel, odd)
         _field("stem.kernel", self.stem.kernel, integer(1, MAX_STEM_KERNEL))
-        if self.stem.kernel % 2 == 0:
-            raise GenomeError(f"stem.kernel: {self.stem.kernel} is not allowed (odd, >= 1)")
         _field("stem.stride", self.stem.stride, one_of(STRIDES))
         if not self.stem.levels:
             raise GenomeError("stem.levels: must hold at least one level")
@@ -181,8 +180,7 @@ class Genome:
                     allowed = f"0..{i - 2}" if i >= 2 else "none: no stage before the input stage"
                     raise GenomeError(
                         f"{where}.ida_from: {j!r} is not allowed (earlier stages {allowed}; "
-                        "the stage input joins through level_root)"
-                    , boolean, GenomeError)
+                        "the stage input joins through level_root)")
             self._check_block_width(where, st.channels)
         self._check_size()
         return self

@@ -30,8 +30,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     try:
         finished, worker_errors = _run_backend(args, opts, console)
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted[/]: finished trials are saved in {opts.out}; run "
-                      "the same command to continue")
+        done = sum(r.kind == "search" for r in RunStore(opts.out).records())
+        console.print(f"[yellow]interrupted[/]: {done} finished trials are saved in "
+                      f"{opts.out}; run the same command to continue")
         return 130
     store = RunStore(opts.out)
     print_summary(console, store, run_objectives(store.info()))
@@ -39,8 +40,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         console.print(f"[red]{len(worker_errors)} worker(s) exited with an error[/] (see above)")
         return 2 if 2 in worker_errors else 1
     if finished < opts.trials:
-        console.print(f"stopped after {finished} of {opts.trials} trials; run the same command "
-                      "to continue")
+        console.print(f"stopped after {finished} of {opts.trials} trials (--timeout); run the "
+                      "same command to continue")
     return 0
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlparse
 
 import optuna
@@ -204,14 +204,12 @@ def missing_baselines(store: RunStore, names: list[str]) -> list[tuple[int, str]
     return [(-(i + 1), name) for i, name in enumerate(names) if name not in done]
 
 
-def evaluate_baselines(evaluator: ProxyEvaluator, todo: list[tuple[int, str]]) -> list[TrialRecord]:
-    """Train each baseline with the proxy; one that cannot be built gets a failed record."""
-    out = []
+def evaluate_baselines(evaluator: ProxyEvaluator,
+                       todo: list[tuple[int, str]]) -> Iterator[TrialRecord]:
+    """Train each baseline with the proxy, yielding its record as soon as it is done (so the
+    caller stores it before the next starts); one that cannot be built is a failed record."""
     for number, name in todo:
         try:
-            out.append(evaluator.evaluate_baseline(name, trial=number))
+            yield evaluator.evaluate_baseline(name, trial=number)
         except GenomeError as exc:  # e.g. a zoo net whose strides do not fit the input
-            out.append(TrialRecord.failed(number, str(exc), kind="baseline", name=name,
-                                          worker=evaluator.worker,
-                                          device=str(evaluator.device)))
-    return out
+            yield evaluator.new_record(number, hash="", kind="baseline", name=name).fail(str(exc))

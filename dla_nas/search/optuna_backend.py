@@ -148,9 +148,8 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
         study.tell(trial, state=TrialState.FAIL)  # no record: retried on resume
         raise
     except Exception as exc:
-        record = TrialRecord.failed(trial.number, f"{type(exc).__name__}: {exc}",
-                                    hash=trial.user_attrs.get("hash", ""),
-                                    worker=evaluator.worker, device=str(evaluator.device))
+        record = evaluator.new_record(trial.number, hash=trial.user_attrs.get("hash", ""))
+        record.fail(f"{type(exc).__name__}: {exc}")
     record.sampler = sampler
     for key, value in constraint_values(record, space).items():
         trial.set_constraint(key, value)
@@ -187,7 +186,7 @@ def worker_main(opts_dict: dict, index: int, device: str, threads: int | None, p
         print(f"dla-nas search: error: {exc}", file=sys.stderr)
         sys.exit(2)
     try:
-        if index == 0:
+        if index == 0:  # each baseline is stored as soon as it is trained
             for record in evaluate_baselines(evaluator, missing_baselines(store, opts.baselines)):
                 store.append(record)
         while deadline is None or time.time() < deadline:

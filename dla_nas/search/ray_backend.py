@@ -242,8 +242,9 @@ def _run_stages(driver: Driver, settings: TrialSettings, resolution: int, gpus: 
         else:
             index = int(stages[-1].name[len(STAGE):]) + 1 if stages else 0
             if stages and stages[-1] not in restored:
-                print(f"{stages[-1]}: Tune's state is incomplete (the driver died while writing "
-                      f"it); its unfinished trials start again in {STAGE}{index}", flush=True)
+                print(f"{stages[-1]}: Tune's state cannot be restored (the driver died while "
+                      "writing it, or another dla-nas version wrote it); its unfinished trials "
+                      f"start again in {STAGE}{index}", flush=True)
             searcher = make_searcher(driver.run, space, resolution, opts.sampler_name(space),
                                      opts.seed + index, driver.numbers())
             if scheduler == "asha":

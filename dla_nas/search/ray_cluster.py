@@ -129,9 +129,10 @@ def check_resources(gpus: float, cpus: float) -> None:
 
 @contextlib.contextmanager
 def tune_environment() -> Iterator[None]:
-    """``TUNE_ENVIRONMENT`` (where the caller has not set a value) and quiet Ray loggers, for
-    the length of the block; the previous values are put back afterwards."""
-    saved = {k: os.environ.get(k) for k in TUNE_ENVIRONMENT}
+    """``TUNE_ENVIRONMENT`` (where the caller has not set a value) and quiet Ray loggers for
+    the length of the block. Afterwards the environment is as it was, including what Ray
+    itself set meanwhile (``ray.init`` sets PYTHONBREAKPOINT, for one)."""
+    saved = dict(os.environ)
     loggers = [logging.getLogger(n) for n in ("ray.tune", "ray.train", "ray.air")]
     levels = [q.level for q in loggers]
     for key, value in TUNE_ENVIRONMENT.items():
@@ -141,10 +142,10 @@ def tune_environment() -> Iterator[None]:
     try:
         yield
     finally:
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
         for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
+            if os.environ.get(key) != value:
                 os.environ[key] = value
         for q, level in zip(loggers, levels):
             q.setLevel(level)

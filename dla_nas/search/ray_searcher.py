@@ -143,9 +143,10 @@ class Recorder:
         if isinstance(data, dict):
             record = TrialRecord.from_dict(data)
         else:  # no result at all (Tune gave up on it): keep the numbers dense, say why
-            record = TrialRecord.failed(int(dla.get("number", -1)), reason,
-                                        hash=dla.get("hash", ""), genome=dla.get("genome"),
-                                        repairs=list(dla.get("repairs", [])), device=self.device)
+            record = TrialRecord(trial=int(dla.get("number", -1)), status="failed",
+                                 hash=dla.get("hash", ""), genome=dla.get("genome"),
+                                 repairs=list(dla.get("repairs", [])), device=self.device,
+                                 started_at=time.time()).fail(reason)
         if record.trial < 0 or record.trial in self.numbers():
             return  # reported again after a restore: already on disk
         if "epoch" in result and record.status == "ok" and record.epochs_run < self.max_epochs:

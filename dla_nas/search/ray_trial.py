@@ -8,6 +8,7 @@ import functools
 import os
 import socket
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -100,25 +101,25 @@ def _run_trial(dla: dict, settings: TrialSettings) -> None:
         return
     worker = f"{socket.gethostname()}:{tune.get_context().get_trial_id()}"
     fields = dict(hash=dla.get("hash", ""), genome=dla.get("genome"),
-                  repairs=list(dla.get("repairs", [])), worker=worker, device=settings.device,
-                  backend="ray", sampler=settings.sampler)
+                  repairs=list(dla.get("repairs", [])), backend="ray", sampler=settings.sampler)
+    record = TrialRecord(trial=number, status="failed", worker=worker, device=settings.device,
+                         started_at=time.time(), **fields)
     try:
         if "error" in dla:
             raise SpaceError(dla["error"])
         evaluator = _evaluator(settings)
         evaluator.worker = worker
+        record = evaluator.new_record(number, **fields)  # filled in as it is measured
         genome = Genome.from_dict(dla["genome"])
-        reuse = find_reuse(records, fields["hash"])
+        reuse = find_reuse(records, record.hash)
         if reuse is not None:
-            record = evaluator.evaluate(genome, number, repairs=fields["repairs"], reuse=reuse)
-        else:
-            record = _train(evaluator, genome, number, fields, settings.out)
-            if record is None:  # the last epoch's report already carries the final record
-                return
+            record = evaluator.evaluate(genome, number, repairs=record.repairs, reuse=reuse)
+        elif _train(evaluator, genome, record, settings.out):
+            return  # the last epoch's report already carried the final record
     except ReportError:
         raise
     except Exception as exc:  # one bad genome (OOM, a corner-case bug) must not stop the search
-        record = TrialRecord.failed(number, f"{type(exc).__name__}: {exc}", **fields)
+        record.fail(f"{type(exc).__name__}: {exc}")
     record.backend, record.sampler = "ray", settings.sampler
     tune.report(_metrics(record))
 
@@ -143,15 +144,11 @@ def _latest_state(out: str) -> dict | None:
     return max(states, key=lambda st: st["train"]["epoch"], default=None)
 
 
-def _train(evaluator: ProxyEvaluator, genome: Genome, number: int, fields: dict,
-           out: str) -> TrialRecord | None:
-    """Cost, constraints, then proxy training with a report and checkpoint per epoch. Returns
-    the record to report at the end, or None when the last epoch report was final."""
+def _train(evaluator: ProxyEvaluator, genome: Genome, record: TrialRecord, out: str) -> bool:
+    """Cost, constraints, then proxy training with a report and checkpoint per epoch, filling
+    ``record``. True when the last epoch's report was final (nothing more to report)."""
     import torch
 
-    record = evaluator.new_record(number, **{k: fields[k] for k in ("hash", "repairs")},
-                                  genome=genome.to_dict(), backend="ray",
-                                  sampler=fields["sampler"])
     model = evaluator.build(genome)  # seeded: the same initial weights on any worker
     resume = None
     saved = _latest_state(out)
@@ -179,10 +176,8 @@ def _train(evaluator: ProxyEvaluator, genome: Genome, number: int, fields: dict,
                 raise ReportError(str(exc)) from exc
         reported.append(report.epoch)
 
-    record = evaluator.measure(model, record, on_epoch, resume=resume)
-    if record.status == "ok" and reported:  # the last epoch's report was final
-        return None
-    return record
+    evaluator.measure(model, record, on_epoch, resume=resume)
+    return record.status == "ok" and bool(reported)
 
 
 def baselines_task(settings: TrialSettings, todo: list[tuple[int, str]]) -> list[dict]:
@@ -190,7 +185,7 @@ def baselines_task(settings: TrialSettings, todo: list[tuple[int, str]]) -> list
     with in_folder(settings.cwd):
         evaluator = _evaluator(settings)
         evaluator.worker = f"{socket.gethostname()}:baselines"
-        records = evaluate_baselines(evaluator, todo)
+        records = list(evaluate_baselines(evaluator, todo))
     for record in records:
         record.backend = "ray"
     return [r.to_dict() for r in records]

@@ -41,8 +41,6 @@ from .specs import (
 METRICS = {"val_acc": "maximize", "val_balanced_acc": "maximize", "macs": "minimize",
            "params": "minimize", "latency_ms": "minimize"}
 CONSTRAINTS = {"max_macs": "macs", "max_params": "params", "max_latency_ms": "latency_ms"}
-STAGE_FIELDS = ("channels", "depth", "fan_in", "stride", "level_root", "root_kernel",
-                "root_residual", "ida_from")
 ENUMERATION_LIMIT = 200_000
 
 
