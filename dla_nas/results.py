@@ -167,6 +167,10 @@ class RunStore:
     def records(self) -> list[TrialRecord]:
         return load_run(self.path, must_exist=False)
 
+    def search_records(self) -> dict[int, TrialRecord]:
+        """The finished search trials by number (baselines left out)."""
+        return {r.trial: r for r in self.records() if r.kind == "search"}
+
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:

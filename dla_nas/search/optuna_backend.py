@@ -72,7 +72,7 @@ def recover(study: optuna.Study, store: RunStore,
     """Finish or retry trials that a dead or interrupted process left behind (call under
     the run lock)."""
     host = socket.gethostname()
-    recorded = _recorded(store)
+    recorded = store.search_records()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get("host") == host and not _alive(t.user_attrs.get("pid", -1)):
             if t.number in recorded:  # died between writing the record and telling the study
@@ -86,14 +86,10 @@ def recover(study: optuna.Study, store: RunStore,
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
 
 
-def _recorded(store: RunStore) -> dict[int, TrialRecord]:
-    return {r.trial: r for r in store.records() if r.kind == "search"}
-
-
 def counts(study: optuna.Study, store: RunStore) -> tuple[int, int]:
     """(finished trials, that is trials with a record; running trials)."""
     running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-    return len(_recorded(store)), running
+    return len(store.search_records()), running
 
 
 def _tell(study: optuna.Study, number: int, record: TrialRecord,

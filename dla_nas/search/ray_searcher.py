@@ -134,7 +134,7 @@ class Recorder:
         self.store, self.max_epochs, self.trials, self.device = store, max_epochs, trials, device
 
     def numbers(self) -> set[int]:
-        return {r.trial for r in self.store.records() if r.kind == "search"}
+        return set(self.store.search_records())
 
     def record(self, result: dict, config: dict,
                reason: str = "the trial ended without a result") -> None:

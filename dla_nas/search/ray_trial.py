@@ -94,8 +94,9 @@ def trial_function(settings: TrialSettings) -> Callable[[dict], None]:
 
 def _run_trial(dla: dict, settings: TrialSettings) -> None:
     number = int(dla["number"])
-    records = RunStore(settings.out).records()
-    done = next((r for r in records if r.kind == "search" and r.trial == number), None)
+    store = RunStore(settings.out)
+    records = store.records()
+    done = store.search_records().get(number)
     if done is not None:  # finished after Tune's last snapshot: report it again, train nothing
         tune.report(_metrics(done))
         return
