@@ -30,7 +30,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     try:
         finished, worker_errors = _run_backend(args, opts, console)
     except KeyboardInterrupt:
-        done = sum(r.kind == "search" for r in RunStore(opts.out).records())
+        done = len(RunStore(opts.out).search_records())
         console.print(f"[yellow]interrupted[/]: {done} finished trials are saved in "
                       f"{opts.out}; run the same command to continue")
         return 130
