@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from dla_nas.search.space import SearchSpace, SpaceError
-from dla_nas.search.specs import _FixedSuggester, _RandomSuggester
+from dla_nas.search.specs import FixedSuggester, RandomSuggester
 
 SPACES = sorted(Path(__file__).resolve().parent.parent.joinpath("search_spaces").glob("*.yaml"))
 
@@ -39,7 +39,7 @@ def test_shipped_spaces_load_and_sample_valid_genomes(path):
     space = SearchSpace.from_yaml(path)
     rng = random.Random(1)
     for _ in range(30):
-        genome, _ = space.sample(_RandomSuggester(rng), space.task.resolution or 32)
+        genome, _ = space.sample(RandomSuggester(rng), space.task.resolution or 32)
         genome.validate()
         genome.feature_sizes(space.task.resolution or 32)
     count, _exact = space.count()
@@ -60,7 +60,7 @@ def test_the_proxy_init_reaches_the_trainer_and_the_model():
         space = SearchSpace.from_dict(minimal(proxy={"zero_init_residual": zero}))
         evaluator = ProxyEvaluator(space, "cpu")
         assert evaluator.train_config.zero_init_residual is zero
-        genome = space.sample(_RandomSuggester(random.Random(0)), 8)[0]
+        genome = space.sample(RandomSuggester(random.Random(0)), 8)[0]
         last_bns = [m.bn2.weight for m in evaluator.build(genome).modules() if hasattr(m, "bn2")
                     and not hasattr(m, "bn3")]
         assert last_bns and all(bool((w == 0).all()) is zero for w in last_bns)
@@ -93,7 +93,7 @@ def test_ida_edges_only_from_stages_two_back():
     assert names <= {n for n, _ in space._named_specs()}
     assert "stages[1].ida_from.0" not in {n for n, _ in space._named_specs()}
     values = {n: s.values()[-1] for n, s in space._named_specs()}
-    genome, _ = space.sample(_FixedSuggester(values), 64)
+    genome, _ = space.sample(FixedSuggester(values), 64)
     assert genome.stages[3].ida_from == (0, 1) and genome.stages[1].ida_from == ()
 
 
@@ -102,8 +102,8 @@ def test_repairs_are_deterministic_and_reported():
                      "genome.block": "bottleneckx", "task.resolution": 8})
     space = SearchSpace.from_dict(raw)
     values = {n: s.values()[0] for n, s in space._named_specs()}
-    a, repairs = space.sample(_FixedSuggester(values), 8)
-    b, _ = space.sample(_FixedSuggester(values), 8)
+    a, repairs = space.sample(FixedSuggester(values), 8)
+    b, _ = space.sample(FixedSuggester(values), 8)
     assert a == b
     assert [s.stride for s in a.stages] == [2, 2, 2, 1, 1]  # 8 -> 4 -> 2 -> 1, then no more
     assert all(s.channels == 32 for s in a.stages)
@@ -114,7 +114,7 @@ def test_repairs_are_deterministic_and_reported():
 def test_width_multiplier_scales_and_rounds_to_the_divisor():
     space = SearchSpace.from_dict(minimal(**{"genome.width_multiplier": [0.5, 2.0]}))
     values = {n: s.values()[0] for n, s in space._named_specs()}
-    genome, _ = space.sample(_FixedSuggester(values), 16)
+    genome, _ = space.sample(FixedSuggester(values), 16)
     assert genome.stem.levels[0].channels == 8 and genome.stages[1].channels == 8
 
 
@@ -159,6 +159,6 @@ def test_dla34_neighbourhood_contains_dla34_cifar():
 
     space = SearchSpace.from_yaml(Path(SPACES[0]).parent / "cifar10-dla34-neighbourhood.yaml")
     first = {n: s.values()[0] for n, s in space._named_specs()}
-    genome, repairs = space.sample(_FixedSuggester(first), 32)
+    genome, repairs = space.sample(FixedSuggester(first), 32)
     assert repairs == []
     assert genome.canonical_hash() == zoo.load("dla34_cifar").canonical_hash()

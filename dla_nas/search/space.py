@@ -28,14 +28,14 @@ from .specs import (
     STAGE_CHECKS,
     STAGE_DEFAULTS,
     STEM_LEVEL_CHECKS,
+    FixedSuggester,
     IntRange,
+    RandomSuggester,
     Spec,
     Suggester,
-    _field_specs,
-    _FixedSuggester,
-    _mapping,
-    _RandomSuggester,
-    _spec,
+    field_specs,
+    mapping,
+    parse_spec,
 )
 
 METRICS = {"val_acc": "maximize", "val_balanced_acc": "maximize", "macs": "minimize",
@@ -113,7 +113,7 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, raw: Any, path: str = "<dict>") -> "SearchSpace":
-        raw = _mapping(raw, "space", {"name", "description", "task", "proxy", "objectives",
+        raw = mapping(raw, "space", {"name", "description", "task", "proxy", "objectives",
                                        "constraints", "genome"}, required={"task", "genome"})
         task = _dataclass(Task, raw["task"], "task")
         check("task.resolution", task.resolution, optional(integer(8)), SpaceError)
@@ -133,18 +133,18 @@ class SearchSpace:
         except TrainError as exc:
             raise SpaceError(f"proxy.{exc}") from None
         objectives = _objectives(raw.get("objectives", {"val_acc": "maximize", "macs": "minimize"}))
-        constraints = dict(_mapping(raw.get("constraints", {}), "constraints", set(CONSTRAINTS)))
+        constraints = dict(mapping(raw.get("constraints", {}), "constraints", set(CONSTRAINTS)))
         for key, value in constraints.items():
             check(f"constraints.{key}", value, number(0, low_open=True), SpaceError)
-        g = _mapping(raw["genome"], "genome",
+        g = mapping(raw["genome"], "genome",
                      {"block", "cardinality", "width_multiplier", "channel_divisor", "stem",
                       "num_stages", "stages"}, required={"stem", "stages"})
-        stem = _mapping(g["stem"], "genome.stem", {"kernel", "stride", "levels"},
+        stem = mapping(g["stem"], "genome.stem", {"kernel", "stride", "levels"},
                         required={"levels"})
         if not isinstance(stem["levels"], list) or not stem["levels"]:
             raise SpaceError("genome.stem.levels: a non-empty list of level specs is required")
         stem_levels = tuple(
-            _field_specs(lv, f"genome.stem.levels[{i}]", STEM_LEVEL_CHECKS, {"convs": 1, "stride": 1})
+            field_specs(lv, f"genome.stem.levels[{i}]", STEM_LEVEL_CHECKS, {"convs": 1, "stride": 1})
             for i, lv in enumerate(stem["levels"]))
         divisor = g.get("channel_divisor", 8)
         check("genome.channel_divisor", divisor, integer(1), SpaceError)
@@ -159,13 +159,13 @@ class SearchSpace:
         default_n = len(stages_list) if stages_list is not None else None
         if "num_stages" not in g and default_n is None:
             raise SpaceError("genome.num_stages: required when genome.stages is one mapping")
-        num_stages = _spec(g.get("num_stages", default_n), "genome.num_stages", integer(1))
+        num_stages = parse_spec(g.get("num_stages", default_n), "genome.num_stages", integer(1))
         max_stages = max(num_stages.values()) if not isinstance(num_stages, IntRange) else num_stages.high
         if stages_list is not None and len(stages_list) < max_stages:
             raise SpaceError(f"genome.stages: {len(stages_list)} stage specs for up to "
                              f"{max_stages} stages (num_stages); give one per stage")
         stages = tuple(
-            _field_specs(stages_list[i] if stages_list is not None else stages_raw,
+            field_specs(stages_list[i] if stages_list is not None else stages_raw,
                          f"genome.stages[{i}]" if stages_list is not None else "genome.stages",
                          STAGE_CHECKS, STAGE_DEFAULTS)
             for i in range(max_stages))
@@ -177,13 +177,13 @@ class SearchSpace:
             proxy=proxy,
             objectives=objectives,
             constraints=constraints,
-            block=_spec(g.get("block", "basic"), "genome.block", one_of(BLOCKS)),
-            cardinality=_spec(g.get("cardinality", 32), "genome.cardinality", integer(1)),
-            width_multiplier=_spec(g.get("width_multiplier", 1.0), "genome.width_multiplier",
+            block=parse_spec(g.get("block", "basic"), "genome.block", one_of(BLOCKS)),
+            cardinality=parse_spec(g.get("cardinality", 32), "genome.cardinality", integer(1)),
+            width_multiplier=parse_spec(g.get("width_multiplier", 1.0), "genome.width_multiplier",
                                    number(0, low_open=True)),
             channel_divisor=divisor,
-            stem_kernel=_spec(stem.get("kernel", 3), "genome.stem.kernel", odd),
-            stem_stride=_spec(stem.get("stride", 1), "genome.stem.stride", one_of(STRIDES)),
+            stem_kernel=parse_spec(stem.get("kernel", 3), "genome.stem.kernel", odd),
+            stem_stride=parse_spec(stem.get("stride", 1), "genome.stem.stride", one_of(STRIDES)),
             stem_levels=stem_levels,
             num_stages=num_stages,
             stages=stages,
@@ -197,7 +197,7 @@ class SearchSpace:
 
         rng = random.Random(0)
         for _ in range(20):
-            self.sample(_RandomSuggester(rng), self.task.resolution or 32)
+            self.sample(RandomSuggester(rng), self.task.resolution or 32)
 
     def data_config(self, data_dir: str | None = None, *, train_fraction: float | None = None,
                     augment: Augment | None = None) -> DataConfig:
@@ -300,7 +300,7 @@ class SearchSpace:
         names = [n for n, _ in specs]
         hashes = set()
         for combo in itertools.product(*(s.values() for _, s in specs)):
-            genome, _ = self.sample(_FixedSuggester(dict(zip(names, combo))),
+            genome, _ = self.sample(FixedSuggester(dict(zip(names, combo))),
                                     self.task.resolution or 32)
             hashes.add(genome.canonical_hash())
         return len(hashes), True
@@ -352,11 +352,11 @@ def _dataclass(cls, raw: Any, where: str):
     names = {f.name for f in dataclasses.fields(cls)}
     required = {f.name for f in dataclasses.fields(cls)
                 if f.default is dataclasses.MISSING}
-    return cls(**_mapping(raw, where, names, required))
+    return cls(**mapping(raw, where, names, required))
 
 
 def _objectives(raw: Any) -> tuple[tuple[str, str], ...]:
-    raw = _mapping(raw, "objectives", set(METRICS))
+    raw = mapping(raw, "objectives", set(METRICS))
     if not raw:
         raise SpaceError("objectives: at least one is required (e.g. val_acc: maximize)")
     out = []

@@ -56,7 +56,7 @@ class IntRange:
 Spec = Fixed | Choice | IntRange
 
 
-def _spec(raw: Any, where: str, rule: Rule) -> Spec:
+def parse_spec(raw: Any, where: str, rule: Rule) -> Spec:
     """Parse a value spec and check every value it can take with ``rule``."""
     if isinstance(raw, Mapping):
         extra = set(raw) - {"low", "high", "step"}
@@ -90,7 +90,9 @@ STAGE_DEFAULTS = {"depth": 1, "fan_in": 2, "stride": 2, "level_root": True, "roo
                   "root_residual": False, "ida_from": False}
 
 
-def _mapping(raw: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+def mapping(raw: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+    """``raw`` as a dict, checked to be a mapping with only ``allowed`` keys and all of
+    ``required``."""
     if not isinstance(raw, Mapping):
         raise SpaceError(f"{where}: expected a mapping, got {type(raw).__name__}")
     for key in raw:
@@ -102,13 +104,15 @@ def _mapping(raw: Any, where: str, allowed: set[str], required: set[str] = froze
     return dict(raw)
 
 
-def _field_specs(raw: Any, where: str, checks: dict, defaults: dict) -> dict[str, Spec]:
-    raw = _mapping(raw, where, set(checks), required={k for k in checks if k not in defaults})
-    return {k: _spec(raw.get(k, defaults.get(k)), f"{where}.{k}", rule)
+def field_specs(raw: Any, where: str, checks: dict, defaults: dict) -> dict[str, Spec]:
+    """The value spec of each field in ``checks``, checked with its rule (a missing field takes
+    its default from ``defaults``; one without a default is required)."""
+    raw = mapping(raw, where, set(checks), required={k for k in checks if k not in defaults})
+    return {k: parse_spec(raw.get(k, defaults.get(k)), f"{where}.{k}", rule)
             for k, rule in checks.items()}
 
 
-class _RandomSuggester:
+class RandomSuggester:
     """Draws uniformly, for the space's self-check."""
 
     def __init__(self, rng) -> None:
@@ -121,7 +125,7 @@ class _RandomSuggester:
         return self.rng.randrange(low, high + 1, step)
 
 
-class _FixedSuggester:
+class FixedSuggester:
     """Answers from a fixed assignment, for enumeration."""
 
     def __init__(self, values: dict) -> None:
