@@ -153,3 +153,19 @@ def test_flags_errors_are_option_errors(tmp_path):
 
     with pytest.raises(OptionError, match=r"--trials: 0 is not allowed \(>= 1\)"):
         SearchOptions(space="x", trials=0, out="o").check()
+
+
+def test_each_baseline_is_handed_over_before_the_next_one_trains():
+    from dla_nas.results import TrialRecord
+    from dla_nas.search.core import evaluate_baselines
+
+    trained = []
+
+    class Evaluator:
+        def evaluate_baseline(self, name, trial):
+            trained.append(name)
+            return TrialRecord(trial=trial, status="ok", hash=name, kind="baseline", name=name)
+
+    records = evaluate_baselines(Evaluator(), [(-1, "a"), (-2, "b")])
+    assert next(records).name == "a" and trained == ["a"]  # stored before "b" starts
+    assert [r.name for r in records] == ["b"]
