@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from dla_nas.arch.baselines import build_baseline
+from dla_nas import build_model
 from dla_nas.data import IMAGE_EXTENSIONS, DataConfig, load_dataset, make_loader
 from dla_nas.train.trainer import TrainConfig, evaluate, train
 
@@ -54,8 +54,8 @@ def main() -> None:
     for balanced in (False, True):
         for seed in seeds:
             torch.manual_seed(seed)
-            model = build_baseline(args.net, data.num_classes, data.in_chans,
-                                   zero_init_residual=True)
+            model = build_model(args.net, data.num_classes, data.in_chans,
+                                zero_init_residual=True)
             started = time.perf_counter()
             result = train(model, data, dataclasses.replace(base, seed=seed, balanced_loss=balanced))
             m = evaluate(model, test, data.num_classes)

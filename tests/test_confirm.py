@@ -144,15 +144,16 @@ def test_a_bad_dataset_is_refused_before_run_yaml_and_the_corrected_rerun_works(
 
 
 def test_baseline_names_of_the_line_build():
-    from dla_nas.arch.baselines import LINE, build_baseline, is_baseline
+    from dla_nas import build_model
+    from dla_nas.arch.baselines import LINE, is_baseline
     from dla_nas.arch.cost import count_params
 
     assert all(is_baseline(n) for n in LINE)
     assert not is_baseline("resnet9") and not is_baseline("dla34_cifar_x2")
     # He et al.'s CIFAR ResNet-20 has 0.27M parameters
-    assert count_params(build_baseline("resnet20", 10, 3)) == pytest.approx(272_474, rel=0.01)
-    narrow = count_params(build_baseline("dla34_cifar_x0.25", 10, 3))
-    assert narrow < count_params(build_baseline("dla34_cifar", 10, 3)) / 10
+    assert count_params(build_model("resnet20", 10, 3)) == pytest.approx(272_474, rel=0.01)
+    narrow = count_params(build_model("dla34_cifar_x0.25", 10, 3))
+    assert narrow < count_params(build_model("dla34_cifar", 10, 3)) / 10
     hashes = {baseline_candidate(n).hash for n in LINE}
     assert len(hashes) == len(LINE)  # every hand design is its own candidate
 

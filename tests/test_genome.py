@@ -118,14 +118,21 @@ def _broken(mutate):
         (lambda d: d["stages"][2].update(fan_in=1), r"stages\[2\]\.fan_in: 1 is not allowed \(>= 2\)"),
         (lambda d: d["stages"][0].update(stride=3), r"stages\[0\]\.stride: 3 is not allowed \(one of 1, 2\)"),
         (lambda d: d["stages"][1].update(root_kernel=2), r"root_kernel: 2 is not allowed \(one of 1, 3\)"),
-        (lambda d: d.update(block="dense"), r"block: 'dense' is not allowed \(one of basic, bottleneck, bottleneckx\)"),
+        (lambda d: d.update(block="dense"), r"block: 'dense' is not allowed \(one of basic, bottleneck, bottleneckx, plain\)"),
         (lambda d: d["stem"].update(kernel=4), r"stem\.kernel: 4 is not allowed \(an odd integer >= 1\)"),
         (lambda d: d["stages"][0].update(width=3), r"stages\[0\]\.width: unknown field \(allowed: channels, depth"),
         (lambda d: d["stages"][2].update(ida_from=[3]), r"stages\[2\]\.ida_from: 3 is not allowed \(earlier stages 0\.\.0"),
         (lambda d: d["stages"][2].update(ida_from=[1]), r"stages\[2\]\.ida_from: 1 is not allowed .*level_root"),
         (lambda d: d["stages"][1].update(ida_from=[0]), r"stages\[1\]\.ida_from: 0 is not allowed \(earlier stages none"),
         (lambda d: d.update(block="bottleneckx", cardinality=32), r"stages\[0\]\.channels: 16 is not allowed with bottleneckx"),
-        (lambda d: d["stem"].update(levels=[]), r"stem\.levels: must hold at least one level"),
+        (lambda d: d["stem"].update(levels=[]), r"stem\.channels: required when stem\.levels is empty"),
+        (lambda d: d["stem"].update(pool="yes"), r"stem\.pool: 'yes' is not allowed \(true or false\)"),
+        (lambda d: d["stages"][1].update(aggregation="dense"), r"stages\[1\]\.aggregation: 'dense' is not allowed \(one of tree, none\)"),
+        (lambda d: d["stages"][1].update(downsample="avg"), r"stages\[1\]\.downsample: 'avg' is not allowed \(one of strided, pool_first, pool_last\)"),
+        (lambda d: d["stages"][1].update(blocks=3), r"stages\[1\]\.blocks: 3 is not allowed with aggregation tree .*fan_in \*\* depth"),
+        (lambda d: d["stages"][1].update(aggregation="none", depth=2), r"stages\[1\]\.depth: 2 is not allowed with aggregation none"),
+        (lambda d: d["stages"][0].update(aggregation="none", root_kernel=3), r"stages\[0\]\.root_kernel: 3 is not allowed with aggregation none .*no root"),
+        (lambda d: d["stages"][0].update(stride=1, downsample="pool_first"), r"stages\[0\]\.downsample: 'pool_first' is not allowed .*stride-1"),
     ],
 )
 def test_invalid_genomes_name_the_field_and_what_is_allowed(mutate, message):
@@ -137,7 +144,7 @@ def test_invalid_genomes_name_the_field_and_what_is_allowed(mutate, message):
 def test_yaml_errors_name_the_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("stem: {kernel: 3}\nstages: []\n")
-    with pytest.raises(GenomeError, match=r"bad\.yaml: stem\.levels: missing required field"):
+    with pytest.raises(GenomeError, match=r"bad\.yaml: stem\.channels: required when stem\.levels is empty"):
         Genome.from_yaml(path)
     path.write_text("stem: [unclosed\n")
     with pytest.raises(GenomeError, match=r"bad\.yaml: not valid YAML"):

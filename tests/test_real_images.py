@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import write_folder
 
-from dla_nas.arch.baselines import build_baseline
+from dla_nas import build_model
 from dla_nas.cli import main
 from dla_nas.data import DataConfig, load_dataset, make_loader
 from dla_nas.train import trainer as training
@@ -38,7 +38,7 @@ def test_bn_recalibration_draws_a_class_mixed_sample(sorted_folder, monkeypatch)
         return real(model, batches)
 
     monkeypatch.setattr(training, "recalibrate_bn", spy)
-    train(build_baseline("plain_cnn_4_8", 3, 1), data,
+    train(build_model("plain_cnn_4_8", 3, 1), data,
           TrainConfig(epochs=2, batch_size=12, device="cpu", bn_recalibration_batches=4))
     assert len(samples) == 2 and all(len(s) == 48 for s in samples)
     for labels in samples:
@@ -61,7 +61,7 @@ def test_a_class_sorted_folder_is_learned_and_evaluated_right(sorted_folder):
     # with the saved BN statistics gives, and it is far above chance
     data = load_dataset(DataConfig(f"folder:{sorted_folder}"))
     torch.manual_seed(0)
-    model = build_baseline("plain_cnn_8_16", 3, 1)
+    model = build_model("plain_cnn_8_16", 3, 1)
     result = train(model, data, TrainConfig(epochs=1, min_steps=60, batch_size=16, lr=0.05,
                                             device="cpu"))
     again = training.evaluate(model, make_loader(data, "val", 50, "cpu", train=False, seed=0), 3)
@@ -96,7 +96,7 @@ def test_class_weights_balance_an_imbalanced_split(tmp_path):
     w = class_weights(data, torch.device("cpu")).double()
     assert float(w[1]) > 4 * float(w[0])
     assert torch.allclose(w * counts, (w * counts)[0].expand(2))  # equal total weight per class
-    result = train(build_baseline("plain_cnn_4_8", 2, 1), data,
+    result = train(build_model("plain_cnn_4_8", 2, 1), data,
                    TrainConfig(epochs=2, batch_size=16, device="cpu", balanced_loss=True))
     assert not result.diverged and result.val is not None
     assert len(result.val.per_class_recall) == 2

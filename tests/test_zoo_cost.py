@@ -22,9 +22,10 @@ TABLE = {
 }
 
 
-def test_zoo_lists_the_ten_official_variants_and_cifar_versions():
+def test_zoo_lists_the_ten_official_variants_cifar_versions_and_hand_designs():
     assert zoo.official_names() == list(TABLE)
-    assert set(zoo.names()) == set(TABLE) | {n + "_cifar" for n in TABLE}
+    assert set(zoo.dla_names()) == set(TABLE) | {n + "_cifar" for n in TABLE}
+    assert zoo.names() == zoo.dla_names() + list(zoo.HAND_DESIGNS)
 
 
 @pytest.mark.parametrize("name", list(TABLE))

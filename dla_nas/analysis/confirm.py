@@ -18,11 +18,13 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from ..arch.baselines import KNOWN, baseline_genome, baseline_hash, build_candidate, is_baseline
+from ..arch import zoo
+from ..arch.baselines import KNOWN
+from ..arch.builder import build_model
 from ..arch.cost import model_cost
 from ..arch.genome import Genome
 from ..data import Dataset, make_loader
-from ..errors import OptionError, RunError
+from ..errors import GenomeError, OptionError, RunError
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
 from ..train.trainer import TrainConfig, evaluate, resolve_device, train
 from .pareto import front, run_objectives
@@ -32,7 +34,8 @@ CONFIRM_FILE = "confirm.jsonl"
 
 @dataclass(frozen=True)
 class Candidate:
-    """A network to confirm: a search trial (``trial`` and its genome) or a baseline name."""
+    """A network to confirm: a search trial (``trial``) or a baseline (``label`` is its
+    name), with its genome."""
 
     label: str
     kind: str  # "search" or "baseline"
@@ -42,15 +45,12 @@ class Candidate:
     proxy_val_acc: float | None = None
 
     def build(self, num_classes: int, in_chans: int, zero_init_residual: bool):
-        spec = Genome.from_dict(self.genome) if self.genome is not None else self.label
-        return build_candidate(spec, num_classes, in_chans, zero_init_residual)
+        return build_model(Genome.from_dict(self.genome), num_classes, in_chans,
+                           zero_init_residual=zero_init_residual)
 
     def check(self, resolution: int) -> None:
         """Raise GenomeError when the network cannot take ``resolution`` px inputs."""
-        genome = Genome.from_dict(self.genome) if self.genome is not None else \
-            baseline_genome(self.label)
-        if genome is not None:
-            genome.feature_sizes(resolution)
+        Genome.from_dict(self.genome).feature_sizes(resolution)
 
 
 @dataclass
@@ -94,9 +94,13 @@ def search_candidate(record: TrialRecord) -> Candidate:
 
 
 def baseline_candidate(name: str) -> Candidate:
-    if not is_baseline(name):
+    try:
+        genome = zoo.find(name)
+    except GenomeError as exc:
+        raise OptionError(f"--baselines: {exc}") from None
+    if genome is None:
         raise OptionError(f"--baselines: {name!r} is not known (allowed: {KNOWN})")
-    return Candidate(name, "baseline", baseline_hash(name))
+    return Candidate(name, "baseline", genome.canonical_hash(), genome=genome.to_dict())
 
 
 def choose(records: list[TrialRecord], objectives: list[tuple[str, str]], *,

@@ -212,8 +212,10 @@ def _tooltip(r: TrialRecord, run: RunPlot) -> str:
     if r.genome:
         stages = r.genome.get("stages", [])
         lines.append(f"block {r.genome.get('block', 'basic')}")
-        lines.append("depths " + ", ".join(str(st.get("depth", 1)) for st in stages))
-        lines.append("fan-ins " + ", ".join(str(st.get("fan_in", 2)) for st in stages))
+        lines.append("stages " + ", ".join(
+            f"tree d{st.get('depth', 1)} fan{st.get('fan_in', 2)}"
+            if st.get("aggregation", "tree") == "tree" else f"chain x{st.get('blocks', 1)}"
+            for st in stages))
     if r.violations:
         lines.append("over " + ", ".join(f"{k} by {v:.0%}" for k, v in r.violations.items()))
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Building blocks of a DLA network: residual blocks, aggregation roots and trees.
+"""Building blocks of a DLA network: plain and residual blocks, aggregation roots, trees
+and chains.
 
 Module and attribute names follow the official DLA code (``tree1``, ``root``, ``project``,
 ``conv1``/``bn1`` ...), so an official checkpoint of a fan-in-2 network loads key for key.
@@ -14,6 +15,18 @@ def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1
     """Conv (no bias, 'same' padding) + BN, as the two modules the official code uses."""
     conv = nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False)
     return [conv, nn.BatchNorm2d(c_out)]
+
+
+class PlainBlock(nn.Module):
+    """3x3 conv (stride) + BN + ReLU, no residual: a VGG or plain-CNN layer."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = conv_bn(c_in, c_out, 3, stride)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        return self.relu(self.bn1(self.conv1(x)))  # ``residual`` is taken and ignored
 
 
 class BasicBlock(nn.Module):
@@ -62,6 +75,8 @@ class Bottleneck(nn.Module):
 
 def make_block(kind: str, c_in: int, c_out: int, stride: int, cardinality: int) -> nn.Module:
     """A block of the genome's type; ``cardinality`` matters only for bottleneckx."""
+    if kind == "plain":
+        return PlainBlock(c_in, c_out, stride)
     if kind == "basic":
         return BasicBlock(c_in, c_out, stride)
     if kind == "bottleneck":
@@ -131,10 +146,10 @@ class Tree(nn.Module):
                             **common)
             self.add_module(name, node)
         self.downsample = nn.MaxPool2d(stride, stride, ceil_mode=True) if stride > 1 else None
-        # Only depth-1 nodes use a projected residual; the official code also builds one for
-        # deeper nodes that is never used, and we leave it out.
+        # Only depth-1 nodes of residual blocks use a projected residual; the official code
+        # also builds one for deeper nodes that is never used, and we leave it out.
         self.project = (nn.Sequential(*conv_bn(c_in, c_out, 1))
-                        if depth == 1 and c_in != c_out else None)
+                        if depth == 1 and c_in != c_out and block != "plain" else None)
         self.root = (Root(fan_in * c_out + extra, c_out, root_kernel, root_residual)
                      if depth == 1 else None)
 
@@ -155,3 +170,50 @@ class Tree(nn.Module):
             x = node(x)
             children.append(x)
         return nodes[-1](x, children)
+
+
+class Chain(nn.Module):
+    """``blocks`` blocks in sequence, the first with ``stride``: a VGG or ResNet stage.
+
+    A residual first block whose shape changes gets a strided 1x1 conv + BN shortcut (ResNet's
+    projection). A root aggregates the chain's output with the stage input (``level_root``)
+    and the caller's ``children`` (IDA edges); without either there is no root."""
+
+    def __init__(
+        self,
+        blocks: int,
+        c_in: int,
+        c_out: int,
+        *,
+        block: str,
+        cardinality: int,
+        stride: int = 1,
+        level_root: bool = False,
+        root_kernel: int = 1,
+        root_residual: bool = False,
+        extra_root_channels: int = 0,
+    ) -> None:
+        super().__init__()
+        self.level_root = level_root
+        self.node_names = [f"block{i + 1}" for i in range(blocks)]
+        for i, name in enumerate(self.node_names):
+            first = i == 0
+            self.add_module(name, make_block(block, c_in if first else c_out, c_out,
+                                             stride if first else 1, cardinality))
+        reshaped = stride != 1 or c_in != c_out
+        self.project = (nn.Sequential(*conv_bn(c_in, c_out, 1, stride))
+                        if reshaped and block != "plain" else None)
+        self.downsample = (nn.MaxPool2d(stride, stride, ceil_mode=True)
+                           if level_root and stride > 1 else None)
+        extra = extra_root_channels + (c_in if level_root else 0)
+        self.root = Root(c_out + extra, c_out, root_kernel, root_residual) if extra else None
+
+    def forward(self, x: torch.Tensor, children: list[torch.Tensor] | None = None) -> torch.Tensor:
+        children = [] if children is None else list(children)
+        if self.level_root:
+            children.insert(0, self.downsample(x) if self.downsample is not None else x)
+        nodes = [getattr(self, name) for name in self.node_names]
+        out = nodes[0](x, self.project(x) if self.project is not None else None)
+        for node in nodes[1:]:
+            out = node(out)
+        return self.root([out, *children]) if self.root is not None else out

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GenomeError
-from .blocks import BasicBlock, Bottleneck, Root, Tree, conv_bn
+from .blocks import BasicBlock, Bottleneck, Chain, Root, Tree, conv_bn
 from .genome import MAX_IN_CHANS, Genome
 
 
@@ -39,24 +39,31 @@ class DLA(nn.Module):
         self.genome = genome
         self.num_classes = num_classes
         stem = genome.stem
-        c = stem.levels[0].channels
+        c = stem.width
         self.base_layer = nn.Sequential(*conv_bn(in_chans, c, stem.kernel, stem.stride),
                                         nn.ReLU(inplace=True))
         names = genome.level_names()
-        channels, reduction = [], stem.stride
+        channels, reduction = [], genome.stem_stride
         for name, lv in zip(names, stem.levels):
             self.add_module(name, conv_level(c, lv.channels, lv.convs, lv.stride))
             c = lv.channels
             reduction *= lv.stride
             channels.append((c, reduction))
         n_stem = len(stem.levels)
+        # per stage: (max-pool before, max-pool after, the blocks' stride)
+        self.stage_pools: list[tuple[bool, bool, int]] = []
         for i, st in enumerate(genome.stages):
-            ida_channels = sum(genome.stages[j].channels for j in st.ida_from)
-            tree = Tree(st.depth, st.fan_in, c, st.channels, block=genome.block,
-                        cardinality=genome.cardinality, stride=st.stride,
-                        level_root=st.level_root, root_kernel=st.root_kernel,
-                        root_residual=st.root_residual, extra_root_channels=ida_channels)
-            self.add_module(names[n_stem + i], tree)
+            pooled = st.stride == 2 and st.downsample != "strided"
+            stride = 1 if pooled else st.stride
+            self.stage_pools.append((pooled and st.downsample == "pool_first",
+                                     pooled and st.downsample == "pool_last", stride))
+            common = dict(block=genome.block, cardinality=genome.cardinality, stride=stride,
+                          level_root=st.level_root, root_kernel=st.root_kernel,
+                          root_residual=st.root_residual,
+                          extra_root_channels=sum(genome.stages[j].channels for j in st.ida_from))
+            body = (Tree(st.depth, st.fan_in, c, st.channels, **common) if st.is_tree
+                    else Chain(st.blocks, c, st.channels, **common))
+            self.add_module(names[n_stem + i], body)
             c = st.channels
             reduction *= st.stride
             channels.append((c, reduction))
@@ -74,16 +81,22 @@ class DLA(nn.Module):
         if not torch.jit.is_tracing() and min(x.shape[-2:]) < self.min_input_size:
             self.genome.feature_sizes(min(x.shape[-2:]))  # raises a GenomeError that says why
         x = self.base_layer(x)
+        if self.genome.stem.pool:
+            x = _pool(x)
         n_stem = len(self.genome.stem.levels)
         feats: list[torch.Tensor] = []
         for name in self.level_names[:n_stem]:
             x = getattr(self, name)(x)
             feats.append(x)
         for i, name in enumerate(self.level_names[n_stem:]):
-            stride = self.genome.stages[i].stride
+            pool_first, pool_last, stride = self.stage_pools[i]
+            if pool_first:
+                x = _pool(x)
             size = (math.ceil(x.shape[-2] / stride), math.ceil(x.shape[-1] / stride))
             extra = [F.adaptive_max_pool2d(feats[j], size) for j in self.ida_sources[i]]
             x = getattr(self, name)(x, extra)
+            if pool_last:
+                x = _pool(x)
             feats.append(x)
         return feats
 
@@ -92,6 +105,11 @@ class DLA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x)[-1])
+
+
+def _pool(x: torch.Tensor) -> torch.Tensor:
+    """2x2 max-pool; an odd side rounds up, as a strided 3x3 conv does."""
+    return F.max_pool2d(x, 2, 2, ceil_mode=True)
 
 
 def init_official(model: nn.Module) -> None:
@@ -122,14 +140,16 @@ def resolve_genome(spec: Genome | str | Path) -> Genome:
     from . import zoo  # zoo depends on genome only; imported late to keep import order simple
 
     text = str(spec)
-    if text in zoo.names():
-        return zoo.load(text)
+    genome = zoo.find(text)
+    if genome is not None:
+        return genome
     path = Path(text)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.exists():
             raise GenomeError(f"{path}: no such file")
         return Genome.from_yaml(path)
-    raise GenomeError(f"{text!r} is neither a zoo name ({', '.join(zoo.names())}) nor a YAML file")
+    raise GenomeError(f"{text!r} is neither a zoo name ({', '.join(zoo.names())}, "
+                      f"{zoo.PATTERNS}) nor a YAML file")
 
 
 def build_model(
@@ -140,7 +160,8 @@ def build_model(
 ) -> DLA:
     """Build a DLA network.
 
-    ``genome`` is a ``Genome``, a genome/exported YAML path, or a zoo name such as ``"dla34"``.
+    ``genome`` is a ``Genome``, a genome/exported YAML path, or a zoo name such as ``"dla34"``
+    or ``"resnet20"``.
     ``zero_init_residual`` starts every residual branch at zero (see
     ``zero_init_residual_branches``); the default is the official initialisation."""
     if type(num_classes) is not int or num_classes < 1:

@@ -2,15 +2,21 @@
 
 The meanings follow the DLA paper and its official code (see README, "Genome"):
 
-- the **stem** is a base conv followed by plain conv levels (official: level0 and level1);
-- each **stage** is one aggregation tree (official: level2..level5) with a depth, a fan-in,
-  a width, a stride, an optional ``level_root`` link (the stage input joins the stage's root,
-  the paper's IDA link), extra IDA edges from earlier stages, and the root's kernel and
-  residual;
-- one **block** type for the whole network (basic, bottleneck or bottleneckx with a
+- the **stem** is a base conv, an optional max-pool, and plain conv levels (official: level0
+  and level1);
+- each **stage** (official: level2..level5) is an aggregation tree with a depth and a fan-in
+  (``aggregation: tree``, the paper's HDA), or a chain of ``blocks`` blocks with no root, as in
+  a VGG or ResNet stage (``aggregation: none``). It has a width, a stride and a way to
+  downsample, an optional ``level_root`` link (the stage input joins the stage's root, the
+  paper's IDA link), extra IDA edges from earlier stages, and the root's kernel and residual.
+  A chain gets a root only when something joins it;
+- one **block** type for the whole network (plain, basic, bottleneck or bottleneckx with a
   cardinality).
 
-``fan_in == 2`` everywhere reproduces the official networks exactly.
+``fan_in == 2`` trees everywhere reproduce the official networks exactly; chains of plain or
+basic blocks reproduce the plain CNNs and CIFAR ResNets (``dla_nas.arch.zoo``). Fields added
+after 0.1 are written only when they differ from their defaults, so every 0.1 genome keeps its
+canonical hash.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,7 +36,11 @@ from ..checks import boolean, check, integer, odd, one_of
 from ..errors import GenomeError
 from ..files import read_yaml
 
-BLOCKS = ("basic", "bottleneck", "bottleneckx")
+BLOCKS = ("basic", "bottleneck", "bottleneckx", "plain")
+AGGREGATIONS = ("tree", "none")
+# how a stride-2 stage downsamples: its first block is strided (and a tree's root input
+# max-pooled, as in the official code), or a 2x2 max-pool comes before or after the blocks
+DOWNSAMPLES = ("strided", "pool_first", "pool_last")
 ROOT_KERNELS = (1, 3)
 STRIDES = (1, 2)
 MIN_INPUT = 8
@@ -43,7 +54,7 @@ MAX_FAN_IN = 8
 MAX_CONVS = 8
 MAX_STEM_KERNEL = 15
 MAX_CARDINALITY = 256
-MAX_BLOCKS = 1024  # residual blocks and stem convs in the whole network
+MAX_BLOCKS = 1024  # blocks and stem convs in the whole network
 MAX_WEIGHTS = 500_000_000  # conv weights, estimated from the genome before building
 # Limits of an input (C, H, W) that a network is counted or built for
 MAX_INPUT = 2048
@@ -63,30 +74,66 @@ class StemLevel:
 
 @dataclass(frozen=True)
 class Stem:
-    """Base conv (``kernel`` x ``kernel``, ``stride``) followed by the plain conv levels."""
+    """Base conv (``kernel`` x ``kernel``, ``stride``, ``channels`` out: by default the first
+    level's), a 2x2 max-pool when ``pool``, then the plain conv levels (there may be none)."""
 
-    levels: tuple[StemLevel, ...]
+    levels: tuple[StemLevel, ...] = ()
     kernel: int = 7
     stride: int = 1
+    channels: int | None = None
+    pool: bool = False
+
+    @property
+    def width(self) -> int:
+        """Channels out of the base conv."""
+        return self.channels if self.channels is not None else self.levels[0].channels
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One aggregation tree.
+    """One stage: an aggregation tree (``depth``, ``fan_in``) or a chain of ``blocks`` blocks.
 
     ``ida_from`` lists earlier stages (0-based indices into ``Genome.stages``) whose outputs,
     max-pooled to this stage's resolution, join this stage's last root. The stage input
     itself joins through ``level_root``, so the immediately preceding stage is not allowed here.
+    ``level_root`` defaults to true for a tree (the official networks) and false for a chain.
     """
 
     channels: int
     depth: int = 1
     fan_in: int = 2
     stride: int = 2
-    level_root: bool = True
+    level_root: bool | None = None
     root_kernel: int = 1
     root_residual: bool = False
     ida_from: tuple[int, ...] = ()
+    aggregation: str = "tree"
+    blocks: int = 1
+    downsample: str = "strided"
+
+    def __post_init__(self) -> None:
+        if self.level_root is None:  # frozen: the default is settled once, here
+            object.__setattr__(self, "level_root", self.aggregation == "tree")
+
+    @property
+    def is_tree(self) -> bool:
+        return self.aggregation == "tree"
+
+    @property
+    def has_root(self) -> bool:
+        """A tree always aggregates; a chain only when the stage input or IDA edges join it."""
+        return self.is_tree or bool(self.level_root or self.ida_from)
+
+    @property
+    def block_count(self) -> int:
+        return self.fan_in ** self.depth if self.is_tree else self.blocks
+
+
+# fields written only when they differ from these defaults (see the module docstring)
+_STEM_OPTIONAL = (("channels", None), ("pool", False))
+_STAGE_OPTIONAL = (("aggregation", "tree"), ("blocks", 1), ("downsample", "strided"))
+_TREE_ONLY = ("depth", "fan_in")
+_ROOT_ONLY = ("root_kernel", "root_residual")
 
 
 @dataclass(frozen=True)
@@ -123,7 +170,8 @@ class Genome:
         """Plain data (lists, ints, bools, strings) that ``from_dict`` reads back."""
         out = dataclasses.asdict(self)
         out["stem"]["levels"] = [dict(lv) for lv in out["stem"]["levels"]]
-        out["stages"] = [{**s, "ida_from": list(s["ida_from"])} for s in out["stages"]]
+        _drop_defaults(out["stem"], _STEM_OPTIONAL)
+        out["stages"] = [_stage_dict(st, d) for st, d in zip(self.stages, out["stages"])]
         if not self.name:
             del out["name"]
         return out
@@ -138,12 +186,16 @@ class Genome:
     # ---- identity ------------------------------------------------------------------------
     def canonical(self) -> "Genome":
         """The same network with every irrelevant field normalised (name, unused cardinality,
-        order and repeats of IDA edges)."""
+        order and repeats of IDA edges, the base conv's width when it is the first level's)."""
         stages = tuple(
             dataclasses.replace(s, ida_from=tuple(sorted(set(s.ida_from)))) for s in self.stages
         )
+        stem = self.stem
+        if stem.levels and stem.channels == stem.levels[0].channels:
+            stem = dataclasses.replace(stem, channels=None)
         cardinality = self.cardinality if self.block == "bottleneckx" else 0
-        return dataclasses.replace(self, stages=stages, cardinality=cardinality, name="")
+        return dataclasses.replace(self, stem=stem, stages=stages, cardinality=cardinality,
+                                   name="")
 
     def canonical_hash(self) -> str:
         """Short stable id: equal for genomes that build the same network."""
@@ -156,8 +208,12 @@ class Genome:
         _field("stem.kernel", self.stem.kernel, odd)
         _field("stem.kernel", self.stem.kernel, integer(1, MAX_STEM_KERNEL))
         _field("stem.stride", self.stem.stride, one_of(STRIDES))
-        if not self.stem.levels:
-            raise GenomeError("stem.levels: must hold at least one level")
+        _field("stem.pool", self.stem.pool, boolean)
+        if self.stem.channels is None and not self.stem.levels:
+            raise GenomeError("stem.channels: required when stem.levels is empty (the base "
+                              "conv's width)")
+        if self.stem.channels is not None:
+            _field("stem.channels", self.stem.channels, integer(1, MAX_CHANNELS))
         for i, lv in enumerate(self.stem.levels):
             _field(f"stem.levels[{i}].channels", lv.channels, integer(1, MAX_CHANNELS))
             _field(f"stem.levels[{i}].convs", lv.convs, integer(1, MAX_CONVS))
@@ -169,9 +225,12 @@ class Genome:
         for i, st in enumerate(self.stages):
             where = f"stages[{i}]"
             _field(f"{where}.channels", st.channels, integer(1, MAX_CHANNELS))
+            _field(f"{where}.aggregation", st.aggregation, one_of(AGGREGATIONS))
             _field(f"{where}.depth", st.depth, integer(1, MAX_DEPTH))
             _field(f"{where}.fan_in", st.fan_in, integer(2, MAX_FAN_IN))
+            _field(f"{where}.blocks", st.blocks, integer(1, MAX_BLOCKS))
             _field(f"{where}.stride", st.stride, one_of(STRIDES))
+            _field(f"{where}.downsample", st.downsample, one_of(DOWNSAMPLES))
             _field(f"{where}.level_root", st.level_root, boolean)
             _field(f"{where}.root_kernel", st.root_kernel, one_of(ROOT_KERNELS))
             _field(f"{where}.root_residual", st.root_residual, boolean)
@@ -182,6 +241,7 @@ class Genome:
                         f"{where}.ida_from: {j!r} is not allowed (earlier stages {allowed}; "
                         "the stage input joins through level_root)")
             self._check_block_width(where, st.channels)
+            _check_unused(where, st)
         self._check_size()
         return self
 
@@ -198,22 +258,25 @@ class Genome:
                               f"most {MAX_WEIGHTS:,}; use narrower or shallower stages)")
 
     def block_count(self) -> int:
-        """Residual blocks in the trees plus convs in the stem levels."""
+        """Blocks in the stages plus convs in the stem levels."""
         return sum(lv.convs for lv in self.stem.levels) + sum(
-            st.fan_in ** st.depth for st in self.stages)
+            st.block_count for st in self.stages)
 
     def estimated_weights(self) -> int:
         """Conv weights of the network, from the genome alone (one input channel; no
         projections, IDA edges or head): within about 30% of the built network's params."""
-        c = self.stem.levels[0].channels
+        c = self.stem.width
         total = self.stem.kernel ** 2 * c
         for lv in self.stem.levels:
             total += 9 * lv.channels * (c + (lv.convs - 1) * lv.channels)
             c = lv.channels
         for st in self.stages:
             block = _block_weights(self.block, st.channels, self.cardinality)
-            root = st.fan_in * st.channels ** 2 * st.root_kernel ** 2
-            total += st.fan_in ** st.depth * block + st.fan_in ** (st.depth - 1) * root
+            if st.is_tree:
+                root = st.fan_in * st.channels ** 2 * st.root_kernel ** 2
+                total += st.fan_in ** st.depth * block + st.fan_in ** (st.depth - 1) * root
+            else:
+                total += st.blocks * block + (2 * st.channels ** 2 if st.has_root else 0)
         return total
 
     def _check_block_width(self, where: str, channels: int) -> None:
@@ -229,14 +292,22 @@ class Genome:
                 )
 
     # ---- geometry ------------------------------------------------------------------------
+    def _steps(self) -> list[tuple[str, int]]:
+        """Every resolution step in order: the base conv, the stem's pool, levels, stages."""
+        steps = [("stem", self.stem.stride)]
+        if self.stem.pool:
+            steps.append(("stem.pool", 2))
+        steps += [(f"stem.levels[{i}]", lv.stride) for i, lv in enumerate(self.stem.levels)]
+        return steps + [(f"stages[{i}]", st.stride) for i, st in enumerate(self.stages)]
+
+    @property
+    def stem_stride(self) -> int:
+        """Reduction before the first level: the base conv's stride times the stem's pool."""
+        return self.stem.stride * (2 if self.stem.pool else 1)
+
     @property
     def total_stride(self) -> int:
-        strides = [self.stem.stride, *(lv.stride for lv in self.stem.levels)]
-        strides += [st.stride for st in self.stages]
-        total = 1
-        for s in strides:
-            total *= s
-        return total
+        return math.prod(s for _, s in self._steps())
 
     def level_names(self) -> list[str]:
         """Names of the levels in order (``level0`` .. ``levelN``), as in the official code."""
@@ -249,9 +320,7 @@ class Genome:
         stride-2 step would receive a 1x1 map."""
         if size < MIN_INPUT:
             raise GenomeError(f"input size {size} px is not allowed (>= {MIN_INPUT})")
-        steps = [("stem", self.stem.stride)]
-        steps += [(f"stem.levels[{i}]", lv.stride) for i, lv in enumerate(self.stem.levels)]
-        steps += [(f"stages[{i}]", st.stride) for i, st in enumerate(self.stages)]
+        steps = self._steps()
         sizes, cur = [], size
         for where, stride in steps:
             if stride == 2:
@@ -263,7 +332,7 @@ class Genome:
                     )
                 cur = (cur + 1) // 2
             sizes.append(cur)
-        return sizes[1:]  # the base conv is not a level
+        return sizes[len(steps) - len(self.level_names()):]  # the stem's base is not a level
 
     def check_input(self, shape: tuple[int, int, int]) -> list[int]:
         """Check an input shape (C, H, W) before anything is built: 1 to ``MAX_IN_CHANS``
@@ -280,8 +349,7 @@ class Genome:
 
     def min_input_size(self) -> int:
         """Smallest square input (>= 8 px) that every stride-2 step can take."""
-        n_halvings = sum(s == 2 for s in [self.stem.stride, *(lv.stride for lv in self.stem.levels),
-                                           *(st.stride for st in self.stages)])
+        n_halvings = sum(s == 2 for _, s in self._steps())
         # with ceil-halving, the smallest size that stays >= 2 before each halving
         size = 2
         for _ in range(n_halvings - 1):
@@ -291,12 +359,49 @@ class Genome:
 
 # ---- parsing helpers ---------------------------------------------------------------------
 def _block_weights(block: str, channels: int, cardinality: int) -> int:
-    """Conv weights of one residual block of ``channels`` in and out."""
+    """Conv weights of one block of ``channels`` in and out."""
+    if block == "plain":
+        return 9 * channels ** 2
     if block == "basic":
         return 2 * 9 * channels ** 2
     groups = 1 if block == "bottleneck" else cardinality
     mid = channels // 2 if block == "bottleneck" else channels * cardinality // 32
     return 2 * channels * mid + 9 * mid ** 2 // groups
+
+
+def _check_unused(where: str, st: Stage) -> None:
+    """A field that this kind of stage does not use must keep its default, so that a genome
+    says only what it builds."""
+    unused = {"blocks": 1} if st.is_tree else {"depth": 1, "fan_in": 2}
+    if not st.has_root:
+        unused.update(root_kernel=1, root_residual=False)
+    if st.stride == 1:
+        unused["downsample"] = "strided"
+    for name, default in unused.items():
+        if getattr(st, name) != default:
+            why = ("a tree has fan_in ** depth blocks" if name == "blocks" else
+                   "aggregation none is a chain of `blocks` blocks" if name in _TREE_ONLY else
+                   "a stride-1 stage does not downsample" if name == "downsample" else
+                   "this chain has no root: nothing joins it")
+            raise GenomeError(f"{where}.{name}: {getattr(st, name)!r} is not allowed with "
+                              f"aggregation {st.aggregation} (leave it at {default!r}: {why})")
+
+
+def _drop_defaults(data: dict[str, Any], defaults: tuple[tuple[str, Any], ...]) -> None:
+    for name, default in defaults:
+        if data.get(name) == default:
+            del data[name]
+
+
+def _stage_dict(stage: Stage, data: dict[str, Any]) -> dict[str, Any]:
+    """A stage's plain data: new fields only where they differ from their defaults, and a
+    chain without the tree's (and, without a root, the root's) fields."""
+    data = {**data, "ida_from": list(stage.ida_from)}
+    _drop_defaults(data, _STAGE_OPTIONAL)
+    if not stage.is_tree:
+        for name in _TREE_ONLY + (() if stage.has_root else _ROOT_ONLY):
+            del data[name]
+    return data
 
 
 def _fields(cls: type, data: Any, where: str) -> dict[str, Any]:
@@ -326,7 +431,7 @@ def _parse_genome(data: Any) -> Genome:
     stem = _fields(Stem, raw["stem"], "stem")
     stem["levels"] = tuple(
         StemLevel(**_fields(StemLevel, lv, f"stem.levels[{i}]"))
-        for i, lv in enumerate(_list(stem["levels"], "stem.levels"))
+        for i, lv in enumerate(_list(stem.get("levels", ()), "stem.levels"))
     )
     raw["stem"] = Stem(**stem)
     stages = []

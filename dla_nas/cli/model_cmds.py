@@ -59,8 +59,9 @@ def cmd_show(args: argparse.Namespace) -> int:
                   style="bold")
     console = Console(width=max(Console().width, 110))  # the table needs ~100 columns
     console.print(table)
-    console.print("structure: d depth, fan fan-in, /s stride, +in stage input joins the root "
-                  "(level_root), +idaJ stage J joins too, rootK root kernel K, r residual")
+    console.print(f"{genome.block} blocks; d depth, fan fan-in, chain xN: N blocks and no "
+                  "aggregation, /s stride, +in stage input joins the root (level_root), +idaJ "
+                  "stage J joins too, rootK root kernel K, r residual")
     console.print(f"MACs are conv+linear multiply-accumulates; batch norm and pooling add "
                   f"{cost.other_flops:,} more (see README, 'Cost').")
     return 0
@@ -69,18 +70,20 @@ def cmd_show(args: argparse.Namespace) -> int:
 def _describe_levels(genome) -> list[str]:
     """One short structure note per level, plus the head."""
     stem = genome.stem
-    out = [f"base {stem.kernel}x{stem.kernel}/{stem.stride} + {stem.levels[0].convs} conv/"
-           f"{stem.levels[0].stride}"]
-    out += [f"{lv.convs} conv/{lv.stride}" for lv in stem.levels[1:]]
+    base = f"base {stem.kernel}x{stem.kernel}/{stem.stride}" + (" + pool/2" if stem.pool else "")
+    out = [f"{lv.convs} conv/{lv.stride}" for lv in stem.levels]
     for st in genome.stages:
-        text = f"tree d{st.depth} fan{st.fan_in} /{st.stride}"
+        text = (f"tree d{st.depth} fan{st.fan_in}" if st.is_tree else f"chain x{st.blocks}")
+        text += f" /{st.stride}" + {"strided": "", "pool_first": " pool first",
+                                    "pool_last": " pool last"}[st.downsample]
         if st.level_root:
             text += " +in"
         if st.ida_from:
             text += " +ida" + ",".join(str(j) for j in st.ida_from)
-        if st.root_kernel != 1 or st.root_residual:
+        if st.has_root and (st.root_kernel != 1 or st.root_residual):
             text += f" root{st.root_kernel}{'r' if st.root_residual else ''}"
         out.append(text)
+    out[0] = f"{base} + {out[0]}"  # the base conv is counted with the first level
     return out + ["pool + 1x1 conv"]
 
 
@@ -113,16 +116,14 @@ def _check_no_result(out: Path, overwrite: bool) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..arch.baselines import baseline_genome, baseline_hash, build_candidate, is_baseline
-    from ..arch.builder import resolve_genome
+    from ..arch.builder import build_model, resolve_genome
     from ..arch.cost import model_cost
     from ..data import load_dataset, make_loader
     from ..train.checkpoint import save_checkpoint
     from ..train.trainer import TrainConfig, evaluate, resolve_device, train
 
-    baseline = args.genome if is_baseline(args.genome) else None
-    genome = baseline_genome(baseline) if baseline else resolve_genome(args.genome)
-    label = baseline or genome.name or Path(str(args.genome)).stem
+    genome = resolve_genome(args.genome)
+    label = genome.name or Path(str(args.genome)).stem
     cfg = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
                       lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
                       compile=args.compile, schedule=args.schedule,
@@ -130,19 +131,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = check_out_folder(args.out) if args.out else _default_out("train", label)
     _check_no_result(out, args.overwrite)
     data = load_dataset(_data_config(args, args.resolution))
-    if genome is not None:
-        genome.feature_sizes(data.resolution)
+    genome.feature_sizes(data.resolution)
     device = resolve_device(cfg.device)
     data = data.to(device)
     import torch
 
     torch.manual_seed(cfg.seed)  # the seed fixes the initial weights too
-    model = build_candidate(baseline or genome, data.num_classes, data.in_chans,
-                            zero_init_residual=cfg.zero_init_residual)
+    model = build_model(genome, data.num_classes, data.in_chans,
+                        zero_init_residual=cfg.zero_init_residual)
     cost = model_cost(model, (data.in_chans, data.resolution, data.resolution))
     out.mkdir(parents=True, exist_ok=True)
     log = stderr_console(args.json)
-    digest = genome.canonical_hash() if genome is not None else baseline_hash(baseline)
+    digest = genome.canonical_hash()
     log.print(f"[bold]{label}[/] ({digest}): {cost.params:,} params, {cost.macs:,} MACs at "
               f"{data.resolution}px")
     epochs = cfg.epochs_for(len(data.train))
@@ -158,8 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "class_names": data.class_names, "params": cost.params, "macs": cost.macs,
         **result.to_dict(), **test.to_dict("test_"),
     }
-    save_checkpoint(out / "checkpoint.pt", model, cfg, data,
-                    {"metrics": metrics, "baseline": baseline})
+    save_checkpoint(out / "checkpoint.pt", model, cfg, data, {"metrics": metrics})
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if args.json:
         print(json.dumps(metrics))
@@ -201,18 +200,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _checkpoint_model(ckpt: dict, path: str) -> nn.Module:
     """The network of a checked checkpoint (``load_checkpoint``) with its weights loaded;
-    a genome, baseline or class count that does not match the weights raises
-    ``CheckpointError`` naming the file."""
-    from ..arch.baselines import build_baseline
+    a genome or class count that does not match the weights raises ``CheckpointError``
+    naming the file."""
     from ..arch.builder import build_model
     from ..arch.genome import Genome
 
-    in_chans = ckpt["data"]["in_chans"]
     try:
-        if ckpt.get("baseline"):
-            model = build_baseline(ckpt["baseline"], ckpt["num_classes"], in_chans)
-        else:
-            model = build_model(Genome.from_dict(ckpt["genome"]), ckpt["num_classes"], in_chans)
+        model = build_model(Genome.from_dict(ckpt["genome"]), ckpt["num_classes"],
+                            ckpt["data"]["in_chans"])
     except GenomeError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     try:

@@ -9,12 +9,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..arch.baselines import baseline_genome, baseline_hash, build_baseline
+from ..arch import zoo
+from ..arch.baselines import KNOWN
 from ..arch.builder import build_model
 from ..arch.cost import measure_latency_ms, model_cost
 from ..arch.genome import Genome
 from ..data import Augment, Dataset, load_dataset
-from ..errors import DataError
+from ..errors import DataError, GenomeError
 from ..results import VAL_METRICS, TrialRecord
 from ..train.trainer import EpochReport, resolve_device, train
 from .space import CONSTRAINTS, SearchSpace
@@ -92,16 +93,14 @@ class ProxyEvaluator:
         return self.measure(self.build(genome), record, callback)
 
     def evaluate_baseline(self, name: str, trial: int) -> TrialRecord:
-        """A zoo genome or a plain CNN, with the same proxy as the search trials."""
-        genome = baseline_genome(name)
-        record = self.new_record(trial, hash=baseline_hash(name), kind="baseline", name=name,
-                                 genome=genome.to_dict() if genome else None)
-        if genome is not None:
-            genome.feature_sizes(self.data.resolution)
-        torch.manual_seed(self.train_config.seed)
-        model = build_baseline(name, self.data.num_classes, self.data.in_chans,
-                               zero_init_residual=self.train_config.zero_init_residual)
-        return self.measure(model, record)
+        """A hand design or zoo network, with the same proxy as the search trials."""
+        genome = zoo.find(name)
+        if genome is None:
+            raise GenomeError(f"baselines: {name!r} is not known (allowed: {KNOWN})")
+        genome.feature_sizes(self.data.resolution)
+        record = self.new_record(trial, hash=genome.canonical_hash(), kind="baseline",
+                                 name=name, genome=genome.to_dict())
+        return self.measure(self.build(genome), record)
 
     def measure(self, model: nn.Module, record: TrialRecord,
                 callback: Callable[[EpochReport], bool | None] | None = None,

@@ -20,16 +20,14 @@ from .trainer import TrainConfig
 
 
 def save_checkpoint(path, model: nn.Module, cfg: TrainConfig, data: Dataset, extra: dict) -> None:
-    """Save weights plus everything needed to rebuild and evaluate the model: the genome (or,
-    for a hand-designed baseline, ``extra["baseline"]``, its name), the training config and
-    the data description. Only tensors and plain types, so that
+    """Save weights plus everything needed to rebuild and evaluate the model: the genome, the
+    training config and the data description. Only tensors and plain types, so that
     ``torch.load(weights_only=True)`` reads it."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    genome = getattr(model, "genome", None)
     torch.save({
         "format": "dla-nas-checkpoint/1",
         "state_dict": state,
-        "genome": genome.to_dict() if genome is not None else None,
+        "genome": model.genome.to_dict(),
         "num_classes": data.num_classes,
         "train_config": asdict(cfg),
         "data": {"name": data.name, "resolution": data.resolution, "in_chans": data.in_chans,
@@ -78,7 +76,7 @@ _CHECKPOINT_FIELDS = (("state_dict", dict), ("num_classes", int), ("data", dict)
 
 def _check_checkpoint(path: str | Path, ckpt: dict) -> None:
     """Raise ``CheckpointError`` for the first field of a dla-nas checkpoint that is missing or
-    not allowed: the fields of ``_CHECKPOINT_FIELDS``, a genome or baseline name, and a
+    not allowed: the fields of ``_CHECKPOINT_FIELDS``, a genome, and a
     normalisation of finite numbers per channel with every std > 0."""
     for key, kind in _CHECKPOINT_FIELDS:
         value: Any = ckpt
@@ -90,9 +88,11 @@ def _check_checkpoint(path: str | Path, ckpt: dict) -> None:
         if not isinstance(value, kind) or isinstance(value, bool):
             raise CheckpointError(f"{path}: {key}: {value!r:.60} is not allowed (a "
                                   f"{kind.__name__})")
-    if not isinstance(ckpt.get("genome"), dict) and not isinstance(ckpt.get("baseline"), str):
-        raise CheckpointError(f"{path}: genome: missing (a genome mapping, or a baseline name "
-                              "under baseline)")
+    if isinstance(ckpt.get("baseline"), str) and not isinstance(ckpt.get("genome"), dict):
+        raise CheckpointError(f"{path}: a hand-built {ckpt['baseline']} of dla-nas 0.1, which "
+                              f"has no genome; retrain it with `dla-nas train {ckpt['baseline']}`")
+    if not isinstance(ckpt.get("genome"), dict):
+        raise CheckpointError(f"{path}: genome: missing (a genome mapping)")
     data = ckpt["data"]
     for key in ("mean", "std"):
         values = data[key]
