@@ -136,6 +136,20 @@ def test_width_multiplier_scales_and_rounds_to_the_divisor():
     ({"genome.num_stages": 3}, r"genome\.stages: 2 stage specs for up to 3 stages"),
     ({"task.resolution": 4}, r"task\.resolution: 4 is not allowed"),
     ({"genome.stem.kernel": [3, 4]}, r"genome\.stem\.kernel: 4 is not allowed \(an odd integer"),
+    ({"genome.stages.0.aggregation": ["tree", "dag"]},
+     r"genome\.stages\[0\]\.aggregation: 'dag' is not allowed \(one of tree, none\)"),
+    ({"genome.stages.1.downsample": "avg"}, r"genome\.stages\[1\]\.downsample: 'avg' is not allowed"),
+    ({"genome.stem.levels": [{"channels": 8, "convs": [0, 1]}]},
+     r"genome\.stem\.channels: required when every stem level may be left out"),
+    ({"baselines": ["resnet99"]}, r"baselines: zoo: 'resnet99'.*6n\+2"),
+    ({"baselines": ["vgg16"]}, r"baselines: 'vgg16' is not a zoo name \(allowed: dla34,"),
+    ({"baselines": "resnet8"}, r"baselines: 'resnet8' is not allowed \(a list of zoo names\)"),
+    ({"baselines": ["plain_cnn"]},
+     r"baselines: plain_cnn is not in this space \(stages\[0\]\.channels 32 is not among \[8, 16\]\)"),
+    ({"baselines": ["plain_cnn_8_16_32"], "genome.stem": {"channels": 8, "pool": True},
+      "genome.stages": [{"channels": 16, "aggregation": "none", "downsample": "pool_last"},
+                        {"channels": 32, "aggregation": "none", "downsample": "pool_last"}]},
+     r"baselines: plain_cnn_8_16_32 is not in this space \(block 'plain', the space gives 'basic'\)"),
 ])
 def test_bad_spaces_name_the_key_and_what_is_allowed(over, message):
     with pytest.raises(SpaceError, match=message):
@@ -152,6 +166,48 @@ def test_bad_space_file_errors_name_the_file(tmp_path):
         SearchSpace.from_yaml(path)
     with pytest.raises(SpaceError, match=r"cannot read"):
         SearchSpace.from_yaml(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("path", SPACES, ids=[p.name for p in SPACES])
+def test_every_listed_baseline_is_reachable_by_sample(path):
+    from dla_nas.arch import zoo
+
+    space = SearchSpace.from_yaml(path)
+    for name in space.baselines:
+        values = space.find(zoo.load(name))
+        genome, repairs = space.sample(FixedSuggester(values), space.task.resolution or 32)
+        assert repairs == [] and genome.canonical_hash() == zoo.load(name).canonical_hash()
+
+
+def test_the_small_spaces_contain_the_plain_cnns_and_resnets():
+    by_name = {p.stem: SearchSpace.from_yaml(p) for p in SPACES}
+    assert {"plain_cnn", "plain_cnn_8_16_32", "resnet8", "resnet14"} <= set(
+        by_name["digits-tiny"].baselines)
+    assert {"plain_cnn", "plain_cnn_32_64_128", "resnet8"} <= set(
+        by_name["small-images"].baselines)
+    assert by_name["cifar10-dla34-neighbourhood"].baselines == ("dla34_cifar",)
+
+
+def test_a_chain_draws_only_the_fields_it_uses():
+    raw = minimal(**{"genome.stages.1.aggregation": ["none", "tree"],
+                     "genome.stages.1.blocks": [1, 3], "genome.stages.1.root_kernel": [1, 3],
+                     "genome.stages.1.downsample": ["strided", "pool_last"]})
+    space = SearchSpace.from_dict(raw)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        genome, _ = space.sample(trial, 16)
+        stage = genome.stages[1]
+        seen.add(stage.aggregation)
+        names = set(trial.params)
+        if stage.aggregation == "none":
+            assert "stages[1].blocks" in names and "stages[1].depth" not in names
+            assert "stages[1].root_kernel" not in names and not stage.level_root
+        else:
+            assert "stages[1].depth" in names and "stages[1].blocks" not in names
+        study.tell(trial, 0.0)
+    assert seen == {"none", "tree"}
 
 
 def test_dla34_neighbourhood_contains_dla34_cifar():

@@ -3,8 +3,10 @@ constraints, and a value spec for every genome field.
 
 A value spec is a fixed value (``3``), a choice list (``[1, 3]``) or an int range
 (``{low: 1, high: 3}`` with an optional ``step``). ``SearchSpace.sample(trial)`` maps an Optuna
-trial to a Genome define-by-run; combinations that would not build are repaired
-deterministically, and each repair is reported (see ``sample``).
+trial to a Genome define-by-run: a field is drawn only where the genome uses it (a chain draws
+``blocks``, a tree ``depth`` and ``fan_in``). Combinations that would not build are repaired
+deterministically, and each repair is reported (see ``sample``). ``baselines`` lists the zoo
+networks a space contains; each is checked to be reachable when the space is read.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..arch import zoo
 from ..arch.genome import BLOCKS, STRIDES, Genome
-from ..checks import check, integer, number, odd, one_of, optional
+from ..checks import boolean, check, integer, number, odd, one_of, optional
 from ..data import Augment, DataConfig
 from ..errors import DataError, GenomeError, SpaceError, TrainError
 from ..files import read_yaml
@@ -33,6 +36,8 @@ from .specs import (
     RandomSuggester,
     Spec,
     Suggester,
+    TargetSuggester,
+    Unreachable,
     field_specs,
     mapping,
     parse_spec,
@@ -97,9 +102,12 @@ class SearchSpace:
     channel_divisor: int
     stem_kernel: Spec
     stem_stride: Spec
+    stem_channels: Spec | None
+    stem_pool: Spec
     stem_levels: tuple[dict[str, Spec], ...]
     num_stages: Spec
     stages: tuple[dict[str, Spec], ...]
+    baselines: tuple[str, ...] = ()
 
     # ---- loading ---------------------------------------------------------------------------
     @classmethod
@@ -114,7 +122,8 @@ class SearchSpace:
     @classmethod
     def from_dict(cls, raw: Any, path: str = "<dict>") -> "SearchSpace":
         raw = mapping(raw, "space", {"name", "description", "task", "proxy", "objectives",
-                                       "constraints", "genome"}, required={"task", "genome"})
+                                       "constraints", "genome", "baselines"},
+                      required={"task", "genome"})
         task = _dataclass(Task, raw["task"], "task")
         check("task.resolution", task.resolution, optional(integer(8)), SpaceError)
         if not isinstance(task.dataset, str):
@@ -139,13 +148,16 @@ class SearchSpace:
         g = mapping(raw["genome"], "genome",
                      {"block", "cardinality", "width_multiplier", "channel_divisor", "stem",
                       "num_stages", "stages"}, required={"stem", "stages"})
-        stem = mapping(g["stem"], "genome.stem", {"kernel", "stride", "levels"},
-                        required={"levels"})
-        if not isinstance(stem["levels"], list) or not stem["levels"]:
-            raise SpaceError("genome.stem.levels: a non-empty list of level specs is required")
+        stem = mapping(g["stem"], "genome.stem", {"kernel", "stride", "channels", "pool",
+                                                  "levels"})
+        if not isinstance(stem.get("levels", []), list):
+            raise SpaceError("genome.stem.levels: a list of level specs is required")
         stem_levels = tuple(
             field_specs(lv, f"genome.stem.levels[{i}]", STEM_LEVEL_CHECKS, {"convs": 1, "stride": 1})
-            for i, lv in enumerate(stem["levels"]))
+            for i, lv in enumerate(stem.get("levels", [])))
+        if "channels" not in stem and all(0 in lv["convs"].values() for lv in stem_levels):
+            raise SpaceError("genome.stem.channels: required when every stem level may be left "
+                             "out (convs 0): the base conv's width")
         divisor = g.get("channel_divisor", 8)
         check("genome.channel_divisor", divisor, integer(1), SpaceError)
         stages_raw = g["stages"]
@@ -184,11 +196,20 @@ class SearchSpace:
             channel_divisor=divisor,
             stem_kernel=parse_spec(stem.get("kernel", 3), "genome.stem.kernel", odd),
             stem_stride=parse_spec(stem.get("stride", 1), "genome.stem.stride", one_of(STRIDES)),
+            stem_channels=(parse_spec(stem["channels"], "genome.stem.channels", integer(1))
+                           if "channels" in stem else None),
+            stem_pool=parse_spec(stem.get("pool", False), "genome.stem.pool", boolean),
             stem_levels=stem_levels,
             num_stages=num_stages,
             stages=stages,
+            baselines=_baseline_names(raw.get("baselines", [])),
         )
         space._self_check()
+        for name in space.baselines:
+            try:
+                space.find(zoo.load(name))
+            except Unreachable as exc:
+                raise SpaceError(f"baselines: {name} is not in this space ({exc})") from None
         return space
 
     def _self_check(self) -> None:
@@ -249,38 +270,94 @@ class SearchSpace:
         block = self.block.draw(trial, "block")
         cardinality = self.cardinality.draw(trial, "cardinality")
         mult = self.width_multiplier.draw(trial, "width_multiplier")
-        size = resolution
-        stem_stride = self.stem_stride.draw(trial, "stem.stride")
-        size, stem_stride = _fit_stride(size, stem_stride, "stem.stride", repairs)
-        levels = []
+        stem: dict[str, Any] = {}
+        size, stem["stride"] = _fit_stride(resolution, self.stem_stride.draw(trial, "stem.stride"),
+                                           "stem.stride", repairs)
+        if self.stem_channels is not None:
+            stem["channels"] = self._width(self.stem_channels.draw(trial, "stem.channels"), mult)
+        if self.stem_pool.draw(trial, "stem.pool"):
+            size, pool = _fit_stride(size, 2, "stem.pool", repairs)
+            stem["pool"] = pool == 2
+        stem["levels"] = []
         for i, spec in enumerate(self.stem_levels):
             where = f"stem.levels[{i}]"
             lv = {k: s.draw(trial, f"{where}.{k}") for k, s in spec.items()}
+            if lv["convs"] == 0:  # this level is left out
+                continue
             lv["channels"] = self._width(lv["channels"], mult)
             size, lv["stride"] = _fit_stride(size, lv["stride"], f"{where}.stride", repairs)
-            levels.append(lv)
+            stem["levels"].append(lv)
         n = self.num_stages.draw(trial, "num_stages")
         stages = []
         for i in range(n):
-            where = f"stages[{i}]"
-            spec = self.stages[i]
-            st = {k: s.draw(trial, f"{where}.{k}") for k, s in spec.items() if k != "ida_from"}
-            st["ida_from"] = [j for j in range(i - 1)
-                              if spec["ida_from"].draw(trial, f"{where}.ida_from.{j}")]
-            st["channels"] = _fit_block_width(self._width(st["channels"], mult), block,
-                                              cardinality, f"{where}.channels", repairs)
-            size, st["stride"] = _fit_stride(size, st["stride"], f"{where}.stride", repairs)
+            st, size = self._sample_stage(trial, i, size, block, cardinality, mult, repairs)
             stages.append(st)
+        stem["kernel"] = self.stem_kernel.draw(trial, "stem.kernel")  # last, as in 0.1
         try:
-            genome = Genome.from_dict({
-                "block": block, "cardinality": cardinality,
-                "stem": {"kernel": self.stem_kernel.draw(trial, "stem.kernel"),
-                         "stride": stem_stride, "levels": levels},
-                "stages": stages,
-            })
+            genome = Genome.from_dict({"block": block, "cardinality": cardinality, "stem": stem,
+                                       "stages": stages})
         except GenomeError as exc:  # a combination no repair covers: the space's fault
             raise SpaceError(f"genome: a sampled combination is invalid ({exc})") from None
         return genome, repairs
+
+    def _sample_stage(self, trial: Suggester, i: int, size: int, block: str, cardinality: int,
+                      mult: float, repairs: list[str]) -> tuple[dict, int]:
+        """Stage ``i`` as plain data, drawing only the fields it uses; and the map size after
+        it. Trees draw in the order of dla-nas 0.1, so its seeded searches replay."""
+        where, spec = f"stages[{i}]", self.stages[i]
+
+        def draw(key: str) -> Any:
+            return spec[key].draw(trial, f"{where}.{key}")
+
+        st = {"channels": draw("channels"), "aggregation": draw("aggregation")}
+        tree = st["aggregation"] == "tree"
+        st.update({"depth": draw("depth"), "fan_in": draw("fan_in")} if tree
+                  else {"blocks": draw("blocks")})
+        st["stride"] = draw("stride")
+        level_root = draw("level_root")
+        if level_root is not None:
+            st["level_root"] = level_root
+        elif not tree:
+            level_root = False
+        if tree:
+            st.update(root_kernel=draw("root_kernel"), root_residual=draw("root_residual"))
+        st["ida_from"] = [j for j in range(i - 1)
+                          if spec["ida_from"].draw(trial, f"{where}.ida_from.{j}")]
+        if not tree and (level_root or st["ida_from"]):  # a chain's root: something joins it
+            st.update(root_kernel=draw("root_kernel"), root_residual=draw("root_residual"))
+        st["channels"] = _fit_block_width(self._width(st["channels"], mult), block, cardinality,
+                                          f"{where}.channels", repairs)
+        size, st["stride"] = _fit_stride(size, st["stride"], f"{where}.stride", repairs)
+        if st["stride"] == 2:
+            st["downsample"] = draw("downsample")
+        return st, size
+
+    def find(self, genome: Genome, resolution: int | None = None) -> dict[str, Any]:
+        """Parameter values with which ``sample`` builds ``genome`` (the same canonical hash);
+        raise ``Unreachable`` saying which value the space does not offer."""
+        resolution = resolution or self.task.resolution or 32
+        target = genome.canonical_hash()
+        slots, k = range(len(self.stem_levels)), len(genome.stem.levels)
+        reason = f"it has {k} stem levels, the space at most {len(slots)}"
+        for mult in self.width_multiplier.values():
+            for placed in itertools.combinations(slots, k):  # which stem slots the levels fill
+                values: dict[str, Any] = {}
+                suggester = TargetSuggester(
+                    lambda name, placed=placed: _field_value(genome, name, placed),
+                    lambda name, choice, value, mult=mult: (
+                        value is None or (self._width(choice, mult) == value
+                                          if name.endswith("channels") else choice == value)))
+                recorder = _Recorder(suggester, values, mult)
+                try:
+                    sampled, _ = self.sample(recorder, resolution)
+                except Unreachable as exc:
+                    reason = str(exc)
+                    continue
+                if sampled.canonical_hash() == target:
+                    return values
+                reason = _first_difference(genome.canonical().to_dict(),
+                                           sampled.canonical().to_dict())
+        raise Unreachable(reason)
 
     def _width(self, channels: int, mult: float) -> int:
         if mult == 1:
@@ -309,7 +386,10 @@ class SearchSpace:
         """Every spec with its parameter name, for all stage slots up to the maximum."""
         out = [("block", self.block), ("cardinality", self.cardinality),
                ("width_multiplier", self.width_multiplier), ("stem.kernel", self.stem_kernel),
-               ("stem.stride", self.stem_stride), ("num_stages", self.num_stages)]
+               ("stem.stride", self.stem_stride), ("stem.pool", self.stem_pool),
+               ("num_stages", self.num_stages)]
+        if self.stem_channels is not None:
+            out.append(("stem.channels", self.stem_channels))
         for i, spec in enumerate(self.stem_levels):
             out += [(f"stem.levels[{i}].{k}", s) for k, s in spec.items()]
         for i, spec in enumerate(self.stages):
@@ -329,6 +409,77 @@ class SearchSpace:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+class _Recorder:
+    """Passes draws to ``inner`` and records them (``width_multiplier`` is answered with
+    ``mult``: ``find`` tries each)."""
+
+    def __init__(self, inner: Suggester, values: dict[str, Any], mult: float) -> None:
+        self.inner, self.values, self.mult = inner, values, mult
+
+    def suggest_categorical(self, name: str, choices: list) -> Any:
+        value = self.mult if name == "width_multiplier" else \
+            self.inner.suggest_categorical(name, choices)
+        self.values[name] = value
+        return value
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
+        self.values[name] = self.inner.suggest_int(name, low, high, step)
+        return self.values[name]
+
+
+def _field_value(genome: Genome, name: str, placed: tuple[int, ...]) -> Any:
+    """The value of the sample parameter ``name`` (``stages[1].depth``, ``stem.levels[0].convs``
+    ...) in ``genome``, whose stem levels fill the space's slots ``placed``; None where any
+    value will do (a stem level that is left out)."""
+    if name == "num_stages":
+        return len(genome.stages)
+    if name.startswith("stem.levels["):
+        slot, key = int(name[12:name.index("]")]), name.rsplit(".", 1)[1]
+        if slot not in placed:
+            return 0 if key == "convs" else None
+        return getattr(genome.stem.levels[placed.index(slot)], key)
+    if name.startswith("stem."):
+        key = name[5:]
+        return genome.stem.width if key == "channels" else getattr(genome.stem, key)
+    if name.startswith("stages["):
+        i, rest = int(name[7:name.index("]")]), name[name.index("]") + 2:]
+        stage = genome.stages[i] if i < len(genome.stages) else None
+        if stage is None:
+            return None
+        if rest.startswith("ida_from."):
+            return int(rest[9:]) in stage.ida_from
+        return getattr(stage, rest)
+    return getattr(genome, name)
+
+
+def _first_difference(want: Any, got: Any, where: str = "") -> str:
+    """'stages[1].blocks 3, the space gives 1': the first field where two genome dicts differ."""
+    if isinstance(want, dict) and isinstance(got, dict):
+        for key in sorted(set(want) | set(got)):
+            if want.get(key) != got.get(key):
+                return _first_difference(want.get(key), got.get(key),
+                                         f"{where}.{key}" if where else key)
+    if isinstance(want, list) and isinstance(got, list) and len(want) == len(got):
+        for i, (a, b) in enumerate(zip(want, got)):
+            if a != b:
+                return _first_difference(a, b, f"{where}[{i}]")
+    return f"{where} {want!r}, the space gives {got!r}"
+
+
+def _baseline_names(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+        raise SpaceError(f"baselines: {raw!r} is not allowed (a list of zoo names)")
+    for name in raw:
+        try:
+            known = zoo.find(name) is not None
+        except GenomeError as exc:
+            raise SpaceError(f"baselines: {exc}") from None
+        if not known:
+            raise SpaceError(f"baselines: {name!r} is not a zoo name (allowed: "
+                             f"{', '.join(zoo.names())}, {zoo.PATTERNS})")
+    return tuple(raw)
+
+
 def _fit_stride(size: int, stride: int, where: str, repairs: list[str]) -> tuple[int, int]:
     if stride == 2 and size < 2:
         repairs.append(f"{where}: 2 -> 1 (the map is already 1x1)")

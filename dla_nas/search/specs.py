@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
-from ..arch.genome import ROOT_KERNELS, STRIDES
-from ..checks import Rule, boolean, check, integer, one_of
+from ..arch.genome import AGGREGATIONS, DOWNSAMPLES, ROOT_KERNELS, STRIDES
+from ..checks import Rule, boolean, check, integer, one_of, optional
 from ..errors import SpaceError
 
 
@@ -81,12 +81,16 @@ def parse_spec(raw: Any, where: str, rule: Rule) -> Spec:
     return spec
 
 
-STEM_LEVEL_CHECKS = {"channels": integer(1), "convs": integer(1), "stride": one_of(STRIDES)}
-STAGE_CHECKS = {"channels": integer(1), "depth": integer(1), "fan_in": integer(2),
-                "stride": one_of(STRIDES), "level_root": boolean,
-                "root_kernel": one_of(ROOT_KERNELS), "root_residual": boolean,
-                "ida_from": boolean}
-STAGE_DEFAULTS = {"depth": 1, "fan_in": 2, "stride": 2, "level_root": True, "root_kernel": 1,
+# a stem level whose convs is 0 is left out of the genome
+STEM_LEVEL_CHECKS = {"channels": integer(1), "convs": integer(0), "stride": one_of(STRIDES)}
+STAGE_CHECKS = {"channels": integer(1), "aggregation": one_of(AGGREGATIONS),
+                "depth": integer(1), "fan_in": integer(2), "blocks": integer(1),
+                "stride": one_of(STRIDES), "downsample": one_of(DOWNSAMPLES),
+                "level_root": optional(boolean), "root_kernel": one_of(ROOT_KERNELS),
+                "root_residual": boolean, "ida_from": boolean}
+# level_root None: the aggregation's own default (a tree's root takes the stage input)
+STAGE_DEFAULTS = {"aggregation": "tree", "depth": 1, "fan_in": 2, "blocks": 1, "stride": 2,
+                  "downsample": "strided", "level_root": None, "root_kernel": 1,
                   "root_residual": False, "ida_from": False}
 
 
@@ -123,6 +127,32 @@ class RandomSuggester:
 
     def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
         return self.rng.randrange(low, high + 1, step)
+
+
+class Unreachable(Exception):
+    """A ``TargetSuggester`` was asked for a value its spec does not offer."""
+
+
+class TargetSuggester:
+    """Answers each parameter with the value of a target (``target(name)``), picked from
+    the offered choices by ``match(name, choice, value)``; raises ``Unreachable`` naming the
+    parameter when no choice matches. Used to find a genome inside a space."""
+
+    def __init__(self, target, match) -> None:
+        self.target, self.match = target, match
+
+    def _pick(self, name: str, choices: list) -> Any:
+        value = self.target(name)
+        for choice in choices:
+            if self.match(name, choice, value):
+                return choice
+        raise Unreachable(f"{name} {value!r} is not among {choices}")
+
+    def suggest_categorical(self, name: str, choices: list) -> Any:
+        return self._pick(name, choices)
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
+        return self._pick(name, list(range(low, high + 1, step)))
 
 
 class FixedSuggester:
