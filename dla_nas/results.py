@@ -73,6 +73,14 @@ class TrialRecord:
     sampler: str = ""  # the sampler that proposed the genome (nsga2, tpe, random)
     input_shape: list[int] = field(default_factory=list)  # [channels, height, width]
     num_classes: int | None = None
+    # the training settings searched with the genome (resolution, lr, weight_decay); empty
+    # when the space searches none
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """What was evaluated: the genome's hash, plus the recipe when one was searched."""
+        return trial_key(self.hash, self.recipe)
 
     def fail(self, reason: str) -> "TrialRecord":
         """Mark this record failed for ``reason``, keeping what was measured; returns it."""
@@ -113,6 +121,13 @@ class TrialRecord:
     def from_dict(cls, data: dict[str, Any]) -> "TrialRecord":
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def trial_key(digest: str, recipe: dict[str, Any]) -> str:
+    """A genome hash and a searched recipe as one id: equal ids train the same way."""
+    if not recipe:
+        return digest
+    return digest + "@" + ",".join(f"{k}={recipe[k]:g}" for k in sorted(recipe))
 
 
 class RunStore:

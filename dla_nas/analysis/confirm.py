@@ -35,7 +35,9 @@ CONFIRM_FILE = "confirm.jsonl"
 @dataclass(frozen=True)
 class Candidate:
     """A network to confirm: a search trial (``trial``) or a baseline (``label`` is its
-    name), with its genome."""
+    name), with its genome. ``searched``: the training settings searched with the trial's
+    genome (resolution, lr, weight_decay), which replace the confirmation's own; ``hash``
+    then names both (``TrialRecord.key``)."""
 
     label: str
     kind: str  # "search" or "baseline"
@@ -43,14 +45,21 @@ class Candidate:
     trial: int | None = None
     genome: dict | None = None
     proxy_val_acc: float | None = None
+    searched: dict = field(default_factory=dict)
 
     def build(self, num_classes: int, in_chans: int, zero_init_residual: bool):
         return build_model(Genome.from_dict(self.genome), num_classes, in_chans,
                            zero_init_residual=zero_init_residual)
 
     def check(self, resolution: int) -> None:
-        """Raise GenomeError when the network cannot take ``resolution`` px inputs."""
-        Genome.from_dict(self.genome).feature_sizes(resolution)
+        """Raise GenomeError when the network cannot take its inputs: ``resolution`` px, or
+        its searched resolution."""
+        Genome.from_dict(self.genome).feature_sizes(self.searched.get("resolution", resolution))
+
+    def config(self, cfg: TrainConfig, seed: int) -> TrainConfig:
+        """``cfg`` with this seed and the searched lr and weight decay."""
+        return dataclasses.replace(cfg, seed=seed, **{
+            k: self.searched[k] for k in ("lr", "weight_decay") if k in self.searched})
 
 
 @dataclass
@@ -71,6 +80,7 @@ class ConfirmRecord:
     test_per_class_recall: list = field(default_factory=list)
     test_confusion: list = field(default_factory=list)
     proxy_val_acc: float | None = None
+    searched: dict = field(default_factory=dict)  # the candidate's searched settings
     epochs_run: int = 0
     train_seconds: float = 0.0
     diverged: bool = False
@@ -89,8 +99,8 @@ class ConfirmRecord:
 
 # ---- choosing -------------------------------------------------------------------------------
 def search_candidate(record: TrialRecord) -> Candidate:
-    return Candidate(f"trial {record.trial}", "search", record.hash, record.trial, record.genome,
-                     record.val_acc)
+    return Candidate(f"trial {record.trial}", "search", record.key, record.trial, record.genome,
+                     record.val_acc, dict(record.recipe))
 
 
 def baseline_candidate(name: str) -> Candidate:
@@ -133,8 +143,8 @@ def choose(records: list[TrialRecord], objectives: list[tuple[str, str]], *,
 def _unique(records: list[TrialRecord]) -> list[TrialRecord]:
     seen, out = set(), []
     for r in records:
-        if r.hash not in seen:
-            seen.add(r.hash)
+        if r.key not in seen:
+            seen.add(r.key)
             out.append(r)
     return out
 
@@ -192,23 +202,32 @@ def _is_confirm(data: dict) -> bool:
 
 def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: TrainConfig,
             store: ConfirmStore,
-            on_done: Callable[[ConfirmRecord, int, int], None] | None = None) -> list[ConfirmRecord]:
+            on_done: Callable[[ConfirmRecord, int, int], None] | None = None,
+            data_at: Callable[[int], Dataset] | None = None) -> list[ConfirmRecord]:
     """Train every candidate with every seed that ``store`` does not hold yet, evaluate it
-    once on the test split, and append the record. Returns all records of the store."""
+    once on the test split, and append the record. Returns all records of the store.
+    ``data_at(resolution)``: the same data at another resolution, for a candidate whose
+    resolution was searched."""
     check_candidates(candidates, data.resolution)
     recipe = recipe_of(cfg, data)
     store.check_recipe(recipe)
     done = {r.key for r in store.records()}
     todo = [(c, s) for c in candidates for s in seeds if (c.hash, s) not in done]
     device = resolve_device(cfg.device)
-    shape = (data.in_chans, data.resolution, data.resolution)
     for i, (cand, seed) in enumerate(todo):
+        resolution = cand.searched.get("resolution", data.resolution)
+        if resolution == data.resolution:
+            cand_data = data
+        elif data_at is not None:
+            cand_data = data_at(resolution)
+        else:
+            raise RunError(f"{cand.label}: trained at {resolution} px, and no data at that "
+                           "resolution was given")
         torch.manual_seed(seed)  # the seed fixes the initial weights too
         model = cand.build(data.num_classes, data.in_chans, cfg.zero_init_residual)
-        cost = model_cost(model, shape)
-        run_cfg = dataclasses.replace(cfg, seed=seed)
-        result = train(model, data, run_cfg)
-        test = evaluate(model, make_loader(data, "test", cfg.eval_batch_size, device,
+        cost = model_cost(model, (data.in_chans, resolution, resolution))
+        result = train(model, cand_data, cand.config(cfg, seed))
+        test = evaluate(model, make_loader(cand_data, "test", cfg.eval_batch_size, device,
                                            train=False, seed=seed,
                                            channels_last=device.type == "cuda"),
                         data.num_classes, autocast=device.type == "cuda")
@@ -217,7 +236,8 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
             macs=int(cost.macs), params=int(cost.params), val_acc=result.val_acc,
             test_acc=test.acc, test_balanced_acc=test.balanced_acc, test_macro_f1=test.macro_f1,
             test_per_class_recall=test.per_class_recall, test_confusion=test.confusion,
-            proxy_val_acc=cand.proxy_val_acc, epochs_run=result.epochs_run,
+            proxy_val_acc=cand.proxy_val_acc, searched=cand.searched,
+            epochs_run=result.epochs_run,
             train_seconds=result.train_seconds, diverged=result.diverged, recipe=recipe,
             finished_at=time.time())
         store.append(record)

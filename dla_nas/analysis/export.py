@@ -151,6 +151,23 @@ def data_shape(run: Path, info: dict[str, Any]) -> DataShape:
                      "space task.classes or the dataset's class count; RGB")
 
 
+def training_recipe(proxy: dict[str, Any], record: TrialRecord, resolution: int
+                    ) -> dict[str, Any]:
+    """The recommended way to train an exported network: the settings it was searched with
+    (its searched lr and weight decay, else the proxy's), at its resolution. ``confirm``
+    trains with the same lr and weight decay, for 1,000 steps by default."""
+    from ..search.space import Proxy
+
+    def value(key: str) -> Any:
+        given = record.recipe.get(key, proxy.get(key, getattr(Proxy(), key)))
+        if isinstance(given, list):  # a searched choice this record did not draw: the nominal
+            return given[0]
+        return given if isinstance(given, (int, float)) else None
+
+    return {"resolution": resolution, "lr": value("lr"), "weight_decay": value("weight_decay"),
+            "batch_size": value("batch_size"), "searched": sorted(record.recipe)}
+
+
 def _in_chans(genome: Genome, shape: DataShape, record: TrialRecord) -> int:
     """The channel option that reproduces the recorded params (the first one otherwise; the
     rebuild check then reports the mismatch)."""
@@ -173,7 +190,8 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
     path = out / f"{name}-trial{record.trial}-{record.hash}.yaml"
     genome = dataclasses.replace(Genome.from_dict(record.genome), name=path.stem)
     in_chans = _in_chans(genome, shape, record)
-    input_shape = (in_chans, shape.resolution, shape.resolution)
+    resolution = record.recipe.get("resolution", shape.resolution)
+    input_shape = (in_chans, resolution, resolution)
     metadata = {
         "run": str(run),
         "trial": record.trial,
@@ -182,18 +200,19 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
         "hash": record.hash,
         "space": name,
         "dataset": shape.dataset,
-        "resolution": shape.resolution,
+        "resolution": resolution,
         "in_chans": in_chans,
         "num_classes": shape.num_classes,
         "shape_source": shape.source,
         "fidelity": space.get("proxy", {}),
+        "recipe": training_recipe(space.get("proxy", {}), record, resolution),
         "objectives": {m: record.value(m) for m, _ in run_objectives(info)},
         "params": record.params,
         "macs": record.macs,
         "input_shape": list(input_shape),
         "dla_nas_version": dla_nas.__version__,
     }
-    confirmed = next((c for c in load_confirmed(run) if c.hash == record.hash), None)
+    confirmed = next((c for c in load_confirmed(run) if c.hash == record.key), None)
     if confirmed is not None:
         metadata["confirmed"] = {
             "seeds": confirmed.seeds,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 from ..analysis.pareto import run_objectives
@@ -93,9 +94,14 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     space = SearchSpace.from_dict(info["space"], info.get("space_path", "<run.yaml>"))
     augment = Augment.for_dataset(args.augment, space.task.dataset) if args.augment else None
     data_dir = args.data_dir or (info.get("options") or {}).get("data_dir")
-    data = load_task_data(space, data_dir, train_fraction=1.0, augment=augment)
     device = resolve_device(cfg.device)
-    data = data.to(device)
+
+    @functools.lru_cache(maxsize=None)
+    def data_at(resolution: int | None):  # a searched resolution loads its own copy
+        return load_task_data(space, data_dir, train_fraction=1.0, augment=augment,
+                              resolution=resolution).to(device)
+
+    data = data_at(None)
     check_candidates(candidates, data.resolution)
     store.check_recipe(recipe_of(cfg, data))
     log = stderr_console(False)
@@ -112,7 +118,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
                   f"{r.train_seconds:.0f} s")
 
     try:
-        records = confirm(candidates, seeds, data, cfg, store, on_done)
+        records = confirm(candidates, seeds, data, cfg, store, on_done, data_at)
     except KeyboardInterrupt:
         log.print(f"[yellow]interrupted[/]: finished units are saved in {store.path}; run the "
                   "same command to continue")

@@ -191,10 +191,10 @@ def constraint_values(record: TrialRecord, space: SearchSpace) -> dict[str, floa
     return out
 
 
-def find_reuse(records: list[TrialRecord], digest: str) -> TrialRecord | None:
-    """An earlier evaluation of the genome ``digest`` that can be reused (not a failure)."""
-    return next((r for r in records if digest and r.hash == digest and r.status != "failed"),
-                None)
+def find_reuse(records: list[TrialRecord], key: str) -> TrialRecord | None:
+    """An earlier evaluation of ``key`` (a genome and its recipe, ``TrialRecord.key``) that
+    can be reused (not a failure)."""
+    return next((r for r in records if key and r.key == key and r.status != "failed"), None)
 
 
 # ---- baselines -----------------------------------------------------------------------------------

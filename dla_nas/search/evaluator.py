@@ -3,6 +3,7 @@ check, low-fidelity training, and the trial record. Both search backends call th
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable
 
@@ -17,17 +18,18 @@ from ..arch.genome import Genome
 from ..data import Augment, Dataset, load_dataset
 from ..errors import DataError, GenomeError
 from ..results import VAL_METRICS, TrialRecord
-from ..train.trainer import EpochReport, resolve_device, train
+from ..train.trainer import EpochReport, TrainConfig, resolve_device, train
 from .space import CONSTRAINTS, SearchSpace
 
 
 def load_task_data(space: SearchSpace, data_dir: str | None = None, *,
-                   train_fraction: float | None = None, augment: Augment | None = None) -> Dataset:
+                   train_fraction: float | None = None, augment: Augment | None = None,
+                   resolution: int | None = None) -> Dataset:
     """The dataset of a space's task, checked against ``task.classes`` (see
-    ``SearchSpace.data_config`` for ``train_fraction`` and ``augment``)."""
+    ``SearchSpace.data_config`` for ``train_fraction``, ``augment`` and ``resolution``)."""
     task = space.task
     data = load_dataset(space.data_config(data_dir, train_fraction=train_fraction,
-                                          augment=augment))
+                                          augment=augment, resolution=resolution))
     if task.classes is not None and task.classes != data.num_classes:
         raise DataError(f"{space.path}: task.classes is {task.classes}, but "
                         f"{data.name} has {data.num_classes} classes")
@@ -36,7 +38,9 @@ def load_task_data(space: SearchSpace, data_dir: str | None = None, *,
 
 class ProxyEvaluator:
     """Evaluates candidates of one space on one device. The dataset is loaded and moved to
-    the device once, then shared by every trial of this process."""
+    the device once per resolution, then shared by every trial of this process. A trial's
+    recipe (``TrialRecord.recipe``) chooses the resolution, lr and weight decay it trains
+    with; the rest is the space's proxy."""
 
     def __init__(self, space: SearchSpace, device: str = "auto", threads: int | None = None,
                  data_dir: str | None = None, worker: str = "") -> None:
@@ -45,13 +49,25 @@ class ProxyEvaluator:
         self.worker = worker
         if threads is not None and self.device.type == "cpu":
             torch.set_num_threads(threads)
+        self.data_dir = data_dir
         self.data: Dataset = load_task_data(space, data_dir).to(self.device)
+        self._data_by_resolution = {self.data.resolution: self.data}
         self.train_config = space.proxy.train_config(device=str(self.device), threads=threads)
         self.needs_latency = "latency_ms" in space.metrics or "max_latency_ms" in space.constraints
 
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return (self.data.in_chans, self.data.resolution, self.data.resolution)
+    def data_at(self, resolution: int | None) -> Dataset:
+        """The task data at ``resolution`` px (None: the task's), loaded once."""
+        if resolution is None:
+            return self.data
+        if resolution not in self._data_by_resolution:
+            data = load_task_data(self.space, self.data_dir, resolution=resolution)
+            self._data_by_resolution[resolution] = data.to(self.device)
+        return self._data_by_resolution[resolution]
+
+    def config_for(self, recipe: dict) -> TrainConfig:
+        """The proxy's training config with a recipe's lr and weight decay."""
+        return dataclasses.replace(self.train_config, **{
+            k: recipe[k] for k in ("lr", "weight_decay") if k in recipe})
 
     def build(self, genome: Genome) -> nn.Module:
         """The model with the proxy seed's initial weights, whatever this process ran before."""
@@ -60,17 +76,19 @@ class ProxyEvaluator:
                            zero_init_residual=self.train_config.zero_init_residual)
 
     def new_record(self, trial: int, **fields) -> TrialRecord:
-        """A record started now by this worker, with the data shape the network is built for."""
+        """A record started now by this worker, with the data shape the network is built for
+        (at the resolution of ``fields["recipe"]``, when it has one)."""
+        data = self.data_at(fields.get("recipe", {}).get("resolution"))
         return TrialRecord(trial=trial, status="ok", worker=self.worker, device=str(self.device),
-                           input_shape=list(self.input_shape), num_classes=self.data.num_classes,
-                           started_at=time.time(), **fields)
+                           input_shape=[data.in_chans, data.resolution, data.resolution],
+                           num_classes=data.num_classes, started_at=time.time(), **fields)
 
-    def cost(self, model: nn.Module) -> dict[str, float]:
+    def cost(self, model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, float]:
         """params, macs and, when the space uses it, CPU latency at batch 1 (ms)."""
-        c = model_cost(model, self.input_shape)
+        c = model_cost(model, input_shape)
         out: dict[str, float] = {"params": c.params, "macs": c.macs}
         if self.needs_latency:
-            out["latency_ms"] = measure_latency_ms(model, self.input_shape)
+            out["latency_ms"] = measure_latency_ms(model, input_shape)
         return out
 
     def violations(self, cost: dict[str, float]) -> dict[str, float]:
@@ -84,10 +102,12 @@ class ProxyEvaluator:
 
     def evaluate(self, genome: Genome, trial: int, *, repairs: list[str] | None = None,
                  reuse: TrialRecord | None = None,
-                 callback: Callable[[EpochReport], bool | None] | None = None) -> TrialRecord:
-        """Cost, constraints, then (if feasible and not a duplicate) proxy training."""
+                 callback: Callable[[EpochReport], bool | None] | None = None,
+                 recipe: dict | None = None) -> TrialRecord:
+        """Cost, constraints, then (if feasible and not a duplicate) proxy training, with the
+        trial's ``recipe`` (see ``SearchSpace.sample_trial``)."""
         record = self.new_record(trial, hash=genome.canonical_hash(), genome=genome.to_dict(),
-                                 repairs=list(repairs or []))
+                                 repairs=list(repairs or []), recipe=dict(recipe or {}))
         if reuse is not None:
             return self._reused(record, reuse)
         return self.measure(self.build(genome), record, callback)
@@ -106,8 +126,8 @@ class ProxyEvaluator:
                 callback: Callable[[EpochReport], bool | None] | None = None,
                 resume: dict | None = None) -> TrialRecord:
         """Fill ``record`` with the model's cost and, when feasible, its proxy training
-        (continued from ``resume``, a training state, when given)."""
-        cost = self.cost(model)
+        (continued from ``resume``, a training state, when given), with its recipe."""
+        cost = self.cost(model, tuple(record.input_shape))
         record.status = "ok"
         record.params, record.macs = int(cost["params"]), int(cost["macs"])
         record.latency_ms = cost.get("latency_ms")
@@ -117,7 +137,8 @@ class ProxyEvaluator:
             record.reason = "over " + ", ".join(
                 f"{k} ({self.space.constraints[k]:,.0f})" for k in record.violations)
         else:
-            result = train(model, self.data, self.train_config, callback, resume=resume)
+            result = train(model, self.data_at(record.recipe.get("resolution")),
+                           self.config_for(record.recipe), callback, resume=resume)
             record.val_acc = result.val_acc
             if result.val is not None:
                 record.set_val_metrics(result.val)

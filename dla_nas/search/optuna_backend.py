@@ -26,7 +26,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import DlaNasError
-from ..results import RunStore, TrialRecord
+from ..results import RunStore, TrialRecord, trial_key
 from .core import (
     Run,
     SearchOptions,
@@ -102,22 +102,23 @@ def _tell(study: optuna.Study, number: int, record: TrialRecord,
     study.tell(number, objective_values(record, objectives))
 
 
-def _running_twins(study: optuna.Study, number: int, digest: str) -> set[int]:
-    """Trials of this host, other than ``number``, that are training the genome ``digest``
-    in a live process (a twin on another host cannot be watched, so it is not waited for)."""
+def _running_twins(study: optuna.Study, number: int, key: str) -> set[int]:
+    """Trials of this host, other than ``number``, that are training ``key`` (a genome and
+    its recipe, ``TrialRecord.key``) in a live process (a twin on another host cannot be
+    watched, so it is not waited for)."""
     host = socket.gethostname()
     return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if t.number != number and t.user_attrs.get("hash") == digest
+            if t.number != number and t.user_attrs.get("key", t.user_attrs.get("hash")) == key
             and t.user_attrs.get("host") == host and _alive(t.user_attrs.get("pid", -1))}
 
 
-def twin_record(study: optuna.Study, store: RunStore, digest: str, owners: set[int],
+def twin_record(study: optuna.Study, store: RunStore, key: str, owners: set[int],
                 poll: float = 1.0) -> TrialRecord | None:
-    """The record of an earlier evaluation of the genome ``digest``, or None. While one of
-    ``owners`` (trials training it) still runs, wait for its record rather than train the
-    genome twice."""
+    """The record of an earlier evaluation of ``key`` (``TrialRecord.key``), or None. While
+    one of ``owners`` (trials training it) still runs, wait for its record rather than train
+    the genome twice."""
     while True:
-        done = find_reuse(store.records(), digest)
+        done = find_reuse(store.records(), key)
         if done is not None:
             return done
         running = {t.number for t in study.get_trials(deepcopy=False,
@@ -134,12 +135,15 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
     the search."""
     try:
         with store.lock():  # tagging under the lock: of two twins, the first tagged trains
-            genome, repairs = space.sample(trial, evaluator.data.resolution)
+            genome, repairs, recipe = space.sample_trial(trial, evaluator.data.resolution)
             digest = genome.canonical_hash()
-            owners = _running_twins(study, trial.number, digest)
+            key = trial_key(digest, recipe)
+            owners = _running_twins(study, trial.number, key)
             trial.set_user_attr("hash", digest)
-        reuse = twin_record(study, store, digest, owners)
-        record = evaluator.evaluate(genome, trial.number, repairs=repairs, reuse=reuse)
+            trial.set_user_attr("key", key)
+        reuse = twin_record(study, store, key, owners)
+        record = evaluator.evaluate(genome, trial.number, repairs=repairs, reuse=reuse,
+                                    recipe=recipe)
     except KeyboardInterrupt:
         study.tell(trial, state=TrialState.FAIL)  # no record: retried on resume
         raise

@@ -15,7 +15,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from ..errors import SpaceError
-from ..results import TRAINED, RunStore, TrialRecord
+from ..results import TRAINED, RunStore, TrialRecord, trial_key
 from .core import SearchOptions, constraint_values, make_sampler
 from .ray_trial import METRICS
 from .space import SearchSpace
@@ -27,7 +27,8 @@ _DRIVER: ContextVar["Driver | None"] = ContextVar("dla_nas_ray_driver", default=
 
 
 class Sample:
-    """The define-by-run space: an Optuna trial -> ``{"dla": {number, genome, hash, repairs}}``."""
+    """The define-by-run space: an Optuna trial -> ``{"dla": {number, genome, hash, repairs,
+    recipe, key}}`` (``key``: the genome and its recipe, ``TrialRecord.key``)."""
 
     def __init__(self, space: SearchSpace, resolution: int, taken: set[int]) -> None:
         self.space, self.resolution, self.taken = space, resolution, sorted(taken)
@@ -44,11 +45,13 @@ class Sample:
     def __call__(self, trial) -> dict:
         number = self.number(trial.number)
         try:
-            genome, repairs = self.space.sample(trial, self.resolution)
+            genome, repairs, recipe = self.space.sample_trial(trial, self.resolution)
         except SpaceError as exc:
-            return {"dla": {"number": number, "error": str(exc), "hash": "", "repairs": []}}
+            return {"dla": {"number": number, "error": str(exc), "hash": "", "key": "",
+                            "repairs": []}}
+        digest = genome.canonical_hash()
         return {"dla": {"number": number, "genome": genome.to_dict(), "repairs": repairs,
-                        "hash": genome.canonical_hash()}}
+                        "hash": digest, "recipe": recipe, "key": trial_key(digest, recipe)}}
 
 
 class DlaNasOptunaSearch(OptunaSearch):
@@ -60,7 +63,7 @@ class DlaNasOptunaSearch(OptunaSearch):
     def __init__(self, run: str, **kw) -> None:
         super().__init__(**kw)
         self._run = run
-        self._running: dict[str, str] = {}  # Tune trial id -> genome hash
+        self._running: dict[str, str] = {}  # Tune trial id -> its genome and recipe (key)
         self._held: tuple | None = None  # (Optuna trial, config) waiting for its twin
 
     def suggest(self, trial_id: str):
@@ -69,7 +72,7 @@ class DlaNasOptunaSearch(OptunaSearch):
             return Searcher.FINISHED
         if self._held is not None:
             ot_trial, config = self._held
-            if config["dla"]["hash"] in self._running.values():
+            if config["dla"]["key"] in self._running.values():
                 return None
             self._held = None
             self._ot_trials[trial_id] = ot_trial
@@ -77,11 +80,11 @@ class DlaNasOptunaSearch(OptunaSearch):
             config = super().suggest(trial_id)
             if not isinstance(config, dict):
                 return config
-            digest = config["dla"]["hash"]
-            if digest and digest in self._running.values():
+            key = config["dla"]["key"]
+            if key and key in self._running.values():
                 self._held = (self._ot_trials.pop(trial_id), config)
                 return None
-        self._running[trial_id] = config["dla"]["hash"]
+        self._running[trial_id] = config["dla"]["key"]
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
@@ -145,7 +148,8 @@ class Recorder:
         else:  # no result at all (Tune gave up on it): keep the numbers dense, say why
             record = TrialRecord(trial=int(dla.get("number", -1)), status="failed",
                                  hash=dla.get("hash", ""), genome=dla.get("genome"),
-                                 repairs=list(dla.get("repairs", [])), device=self.device,
+                                 repairs=list(dla.get("repairs", [])),
+                                 recipe=dict(dla.get("recipe", {})), device=self.device,
                                  started_at=time.time()).fail(reason)
         if record.trial < 0 or record.trial in self.numbers():
             return  # reported again after a restore: already on disk

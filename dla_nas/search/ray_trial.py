@@ -102,7 +102,8 @@ def _run_trial(dla: dict, settings: TrialSettings) -> None:
         return
     worker = f"{socket.gethostname()}:{tune.get_context().get_trial_id()}"
     fields = dict(hash=dla.get("hash", ""), genome=dla.get("genome"),
-                  repairs=list(dla.get("repairs", [])), backend="ray", sampler=settings.sampler)
+                  repairs=list(dla.get("repairs", [])), recipe=dict(dla.get("recipe", {})),
+                  backend="ray", sampler=settings.sampler)
     record = TrialRecord(trial=number, status="failed", worker=worker, device=settings.device,
                          started_at=time.time(), **fields)
     try:
@@ -112,9 +113,10 @@ def _run_trial(dla: dict, settings: TrialSettings) -> None:
         evaluator.worker = worker
         record = evaluator.new_record(number, **fields)  # filled in as it is measured
         genome = Genome.from_dict(dla["genome"])
-        reuse = find_reuse(records, record.hash)
+        reuse = find_reuse(records, record.key)
         if reuse is not None:
-            record = evaluator.evaluate(genome, number, repairs=record.repairs, reuse=reuse)
+            record = evaluator.evaluate(genome, number, repairs=record.repairs, reuse=reuse,
+                                        recipe=record.recipe)
         elif _train(evaluator, genome, record, settings.out):
             return  # the last epoch's report already carried the final record
     except ReportError:

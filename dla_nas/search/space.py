@@ -7,6 +7,11 @@ trial to a Genome define-by-run: a field is drawn only where the genome uses it 
 ``blocks``, a tree ``depth`` and ``fan_in``). Combinations that would not build are repaired
 deterministically, and each repair is reported (see ``sample``). ``baselines`` lists the zoo
 networks a space contains; each is checked to be reachable when the space is read.
+
+The task's ``resolution`` and the proxy's ``lr`` and ``weight_decay`` may be specs too (a choice
+list, or for lr and weight decay a range ``{low, high, log: true}``): they are then drawn per
+trial with the genome (``sample_trial``), recorded as the trial's recipe, exported as its
+training recipe and used by ``confirm``. Searches with fixed values draw and record none.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from .specs import (
     STAGE_CHECKS,
     STAGE_DEFAULTS,
     STEM_LEVEL_CHECKS,
+    Fixed,
     FixedSuggester,
+    FloatRange,
     IntRange,
     RandomSuggester,
     Spec,
@@ -50,10 +57,16 @@ ENUMERATION_LIMIT = 200_000
 
 
 # ---- the space -------------------------------------------------------------------------------
+# training settings a space may search (drawn per trial), with their parameter names
+RECIPE = (("resolution", "task.resolution"), ("lr", "proxy.lr"),
+          ("weight_decay", "proxy.weight_decay"))
+
+
 @dataclass(frozen=True)
 class Task:
     """The data a space is searched on. ``augment``: ``none`` or a comma list of hflip,
-    vflip, shift (default: the dataset's own, see ``dla_nas.data.DEFAULT_AUGMENT``)."""
+    vflip, shift (default: the dataset's own, see ``dla_nas.data.DEFAULT_AUGMENT``).
+    ``resolution``: the nominal one when the space searches it (its first choice)."""
 
     dataset: str
     resolution: int | None = None
@@ -70,7 +83,10 @@ class Proxy:
     min_steps: int = 0
     train_fraction: float = 1.0
     batch_size: int = 64
+    # the nominal values when the space searches them: a choice's first value, a range's
+    # centre (baselines train with these)
     lr: float = 0.05
+    weight_decay: float = 5e-4
     seed: int = 0
     # the last BN of every residual branch starts at zero, so deep trees start shallow
     zero_init_residual: bool = True
@@ -80,7 +96,8 @@ class Proxy:
     def train_config(self, **settings: Any) -> TrainConfig:
         """The trainer's config of this proxy; ``settings``: device, threads, ..."""
         return TrainConfig(epochs=self.epochs, min_steps=self.min_steps,
-                           batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+                           batch_size=self.batch_size, lr=self.lr,
+                           weight_decay=self.weight_decay, seed=self.seed,
                            zero_init_residual=self.zero_init_residual,
                            balanced_loss=self.balanced_loss, **settings)
 
@@ -108,6 +125,7 @@ class SearchSpace:
     num_stages: Spec
     stages: tuple[dict[str, Spec], ...]
     baselines: tuple[str, ...] = ()
+    recipe: tuple[tuple[str, Spec], ...] = ()  # the searched training settings (RECIPE)
 
     # ---- loading ---------------------------------------------------------------------------
     @classmethod
@@ -124,8 +142,9 @@ class SearchSpace:
         raw = mapping(raw, "space", {"name", "description", "task", "proxy", "objectives",
                                        "constraints", "genome", "baselines"},
                       required={"task", "genome"})
-        task = _dataclass(Task, raw["task"], "task")
-        check("task.resolution", task.resolution, optional(integer(8)), SpaceError)
+        recipe: list[tuple[str, Spec]] = []
+        task_raw = _nominal(raw["task"], "task", {"resolution": optional(integer(8))}, recipe)
+        task = _dataclass(Task, task_raw, "task")
         if not isinstance(task.dataset, str):
             raise SpaceError(f"task.dataset: {task.dataset!r} is not allowed (digits, cifar10, "
                              "cifar100 or folder:PATH)")
@@ -134,7 +153,9 @@ class SearchSpace:
                 Augment.parse(str(task.augment))
             except DataError as exc:
                 raise SpaceError(f"task.{exc}") from None
-        proxy = _dataclass(Proxy, raw.get("proxy", {}), "proxy")
+        proxy_raw = _nominal(raw.get("proxy", {}), "proxy",
+                             {"lr": number(0, low_open=True), "weight_decay": number(0)}, recipe)
+        proxy = _dataclass(Proxy, proxy_raw, "proxy")
         check("proxy.train_fraction", proxy.train_fraction, number(0, 1, low_open=True),
               SpaceError)
         try:
@@ -203,6 +224,7 @@ class SearchSpace:
             num_stages=num_stages,
             stages=stages,
             baselines=_baseline_names(raw.get("baselines", [])),
+            recipe=tuple(recipe),
         )
         space._self_check()
         for name in space.baselines:
@@ -221,14 +243,15 @@ class SearchSpace:
             self.sample(RandomSuggester(rng), self.task.resolution or 32)
 
     def data_config(self, data_dir: str | None = None, *, train_fraction: float | None = None,
-                    augment: Augment | None = None) -> DataConfig:
+                    augment: Augment | None = None, resolution: int | None = None) -> DataConfig:
         """The data's config of this space's task (``train_fraction``: default the proxy's;
-        ``augment``: default the task's, else the dataset's own)."""
+        ``augment``: default the task's, else the dataset's own; ``resolution``: default the
+        task's)."""
         if augment is None and self.task.augment:
             augment = Augment.for_dataset(self.task.augment, self.task.dataset)
         fraction = self.proxy.train_fraction if train_fraction is None else train_fraction
-        return DataConfig(self.task.dataset, resolution=self.task.resolution, data_dir=data_dir,
-                          augment=augment, train_fraction=fraction)
+        return DataConfig(self.task.dataset, resolution=resolution or self.task.resolution,
+                          data_dir=data_dir, augment=augment, train_fraction=fraction)
 
     def with_task(self, dataset: str | None = None, resolution: int | None = None) -> SearchSpace:
         """This space searched on another dataset or resolution (``search --dataset``): the
@@ -260,6 +283,21 @@ class SearchSpace:
         return [m for m, _ in self.objectives]
 
     # ---- sampling --------------------------------------------------------------------------
+    def sample_trial(self, trial: Suggester, resolution: int
+                     ) -> tuple[Genome, list[str], dict[str, Any]]:
+        """A genome (see ``sample``), its repairs, and the trial's recipe: the searched
+        training settings, drawn with it. The resolution is drawn first, because the genome's
+        strides are fitted to it; ``resolution`` is the one to use when it is not searched."""
+        specs = dict(self.recipe)
+        recipe: dict[str, Any] = {}
+        if "resolution" in specs:
+            recipe["resolution"] = resolution = specs["resolution"].draw(trial, "task.resolution")
+        genome, repairs = self.sample(trial, resolution)
+        for key, name in RECIPE[1:]:
+            if key in specs:
+                recipe[key] = specs[key].draw(trial, name)
+        return genome, repairs, recipe
+
     def sample(self, trial: Suggester, resolution: int) -> tuple[Genome, list[str]]:
         """A valid Genome for this trial, and a note for every deterministic repair.
 
@@ -450,6 +488,24 @@ def _field_value(genome: Genome, name: str, placed: tuple[int, ...]) -> Any:
             return int(rest[9:]) in stage.ida_from
         return getattr(stage, rest)
     return getattr(genome, name)
+
+
+def _nominal(raw: Any, where: str, rules: dict[str, Any], recipe: list[tuple[str, Spec]]
+             ) -> dict[str, Any]:
+    """A copy of the ``task`` or ``proxy`` mapping with each searchable field (``rules``) at
+    its nominal value; a field given as a choice or range is appended to ``recipe``."""
+    out = dict(mapping(raw, where, set(raw) if isinstance(raw, Mapping) else set()))
+    for key, rule in rules.items():
+        if key not in out:
+            continue
+        spec = parse_spec(out[key], f"{where}.{key}", rule, floats=key != "resolution")
+        if isinstance(spec, Fixed):
+            continue
+        if isinstance(spec, IntRange):
+            raise SpaceError(f"{where}.{key}: a range is not allowed (a value or a choice list)")
+        recipe.append((key, spec))
+        out[key] = spec.middle if isinstance(spec, FloatRange) else spec.values()[0]
+    return out
 
 
 def _first_difference(want: Any, got: Any, where: str = "") -> str:

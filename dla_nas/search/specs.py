@@ -1,8 +1,9 @@
-"""Value specs of a search space (fixed value, choice list, int range), the checks of their
-values, and the suggesters that draw from them."""
+"""Value specs of a search space (fixed value, choice list, int range, float range on a log or
+linear scale), the checks of their values, and the suggesters that draw from them."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
@@ -16,6 +17,7 @@ class Suggester(Protocol):
 
     def suggest_categorical(self, name: str, choices: list) -> Any: ...
     def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int: ...
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -53,21 +55,36 @@ class IntRange:
         return trial.suggest_int(name, self.low, self.high, step=self.step)
 
 
-Spec = Fixed | Choice | IntRange
+@dataclass(frozen=True)
+class FloatRange:
+    """Any number from ``low`` to ``high``, uniform on a log scale when ``log``."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    def values(self) -> list:
+        return [self.low, self.high]
+
+    @property
+    def middle(self) -> float:
+        """The centre of the range on its own scale."""
+        if self.log:
+            return math.sqrt(self.low * self.high)
+        return (self.low + self.high) / 2
+
+    def draw(self, trial: Suggester, name: str) -> Any:
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
 
 
-def parse_spec(raw: Any, where: str, rule: Rule) -> Spec:
-    """Parse a value spec and check every value it can take with ``rule``."""
+Spec = Fixed | Choice | IntRange | FloatRange
+
+
+def parse_spec(raw: Any, where: str, rule: Rule, *, floats: bool = False) -> Spec:
+    """Parse a value spec and check every value it can take with ``rule``. ``floats``: a
+    range may be of numbers (``{low: 0.01, high: 0.3, log: true}``), not only integers."""
     if isinstance(raw, Mapping):
-        extra = set(raw) - {"low", "high", "step"}
-        if extra or not {"low", "high"} <= set(raw):
-            raise SpaceError(f"{where}: a range needs keys low, high (and optional step); "
-                             f"got {sorted(raw)}")
-        low, high, step = raw["low"], raw["high"], raw.get("step", 1)
-        if not all(type(v) is int for v in (low, high, step)) or step < 1 or low > high:
-            raise SpaceError(f"{where}: range {dict(raw)} is not allowed "
-                             "(integers with low <= high and step >= 1)")
-        spec: Spec = IntRange(low, high, step)
+        spec: Spec = _range(raw, where, floats)
     elif isinstance(raw, list):
         if not raw:
             raise SpaceError(f"{where}: an empty choice list is not allowed")
@@ -79,6 +96,27 @@ def parse_spec(raw: Any, where: str, rule: Rule) -> Spec:
     for value in (spec.values() if not isinstance(spec, IntRange) else [spec.low, spec.high]):
         check(where, value, rule, SpaceError)
     return spec
+
+
+def _range(raw: Mapping, where: str, floats: bool) -> IntRange | FloatRange:
+    keys = {"low", "high", "step"} | ({"log"} if floats else set())
+    if set(raw) - keys or not {"low", "high"} <= set(raw):
+        raise SpaceError(f"{where}: a range needs keys low, high (and optional "
+                         f"{' or '.join(sorted(keys - {'low', 'high'}))}); got {sorted(raw)}")
+    low, high = raw["low"], raw["high"]
+    if floats and ("log" in raw or not all(type(v) is int for v in (low, high))):
+        log = raw.get("log", False)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+        if "step" in raw or not numbers or not isinstance(log, bool) or not low < high or (
+                log and low <= 0):
+            raise SpaceError(f"{where}: range {dict(raw)} is not allowed (numbers with low < "
+                             "high, > 0 on a log scale; log true or false; no step)")
+        return FloatRange(float(low), float(high), log)
+    step = raw.get("step", 1)
+    if not all(type(v) is int for v in (low, high, step)) or step < 1 or low > high:
+        raise SpaceError(f"{where}: range {dict(raw)} is not allowed "
+                         "(integers with low <= high and step >= 1)")
+    return IntRange(low, high, step)
 
 
 # a stem level whose convs is 0 is left out of the genome
@@ -128,6 +166,11 @@ class RandomSuggester:
     def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
         return self.rng.randrange(low, high + 1, step)
 
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
+        if log:
+            return math.exp(self.rng.uniform(math.log(low), math.log(high)))
+        return self.rng.uniform(low, high)
+
 
 class Unreachable(Exception):
     """A ``TargetSuggester`` was asked for a value its spec does not offer."""
@@ -165,4 +208,7 @@ class FixedSuggester:
         return self.values[name]
 
     def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
+        return self.values[name]
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
         return self.values[name]

@@ -1,0 +1,129 @@
+"""Training settings as searched dimensions: lr (log scale), weight decay and resolution are
+drawn per trial, recorded with the genome, costed at their resolution, exported as the
+recipe and used by confirm."""
+
+import math
+
+import conftest
+import optuna
+import pytest
+import yaml
+
+from dla_nas import Genome
+from dla_nas.analysis.confirm import ConfirmStore, confirm, run_candidates
+from dla_nas.arch.cost import genome_cost
+from dla_nas.cli import main
+from dla_nas.data import DataConfig, load_dataset
+from dla_nas.results import load_run
+from dla_nas.search.space import SearchSpace, SpaceError
+from dla_nas.search.specs import FloatRange, RandomSuggester
+from dla_nas.train.trainer import TrainConfig
+
+GENOME = {"stem": {"kernel": 3, "levels": [{"channels": 4}]},
+          "stages": [{"channels": [8, 12], "stride": 1, "level_root": False}]}
+
+
+def space_dict(**task_proxy):
+    return {"name": "recipe-tiny", "task": {"dataset": "digits", "resolution": [8, 12],
+                                           **task_proxy.get("task", {})},
+            "proxy": {"epochs": 1, "batch_size": 256, "lr": {"low": 0.02, "high": 0.2, "log": True},
+                      "weight_decay": [5e-4, 0.0], **task_proxy.get("proxy", {})},
+            "genome": GENOME}
+
+
+def test_searched_settings_are_drawn_with_the_genome_and_named_in_the_trial():
+    space = SearchSpace.from_dict(space_dict())
+    assert [k for k, _ in space.recipe] == ["resolution", "lr", "weight_decay"]
+    assert space.task.resolution == 8 and space.proxy.weight_decay == 5e-4
+    assert space.proxy.lr == pytest.approx(math.sqrt(0.02 * 0.2))  # a log range's centre
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = set()
+    for _ in range(12):
+        trial = study.ask()
+        genome, _, recipe = space.sample_trial(trial, 32)
+        assert 0.02 <= recipe["lr"] <= 0.2 and recipe["weight_decay"] in (5e-4, 0.0)
+        assert {"task.resolution", "proxy.lr", "proxy.weight_decay"} <= set(trial.params)
+        assert isinstance(trial.distributions["proxy.lr"], optuna.distributions.FloatDistribution)
+        assert trial.distributions["proxy.lr"].log
+        drawn.add(recipe["resolution"])
+        study.tell(trial, 0.0)
+    assert drawn == {8, 12}
+
+
+def test_fixed_settings_draw_and_record_nothing():
+    raw = space_dict(task={"resolution": 8}, proxy={"lr": 0.1, "weight_decay": 1e-4})
+    space = SearchSpace.from_dict(raw)
+    assert space.recipe == () and space.proxy.lr == 0.1
+    genome, _, recipe = space.sample_trial(RandomSuggester(__import__("random").Random(0)), 8)
+    assert recipe == {}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"task": {"resolution": {"low": 8, "high": 16}}},
+     r"task\.resolution: a range is not allowed \(a value or a choice list\)"),
+    ({"task": {"resolution": [8, 4]}}, r"task\.resolution: 4 is not allowed"),
+    ({"proxy": {"lr": {"low": 0.2, "high": 0.1}}}, r"proxy\.lr: range .* is not allowed"),
+    ({"proxy": {"lr": {"low": 0, "high": 0.1, "log": True}}}, r"> 0 on a log scale"),
+    ({"proxy": {"lr": [0.1, -1]}}, r"proxy\.lr: -1 is not allowed \(> 0\)"),
+    ({"proxy": {"weight_decay": {"low": 0.1, "high": 0.2, "step": 1}}}, r"proxy\.weight_decay"),
+])
+def test_bad_searched_settings_name_the_key(change, message):
+    with pytest.raises(SpaceError, match=message):
+        SearchSpace.from_dict(space_dict(**change))
+
+
+def test_float_range_centre_and_values():
+    assert FloatRange(0.01, 1.0, log=True).middle == pytest.approx(0.1)
+    assert FloatRange(0.0, 1.0).middle == 0.5
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """A 6-trial search over lr, weight decay and resolution on digits."""
+    tmp = tmp_path_factory.mktemp("recipe")
+    space = conftest.write_space(tmp, space_dict())
+    out = tmp / "run"
+    assert main(["search", "--space", str(space), "--trials", "6", "--sampler", "random",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def test_records_carry_the_recipe_and_are_costed_at_its_resolution(searched):
+    records = [r for r in load_run(searched) if r.kind == "search"]
+    assert len(records) == 6
+    for r in records:
+        assert set(r.recipe) == {"resolution", "lr", "weight_decay"}
+        assert r.input_shape == [1, r.recipe["resolution"], r.recipe["resolution"]]
+        assert r.key.startswith(r.hash + "@") and f"lr={r.recipe['lr']:g}" in r.key
+        cost = genome_cost(Genome.from_dict(r.genome), tuple(r.input_shape), 10)
+        assert (r.macs, r.params) == (cost.macs, cost.params)
+    assert len({r.recipe["resolution"] for r in records}) == 2  # both were drawn
+
+
+def test_export_writes_the_recipe_and_confirm_trains_with_it(searched, tmp_path):
+    trial = next(r for r in load_run(searched) if r.kind == "search" and r.val_acc is not None)
+    assert main(["export", str(searched), "--trial", str(trial.trial),
+                 "--out", str(tmp_path / "exp")]) == 0
+    meta = yaml.safe_load(next((tmp_path / "exp").glob("*.yaml")).read_text())["metadata"]
+    assert meta["recipe"]["lr"] == trial.recipe["lr"]
+    assert meta["recipe"]["weight_decay"] == trial.recipe["weight_decay"]
+    assert meta["resolution"] == meta["recipe"]["resolution"] == trial.recipe["resolution"]
+    assert meta["recipe"]["searched"] == ["lr", "resolution", "weight_decay"]
+
+    cand = run_candidates(searched, pareto=False, top=None, trials=[trial.trial],
+                          baselines=[])[0]
+    assert cand.hash == trial.key and cand.searched == trial.recipe
+    other = 20 - trial.recipe["resolution"]  # the other choice: 8 <-> 12
+    data = load_dataset(DataConfig("digits", resolution=other))
+    loaded = []
+
+    def data_at(resolution):
+        loaded.append(resolution)
+        return load_dataset(DataConfig("digits", resolution=resolution))
+
+    store = ConfirmStore(tmp_path / "confirm.jsonl")
+    (record,) = confirm([cand], [0], data, TrainConfig(epochs=1, device="cpu"), store,
+                        data_at=data_at)
+    assert loaded == [trial.recipe["resolution"]]
+    assert record.searched == trial.recipe and record.hash == trial.key
+    assert record.recipe["lr"] == 0.05  # the shared recipe stays the confirmation's own
