@@ -2,13 +2,21 @@
 
 import math
 import random
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 from optuna._hypervolume import compute_hypervolume
 
+from dla_nas.analysis.ablation import aggregation, block, ida, value_counts
+from dla_nas.analysis.confirm import CONFIRM_FILE, ConfirmRecord, ConfirmStore
 from dla_nas.analysis.pareto import front, hypervolume, hypervolume_history, knee, reference_point
-from dla_nas.analysis.plots import plot_pareto
+from dla_nas.analysis.plots import COLOURS, plot_pareto
+from dla_nas.arch import zoo
+from dla_nas.arch.genome import Genome
+from dla_nas.cli import main
 from dla_nas.errors import OptionError, RunError
 from dla_nas.results import RunStore, TrialRecord
 
@@ -18,9 +26,10 @@ GENOME = {"stem": {"kernel": 3, "levels": [{"channels": 8}]},
           "block": "basic"}
 
 
-def rec(trial, acc, macs, params=1000, status="ok", kind="search", hash_=None, **kw):
+def rec(trial, acc, macs, params=1000, status="ok", kind="search", hash_=None, genome=GENOME,
+        **kw):
     return TrialRecord(trial=trial, status=status, hash=hash_ or f"h{trial:011d}", kind=kind,
-                       val_acc=acc, macs=macs, params=params, genome=GENOME, **kw)
+                       val_acc=acc, macs=macs, params=params, genome=genome, **kw)
 
 
 def brute_force_front(points):
@@ -170,6 +179,8 @@ def test_bad_axis_flags_are_refused(tmp_path):
         plot_pareto([run], y="macs", out=tmp_path / "p")
     with pytest.raises(RunError, match="has no latency_ms values"):
         plot_pareto([run], x="latency_ms", out=tmp_path / "p")
+    with pytest.raises(OptionError, match=r"--by: 'depth' is not allowed \(one of aggregation, "):
+        plot_pareto([run], by="depth", out=tmp_path / "p")
 
 
 def test_a_run_without_trials_is_refused(tmp_path):
@@ -200,3 +211,190 @@ def test_an_early_stopped_trial_never_enters_the_front():
     full = rec(2, 0.9, 1000)
     objectives = [("val_acc", "maximize"), ("macs", "minimize")]
     assert [r.trial for r in front([stopped, full], objectives)] == [2]
+
+
+# ---- ablation colouring (--by) --------------------------------------------------------------
+TREE = {"channels": 16, "depth": 2}  # aggregation and level_root at their defaults
+CHAIN = {"channels": 16, "aggregation": "none", "blocks": 2}
+CHAIN_GENOME = {"stem": GENOME["stem"], "block": "plain", "stages": [CHAIN, CHAIN]}
+IDA_GENOME = {**GENOME, "stages": [TREE, TREE, {**TREE, "ida_from": [0]}]}
+
+
+@pytest.mark.parametrize("stages, expected", [
+    ([TREE, TREE], "tree"), ([CHAIN], "none"), ([CHAIN, CHAIN], "none"),
+    ([CHAIN, TREE], "mixed"), ([TREE, {**TREE, "aggregation": "tree"}, CHAIN], "mixed")])
+def test_aggregation_is_tree_none_or_mixed(stages, expected):
+    assert aggregation({"stages": stages}) == expected
+
+
+def test_block_defaults_to_basic():
+    assert block({"stages": [TREE]}) == "basic"
+    assert block({"block": "bottleneckx", "stages": [TREE]}) == "bottleneckx"
+
+
+@pytest.mark.parametrize("stages, expected", [
+    ([TREE], "level_root only"),  # a tree's level_root defaults to true
+    ([{**TREE, "level_root": False}], "no IDA"),
+    ([CHAIN, CHAIN], "no IDA"),  # a chain's defaults to false
+    ([CHAIN, {**CHAIN, "level_root": True}], "level_root only"),
+    ([{**TREE, "level_root": False}, {**TREE, "level_root": False, "ida_from": []}], "no IDA"),
+    ([TREE, TREE, {**TREE, "ida_from": [0]}], "IDA edges"),
+    ([CHAIN, CHAIN, {**CHAIN, "ida_from": [0]}], "IDA edges")])
+def test_ida_names_the_strongest_link(stages, expected):
+    assert ida({"stages": stages}) == expected
+
+
+def test_properties_of_written_genomes():
+    """On ``Genome.to_dict`` output, which drops default fields and writes others always."""
+    dla = zoo.find("dla34_cifar").to_dict()
+    assert (aggregation(dla), block(dla), ida(dla)) == ("tree", "basic", "level_root only")
+    resnet = zoo.find("resnet20").to_dict()
+    assert (aggregation(resnet), block(resnet), ida(resnet)) == ("none", "basic", "no IDA")
+    assert block(zoo.find("plain_cnn").to_dict()) == "plain"
+    dla["stages"][3]["ida_from"] = [1]
+    assert ida(Genome.from_dict(dla).to_dict()) == "IDA edges"
+    dla["stages"][1]["aggregation"] = "none"
+    assert aggregation(dla) == "mixed"
+
+
+def test_value_counts_are_in_legend_order_and_skip_missing_genomes():
+    genomes = [CHAIN_GENOME, None, GENOME, CHAIN_GENOME, {**GENOME, "block": "new"}]
+    assert value_counts("aggregation", genomes) == [("tree", 2), ("none", 2)]
+    assert value_counts("block", genomes) == [("basic", 1), ("plain", 2), ("new", 1)]
+
+
+@pytest.fixture
+def png_figures(monkeypatch):
+    """The figures that the plots save, by file name, to read their legends and lines."""
+    saved = {}
+    original = Figure.savefig
+
+    def spy(fig, path, *args, **kwargs):
+        saved[Path(path).name] = fig
+        return original(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    return saved
+
+
+def legend_texts(fig):
+    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def ablation_runs(tmp_path):
+    trees = [rec(0, 0.8, 5000), rec(1, 0.7, 2000), rec(2, 0.85, 9000, genome=IDA_GENOME),
+             rec(3, None, 4000, status="failed", genome=None)]
+    chains = [rec(0, 0.6, 1000, genome=CHAIN_GENOME), rec(1, 0.75, 6000, genome=CHAIN_GENOME)]
+    return make_run(tmp_path / "trees", trees), make_run(tmp_path / "chains", chains)
+
+
+def test_pareto_by_colours_trials_by_property_with_a_marker_per_run(tmp_path, capsys,
+                                                                      png_figures):
+    trees, chains = ablation_runs(tmp_path)
+    out = tmp_path / "plots"
+    assert main(["pareto", str(trees), str(chains), "--by", "aggregation", "--out", str(out)]) == 0
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    legend = legend_texts(png_figures["pareto.png"])
+    assert "aggregation: tree (3)" in legend and "aggregation: none (2)" in legend
+    assert "chains: Pareto front (2, outlined; dominated faded)" in legend
+    assert not any("dominated trials" in t for t in legend)
+    page = (out / "pareto.html").read_text()
+    assert "Colour: aggregation:" in page and "tree (3)" in page and "none (2)" in page
+    shapes = re.findall(r'<(\w+) [^>]*class="trial"', page)
+    assert shapes == ["circle"] * 3 + ["rect"] * 2  # a run's trials dots, the other's squares
+    tree_fill, chain_fill = COLOURS[0], COLOURS[1]
+    assert page.count(f'class="trial" fill="{tree_fill}"') == 3
+    assert page.count(f'class="trial" fill="{chain_fill}"') == 2
+    assert page.count('class="cost-only"') == 1  # the failed trial without a genome, as before
+    assert "colours by aggregation: tree 3, none 2" in capsys.readouterr().out
+
+
+def test_pareto_by_ida_names_the_values_in_legend_and_tooltips(tmp_path, png_figures):
+    trees, _ = ablation_runs(tmp_path)
+    result = plot_pareto([trees], by="ida", out=tmp_path / "p")
+    assert result["by"] == {"property": "ida",
+                            "counts": {"IDA edges": 1, "level_root only": 2}}
+    legend = legend_texts(png_figures["pareto.png"])
+    assert legend[:3] == ["Pareto front (3, outlined; dominated faded)", "knee (trial 0)",
+                          "ida: IDA edges (1)"]
+    page = (tmp_path / "p" / "pareto.html").read_text()
+    assert page.count("\nida: level_root only</title>") == 2
+    assert page.count("\nida: IDA edges</title>") == 1
+
+
+def test_without_by_the_trials_keep_their_run_colour(tmp_path, png_figures):
+    trees, chains = ablation_runs(tmp_path)
+    result = plot_pareto([trees, chains], out=tmp_path / "p")
+    assert result["by"] is None
+    assert "trees: Pareto front (3)" in legend_texts(png_figures["pareto.png"])
+    page = (tmp_path / "p" / "pareto.html").read_text()
+    assert "Colour:" not in page and "\nida: " not in page
+    assert re.findall(r'<(\w+) [^>]*class="trial"', page) == ["circle"] * 5
+    assert page.count(f'class="trial" fill="{COLOURS[1]}"') == 2
+
+
+def test_a_bad_by_exits_2(tmp_path, capsys):
+    trees, _ = ablation_runs(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["pareto", str(trees), "--by", "depth"])
+    assert exc.value.code == 2
+    assert "--by: invalid choice: 'depth'" in capsys.readouterr().err
+    assert not (trees / "pareto.png").exists()
+
+
+# ---- the confirmed front and the hand-designed line -----------------------------------------
+def confirm_lines(run, units):
+    store = ConfirmStore(run / CONFIRM_FILE)
+    for label, kind, trial, macs, params, accs in units:
+        for seed, acc in enumerate(accs):
+            store.append(ConfirmRecord(label=label, kind=kind, hash=f"c{label}", seed=seed,
+                                       trial=trial, macs=macs, params=params, val_acc=acc,
+                                       test_acc=acc, test_balanced_acc=acc - 0.1,
+                                       recipe={"epochs": 1}))
+    return run
+
+
+def confirmed_run(tmp_path):
+    run = make_run(tmp_path / "run", sample_records())
+    return confirm_lines(run, [
+        ("trial 1", "search", 1, 2000, 500, (0.70, 0.72)),
+        ("trial 0", "search", 0, 5000, 400, (0.80, 0.82)),
+        ("trial 3", "search", 3, 8000, 300, (0.60, 0.62)),   # dominated by trial 0
+        ("trial 4", "search", 4, 20000, 200, (0.78, 0.80)),  # dominated by trial 0
+        ("plain_cnn", "baseline", None, 3000, 100, (0.75, 0.77)),
+        ("resnet20", "baseline", None, 9000, 50, (0.85, 0.87)),
+        ("resnet8", "baseline", None, 1500, 900, (0.65, 0.67))])
+
+
+def line(fig, prefix):
+    (found,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith(prefix)]
+    return list(found.get_xdata()), list(found.get_ydata())
+
+
+def test_confirmed_front_and_hand_designed_line_are_drawn(tmp_path, png_figures):
+    plot_pareto([confirmed_run(tmp_path)], out=tmp_path / "p")
+    fig = png_figures["pareto.png"]
+    legend = legend_texts(fig)
+    assert "confirmed front (2, mean test)" in legend
+    assert "hand-designed line (confirmed baselines, mean test)" in legend
+    xs, ys = line(fig, "confirmed front")
+    assert xs == [2000, 5000, 20000] and ys == pytest.approx([0.71, 0.81, 0.81])
+    assert line(fig, "confirmed front")[0] != line(fig, "hand-designed")[0]
+    xs, ys = line(fig, "hand-designed")
+    assert xs == [1500, 3000, 9000] and ys == pytest.approx([0.66, 0.76, 0.86])
+
+
+def test_confirmed_lines_follow_the_cost_axis_and_the_balanced_metric(tmp_path, png_figures):
+    plot_pareto([confirmed_run(tmp_path)], x="params", y="val_balanced_acc", out=tmp_path / "p")
+    fig = png_figures["pareto.png"]
+    xs, ys = line(fig, "hand-designed")
+    assert xs == [50, 100, 900] and ys == pytest.approx([0.76, 0.66, 0.56])
+    # by params, trial 4 (200) and trial 3 (300) are cheaper than trial 0 (400)
+    xs, ys = line(fig, "confirmed front")
+    assert xs == [200, 400, 500] and ys == pytest.approx([0.69, 0.71, 0.71])
+
+
+def test_without_confirm_jsonl_there_are_no_confirmed_lines(tmp_path, png_figures):
+    plot_pareto([make_run(tmp_path / "run", sample_records())], out=tmp_path / "p")
+    assert not any("confirmed" in t or "hand-designed" in t
+                   for t in legend_texts(png_figures["pareto.png"]))

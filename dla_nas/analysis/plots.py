@@ -13,8 +13,14 @@ What is drawn:
   on a strip at the bottom of the plot, so that the constraint boundary shows;
 - candidates confirmed with ``dla-nas confirm`` as diamonds at their mean **test** accuracy
   over seeds, with bars from the lowest to the highest seed (search trials in the run's
-  colour, baselines in black), beside the proxy points;
+  colour, baselines in black), beside the proxy points; the confirmed search candidates'
+  front (on mean test accuracy) as a dashed step line, and the confirmed baselines joined in
+  order of cost as a dashed black line (the hand-designed line);
 - MACs and params on a log axis.
+
+With ``by`` (``dla-nas pareto --by``), the search trials are coloured by a property of their
+genome (``ablation``) instead of by run; each run then has its own marker, and its lines are
+grey.
 
 Hypervolumes use the run's own objectives from ``run.yaml`` and one reference point computed
 over all plotted runs (``pareto.reference_point``), so the curves of several runs (samplers)
@@ -31,6 +37,7 @@ from typing import Any
 
 from ..errors import OptionError, RunError
 from ..results import RunStore, TrialRecord, load_run
+from .ablation import BY, GLYPHS, Colouring, genome_property, run_style, svg_point
 from .confirm import Confirmed, load_confirmed
 from .pareto import (
     LOG_METRICS,
@@ -38,6 +45,7 @@ from .pareto import (
     front,
     hypervolume_history,
     knee,
+    non_dominated_sort,
     reference_point,
     run_objectives,
 )
@@ -66,6 +74,7 @@ class RunPlot:
     info: dict[str, Any]
     records: list[TrialRecord]
     colour: str
+    marker: str = "o"  # its trials' marker (and its glyph in pareto.html): one per run with --by
     points: list[TrialRecord] = field(default_factory=list)  # eligible search trials
     front: list[TrialRecord] = field(default_factory=list)  # of the plotted pair, by cost
     knee: TrialRecord | None = None
@@ -99,10 +108,11 @@ class RunPlot:
 
 
 def plot_pareto(runs: list[Path], x: str = "macs", y: str | None = None, *,
-                out: Path) -> dict[str, Any]:
+                out: Path, by: str | None = None) -> dict[str, Any]:
     """Write ``pareto.png``, ``hypervolume.png`` and ``pareto.html`` for ``runs`` into ``out``;
     return each run's front of (``y``, ``x``), knee and final hypervolume. ``y`` defaults to
-    the first run's maximised objective."""
+    the first run's maximised objective; ``by`` (one of ``ablation.BY``) colours the search
+    trials by that property of their genome."""
     if y is None and runs:
         info = RunStore(Path(runs[0])).info()
         y = next((m for m, d in run_objectives(info) if d == "maximize"), "val_acc")
@@ -110,9 +120,11 @@ def plot_pareto(runs: list[Path], x: str = "macs", y: str | None = None, *,
         raise OptionError(f"--x: {x!r} is not allowed (one of {', '.join(X_METRICS)})")
     if y not in Y_METRICS:
         raise OptionError(f"--y: {y!r} is not allowed (one of {', '.join(Y_METRICS)})")
+    if by is not None and by not in BY:
+        raise OptionError(f"--by: {by!r} is not allowed (one of {', '.join(BY)})")
     if not runs:
         raise RunError("no run folder given (one or more results/<run> folders)")
-    loaded = [_load(Path(p), x, COLOURS[i % len(COLOURS)]) for i, p in enumerate(runs)]
+    loaded = [_load(Path(p), x, *run_style(i, by, COLOURS)) for i, p in enumerate(runs)]
     objectives = loaded[0].objectives
     for run in loaded[1:]:
         if run.objectives != objectives:
@@ -125,16 +137,20 @@ def plot_pareto(runs: list[Path], x: str = "macs", y: str | None = None, *,
         run.front = front(run.records, pair)
         run.knee = knee(run.front, pair) if run.front else None
         run.history = hypervolume_history(run.records, objectives, reference)
+    colouring = Colouring.of(by, [r.genome for run in loaded for r in run.points],
+                             COLOURS) if by else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"pareto_png": out / "pareto.png", "hypervolume_png": out / "hypervolume.png",
              "pareto_html": out / "pareto.html"}
-    _pareto_png(loaded, x, y, files["pareto_png"])
+    _pareto_png(loaded, x, y, files["pareto_png"], colouring)
     _hypervolume_png(loaded, objectives, reference, files["hypervolume_png"])
-    files["pareto_html"].write_text(_pareto_html(loaded, x, y))
+    files["pareto_html"].write_text(_pareto_html(loaded, x, y, colouring))
     return {"x": x, "y": y, "objectives": [list(o) for o in objectives],
             "reference": reference, "files": {k: str(v) for k, v in files.items()},
-            "runs": [_summary(run, x, y) for run in loaded]}
+            "runs": [_summary(run, x, y) for run in loaded],
+            "by": {"property": by, "counts": {v: n for v, n, _ in colouring.entries}}
+            if colouring else None}
 
 
 def _summary(run: RunPlot, x: str, y: str) -> dict[str, Any]:
@@ -154,7 +170,7 @@ def _summary(run: RunPlot, x: str, y: str) -> dict[str, Any]:
 
 
 # ---- data -----------------------------------------------------------------------------------
-def _load(path: Path, x: str, colour: str) -> RunPlot:
+def _load(path: Path, x: str, colour: str, marker: str) -> RunPlot:
     info = RunStore(path).info()
     records = load_run(path)
     if not records:
@@ -162,7 +178,7 @@ def _load(path: Path, x: str, colour: str) -> RunPlot:
     if not any(r.value(x) is not None for r in records):
         raise RunError(f"--x: {path} has no {x} values (its objectives are "
                        f"{', '.join(m for m, _ in run_objectives(info))})")
-    return RunPlot(path, info, records, colour, confirmed=load_confirmed(path))
+    return RunPlot(path, info, records, colour, marker, confirmed=load_confirmed(path))
 
 
 def _baselines(runs: list[RunPlot], x: str, y: str) -> list[tuple[TrialRecord, RunPlot]]:
@@ -200,8 +216,9 @@ def _title(runs: list[RunPlot]) -> str:
     return "Pareto front, " + "; ".join(sorted({run.task for run in runs}))
 
 
-def _tooltip(r: TrialRecord, run: RunPlot) -> str:
-    """Hash, trial, metrics and the genome's main fields, one per line."""
+def _tooltip(r: TrialRecord, run: RunPlot, by: str | None = None) -> str:
+    """Hash, trial, metrics and the genome's main fields (and its ``by`` property), one per
+    line."""
     lines = [r.hash, f"trial {r.trial} ({r.status}{', ' + r.name if r.name else ''}) "
              f"in {run.label}"]
     if r.val_acc is not None:
@@ -216,6 +233,8 @@ def _tooltip(r: TrialRecord, run: RunPlot) -> str:
             f"tree d{st.get('depth', 1)} fan{st.get('fan_in', 2)}"
             if st.get("aggregation", "tree") == "tree" else f"chain x{st.get('blocks', 1)}"
             for st in stages))
+        if by:
+            lines.append(f"{by}: {genome_property(r.genome, by)}")
     if r.violations:
         lines.append("over " + ", ".join(f"{k} by {v:.0%}" for k, v in r.violations.items()))
     return "\n".join(lines)
@@ -236,7 +255,16 @@ def _log_minor_label(value: float, _pos: int | None = None) -> str:
 
 
 # ---- pareto.png -----------------------------------------------------------------------------
-def _pareto_png(runs: list[RunPlot], x: str, y: str, path: Path) -> None:
+def _colours(records: list[TrialRecord], run: RunPlot,
+             colouring: Colouring | None) -> str | list[str]:
+    """The points' colour: the run's, or each one's by its genome property."""
+    if colouring is None:
+        return run.colour
+    return [colouring.colour(r.genome, run.colour) for r in records]
+
+
+def _pareto_png(runs: list[RunPlot], x: str, y: str, path: Path,
+                colouring: Colouring | None = None) -> None:
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
@@ -251,12 +279,18 @@ def _pareto_png(runs: list[RunPlot], x: str, y: str, path: Path) -> None:
         on_front = {r.hash for r in run.front}
         dominated = [r for r in run.points if r.hash not in on_front]
         best = [r for r in run.points if r.hash in on_front]
+        by_run = colouring is None  # else the legend has a colour per property value
         if dominated:
             ax.scatter([r.value(x) for r in dominated], [r.value(y) for r in dominated], s=28,
-                       color=run.colour, alpha=0.3, label=f"{tag}dominated trials")
+                       marker=run.marker, color=_colours(dominated, run, colouring), alpha=0.3,
+                       label=f"{tag}dominated trials" if by_run else None)
         ax.scatter([r.value(x) for r in best], [r.value(y) for r in best], s=42,
-                   color=run.colour, edgecolors="black", linewidths=0.6, zorder=3,
-                   label=f"{tag}Pareto front ({len(run.front)})")
+                   marker=run.marker, color=_colours(best, run, colouring), edgecolors="black",
+                   linewidths=0.6, zorder=3,
+                   label=f"{tag}Pareto front ({len(run.front)})" if by_run else None)
+        if not by_run:  # the run's marker and line; the property's colours have their entries
+            ax.plot([], [], marker=run.marker, color=run.colour, mfc="white", mec="black",
+                    label=f"{tag}Pareto front ({len(run.front)}, outlined; dominated faded)")
         if run.knee:
             xs = [r.value(x) for r in run.front] + [max(r.value(x) for r in run.points)]
             ys = [r.value(y) for r in run.front]
@@ -264,6 +298,8 @@ def _pareto_png(runs: list[RunPlot], x: str, y: str, path: Path) -> None:
             ax.scatter([run.knee.value(x)], [run.knee.value(y)], s=180, facecolors="none",
                        edgecolors="red", linewidths=1.5, zorder=4,
                        label=f"{tag}knee (trial {run.knee.trial})")
+    for value, count, colour in colouring.entries if colouring else ():
+        ax.plot([], [], "o", color=colour, label=f"{colouring.by}: {value} ({count})")
     cost_only = [r for run in runs for r in _cost_only(run, x)]
     if cost_only:
         ax.scatter([r.value(x) for r in cost_only], [strip] * len(cost_only), marker="x",
@@ -280,6 +316,7 @@ def _pareto_png(runs: list[RunPlot], x: str, y: str, path: Path) -> None:
                         textcoords="offset points", fontsize=9)
     if x in ("macs", "params"):
         _confirmed_points(ax, runs, x, y, several)
+        _confirmed_lines(ax, runs, x, y, several)
     ax.set_ylim(bottom, top)
     if x in LOG_METRICS:
         ax.set_xscale("log")
@@ -324,6 +361,35 @@ def _confirmed_points(ax, runs: list[RunPlot], x: str, y: str, several: bool) ->
                             textcoords="offset points", fontsize=7, color=colour)
 
 
+def _confirmed_front(points: list[Confirmed], x: str, y: str) -> list[Confirmed]:
+    """The confirmed candidates that no other beats on both mean test accuracy and ``x``,
+    sorted by ``x``."""
+    ranks = non_dominated_sort([(_confirmed_y(c, y)[0], getattr(c, x)) for c in points],
+                               ["maximize", "minimize"])
+    return sorted((c for c, k in zip(points, ranks) if k == 0), key=lambda c: getattr(c, x))
+
+
+def _confirmed_lines(ax, runs: list[RunPlot], x: str, y: str, several: bool) -> None:
+    """Each run's confirmed front of its search candidates (a dashed step line in the run's
+    colour) and its confirmed baselines joined in order of ``x`` (the hand-designed line,
+    dashed black)."""
+    for run in runs:
+        tag = f"{run.label}: " if several else ""
+        search = [c for c in run.confirmed if c.kind == "search"]
+        if search:
+            best = _confirmed_front(search, x, y)
+            ys = [_confirmed_y(c, y)[0] for c in best]
+            ax.step([getattr(c, x) for c in best] + [max(getattr(c, x) for c in search)],
+                    ys + ys[-1:], where="post", color=run.colour, ls="--", lw=1.3, zorder=5,
+                    label=f"{tag}confirmed front ({len(best)}, mean test)")
+        hand = sorted((c for c in run.confirmed if c.kind == "baseline"),
+                      key=lambda c: getattr(c, x))
+        if len(hand) > 1:
+            ax.plot([getattr(c, x) for c in hand], [_confirmed_y(c, y)[0] for c in hand],
+                    color="black", ls="--", lw=1, zorder=5,
+                    label=f"{tag}hand-designed line (confirmed baselines, mean test)")
+
+
 # ---- hypervolume.png ------------------------------------------------------------------------
 def _hypervolume_png(runs: list[RunPlot], objectives: list[tuple[str, str]],
                      reference: list[float], path: Path) -> None:
@@ -356,7 +422,8 @@ W, H = 900, 600
 LEFT, RIGHT, TOP, BOTTOM = 80, 30, 60, 60
 
 
-def _pareto_html(runs: list[RunPlot], x: str, y: str) -> str:
+def _pareto_html(runs: list[RunPlot], x: str, y: str, colouring: Colouring | None = None
+                 ) -> str:
     """A self-contained page: an SVG scatter with a tooltip (``<title>``) on every point."""
     log = x in LOG_METRICS
     baselines = _baselines(runs, x, y)
@@ -373,7 +440,8 @@ def _pareto_html(runs: list[RunPlot], x: str, y: str) -> str:
         return TOP + (top - v) / (top - bottom) * (H - TOP - BOTTOM)
 
     def tip(r: TrialRecord, run: RunPlot) -> str:
-        return f"<title>{html.escape(_tooltip(r, run))}</title>"
+        by = colouring.by if colouring else None
+        return f"<title>{html.escape(_tooltip(r, run, by))}</title>"
 
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
            f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">',
@@ -399,7 +467,8 @@ def _pareto_html(runs: list[RunPlot], x: str, y: str) -> str:
     svg.append(f'<text x="{W / 2}" y="24" text-anchor="middle" font-size="15">'
                f'{html.escape(_title(runs))}</text>')
     for i, run in enumerate(runs):
-        svg.append(f'<text x="{LEFT + 4 + 220 * i}" y="46" fill="{run.colour}">&#9679; '
+        svg.append(f'<text x="{LEFT + 4 + 220 * i}" y="46" fill="{run.colour}">'
+                   f'{dict(GLYPHS)[run.marker]} '
                    f'{html.escape(run.label)} ({html.escape(run.sampler)})</text>')
         if run.front:
             corners = [(px(r.value(x)), py(r.value(y))) for r in run.front]
@@ -412,9 +481,10 @@ def _pareto_html(runs: list[RunPlot], x: str, y: str) -> str:
             best = r.hash in on_front
             ring = (' stroke="red" stroke-width="2"' if run.knee and r.hash == run.knee.hash
                     else ' stroke="black" stroke-width="0.6"' if best else "")
-            svg.append(f'<circle class="trial" cx="{px(r.value(x)):.1f}" '
-                       f'cy="{py(r.value(y)):.1f}" r="{6 if best else 5}" fill="{run.colour}" '
-                       f'fill-opacity="{1.0 if best else 0.3}"{ring}>{tip(r, run)}</circle>')
+            fill = colouring.colour(r.genome, run.colour) if colouring else run.colour
+            svg.append(svg_point(run.marker, px(r.value(x)), py(r.value(y)), 6 if best else 5,
+                                 f'class="trial" fill="{fill}" '
+                                 f'fill-opacity="{1.0 if best else 0.3}"{ring}', tip(r, run)))
         for r in _cost_only(run, x):
             cx, cy = px(r.value(x)), py((bottom + strip_top) / 2)
             svg.append(f'<path class="cost-only" d="M{cx - 3:.1f},{cy - 3:.1f} l6,6 m0,-6 l-6,6" '
@@ -440,6 +510,7 @@ def _pareto_html(runs: list[RunPlot], x: str, y: str) -> str:
             "body{font-family:sans-serif;margin:20px}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head>"
             "<body>\n" + "\n".join(svg) +
+            (colouring.legend_html() if colouring else "") +
             "\n<p>Hover a point for its genome hash and fields. Faded: dominated; outlined: "
             "Pareto front; red ring: knee; grey x (bottom strip): infeasible, failed or "
             "diverged (no accuracy); black stars: baselines.</p>" + notes +

@@ -6,6 +6,7 @@ import argparse
 import re
 
 from .. import __version__
+from ..analysis.ablation import BY
 from ..train.trainer import TrainConfig
 from .model_cmds import cmd_eval, cmd_show, cmd_train
 from .run_cmds import cmd_export, cmd_pareto, cmd_status
@@ -240,7 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
         "pareto", help="plot the accuracy/cost trade-off of one or more runs",
         description="Write pareto.png (all trials, the front as a step line, baselines "
                     "labelled), hypervolume.png (hypervolume after each trial, one line per run) "
-                    "and an interactive pareto.html, and print each run's front.",
+                    "and an interactive pareto.html, and print each run's front. A run with "
+                    "confirm.jsonl also gets its confirmed points (mean test accuracy, min-max "
+                    "bars), the confirmed front and the hand-designed line (its confirmed "
+                    "baselines joined in order of cost).",
     )
     pa.add_argument("runs", nargs="+", metavar="RUN", help="run folders, e.g. results/demo")
     pa.add_argument("--x", default="macs", choices=["macs", "params", "latency_ms"],
@@ -249,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="accuracy axis (default: the run's accuracy objective)")
     pa.add_argument("--out", default=None, metavar="DIR",
                     help="output folder (default: the first run's folder)")
+    pa.add_argument("--by", default=None, choices=BY,
+                    help="colour the search trials by a genome property: aggregation (tree, "
+                         "none or mixed stages), block, or ida (IDA edges, level_root only, no "
+                         "IDA); with several runs, each run gets its own marker")
     pa.set_defaults(func=cmd_pareto)
 
     ex = sub.add_parser(

@@ -55,7 +55,8 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from ..analysis.plots import plot_pareto
 
     out = check_out_folder(args.out) if args.out else Path(args.runs[0])
-    summary = plot_pareto([Path(r) for r in args.runs], x=args.x, y=args.y, out=out)
+    summary = plot_pareto([Path(r) for r in args.runs], x=args.x, y=args.y, out=out,
+                          by=args.by)
     console = Console(width=max(Console().width, 100))
     for run in summary["runs"]:
         table = Table(title=f"{run['run']}: Pareto front of {summary['y']} against {args.x} "
@@ -69,6 +70,9 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         console.print(table)
         if run["note"]:
             console.print(run["note"])
+    if summary["by"]:
+        console.print(f"colours by {summary['by']['property']}: " + ", ".join(
+            f"{v} {n}" for v, n in summary["by"]["counts"].items()))
     console.print("wrote " + ", ".join(summary["files"].values()))
     return 0
 
