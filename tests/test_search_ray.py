@@ -298,12 +298,12 @@ def test_interrupted_driver_then_the_same_call_finishes_exactly_n(tmp_path, ray_
     assert "ok" in line and "resumed after epoch" in line  # from its checkpoint, not from scratch
 
 
-def test_balanced_accuracy_objective_and_a_step_budget(tmp_path, local_ray):
+def test_balanced_accuracy_objective_a_step_budget_and_a_searched_lr(tmp_path, local_ray):
     # half of the 1077 train images at 8 px, batch 128: 4 steps an epoch, so min_steps 10
     # means 3 epochs, and ASHA's max_t is 3
     space = write_space(tmp_path, objectives={"val_balanced_acc": "maximize", "macs": "minimize"},
                         proxy={"epochs": 1, "min_steps": 10, "batch_size": 128,
-                               "train_fraction": 0.5})
+                               "train_fraction": 0.5, "lr": [0.05, 0.1]})
     out = tmp_path / "run"
     opts = SearchOptions(space=str(space), trials=2, out=str(out), seed=0)
     assert run_ray_search(opts, cpus_per_trial=2, scheduler="asha") == 2
@@ -314,3 +314,6 @@ def test_balanced_accuracy_objective_and_a_step_budget(tmp_path, local_ray):
     for r in trained:
         assert r.epochs_run == (3 if r.stopped_rung is None else r.stopped_rung)
         assert r.val_balanced_acc is not None and len(r.val_confusion) == 10
+    for r in search_records(out):  # the lr is drawn with the genome and recorded with it
+        assert set(r.recipe) == {"lr"} and r.recipe["lr"] in (0.05, 0.1)
+        assert r.key == f"{r.hash}@lr={r.recipe['lr']:g}"
