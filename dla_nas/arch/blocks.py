@@ -7,6 +7,9 @@ Module and attribute names follow the official DLA code (``tree1``, ``root``, ``
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -100,6 +103,24 @@ class Root(nn.Module):
         return self.relu(out)
 
 
+@dataclass(frozen=True)
+class StageOptions:
+    """What a tree or chain takes beyond its size: the block, the first block's stride, and
+    its root (``level_root``: the stage input joins it; ``extra_root_channels``: channels of
+    the children its caller passes in, such as IDA edges)."""
+
+    block: str
+    cardinality: int = 1
+    stride: int = 1
+    level_root: bool = False
+    root_kernel: int = 1
+    root_residual: bool = False
+    extra_root_channels: int = 0
+
+    def root(self, channels_in: int, c_out: int) -> Root:
+        return Root(channels_in, c_out, self.root_kernel, self.root_residual)
+
+
 class Tree(nn.Module):
     """Hierarchical deep aggregation tree of ``depth`` levels and ``fan_in`` children per node.
 
@@ -111,47 +132,31 @@ class Tree(nn.Module):
     ``extra_root_channels`` counts the channels of children passed in by the caller.
     """
 
-    def __init__(
-        self,
-        depth: int,
-        fan_in: int,
-        c_in: int,
-        c_out: int,
-        *,
-        block: str,
-        cardinality: int,
-        stride: int = 1,
-        level_root: bool = False,
-        root_kernel: int = 1,
-        root_residual: bool = False,
-        extra_root_channels: int = 0,
-    ) -> None:
+    def __init__(self, depth: int, fan_in: int, c_in: int, c_out: int,
+                 opts: StageOptions) -> None:
         super().__init__()
         self.depth = depth
-        self.level_root = level_root
+        self.level_root = opts.level_root
         self.node_names = [f"tree{i + 1}" for i in range(fan_in)]
-        extra = extra_root_channels + (c_in if level_root else 0)
-        common = dict(block=block, cardinality=cardinality, root_kernel=root_kernel,
-                      root_residual=root_residual)
+        extra = opts.extra_root_channels + (c_in if opts.level_root else 0)
         for i, name in enumerate(self.node_names):
             first = i == 0
+            stride = opts.stride if first else 1
             if depth == 1:
-                node = make_block(block, c_in if first else c_out, c_out, stride if first else 1,
-                                  cardinality)
+                node = make_block(opts.block, c_in if first else c_out, c_out, stride,
+                                  opts.cardinality)
             else:
-                last = i == fan_in - 1
-                node = Tree(depth - 1, fan_in, c_in if first else c_out, c_out,
-                            stride=stride if first else 1,
-                            extra_root_channels=extra + (fan_in - 1) * c_out if last else 0,
-                            **common)
+                inherited = extra + (fan_in - 1) * c_out if i == fan_in - 1 else 0
+                node = Tree(depth - 1, fan_in, c_in if first else c_out, c_out, dataclasses.replace(
+                    opts, stride=stride, level_root=False, extra_root_channels=inherited))
             self.add_module(name, node)
-        self.downsample = nn.MaxPool2d(stride, stride, ceil_mode=True) if stride > 1 else None
+        self.downsample = (nn.MaxPool2d(opts.stride, opts.stride, ceil_mode=True)
+                           if opts.stride > 1 else None)
         # Only depth-1 nodes of residual blocks use a projected residual; the official code
         # also builds one for deeper nodes that is never used, and we leave it out.
         self.project = (nn.Sequential(*conv_bn(c_in, c_out, 1))
-                        if depth == 1 and c_in != c_out and block != "plain" else None)
-        self.root = (Root(fan_in * c_out + extra, c_out, root_kernel, root_residual)
-                     if depth == 1 else None)
+                        if depth == 1 and c_in != c_out and opts.block != "plain" else None)
+        self.root = opts.root(fan_in * c_out + extra, c_out) if depth == 1 else None
 
     def forward(self, x: torch.Tensor, children: list[torch.Tensor] | None = None) -> torch.Tensor:
         children = [] if children is None else list(children)
@@ -179,34 +184,22 @@ class Chain(nn.Module):
     projection). A root aggregates the chain's output with the stage input (``level_root``)
     and the caller's ``children`` (IDA edges); without either there is no root."""
 
-    def __init__(
-        self,
-        blocks: int,
-        c_in: int,
-        c_out: int,
-        *,
-        block: str,
-        cardinality: int,
-        stride: int = 1,
-        level_root: bool = False,
-        root_kernel: int = 1,
-        root_residual: bool = False,
-        extra_root_channels: int = 0,
-    ) -> None:
+    def __init__(self, blocks: int, c_in: int, c_out: int, opts: StageOptions) -> None:
         super().__init__()
-        self.level_root = level_root
+        stride = opts.stride
+        self.level_root = opts.level_root
         self.node_names = [f"block{i + 1}" for i in range(blocks)]
         for i, name in enumerate(self.node_names):
             first = i == 0
-            self.add_module(name, make_block(block, c_in if first else c_out, c_out,
-                                             stride if first else 1, cardinality))
+            self.add_module(name, make_block(opts.block, c_in if first else c_out, c_out,
+                                             stride if first else 1, opts.cardinality))
         reshaped = stride != 1 or c_in != c_out
         self.project = (nn.Sequential(*conv_bn(c_in, c_out, 1, stride))
-                        if reshaped and block != "plain" else None)
+                        if reshaped and opts.block != "plain" else None)
         self.downsample = (nn.MaxPool2d(stride, stride, ceil_mode=True)
-                           if level_root and stride > 1 else None)
-        extra = extra_root_channels + (c_in if level_root else 0)
-        self.root = Root(c_out + extra, c_out, root_kernel, root_residual) if extra else None
+                           if opts.level_root and stride > 1 else None)
+        extra = opts.extra_root_channels + (c_in if opts.level_root else 0)
+        self.root = opts.root(c_out + extra, c_out) if extra else None
 
     def forward(self, x: torch.Tensor, children: list[torch.Tensor] | None = None) -> torch.Tensor:
         children = [] if children is None else list(children)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GenomeError
-from .blocks import BasicBlock, Bottleneck, Chain, Root, Tree, conv_bn
+from .blocks import BasicBlock, Bottleneck, Chain, Root, StageOptions, Tree, conv_bn
 from .genome import MAX_IN_CHANS, Genome
 
 
@@ -57,12 +57,11 @@ class DLA(nn.Module):
             stride = 1 if pooled else st.stride
             self.stage_pools.append((pooled and st.downsample == "pool_first",
                                      pooled and st.downsample == "pool_last", stride))
-            common = dict(block=genome.block, cardinality=genome.cardinality, stride=stride,
-                          level_root=st.level_root, root_kernel=st.root_kernel,
-                          root_residual=st.root_residual,
-                          extra_root_channels=sum(genome.stages[j].channels for j in st.ida_from))
-            body = (Tree(st.depth, st.fan_in, c, st.channels, **common) if st.is_tree
-                    else Chain(st.blocks, c, st.channels, **common))
+            opts = StageOptions(genome.block, genome.cardinality, stride, st.level_root,
+                                st.root_kernel, st.root_residual,
+                                sum(genome.stages[j].channels for j in st.ida_from))
+            body = (Tree(st.depth, st.fan_in, c, st.channels, opts) if st.is_tree
+                    else Chain(st.blocks, c, st.channels, opts))
             self.add_module(names[n_stem + i], body)
             c = st.channels
             reduction *= st.stride
