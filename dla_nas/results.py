@@ -124,10 +124,11 @@ class TrialRecord:
 
 
 def trial_key(digest: str, recipe: dict[str, Any]) -> str:
-    """A genome hash and a searched recipe as one id: equal ids train the same way."""
+    """A genome hash and a searched recipe as one id: equal ids train the same way (values
+    written in full, so two log-scale draws never share an id)."""
     if not recipe:
         return digest
-    return digest + "@" + ",".join(f"{k}={recipe[k]:g}" for k in sorted(recipe))
+    return digest + "@" + ",".join(f"{k}={recipe[k]!r}" for k in sorted(recipe))
 
 
 class RunStore:

@@ -145,11 +145,17 @@ def test_a_bad_dataset_is_refused_before_run_yaml_and_the_corrected_rerun_works(
 
 def test_baseline_names_of_the_line_build():
     from dla_nas import build_model
-    from dla_nas.arch.baselines import LINE, is_baseline
+    from dla_nas.arch.baselines import LINE, baseline_genome
     from dla_nas.arch.cost import count_params
+    from dla_nas.errors import OptionError
 
-    assert all(is_baseline(n) for n in LINE)
-    assert not is_baseline("resnet9") and not is_baseline("dla34_cifar_x2")
+    assert [baseline_genome(n).name for n in LINE] == list(LINE)
+    with pytest.raises(OptionError, match=r"--baselines: zoo: 'resnet9'.*6n\+2"):
+        baseline_genome("resnet9")
+    with pytest.raises(OptionError, match=r"--baselines: zoo: 'dla34_cifar_x2'.*\(0, 1\]"):
+        baseline_genome("dla34_cifar_x2")
+    with pytest.raises(OptionError, match=r"--baselines: 'vgg16' is not known \(allowed: dla34"):
+        baseline_genome("vgg16")
     # He et al.'s CIFAR ResNet-20 has 0.27M parameters
     assert count_params(build_model("resnet20", 10, 3)) == pytest.approx(272_474, rel=0.01)
     narrow = count_params(build_model("dla34_cifar_x0.25", 10, 3))
@@ -172,3 +178,19 @@ def test_an_append_after_a_torn_line_starts_on_a_fresh_line(tmp_path):
                                                     "val_acc": "high"}) + "\n")
     with pytest.warns(UserWarning, match="skipped a corrupt line"):
         assert load_run(tmp_path / "bad.jsonl") == []
+
+
+def test_a_search_trial_that_is_a_hand_design_and_a_0_1_baseline_line_keep_their_rows(tmp_path):
+    from dla_nas.analysis.confirm import ConfirmRecord, baseline_candidate, summarize
+
+    resnet8 = baseline_candidate("resnet8")
+    line = dict(macs=1, params=1, val_acc=1.0, test_acc=0.9, test_balanced_acc=0.9,
+                recipe={"lr": 0.05})
+    store = ConfirmStore(tmp_path / "confirm.jsonl")
+    store.append(ConfirmRecord("trial 3", "search", resnet8.hash, 0, trial=3, **line))
+    store.append(ConfirmRecord("resnet8", "baseline", "plain-8c0b8c", 0, **line))  # 0.1's id
+    rows = summarize(store.records())
+    assert sorted((c.label, c.seeds) for c in rows) == [("resnet8", [0]), ("trial 3", [0])]
+    done = {r.key for r in store.records()}
+    assert (resnet8.unit, 0) in done  # the 0.1 line counts for its name: not retrained
+    assert (resnet8.unit, 1) not in done

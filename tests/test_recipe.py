@@ -94,7 +94,7 @@ def test_records_carry_the_recipe_and_are_costed_at_its_resolution(searched):
     for r in records:
         assert set(r.recipe) == {"resolution", "lr", "weight_decay"}
         assert r.input_shape == [1, r.recipe["resolution"], r.recipe["resolution"]]
-        assert r.key.startswith(r.hash + "@") and f"lr={r.recipe['lr']:g}" in r.key
+        assert r.key.startswith(r.hash + "@") and f"lr={r.recipe['lr']!r}" in r.key
         cost = genome_cost(Genome.from_dict(r.genome), tuple(r.input_shape), 10)
         assert (r.macs, r.params) == (cost.macs, cost.params)
     assert len({r.recipe["resolution"] for r in records}) == 2  # both were drawn

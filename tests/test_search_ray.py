@@ -316,4 +316,4 @@ def test_balanced_accuracy_objective_a_step_budget_and_a_searched_lr(tmp_path, l
         assert r.val_balanced_acc is not None and len(r.val_confusion) == 10
     for r in search_records(out):  # the lr is drawn with the genome and recorded with it
         assert set(r.recipe) == {"lr"} and r.recipe["lr"] in (0.05, 0.1)
-        assert r.key == f"{r.hash}@lr={r.recipe['lr']:g}"
+        assert r.key == f"{r.hash}@lr={r.recipe['lr']!r}"

@@ -188,6 +188,21 @@ def test_the_small_spaces_contain_the_plain_cnns_and_resnets():
     assert by_name["cifar10-dla34-neighbourhood"].baselines == ("dla34_cifar",)
 
 
+def test_find_matches_the_aggregation_default_and_repaired_widths():
+    from dla_nas import Genome
+
+    raw = minimal(**{"genome.block": "bottleneckx",
+                     "genome.stages": [{"channels": [8, 16], "aggregation": "none",
+                                        "level_root": [None, True], "stride": 1},
+                                       {"channels": [20, 40], "depth": [1, 2]}]})
+    space = SearchSpace.from_dict(raw)
+    chain = {"block": "bottleneckx", "stem": {"levels": [{"channels": 8}], "kernel": 3},
+             "stages": [{"channels": 32, "aggregation": "none", "stride": 1},
+                        {"channels": 64, "depth": 2}]}
+    values = space.find(Genome.from_dict(chain))  # 8 -> 32 and 40 -> 64 by the width repair
+    assert values["stages[0].level_root"] is None and values["stages[1].channels"] == 40
+
+
 def test_a_chain_draws_only_the_fields_it_uses():
     raw = minimal(**{"genome.stages.1.aggregation": ["none", "tree"],
                      "genome.stages.1.blocks": [1, 3], "genome.stages.1.root_kernel": [1, 3],

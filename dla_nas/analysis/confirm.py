@@ -18,14 +18,14 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from ..arch import zoo
-from ..arch.baselines import KNOWN
+from ..arch.baselines import baseline_genome
 from ..arch.builder import build_model
 from ..arch.cost import model_cost
 from ..arch.genome import Genome
 from ..data import Dataset, make_loader
-from ..errors import GenomeError, OptionError, RunError
+from ..errors import RunError
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
+from ..search.space import with_recipe
 from ..train.trainer import TrainConfig, evaluate, resolve_device, train
 from .pareto import front, run_objectives
 
@@ -51,6 +51,10 @@ class Candidate:
         return build_model(Genome.from_dict(self.genome), num_classes, in_chans,
                            zero_init_residual=zero_init_residual)
 
+    @property
+    def unit(self) -> tuple[str, str]:
+        return unit_of(self.kind, self.label, self.hash)
+
     def check(self, resolution: int) -> None:
         """Raise GenomeError when the network cannot take its inputs: ``resolution`` px, or
         its searched resolution."""
@@ -58,8 +62,7 @@ class Candidate:
 
     def config(self, cfg: TrainConfig, seed: int) -> TrainConfig:
         """``cfg`` with this seed and the searched lr and weight decay."""
-        return dataclasses.replace(cfg, seed=seed, **{
-            k: self.searched[k] for k in ("lr", "weight_decay") if k in self.searched})
+        return with_recipe(dataclasses.replace(cfg, seed=seed), self.searched)
 
 
 @dataclass
@@ -88,13 +91,20 @@ class ConfirmRecord:
     finished_at: float = 0.0
 
     @property
-    def key(self) -> tuple[str, int]:
-        return (self.hash, self.seed)
+    def key(self) -> tuple[tuple[str, str], int]:
+        return (unit_of(self.kind, self.label, self.hash), self.seed)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ConfirmRecord:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def unit_of(kind: str, label: str, digest: str) -> tuple[str, str]:
+    """What one confirmed row stands for: a baseline by its name (a 0.1 line of a hand
+    design, with a name-derived id, counts for its name), a search trial by its genome and
+    recipe (``TrialRecord.key``), so a trial that samples a hand design stays its own row."""
+    return (kind, label if kind == "baseline" else digest)
 
 
 # ---- choosing -------------------------------------------------------------------------------
@@ -104,12 +114,7 @@ def search_candidate(record: TrialRecord) -> Candidate:
 
 
 def baseline_candidate(name: str) -> Candidate:
-    try:
-        genome = zoo.find(name)
-    except GenomeError as exc:
-        raise OptionError(f"--baselines: {exc}") from None
-    if genome is None:
-        raise OptionError(f"--baselines: {name!r} is not known (allowed: {KNOWN})")
+    genome = baseline_genome(name)
     return Candidate(name, "baseline", genome.canonical_hash(), genome=genome.to_dict())
 
 
@@ -212,7 +217,7 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
     recipe = recipe_of(cfg, data)
     store.check_recipe(recipe)
     done = {r.key for r in store.records()}
-    todo = [(c, s) for c in candidates for s in seeds if (c.hash, s) not in done]
+    todo = [(c, s) for c in candidates for s in seeds if (c.unit, s) not in done]
     device = resolve_device(cfg.device)
     for i, (cand, seed) in enumerate(todo):
         resolution = cand.searched.get("resolution", data.resolution)
@@ -271,7 +276,7 @@ def summarize(records: list[ConfirmRecord]) -> list[Confirmed]:
     """Per candidate (in order of cost): mean, min and max over seeds."""
     groups: dict[str, list[ConfirmRecord]] = {}
     for r in records:
-        groups.setdefault(r.hash, []).append(r)
+        groups.setdefault(unit_of(r.kind, r.label, r.hash), []).append(r)
     out = []
     for rs in groups.values():
         first = rs[0]

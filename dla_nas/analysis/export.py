@@ -25,8 +25,9 @@ import yaml
 from ..arch.builder import build_model
 from ..arch.cost import count_params, model_cost
 from ..arch.genome import Genome
-from ..errors import DataError, RunError
+from ..errors import DataError, RunError, SpaceError
 from ..results import TRAINED, RunStore, TrialRecord, load_run
+from ..search.space import Proxy
 from .pareto import best_record, eligible, front, run_objectives
 from .pareto import knee as front_knee  # export_run has a `knee` flag
 
@@ -151,21 +152,21 @@ def data_shape(run: Path, info: dict[str, Any]) -> DataShape:
                      "space task.classes or the dataset's class count; RGB")
 
 
-def training_recipe(proxy: dict[str, Any], record: TrialRecord, resolution: int
-                    ) -> dict[str, Any]:
+def training_recipe(proxy: Proxy, record: TrialRecord, resolution: int) -> dict[str, Any]:
     """The recommended way to train an exported network: the settings it was searched with
-    (its searched lr and weight decay, else the proxy's), at its resolution. ``confirm``
-    trains with the same lr and weight decay, for 1,000 steps by default."""
-    from ..search.space import Proxy
+    (its searched lr and weight decay, else the proxy's nominal ones), at its resolution.
+    ``confirm`` trains with the same lr and weight decay, for 1,000 steps by default."""
+    return {"resolution": resolution, "lr": record.recipe.get("lr", proxy.lr),
+            "weight_decay": record.recipe.get("weight_decay", proxy.weight_decay),
+            "batch_size": proxy.batch_size, "searched": sorted(record.recipe)}
 
-    def value(key: str) -> Any:
-        given = record.recipe.get(key, proxy.get(key, getattr(Proxy(), key)))
-        if isinstance(given, list):  # a searched choice this record did not draw: the nominal
-            return given[0]
-        return given if isinstance(given, (int, float)) else None
 
-    return {"resolution": resolution, "lr": value("lr"), "weight_decay": value("weight_decay"),
-            "batch_size": value("batch_size"), "searched": sorted(record.recipe)}
+def _proxy(run: Path, info: dict[str, Any]) -> Proxy:
+    """The proxy of a run's space (the defaults for a run.yaml without one)."""
+    try:
+        return Proxy.parse((info.get("space") or {}).get("proxy", {}))
+    except SpaceError as exc:
+        raise RunError(f"{RunStore(run).run_yaml}: space: {exc}") from None
 
 
 def _in_chans(genome: Genome, shape: DataShape, record: TrialRecord) -> int:
@@ -205,14 +206,15 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
         "num_classes": shape.num_classes,
         "shape_source": shape.source,
         "fidelity": space.get("proxy", {}),
-        "recipe": training_recipe(space.get("proxy", {}), record, resolution),
+        "recipe": training_recipe(_proxy(run, info), record, resolution),
         "objectives": {m: record.value(m) for m, _ in run_objectives(info)},
         "params": record.params,
         "macs": record.macs,
         "input_shape": list(input_shape),
         "dla_nas_version": dla_nas.__version__,
     }
-    confirmed = next((c for c in load_confirmed(run) if c.hash == record.key), None)
+    confirmed = next((c for c in load_confirmed(run)
+                      if c.kind == record.kind and c.hash == record.key), None)
     if confirmed is not None:
         metadata["confirmed"] = {
             "seeds": confirmed.seeds,

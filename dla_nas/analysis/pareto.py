@@ -90,13 +90,13 @@ def eligible(records: Sequence[TrialRecord], metrics: Sequence[str],
 
 def front(records: Sequence[TrialRecord], objectives: Sequence[tuple[str, str]],
           include_baselines: bool = False) -> list[TrialRecord]:
-    """The Pareto-optimal records (duplicates of one genome appear once), sorted by the
-    last objective."""
+    """The Pareto-optimal records (duplicates of one genome trained with one recipe,
+    ``TrialRecord.key``, appear once), sorted by the last objective."""
     metrics = [m for m, _ in objectives]
     pool, seen = [], set()
     for r in eligible(records, metrics, include_baselines):
-        if r.hash not in seen:
-            seen.add(r.hash)
+        if r.key not in seen:
+            seen.add(r.key)
             pool.append(r)
     ranks = non_dominated_sort([[r.value(m) for m in metrics] for r in pool],
                                [d for _, d in objectives])

@@ -276,9 +276,9 @@ def _pareto_png(runs: list[RunPlot], x: str, y: str, path: Path,
     strip = (bottom + strip_top) / 2
     for run in runs:
         tag = f"{run.label}: " if several else ""
-        on_front = {r.hash for r in run.front}
-        dominated = [r for r in run.points if r.hash not in on_front]
-        best = [r for r in run.points if r.hash in on_front]
+        on_front = {r.key for r in run.front}
+        dominated = [r for r in run.points if r.key not in on_front]
+        best = [r for r in run.points if r.key in on_front]
         by_run = colouring is None  # else the legend has a colour per property value
         if dominated:
             ax.scatter([r.value(x) for r in dominated], [r.value(y) for r in dominated], s=28,
@@ -476,10 +476,10 @@ def _pareto_html(runs: list[RunPlot], x: str, y: str, colouring: Colouring | Non
             d += "".join(f" H{cx:.1f} V{cy:.1f}" for cx, cy in corners[1:])
             d += f" H{px(max(r.value(x) for r in run.points)):.1f}"
             svg.append(f'<path d="{d}" fill="none" stroke="{run.colour}" stroke-width="1.5"/>')
-        on_front = {r.hash for r in run.front}
+        on_front = {r.key for r in run.front}
         for r in run.points:
-            best = r.hash in on_front
-            ring = (' stroke="red" stroke-width="2"' if run.knee and r.hash == run.knee.hash
+            best = r.key in on_front
+            ring = (' stroke="red" stroke-width="2"' if run.knee and r.trial == run.knee.trial
                     else ' stroke="black" stroke-width="0.6"' if best else "")
             fill = colouring.colour(r.genome, run.colour) if colouring else run.colour
             svg.append(svg_point(run.marker, px(r.value(x)), py(r.value(y)), 6 if best else 5,

@@ -4,18 +4,22 @@ plain CNNs, the CIFAR ResNets, the DLAs and narrowed versions of them."""
 
 from __future__ import annotations
 
-from ..errors import GenomeError
+from ..errors import GenomeError, OptionError
 from . import zoo
+from .genome import Genome
 
 # what `confirm --baselines line` trains
-LINE = ("plain_cnn_8_16_32", "plain_cnn", "plain_cnn_32_64_128", "resnet8", "resnet14",
-        "resnet20", "dla34_cifar_x0.25", "dla46_c_cifar")
-KNOWN = ("plain_cnn, plain_cnn_<w1>_<w2>..., resnet<6n+2> (resnet8, resnet14, resnet20), "
-         "a zoo name such as dla46_c_cifar, or <name>_x<m> such as dla34_cifar_x0.25")
+LINE = zoo.HAND_DESIGNS + ("dla34_cifar_x0.25", "dla46_c_cifar")
 
 
-def is_baseline(name: str) -> bool:
+def baseline_genome(name: str) -> Genome:
+    """The genome of a baseline name; an ``OptionError`` of ``--baselines`` that says what is
+    allowed for any other name."""
     try:
-        return zoo.find(name) is not None
-    except GenomeError:
-        return False
+        genome = zoo.find(name)
+    except GenomeError as exc:
+        raise OptionError(f"--baselines: {exc}") from None
+    if genome is None:
+        raise OptionError(f"--baselines: {name!r} is not known (allowed: "
+                          f"{', '.join(zoo.names())}, {zoo.PATTERNS})")
+    return genome

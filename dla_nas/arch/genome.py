@@ -383,8 +383,9 @@ def _check_unused(where: str, st: Stage) -> None:
                    "aggregation none is a chain of `blocks` blocks" if name in _TREE_ONLY else
                    "a stride-1 stage does not downsample" if name == "downsample" else
                    "this chain has no root: nothing joins it")
+            with_what = "stride 1" if name == "downsample" else f"aggregation {st.aggregation}"
             raise GenomeError(f"{where}.{name}: {getattr(st, name)!r} is not allowed with "
-                              f"aggregation {st.aggregation} (leave it at {default!r}: {why})")
+                              f"{with_what} (leave it at {default!r}: {why})")
 
 
 def _drop_defaults(data: dict[str, Any], defaults: tuple[tuple[str, Any], ...]) -> None:

@@ -72,6 +72,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         recipe_of,
         run_candidates,
         summarize,
+        unit_of,
     )
     from ..arch.baselines import LINE
     from ..data import Augment
@@ -106,7 +107,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     store.check_recipe(recipe_of(cfg, data))
     log = stderr_console(False)
     done = {r.key for r in store.records()}
-    todo = sum((c.hash, s) not in done for c in candidates for s in seeds)
+    todo = sum((c.unit, s) not in done for c in candidates for s in seeds)
     log.print(f"[bold]confirm[/] {len(candidates)} candidate(s) x {len(seeds)} seed(s) on "
               f"{data.summary()}; {cfg.epochs_for(len(data.train))} epochs each; device "
               f"{device}; {todo} to train, {len(candidates) * len(seeds) - todo} already in "
@@ -123,8 +124,9 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         log.print(f"[yellow]interrupted[/]: finished units are saved in {store.path}; run the "
                   "same command to continue")
         return 130
-    wanted = {c.hash for c in candidates}
-    print_confirmed(log, [c for c in summarize(records) if c.hash in wanted])
+    wanted = {c.unit for c in candidates}
+    print_confirmed(log, [c for c in summarize(records)
+                          if unit_of(c.kind, c.label, c.hash) in wanted])
     return 0
 
 

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import optuna
 
-from ..arch.baselines import KNOWN, is_baseline
+from ..arch.baselines import baseline_genome
 from ..errors import DataError, GenomeError, OptionError, RunError
 from ..results import RunStore, TrialRecord
 from .evaluator import ProxyEvaluator, load_task_data
@@ -53,8 +53,7 @@ class SearchOptions:
         if self.timeout is not None and not self.timeout > 0:
             raise OptionError(f"--timeout: {self.timeout} is not allowed (> 0)")
         for name in self.baselines:
-            if not is_baseline(name):
-                raise OptionError(f"--baselines: {name!r} is not known (allowed: {KNOWN})")
+            baseline_genome(name)
         if self.storage is not None:
             check_storage(self.storage)
 

@@ -3,7 +3,6 @@ check, low-fidelity training, and the trial record. Both search backends call th
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Callable
 
@@ -11,15 +10,14 @@ import torch
 from torch import nn
 
 from ..arch import zoo
-from ..arch.baselines import KNOWN
 from ..arch.builder import build_model
 from ..arch.cost import measure_latency_ms, model_cost
 from ..arch.genome import Genome
 from ..data import Augment, Dataset, load_dataset
-from ..errors import DataError, GenomeError
+from ..errors import DataError
 from ..results import VAL_METRICS, TrialRecord
-from ..train.trainer import EpochReport, TrainConfig, resolve_device, train
-from .space import CONSTRAINTS, SearchSpace
+from ..train.trainer import EpochReport, resolve_device, train
+from .space import CONSTRAINTS, SearchSpace, with_recipe
 
 
 def load_task_data(space: SearchSpace, data_dir: str | None = None, *,
@@ -63,11 +61,6 @@ class ProxyEvaluator:
             data = load_task_data(self.space, self.data_dir, resolution=resolution)
             self._data_by_resolution[resolution] = data.to(self.device)
         return self._data_by_resolution[resolution]
-
-    def config_for(self, recipe: dict) -> TrainConfig:
-        """The proxy's training config with a recipe's lr and weight decay."""
-        return dataclasses.replace(self.train_config, **{
-            k: recipe[k] for k in ("lr", "weight_decay") if k in recipe})
 
     def build(self, genome: Genome) -> nn.Module:
         """The model with the proxy seed's initial weights, whatever this process ran before."""
@@ -114,9 +107,7 @@ class ProxyEvaluator:
 
     def evaluate_baseline(self, name: str, trial: int) -> TrialRecord:
         """A hand design or zoo network, with the same proxy as the search trials."""
-        genome = zoo.find(name)
-        if genome is None:
-            raise GenomeError(f"baselines: {name!r} is not known (allowed: {KNOWN})")
+        genome = zoo.load(name)
         genome.feature_sizes(self.data.resolution)
         record = self.new_record(trial, hash=genome.canonical_hash(), kind="baseline",
                                  name=name, genome=genome.to_dict())
@@ -138,7 +129,8 @@ class ProxyEvaluator:
                 f"{k} ({self.space.constraints[k]:,.0f})" for k in record.violations)
         else:
             result = train(model, self.data_at(record.recipe.get("resolution")),
-                           self.config_for(record.recipe), callback, resume=resume)
+                           with_recipe(self.train_config, record.recipe), callback,
+                           resume=resume)
             record.val_acc = result.val_acc
             if result.val is not None:
                 record.set_val_metrics(result.val)

@@ -54,6 +54,12 @@ class Sample:
                         "hash": digest, "recipe": recipe, "key": trial_key(digest, recipe)}}
 
 
+def _key(config: dict) -> str:
+    """The genome and recipe a config trains (its hash alone in a config of dla-nas 0.1)."""
+    dla = config["dla"]
+    return dla.get("key", dla.get("hash", ""))
+
+
 class DlaNasOptunaSearch(OptunaSearch):
     """OptunaSearch with the Optuna backend's bookkeeping: constraint values and FAIL for the
     sampler, the deadline of ``--timeout``, and no genome trained by two trials at once.
@@ -72,7 +78,7 @@ class DlaNasOptunaSearch(OptunaSearch):
             return Searcher.FINISHED
         if self._held is not None:
             ot_trial, config = self._held
-            if config["dla"]["key"] in self._running.values():
+            if _key(config) in self._running.values():
                 return None
             self._held = None
             self._ot_trials[trial_id] = ot_trial
@@ -80,11 +86,11 @@ class DlaNasOptunaSearch(OptunaSearch):
             config = super().suggest(trial_id)
             if not isinstance(config, dict):
                 return config
-            key = config["dla"]["key"]
+            key = _key(config)
             if key and key in self._running.values():
                 self._held = (self._ot_trials.pop(trial_id), config)
                 return None
-        self._running[trial_id] = config["dla"]["key"]
+        self._running[trial_id] = _key(config)
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,

@@ -62,6 +62,12 @@ RECIPE = (("resolution", "task.resolution"), ("lr", "proxy.lr"),
           ("weight_decay", "proxy.weight_decay"))
 
 
+def with_recipe(cfg: TrainConfig, recipe: Mapping[str, Any]) -> TrainConfig:
+    """``cfg`` with a trial recipe's lr and weight decay (its resolution is the data's)."""
+    return dataclasses.replace(cfg, **{k: recipe[k] for k in ("lr", "weight_decay")
+                                       if k in recipe})
+
+
 @dataclass(frozen=True)
 class Task:
     """The data a space is searched on. ``augment``: ``none`` or a comma list of hflip,
@@ -92,6 +98,14 @@ class Proxy:
     zero_init_residual: bool = True
     # weight each class's loss by 1 / its frequency (imbalanced data)
     balanced_loss: bool = False
+
+    @classmethod
+    def parse(cls, raw: Any, recipe: list[tuple[str, Spec]] | None = None) -> Proxy:
+        """A space's ``proxy`` mapping, with lr and weight decay at their nominal values when
+        they are searched (their specs are appended to ``recipe``)."""
+        raw = _nominal(raw, "proxy", {"lr": number(0, low_open=True), "weight_decay": number(0)},
+                       [] if recipe is None else recipe)
+        return _dataclass(cls, raw, "proxy")
 
     def train_config(self, **settings: Any) -> TrainConfig:
         """The trainer's config of this proxy; ``settings``: device, threads, ..."""
@@ -153,9 +167,7 @@ class SearchSpace:
                 Augment.parse(str(task.augment))
             except DataError as exc:
                 raise SpaceError(f"task.{exc}") from None
-        proxy_raw = _nominal(raw.get("proxy", {}), "proxy",
-                             {"lr": number(0, low_open=True), "weight_decay": number(0)}, recipe)
-        proxy = _dataclass(Proxy, proxy_raw, "proxy")
+        proxy = Proxy.parse(raw.get("proxy", {}), recipe)
         check("proxy.train_fraction", proxy.train_fraction, number(0, 1, low_open=True),
               SpaceError)
         try:
@@ -382,9 +394,8 @@ class SearchSpace:
                 values: dict[str, Any] = {}
                 suggester = TargetSuggester(
                     lambda name, placed=placed: _field_value(genome, name, placed),
-                    lambda name, choice, value, mult=mult: (
-                        value is None or (self._width(choice, mult) == value
-                                          if name.endswith("channels") else choice == value)))
+                    lambda name, choice, value, mult=mult: self._matches(genome, name, choice,
+                                                                         value, mult))
                 recorder = _Recorder(suggester, values, mult)
                 try:
                     sampled, _ = self.sample(recorder, resolution)
@@ -396,6 +407,21 @@ class SearchSpace:
                 reason = _first_difference(genome.canonical().to_dict(),
                                            sampled.canonical().to_dict())
         raise Unreachable(reason)
+
+    def _matches(self, genome: Genome, name: str, choice: Any, value: Any, mult: float) -> bool:
+        """Whether drawing ``choice`` for parameter ``name`` gives ``value`` in ``genome`` (as
+        ``sample`` turns it into a field: widths scaled and fitted to the block, a None
+        level_root the aggregation's default)."""
+        if value is None:  # any choice will do
+            return True
+        if name.endswith("channels"):
+            width = self._width(choice, mult)
+            if name.startswith("stages["):
+                width = _fit_block_width(width, genome.block, genome.cardinality, name, [])
+            return width == value
+        if name.endswith("level_root") and choice is None:
+            return value == genome.stages[int(name[7:name.index("]")])].is_tree
+        return choice == value
 
     def _width(self, channels: int, mult: float) -> int:
         if mult == 1:
@@ -439,14 +465,26 @@ class SearchSpace:
         """Configurations summed over the number of stages (stages beyond it are not drawn)."""
         fixed = [s for n, s in self._named_specs() if not n.startswith("stages[") and n != "num_stages"]
         head = math.prod(len(s.values()) for s in fixed)
-        per_stage = []
-        for i, spec in enumerate(self.stages):
-            k = math.prod(len(s.values()) for k, s in spec.items() if k != "ida_from")
-            per_stage.append(k * len(spec["ida_from"].values()) ** max(0, i - 1))
+        per_stage = [_stage_configurations(spec, i) for i, spec in enumerate(self.stages)]
         return head * sum(math.prod(per_stage[:n]) for n in self.num_stages.values())
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+def _stage_configurations(spec: dict[str, Spec], i: int) -> int:
+    """Configurations of stage ``i``, counting each field only where it is drawn: depth and
+    fan-in for a tree, blocks for a chain, downsample at stride 2 (an upper bound still: a
+    chain without a root draws no root fields)."""
+    def n(key: str) -> int:
+        return len(spec[key].values())
+
+    shared = (n("channels") * n("level_root") * n("root_kernel") * n("root_residual")
+              * n("ida_from") ** max(0, i - 1))
+    kinds = sum(n("depth") * n("fan_in") if a == "tree" else n("blocks")
+                for a in spec["aggregation"].values())
+    strides = sum(n("downsample") if s == 2 else 1 for s in spec["stride"].values())
+    return shared * kinds * strides
+
+
 class _Recorder:
     """Passes draws to ``inner`` and records them (``width_multiplier`` is answered with
     ``mult``: ``find`` tries each)."""

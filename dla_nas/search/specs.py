@@ -104,7 +104,7 @@ def _range(raw: Mapping, where: str, floats: bool) -> IntRange | FloatRange:
         raise SpaceError(f"{where}: a range needs keys low, high (and optional "
                          f"{' or '.join(sorted(keys - {'low', 'high'}))}); got {sorted(raw)}")
     low, high = raw["low"], raw["high"]
-    if floats and ("log" in raw or not all(type(v) is int for v in (low, high))):
+    if floats:
         log = raw.get("log", False)
         numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
         if "step" in raw or not numbers or not isinstance(log, bool) or not low < high or (
