@@ -211,8 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "seeds, each with the same full recipe, and evaluate each once on the test "
                     "split, which the search never saw. Results go to RUN/confirm.jsonl, one "
                     "line per finished (candidate, seed); running the same command again "
-                    "continues and retrains nothing that finished. `status`, `pareto` and "
-                    "`export` show the confirmed figures.",
+                    "continues and retrains nothing that finished. A trial whose lr, weight "
+                    "decay or resolution was searched trains with its own values; the options "
+                    "below give the rest. `status`, `pareto` and `export` show the confirmed "
+                    "figures.",
     )
     co.add_argument("run", metavar="RUN", help="a run folder, e.g. results/demo")
     co.add_argument("--pareto", action="store_true", help="every trial on the Pareto front")
