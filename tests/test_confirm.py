@@ -194,3 +194,27 @@ def test_a_search_trial_that_is_a_hand_design_and_a_0_1_baseline_line_keep_their
     done = {r.key for r in store.records()}
     assert (resnet8.unit, 0) in done  # the 0.1 line counts for its name: not retrained
     assert (resnet8.unit, 1) not in done
+
+
+def test_compare_with_line_finds_the_targets_and_the_gap():
+    from dla_nas.analysis.confirm import Confirmed, compare_with_line
+
+    def row(label, kind, macs, mean, low, high):
+        return Confirmed(label, kind, label, None, macs, 1, [0, 1, 2], (mean, low, high),
+                         (mean, low, high), mean, None)
+
+    line = [row("small", "baseline", 100, 0.90, 0.89, 0.91),
+            row("big", "baseline", 1000, 0.95, 0.94, 0.96)]
+    half = row("trial 1", "search", 400, 0.951, 0.95, 0.952)
+    better = row("trial 2", "search", 900, 0.97, 0.965, 0.975)
+    out = compare_with_line(line + [half, better])
+    assert out["best_hand_design"]["label"] == "big"
+    assert [r["label"] for r in out["half_macs"]] == ["trial 1"]
+    assert [r["label"] for r in out["one_point"]] == ["trial 2"]
+    assert out["gap"] == pytest.approx(0.001)
+    assert out["hypervolume"]["front"] > out["hypervolume"]["line"]
+    short = compare_with_line(line + [row("trial 3", "search", 500, 0.93, 0.92, 0.94)])
+    assert short["half_macs"] == [] and short["one_point"] == []
+    assert short["gap"] == pytest.approx(-0.02)
+    with pytest.raises(RunError, match="needs confirmed search trials"):
+        compare_with_line(line)

@@ -27,7 +27,7 @@ from ..errors import RunError
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
 from ..search.space import with_recipe
 from ..train.trainer import TrainConfig, evaluate, resolve_device, train
-from .pareto import front, run_objectives
+from .pareto import front, hypervolume, non_dominated_sort, run_objectives
 
 CONFIRM_FILE = "confirm.jsonl"
 
@@ -308,3 +308,46 @@ def run_candidates(run: str | Path, *, pareto: bool, top: int | None, trials: li
         raise RunError(f"{run}: no trained, feasible search trial to confirm")
     return chosen + [baseline_candidate(n) for n in baselines]
 
+
+
+# ---- the front against the hand-designed line -------------------------------------------------
+def compare_with_line(confirmed: list[Confirmed]) -> dict[str, Any]:
+    """Does the confirmed front beat the hand-designed line? On mean test accuracy over seeds,
+    against the best hand design (the baseline of highest mean):
+
+    - ``half_macs``: a search candidate reaches its mean at <= 1/2 its MACs;
+    - ``one_point``: one beats its mean by >= 1 point at <= its MACs, its lowest seed above
+      the hand design's highest;
+    - ``hypervolume``: of (mean test accuracy, log10 MACs) for the confirmed search candidates
+      and for the baselines, against one reference point: 0.01 below the lowest mean, and
+      log10 of 1.1 x the largest MACs.
+
+    ``gap`` is the best mean of the candidates within half the MACs minus the hand design's
+    (negative: short of the target)."""
+    line = [c for c in confirmed if c.kind == "baseline"]
+    found = [c for c in confirmed if c.kind == "search"]
+    if not line or not found:
+        raise RunError("compare: needs confirmed search trials and confirmed baselines")
+    best = max(line, key=lambda c: c.test_acc[0])
+    half = [c for c in found if c.macs <= best.macs / 2]
+    one_point = [c for c in found if c.macs <= best.macs and c.test_acc[0] >= best.test_acc[0]
+                 + 0.01 and c.test_acc[1] > best.test_acc[2]]
+    reference = [min(c.test_acc[0] for c in confirmed) - 0.01,
+                 math.log10(1.1 * max(c.macs for c in confirmed))]
+
+    def volume(cs: list[Confirmed]) -> float:
+        return hypervolume([[c.test_acc[0], math.log10(c.macs)] for c in cs],
+                           ["maximize", "minimize"], reference)
+
+    def row(c: Confirmed) -> dict[str, Any]:
+        return {"label": c.label, "macs": c.macs, "test_acc": list(c.test_acc)}
+
+    ranks = non_dominated_sort([[c.test_acc[0], c.macs] for c in found], ["maximize", "minimize"])
+    return {
+        "best_hand_design": row(best),
+        "front": [row(c) for c, k in zip(found, ranks) if k == 0],
+        "half_macs": [row(c) for c in half if c.test_acc[0] >= best.test_acc[0]],
+        "one_point": [row(c) for c in one_point],
+        "gap": (max(c.test_acc[0] for c in half) - best.test_acc[0]) if half else None,
+        "hypervolume": {"front": volume(found), "line": volume(line), "reference": reference},
+    }

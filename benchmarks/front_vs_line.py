@@ -1,0 +1,28 @@
+"""Does a run's confirmed front beat its hand-designed line? Prints JSON.
+
+Reads RUN/confirm.jsonl (written by `dla-nas confirm RUN --pareto --baselines ...`) and
+reports the best hand design (highest mean test accuracy over seeds), the targets of the
+"aggregation as a choice" issue (a search candidate at its accuracy with <= 1/2 its MACs, or
+one point better at <= its MACs with the lowest seed above its highest), the gap, and the
+hypervolumes of the confirmed front and of the line (``dla_nas.analysis.confirm.compare_with_line``).
+
+    python benchmarks/front_vs_line.py results/reference-digits-aggregation
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from dla_nas.analysis.confirm import compare_with_line, load_confirmed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="a run folder with a confirm.jsonl")
+    args = parser.parse_args()
+    print(json.dumps({"run": args.run, **compare_with_line(load_confirmed(args.run))}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
