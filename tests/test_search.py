@@ -155,7 +155,7 @@ def test_ctrl_c_stops_gracefully_and_the_same_command_continues(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, output
     assert "interrupted" in output and "Traceback" not in output
     again = cli("search", "--space", str(space), "--trials", "12", "--out", str(out), timeout=300)
     assert again.returncode == 0, again.stderr
