@@ -85,6 +85,7 @@ def test_confirm_trains_each_unit_once_and_resumes_after_a_kill(searched, tmp_pa
     assert records[:2] == first  # and nothing is lost
     for r in records:
         assert len(r.test_confusion) == 3 and sum(map(sum, r.test_confusion)) == len(data.test)
+        assert r.device == "cpu"  # where each row trained is kept, outside the recipe
     with pytest.raises(RunError, match=r"made with another recipe \(lr 0.05 -> 0.1\)"):
         confirm(candidates, [0], data, TrainConfig(epochs=1, min_steps=4, batch_size=16,
                                                    lr=0.1, device="cpu"), store)
@@ -112,6 +113,12 @@ def test_confirm_cli_then_status_pareto_and_export_show_the_figures(searched, ca
     meta = exported["metadata"]
     assert meta["in_chans"] == 1 and meta["num_classes"] == 3
     assert meta["confirmed"]["seeds"] == [0, 1] and 0 <= meta["confirmed"]["test_acc"]["mean"] <= 1
+    capsys.readouterr()
+    config = next((out / "export").glob(f"*trial{trial}-*.yaml"))
+    assert main(["show", str(config), "--json"]) == 0  # shown at the size it was searched at
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["input"] == meta["input_shape"] and shown["classes"] == 3
+    assert shown["macs"] == meta["macs"]
     assert main([*argv[:4], "0", *argv[5:], "--epochs", "2"]) == 2  # another recipe, same file
     assert "made with another recipe" in capsys.readouterr().err
 

@@ -86,6 +86,7 @@ class ConfirmRecord:
     searched: dict = field(default_factory=dict)  # the candidate's searched settings
     epochs_run: int = 0
     train_seconds: float = 0.0
+    device: str = ""  # where it trained (``cpu``, ``cuda:0 (NVIDIA H200)``); not in the recipe
     diverged: bool = False
     recipe: dict = field(default_factory=dict)
     finished_at: float = 0.0
@@ -243,7 +244,8 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
             test_per_class_recall=test.per_class_recall, test_confusion=test.confusion,
             proxy_val_acc=cand.proxy_val_acc, searched=cand.searched,
             epochs_run=result.epochs_run,
-            train_seconds=result.train_seconds, diverged=result.diverged, recipe=recipe,
+            train_seconds=result.train_seconds, device=result.device, diverged=result.diverged,
+            recipe=recipe,
             finished_at=time.time())
         store.append(record)
         if on_done is not None:

@@ -245,13 +245,24 @@ def _onnx_module(run: Path):
     return onnx
 
 
+def exported_metadata(path: str | Path) -> dict:
+    """The ``metadata:`` of an exported config (input shape, classes, recipe, ...); {} for a
+    zoo name or a bare genome YAML."""
+    path = Path(path)
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text())
+    meta = data.get("metadata") if isinstance(data, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
 def _write_onnx(run: Path, config: Path) -> Path:
     """Export a written config to ONNX (TorchScript exporter: the default one needs
     onnxscript) and check the file with ``onnx.checker``."""
     import torch
 
     onnx = _onnx_module(run)
-    meta = yaml.safe_load(config.read_text())["metadata"]
+    meta = exported_metadata(config)
     model = build_model(config, meta["num_classes"], meta["in_chans"]).eval()
     path = config.with_suffix(".onnx")
     with warnings.catch_warnings():  # the legacy exporter's deprecation and tracer notes

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import html
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -327,7 +328,7 @@ def _pareto_png(runs: list[RunPlot], x: str, y: str, path: Path,
     if any(run.confirmed for run in runs):
         ylabel += "; diamonds: test accuracy (confirmed)"
     ax.set_ylabel(ylabel)
-    ax.set_title(_title(runs))
+    ax.set_title("\n".join(textwrap.wrap(_title(runs), 60)), fontsize=10)  # long folder paths
     ax.grid(True, which="major", alpha=0.35)
     ax.grid(True, which="minor", alpha=0.12)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
@@ -356,8 +357,9 @@ def _confirmed_points(ax, runs: list[RunPlot], x: str, y: str, several: bool) ->
                         fmt="D", ms=6, color=colour, mfc="white", capsize=3, lw=1, zorder=6,
                         label=f"{tag}{'confirmed trials' if kind == 'search' else 'confirmed baselines'}"
                               f" (test, {len(points[0].seeds)} seeds)")
-            for c, mean in zip(points, means):
-                ax.annotate(c.label, (getattr(c, x), mean), xytext=(6, 4),
+            for i, (c, mean) in enumerate(sorted(zip(points, means), key=lambda p: getattr(p[0], x))):
+                # neighbours in cost alternate above and below, so level labels do not overlap
+                ax.annotate(c.label, (getattr(c, x), mean), xytext=(6, 4 if i % 2 == 0 else -11),
                             textcoords="offset points", fontsize=7, color=colour)
 
 

@@ -19,21 +19,25 @@ if TYPE_CHECKING:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from ..analysis.export import exported_metadata
     from ..arch.builder import build_model, resolve_genome
     from ..arch.cost import model_cost
 
     genome = resolve_genome(args.genome)
-    c, h, w = args.input
-    genome.check_input(args.input)
-    model = build_model(genome, num_classes=args.classes, in_chans=c)
-    cost = model_cost(model, args.input)
+    meta = exported_metadata(args.genome)  # an exported winner is shown as it was searched
+    shape = args.input or tuple(meta.get("input_shape", (3, 224, 224)))
+    classes = args.classes or int(meta.get("num_classes", 1000))
+    c, h, w = shape
+    genome.check_input(shape)
+    model = build_model(genome, num_classes=classes, in_chans=c)
+    cost = model_cost(model, shape)
     levels = _describe_levels(genome)
     if args.json:
         out = {
             "name": genome.name or str(args.genome),
             "hash": genome.canonical_hash(),
-            "input": list(args.input),
-            "classes": args.classes,
+            "input": list(shape),
+            "classes": classes,
             "params": cost.params,
             "macs": cost.macs,
             "other_flops": cost.other_flops,

@@ -112,10 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("genome", metavar="NAME_OR_YAML",
                       help="a zoo name (e.g. dla34, dla34_cifar) or a genome/exported YAML path")
-    show.add_argument("--input", type=parse_input_shape, default=(3, 224, 224),
-                      metavar="CxHxW", help="input shape (default 3x224x224; N means 3xNxN)")
-    show.add_argument("--classes", type=positive_int, default=1000,
-                      help="number of output classes (default 1000)")
+    show.add_argument("--input", type=parse_input_shape, default=None, metavar="CxHxW",
+                      help="input shape (default: an exported config's own, else 3x224x224; "
+                           "N means 3xNxN)")
+    show.add_argument("--classes", type=positive_int, default=None,
+                      help="number of output classes (default: an exported config's own, "
+                           "else 1000)")
     show.add_argument("--json", action="store_true",
                       help="print one JSON object (params, macs, hash, stages, genome)")
     show.set_defaults(func=cmd_show)

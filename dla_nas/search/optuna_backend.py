@@ -46,14 +46,19 @@ from .space import SearchSpace
 BACKEND = "optuna"
 
 
-def open_study(store: RunStore, space: SearchSpace, opts: SearchOptions) -> optuna.Study:
+def open_study(store: RunStore, space: SearchSpace, opts: SearchOptions,
+               worker: int = 0) -> optuna.Study:
+    """The run's study, with a sampler seeded ``opts.seed + worker``: workers sharing one
+    study would otherwise draw the same random genomes in the same order, and most of their
+    trials would be repeats of each other's."""
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = opts.storage or JournalStorage(JournalFileBackend(str(store.journal)))
     return optuna.create_study(
         study_name=space.name, storage=storage, directions=space.directions,
-        sampler=make_sampler(opts.sampler_name(space), opts.seed), load_if_exists=True)
+        sampler=make_sampler(opts.sampler_name(space), opts.seed + worker),
+        load_if_exists=True)
 
 
 # ---- trial bookkeeping -----------------------------------------------------------------------
@@ -178,7 +183,7 @@ def worker_main(opts_dict: dict, index: int, device: str, threads: int | None, p
     opts = SearchOptions(**opts_dict)
     space = load_space(opts)
     store = RunStore(opts.out)
-    study = open_study(store, space, opts)
+    study = open_study(store, space, opts, worker=index)
     try:
         evaluator = ProxyEvaluator(space, device, threads, opts.data_dir,
                                    worker=f"{socket.gethostname()}:{index}")

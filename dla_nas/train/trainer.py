@@ -137,6 +137,14 @@ def resolve_device(spec: str) -> torch.device:
     raise TrainError(f"device: {spec!r} is not allowed (cpu, cuda, cuda:N or auto)")
 
 
+def describe_device(device: torch.device) -> str:
+    """``cpu``, or a CUDA device with its card's name (``cuda:0 (NVIDIA H200)``), for records
+    that say where a figure was measured."""
+    if device.type != "cuda":
+        return str(device)
+    return f"{device} ({torch.cuda.get_device_name(device)})"
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on conv and linear weights only, not on BN parameters or biases."""
     decay, no_decay = [], []
@@ -248,7 +256,8 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, total, warmup, cfg.schedule))
 
-    result = TrainResult(0.0, float("inf"), [], [], [], 0, 0.0, 0.0, 0.0, cfg.seed, str(device))
+    result = TrainResult(0.0, float("inf"), [], [], [], 0, 0.0, 0.0, 0.0, cfg.seed,
+                         describe_device(device))
     images, train_time, step, start = 0, 0.0, 0, 0
     generator = getattr(train_loader, "generator", None)  # the shuffling and augmentation RNG
 
