@@ -221,6 +221,18 @@ def test_workers_of_one_study_draw_different_genomes(tmp_path):
     assert drawn[0] != drawn[1]
 
 
+def test_a_resumed_worker_draws_afresh(tmp_path):
+    """A restart reopens the study: its sampler must not replay the draws made before."""
+    space = SearchSpace.from_yaml(write_space(tmp_path))
+    store = RunStore(tmp_path / "run")
+    store.path.mkdir()
+    opts = SearchOptions(space="space.yaml", trials=6, out=str(store.path), sampler="random")
+    first = [space.sample_trial(open_study(store, space, opts).ask(), 8)[0].canonical_hash()]
+    study = open_study(store, space, opts)  # the same command again, one trial later
+    resumed = [space.sample_trial(study.ask(), 8)[0].canonical_hash() for _ in range(3)]
+    assert first[0] not in resumed
+
+
 def _study_and_store(tmp_path):
     store = RunStore(tmp_path / "run")
     store.path.mkdir()

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 from urllib.parse import urlparse
 
+import numpy as np
 import optuna
 
 from ..arch.baselines import baseline_genome
@@ -87,6 +88,16 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True)
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+def sampler_seed(seed: int, worker: int, trials_before: int) -> int:
+    """The sampler seed of one worker process. It is ``seed`` itself for the first worker of a
+    new run, so a one-worker search replays. Every other worker and every restart gets a seed
+    of its own: with one seed, workers sharing a study draw the same genomes in turn, and a
+    resumed search repeats the draws it made before the restart."""
+    if worker == 0 and trials_before == 0:
+        return seed
+    return int(np.random.SeedSequence([seed % 2**32, worker, trials_before]).generate_state(1)[0])
 
 
 def cpu_cores() -> int:

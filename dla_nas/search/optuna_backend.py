@@ -39,6 +39,7 @@ from .core import (
     missing_baselines,
     objective_values,
     open_run,
+    sampler_seed,
 )
 from .evaluator import ProxyEvaluator
 from .space import SearchSpace
@@ -48,17 +49,17 @@ BACKEND = "optuna"
 
 def open_study(store: RunStore, space: SearchSpace, opts: SearchOptions,
                worker: int = 0) -> optuna.Study:
-    """The run's study, with a sampler seeded ``opts.seed + worker``: workers sharing one
-    study would otherwise draw the same random genomes in the same order, and most of their
-    trials would be repeats of each other's."""
+    """The run's study, with a sampler seeded by ``sampler_seed``: the worker's index and the
+    trials already in the study give each worker, and each restart, its own draws."""
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = opts.storage or JournalStorage(JournalFileBackend(str(store.journal)))
-    return optuna.create_study(
-        study_name=space.name, storage=storage, directions=space.directions,
-        sampler=make_sampler(opts.sampler_name(space), opts.seed + worker),
-        load_if_exists=True)
+    study = optuna.create_study(study_name=space.name, storage=storage,
+                                directions=space.directions, load_if_exists=True)
+    before = len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(opts.sampler_name(space), sampler_seed(opts.seed, worker, before))
+    return study
 
 
 # ---- trial bookkeeping -----------------------------------------------------------------------
