@@ -4,7 +4,9 @@
   sampler, versions and the seed;
 - ``study.journal``: the Optuna storage (a journal file, safe for several processes);
 - ``trials.jsonl``: one JSON line per finished trial (format in the README), appended under a
-  file lock and flushed to disk at once, so a crash loses no finished trial.
+  file lock and flushed to disk at once, so a crash loses no finished trial;
+- ``rungs.jsonl``: with Pareto early stopping, one line per trial that reached a rung (trial,
+  epoch, objective values there), which the workers compare against.
 
 Both search backends write the same format; ``load_run`` reads it back.
 """
@@ -139,6 +141,7 @@ class RunStore:
         self.run_yaml = self.path / "run.yaml"
         self.trials_file = self.path / "trials.jsonl"
         self.journal = self.path / "study.journal"
+        self.rungs_file = self.path / "rungs.jsonl"
         self._lock_file = self.path / ".lock"
 
     def create_or_check(self, run_info: dict[str, Any]) -> bool:
@@ -182,6 +185,16 @@ class RunStore:
 
     def records(self) -> list[TrialRecord]:
         return load_run(self.path, must_exist=False)
+
+    def enter_rung(self, entry: dict[str, Any]) -> list[dict[str, Any]]:
+        """Append ``entry`` (a trial at a rung: ``trial``, ``epoch``, ...) to ``rungs.jsonl``
+        and return the entries recorded at the same epoch before it, in one step across
+        processes, so two trials reaching a rung together see each other in order."""
+        with self.lock():
+            earlier = [d for d in read_jsonl(self.rungs_file, lambda d: "epoch" in d)
+                       if d["epoch"] == entry["epoch"]]
+            append_line(self.rungs_file, entry)
+        return earlier
 
     def search_records(self) -> dict[int, TrialRecord]:
         """The finished search trials by number (baselines left out)."""

@@ -211,7 +211,7 @@ def test_train_resumes_from_its_state_exactly():
     ({"gpus_per_trial": -1}, "--gpus-per-trial: -1 is not allowed (>= 0)"),
     ({"gpus_per_trial": 1.5}, "--gpus-per-trial: 1.5 is not allowed"),
     ({"cpus_per_trial": 0}, "--cpus-per-trial: 0 is not allowed (> 0)"),
-    ({"scheduler": "hyperband"}, "--scheduler: 'hyperband' is not allowed (one of asha, none)"),
+    ({"scheduler": "hyperband"}, "--scheduler: 'hyperband' is not allowed (one of pareto, asha, none)"),
     ({"address": "nowhere"}, "--address: 'nowhere' is not allowed"),
     ({"address": "127.0.0.1:1"}, "--address: cannot reach '127.0.0.1:1'"),
 ])

@@ -23,11 +23,12 @@ from ..arch.builder import build_model
 from ..arch.cost import model_cost
 from ..arch.genome import Genome
 from ..data import Dataset, make_loader
+from ..dominance import non_dominated_sort
 from ..errors import RunError
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
 from ..search.space import with_recipe
 from ..train.trainer import TrainConfig, evaluate, resolve_device, train
-from .pareto import front, hypervolume, non_dominated_sort, run_objectives
+from .pareto import front, hypervolume, run_objectives
 
 CONFIRM_FILE = "confirm.jsonl"
 

@@ -1,4 +1,4 @@
-"""Pareto analysis of a run: non-dominated sorting, hypervolume, knee point.
+"""Pareto analysis of a run: fronts, hypervolume, knee point (dominance: ``dla_nas.dominance``).
 
 Only feasible trials trained to the full proxy budget (status ``ok`` or ``reused``, not stopped
 early by ASHA) ever enter a front; infeasible,
@@ -29,55 +29,14 @@ two points gives its best point in the first maximised objective (val_acc).
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
 
+from ..dominance import non_dominated_sort, oriented, scale
 from ..results import TrialRecord
 
-LOG_METRICS = ("macs", "params")  # measured (and plotted) as log10
 DEFAULT_OBJECTIVES = (("val_acc", "maximize"), ("macs", "minimize"))
-
-
-def _oriented(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[tuple[float, ...]]:
-    """Points turned into a minimisation problem (maximised objectives negated)."""
-    signs = [-1.0 if d == "maximize" else 1.0 for d in directions]
-    return [tuple(s * v for s, v in zip(signs, p)) for p in points]
-
-
-def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    """True when ``a`` is no worse than ``b`` everywhere and better somewhere (minimisation)."""
-    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
-
-
-def non_dominated_sort(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
-    """Front rank of every point: 0 for the Pareto front, 1 for the next front, ..."""
-    pts = _oriented(points, directions)
-    n = len(pts)
-    dominated_by = [0] * n
-    dominates_list: list[list[int]] = [[] for _ in range(n)]
-    for i in range(n):
-        for j in range(i + 1, n):
-            if dominates(pts[i], pts[j]):
-                dominates_list[i].append(j)
-                dominated_by[j] += 1
-            elif dominates(pts[j], pts[i]):
-                dominates_list[j].append(i)
-                dominated_by[i] += 1
-    rank = [-1] * n
-    current = [i for i in range(n) if dominated_by[i] == 0]
-    level = 0
-    while current:
-        nxt = []
-        for i in current:
-            rank[i] = level
-            for j in dominates_list[i]:
-                dominated_by[j] -= 1
-                if dominated_by[j] == 0:
-                    nxt.append(j)
-        current, level = nxt, level + 1
-    return rank
 
 
 def eligible(records: Sequence[TrialRecord], metrics: Sequence[str],
@@ -110,11 +69,6 @@ def run_objectives(info: dict[str, Any]) -> list[tuple[str, str]]:
     return [(m, d) for m, d in info.get("objectives") or DEFAULT_OBJECTIVES]
 
 
-def scale(metric: str, value: float) -> float:
-    """A metric value in the objective space (log10 for MACs and params)."""
-    return math.log10(value) if metric in LOG_METRICS else float(value)
-
-
 def objective_vector(record: TrialRecord, objectives: Sequence[tuple[str, str]]) -> list[float]:
     """A record's objective values in the objective space (see the module docstring)."""
     return [scale(m, record.value(m)) for m, _ in objectives]
@@ -132,8 +86,8 @@ def hypervolume(points: Sequence[Sequence[float]], directions: Sequence[str],
     """Exact hypervolume of ``points`` against ``reference`` (both in the same units and
     orientation as ``directions`` says); points not strictly better than the reference in
     every objective add nothing."""
-    ref = _oriented([reference], directions)[0]
-    pts = [p for p in _oriented(points, directions) if all(v < r for v, r in zip(p, ref))]
+    ref = oriented([reference], directions)[0]
+    pts = [p for p in oriented(points, directions) if all(v < r for v, r in zip(p, ref))]
     if not pts:
         return 0.0
     if len(ref) == 1:
@@ -192,7 +146,7 @@ def knee(front_records: Sequence[TrialRecord],
     primary = next((o for o in objectives if o[1] == "maximize"), objectives[0])
     if len(front_records) <= 2:
         return best_record(front_records, primary)
-    pts = np.asarray(_oriented([objective_vector(r, objectives) for r in front_records],
+    pts = np.asarray(oriented([objective_vector(r, objectives) for r in front_records],
                                [d for _, d in objectives]))
     low, span = pts.min(axis=0), np.ptp(pts, axis=0)
     norm_sum = ((pts - low) / np.where(span > 0, span, 1.0)).sum(axis=1)

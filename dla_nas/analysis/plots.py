@@ -11,6 +11,8 @@ What is drawn:
 - baselines as black stars with their names;
 - search trials with a cost but no accuracy (infeasible, failed, diverged) as small grey x's
   on a strip at the bottom of the plot, so that the constraint boundary shows;
+- trials stopped early at a rung as hollow grey triangles at their accuracy there (they
+  never enter a front);
 - candidates confirmed with ``dla-nas confirm`` as diamonds at their mean **test** accuracy
   over seeds, with bars from the lowest to the highest seed (search trials in the run's
   colour, baselines in black), beside the proxy points; the confirmed search candidates'
@@ -36,20 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..dominance import LOG_METRICS, non_dominated_sort
 from ..errors import OptionError, RunError
 from ..results import RunStore, TrialRecord, load_run
 from .ablation import BY, GLYPHS, Colouring, genome_property, run_style, svg_point
 from .confirm import Confirmed, load_confirmed
-from .pareto import (
-    LOG_METRICS,
-    eligible,
-    front,
-    hypervolume_history,
-    knee,
-    non_dominated_sort,
-    reference_point,
-    run_objectives,
-)
+from .pareto import eligible, front, hypervolume_history, knee, reference_point, run_objectives
 
 X_METRICS = ("macs", "params", "latency_ms")
 Y_METRICS = ("val_acc", "val_balanced_acc")
@@ -196,8 +190,13 @@ def _baselines(runs: list[RunPlot], x: str, y: str) -> list[tuple[TrialRecord, R
 
 def _cost_only(run: RunPlot, x: str) -> list[TrialRecord]:
     """Search trials with a cost but no eligible accuracy (infeasible, failed, diverged)."""
-    ok = {id(r) for r in run.points}
+    ok = {id(r) for r in run.points} | {id(r) for r in _stopped(run)}
     return [r for r in run.search if id(r) not in ok and r.value(x) is not None]
+
+
+def _stopped(run: RunPlot) -> list[TrialRecord]:
+    """Search trials that early stopping ended at a rung, with their accuracy there."""
+    return [r for r in run.search if r.stopped_rung is not None and r.status in ("ok", "reused")]
 
 
 def _y_range(runs: list[RunPlot], baselines: list[tuple[TrialRecord, RunPlot]], y: str
@@ -205,6 +204,7 @@ def _y_range(runs: list[RunPlot], baselines: list[tuple[TrialRecord, RunPlot]], 
     """(bottom, top, strip_top): the y-axis limits; [bottom, strip_top] is the strip at the
     bottom that holds the trials without an accuracy."""
     values = [r.value(y) for run in runs for r in run.points] + [r.value(y) for r, _ in baselines]
+    values += [r.value(y) for run in runs for r in _stopped(run) if r.value(y) is not None]
     values += [_confirmed_y(c, y)[i] for run in runs for c in run.confirmed for i in (1, 2)]
     if not values:
         return 0.0, 1.0, 0.1
@@ -301,6 +301,12 @@ def _pareto_png(runs: list[RunPlot], x: str, y: str, path: Path,
                        label=f"{tag}knee (trial {run.knee.trial})")
     for value, count, colour in colouring.entries if colouring else ():
         ax.plot([], [], "o", color=colour, label=f"{colouring.by}: {value} ({count})")
+    stopped = [r for run in runs for r in _stopped(run)
+               if r.value(x) is not None and r.value(y) is not None]
+    if stopped:
+        ax.scatter([r.value(x) for r in stopped], [r.value(y) for r in stopped], marker="v",
+                   s=22, facecolors="none", edgecolors=COST_ONLY_COLOUR, linewidths=1,
+                   label="stopped early (accuracy at its rung)")
     cost_only = [r for run in runs for r in _cost_only(run, x)]
     if cost_only:
         ax.scatter([r.value(x) for r in cost_only], [strip] * len(cost_only), marker="x",

@@ -182,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--storage", default=None, metavar="URL",
                     help="an Optuna RDB URL (sqlite:///..., postgresql://...) instead of the "
                          "run's journal file")
+    se.add_argument("--early-stopping", choices=["none", "pareto"], default=None,
+                    help="optuna: pareto stops a trial at a rung (a third of the proxy's "
+                         "epochs, then twice that) unless it is on the front of accuracy "
+                         "and cost there or in its top half (default none)")
     se.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                     help="start no new trial after this many seconds")
     se.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -202,9 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ray: GPUs per trial, fractions such as 0.5 pack trials (default 0)")
     se.add_argument("--cpus-per-trial", type=float, default=None, metavar="C",
                     help="ray: CPUs per trial (default 1)")
-    se.add_argument("--scheduler", choices=["asha", "none"], default=None,
-                    help="ray: early stopping; asha ranks trials on the space's accuracy "
-                         "objective at each rung (default asha)")
+    se.add_argument("--scheduler", choices=["pareto", "asha", "none"], default=None,
+                    help="ray: early stopping at rungs (a third of the proxy's epochs, then "
+                         "twice that); pareto ranks on accuracy and cost, as "
+                         "--early-stopping pareto does (default); asha on accuracy alone")
     se.set_defaults(func=cmd_search)
 
     co = sub.add_parser(

@@ -111,7 +111,9 @@ def print_summary(console, store, objectives) -> None:
     search = [r for r in records if r.kind == "search"]
     by_status = {s: sum(r.status == s for r in search) for s in ("ok", "reused", "infeasible",
                                                                   "diverged", "failed")}
-    console.print("finished " + ", ".join(f"{n} {s}" for s, n in by_status.items() if n))
+    stopped = sum(r.stopped_rung is not None and r.status == "ok" for r in search)
+    console.print("finished " + ", ".join(f"{n} {s}" for s, n in by_status.items() if n)
+                  + (f" ({stopped} of the ok stopped early at a rung)" if stopped else ""))
     table = Table(title=f"Pareto front ({', '.join(m for m, _ in objectives)})")
     for col in ("trial", "hash", "val_acc", "MACs", "params", "epochs", "seconds"):
         table.add_column(col, justify="right")

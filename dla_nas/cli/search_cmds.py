@@ -23,7 +23,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         space=args.space, trials=args.trials, out=args.out or "", sampler=args.sampler,
         seed=args.seed, workers=args.workers or 1, storage=args.storage, timeout=args.timeout,
         device=args.device, gpus=args.gpus, baselines=args.baselines, data_dir=args.data_dir,
-        dataset=args.dataset, resolution=args.resolution)
+        dataset=args.dataset, resolution=args.resolution,
+        early_stopping=args.early_stopping or "none")
     _check_backend_flags(args)
     if not opts.out:
         opts.out = str(Path("results") / load_space(opts).name)
@@ -55,7 +56,7 @@ def _run_backend(args: argparse.Namespace, opts, console) -> tuple[int, list[int
         return run_ray_search(opts, address=args.address,
                               gpus_per_trial=args.gpus_per_trial or 0.0,
                               cpus_per_trial=args.cpus_per_trial or 1.0,
-                              scheduler=args.scheduler or "asha"), []
+                              scheduler=args.scheduler or "pareto"), []
     from ..search.optuna_backend import run_optuna_search
 
     with search_progress(console, opts) as (on_start, on_poll):
@@ -132,7 +133,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
 def _check_backend_flags(args: argparse.Namespace) -> None:
     """Flags of one backend given to the other are an error, not silently ignored."""
-    own = {"optuna": ("workers", "storage", "gpus"),
+    own = {"optuna": ("workers", "storage", "gpus", "early_stopping"),
            "ray": ("address", "gpus_per_trial", "cpus_per_trial", "scheduler")}
     for backend, flags in own.items():
         for flag in flags:

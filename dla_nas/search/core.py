@@ -20,6 +20,7 @@ from .evaluator import ProxyEvaluator, load_task_data
 from .space import CONSTRAINTS, SearchSpace
 
 SAMPLERS = ("nsga2", "tpe", "random")
+EARLY_STOPPING = ("none", "pareto")
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
 
 
@@ -41,6 +42,7 @@ class SearchOptions:
     data_dir: str | None = None
     dataset: str | None = None  # replaces the space's task.dataset
     resolution: int | None = None  # replaces the space's task.resolution
+    early_stopping: str = "none"  # optuna backend: none, or pareto (``early_stopping.py``)
 
     def check(self) -> None:
         """Refuse values that cannot work, naming the flag (``OptionError``)."""
@@ -51,6 +53,9 @@ class SearchOptions:
         if self.sampler is not None and self.sampler not in SAMPLERS:
             raise OptionError(f"--sampler: {self.sampler!r} is not allowed "
                               f"(one of {', '.join(SAMPLERS)})")
+        if self.early_stopping not in EARLY_STOPPING:
+            raise OptionError(f"--early-stopping: {self.early_stopping!r} is not allowed "
+                              f"(one of {', '.join(EARLY_STOPPING)})")
         if self.timeout is not None and not self.timeout > 0:
             raise OptionError(f"--timeout: {self.timeout} is not allowed (> 0)")
         for name in self.baselines:

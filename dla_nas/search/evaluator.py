@@ -95,15 +95,18 @@ class ProxyEvaluator:
 
     def evaluate(self, genome: Genome, trial: int, *, repairs: list[str] | None = None,
                  reuse: TrialRecord | None = None,
-                 callback: Callable[[EpochReport], bool | None] | None = None,
+                 callback: Callable[[TrialRecord, EpochReport], bool | None] | None = None,
                  recipe: dict | None = None) -> TrialRecord:
         """Cost, constraints, then (if feasible and not a duplicate) proxy training, with the
-        trial's ``recipe`` (see ``SearchSpace.sample_trial``)."""
+        trial's ``recipe`` (see ``SearchSpace.sample_trial``). ``callback(record, report)``
+        runs after each epoch, with the record's cost filled in; True stops the training
+        there (early stopping: the record gets ``stopped_rung``)."""
         record = self.new_record(trial, hash=genome.canonical_hash(), genome=genome.to_dict(),
                                  repairs=list(repairs or []), recipe=dict(recipe or {}))
         if reuse is not None:
             return self._reused(record, reuse)
-        return self.measure(self.build(genome), record, callback)
+        on_epoch = None if callback is None else (lambda report: callback(record, report))
+        return self.measure(self.build(genome), record, on_epoch)
 
     def evaluate_baseline(self, name: str, trial: int) -> TrialRecord:
         """A hand design or zoo network, with the same proxy as the search trials."""
@@ -137,6 +140,8 @@ class ProxyEvaluator:
             record.val_acc_per_epoch = result.val_acc_per_epoch
             record.epochs_run = result.epochs_run
             record.train_seconds = result.train_seconds
+            if result.stopped_early:
+                record.stopped_rung = result.epochs_run
             if result.diverged:
                 record.status, record.reason = "diverged", result.divergence
         return record.finish()

@@ -41,6 +41,7 @@ from .core import (
     open_run,
     sampler_seed,
 )
+from .early_stopping import ParetoStopping, Rungs
 from .evaluator import ProxyEvaluator
 from .space import SearchSpace
 
@@ -135,10 +136,11 @@ def twin_record(study: optuna.Study, store: RunStore, key: str, owners: set[int]
 
 
 def run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
-              evaluator: ProxyEvaluator, store: RunStore, sampler: str = "") -> TrialRecord:
+              evaluator: ProxyEvaluator, store: RunStore, sampler: str = "",
+              stopping: ParetoStopping | None = None) -> TrialRecord:
     """Sample, evaluate, record and tell one trial; returns its record. Any error but Ctrl-C
     becomes a failed record: one bad genome (out of memory, a corner-case bug) must not stop
-    the search."""
+    the search. With ``stopping``, the trial may stop at a rung (``stopped_rung``)."""
     try:
         with store.lock():  # tagging under the lock: of two twins, the first tagged trains
             genome, repairs, recipe = space.sample_trial(trial, evaluator.data.resolution)
@@ -149,7 +151,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
             trial.set_user_attr("key", key)
         reuse = twin_record(study, store, key, owners)
         record = evaluator.evaluate(genome, trial.number, repairs=repairs, reuse=reuse,
-                                    recipe=recipe)
+                                    recipe=recipe, callback=stopping)
     except KeyboardInterrupt:
         study.tell(trial, state=TrialState.FAIL)  # no record: retried on resume
         raise
@@ -191,6 +193,10 @@ def worker_main(opts_dict: dict, index: int, device: str, threads: int | None, p
     except DlaNasError as exc:  # bad input: one line, no traceback
         print(f"dla-nas search: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    stopping = None
+    if opts.early_stopping == "pareto":
+        budget = space.proxy.train_config().epochs_for(len(evaluator.data.train))
+        stopping = ParetoStopping(store, Rungs.for_budget(budget), space.objectives)
     try:
         if index == 0:  # each baseline is stored as soon as it is trained
             for record in evaluate_baselines(evaluator, missing_baselines(store, opts.baselines)):
@@ -204,7 +210,7 @@ def worker_main(opts_dict: dict, index: int, device: str, threads: int | None, p
                 trial = study.ask()
                 trial.set_user_attr("pid", os.getpid())
                 trial.set_user_attr("host", socket.gethostname())
-            run_trial(study, trial, space, evaluator, store, opts.sampler_name(space))
+            run_trial(study, trial, space, evaluator, store, opts.sampler_name(space), stopping)
     except KeyboardInterrupt:
         pass  # the interrupted trial was marked failed; the driver reports
 

@@ -22,18 +22,20 @@ How a trial runs
   A genome that is being trained by another running trial is held back (the searcher
   answers "not now") until that trial finished, and then reused: no genome is trained twice.
 
-Early stopping (``scheduler="asha"``)
-  ``ASHAScheduler`` ranks trials on ONE metric, the space's first maximised objective
-  (``val_acc`` or ``val_balanced_acc``) at the same epoch, among the
-  trials that train, that is among MACs/params-feasible genomes only (infeasible, reused and
-  failed trials report no epoch and never enter a rung). Cost is not a ranking criterion for
-  ASHA: it is known before training and already steers the sampler. Rungs: grace period 1
-  epoch, reduction factor 2, ``max_t`` = the proxy epochs, raised to reach the proxy's
-  ``min_steps`` on the task's train split (rungs at 1, 2, 4 ... epochs). A
-  stopped trial's record has ``stopped_rung`` = the epochs it trained (null when it ran the
-  full budget) and its accuracy at that epoch. ``scheduler="none"`` trains every trial fully.
-  The rungs live in the Tune experiment: a later experiment of the run (see Restore) starts
-  with empty rungs, and a restored one refills them from the trials that report again.
+Early stopping (``scheduler``: ``pareto``, the default; ``asha``; ``none``)
+  Both stop trials at the same rungs: ``early_stopping.Rungs.for_budget(max_t)``, the first
+  at a third of the proxy epochs (where a rung's ranking starts to mean something, measured
+  in ``benchmarks/rung_correlation.py``), then ``eta`` = 2 times that, below ``max_t`` = the
+  proxy epochs, raised to reach the proxy's ``min_steps`` on the task's train split. Only
+  trials that train enter a rung (infeasible, reused and failed trials report no epoch).
+  ``pareto`` (``ray_scheduler.ParetoScheduler``) applies ``early_stopping.keep_going`` on all
+  of the space's objectives, with the rung entries in the run's ``rungs.jsonl``, as the
+  Optuna backend does; a restored experiment keeps them. ``asha`` is Tune's
+  ``ASHAScheduler`` on ONE metric, the space's first maximised objective (``val_acc`` or
+  ``val_balanced_acc``): it can stop a cheap network that belongs on the front, and its rungs
+  live in the Tune experiment (a later experiment starts with empty ones). A stopped trial's
+  record has ``stopped_rung`` = the epochs it trained (null when it ran the full budget) and
+  its accuracy at that epoch. ``none`` trains every trial fully.
 
 Records and numbers
   The driver appends each record with ``RunStore.append`` from a Tune callback
@@ -76,6 +78,7 @@ from ray import tune
 from ..errors import OptionError
 from ..results import RunStore, TrialRecord
 from .core import SearchOptions, missing_baselines, open_run
+from .early_stopping import ParetoStopping, Rungs
 from .ray_cluster import (
     check_ray_options,
     check_resources,
@@ -83,11 +86,11 @@ from .ray_cluster import (
     probe_address,
     tune_environment,
 )
+from .ray_scheduler import ParetoScheduler
 from .ray_searcher import DlaNasRecorder, Driver, driving, make_searcher
 from .ray_trial import STAGE, TrialSettings, baselines_task, trial_function
 
 BACKEND = "ray"
-ASHA_GRACE_PERIOD = 1
 ASHA_REDUCTION_FACTOR = 2
 
 
@@ -156,7 +159,7 @@ def _restorable(path: Path) -> bool:
 
 def run_ray_search(opts: SearchOptions, *, address: str | None = None,
                    gpus_per_trial: float = 0.0, cpus_per_trial: float = 1.0,
-                   scheduler: str = "asha", num_cpus: int | None = None) -> int:
+                   scheduler: str = "pareto", num_cpus: int | None = None) -> int:
     """Run (or continue) the search of ``opts`` with Ray Tune; returns the number of finished
     search trials in the run. ``num_cpus`` caps a local Ray (default: this machine's cores).
 
@@ -247,11 +250,14 @@ def _run_stages(driver: Driver, settings: TrialSettings, resolution: int, gpus: 
                       f"start again in {STAGE}{index}", flush=True)
             searcher = make_searcher(driver.run, space, resolution, opts.sampler_name(space),
                                      opts.seed + index, driver.numbers())
-            if scheduler == "asha":
+            rungs = Rungs.for_budget(driver.epochs, ASHA_REDUCTION_FACTOR)
+            if scheduler == "pareto":
+                sched = ParetoScheduler(ParetoStopping(RunStore(driver.run), rungs,
+                                                       space.objectives))
+            elif scheduler == "asha":
                 accuracy = next((m for m, d in space.objectives if d == "maximize"), "val_acc")
                 sched = ASHAScheduler(time_attr="epoch", metric=accuracy, mode="max",
-                                      max_t=driver.epochs,
-                                      grace_period=min(ASHA_GRACE_PERIOD, driver.epochs),
+                                      max_t=driver.epochs, grace_period=rungs.min_epochs,
                                       reduction_factor=ASHA_REDUCTION_FACTOR)
             else:
                 sched = FIFOScheduler()

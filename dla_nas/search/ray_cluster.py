@@ -13,7 +13,7 @@ from typing import Any, Iterator
 from ..errors import OptionError
 from .core import SearchOptions, cpu_cores
 
-SCHEDULERS = ("asha", "none")
+SCHEDULERS = ("pareto", "asha", "none")
 # Tune's settings for a search (set while it runs, then restored)
 TUNE_ENVIRONMENT = {
     "RAY_USAGE_STATS_ENABLED": "0",

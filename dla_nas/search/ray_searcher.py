@@ -160,7 +160,7 @@ class Recorder:
         if record.trial < 0 or record.trial in self.numbers():
             return  # reported again after a restore: already on disk
         if "epoch" in result and record.status == "ok" and record.epochs_run < self.max_epochs:
-            record.stopped_rung = record.epochs_run  # ASHA stopped it at this rung
+            record.stopped_rung = record.epochs_run  # the scheduler stopped it at this rung
         record.backend = "ray"
         self.store.append(record.finish())
         self.progress(record, result.get("resumed_after"))
@@ -172,7 +172,7 @@ class Recorder:
         if record.macs is not None:
             what += f", {record.macs / 1e6:.3g}M MACs"
         if record.stopped_rung is not None:
-            what += f", stopped by ASHA after {record.stopped_rung} epochs"
+            what += f", stopped early after {record.stopped_rung} epochs"
         if record.status == "reused":
             what += f" (from trial {record.reused_from})"
         if resumed_after is not None:
