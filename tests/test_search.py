@@ -12,6 +12,7 @@ from pathlib import Path
 import conftest
 import optuna
 import pytest
+import torch
 import yaml
 
 from dla_nas.cli import main
@@ -274,6 +275,15 @@ def test_recover_retries_a_dead_workers_trial_and_completes_a_recorded_one(tmp_p
     assert len(study.get_trials()) == 3
     retry = study.ask()  # the retry replays the failed trial's parameters
     assert retry.number == 2 and retry.suggest_int("x", 0, 9) == trials[0].params["x"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_a_missing_device_is_refused_before_the_run_folder_is_made(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["search", "--space", str(write_space(tmp_path)), "--trials", "2",
+                 "--out", str(out), "--device", "cuda"]) == 2
+    assert "device: 'cuda' is not available here" in capsys.readouterr().err
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("argv, message", [

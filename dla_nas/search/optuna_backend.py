@@ -233,6 +233,9 @@ def worker_devices(opts: SearchOptions) -> list[tuple[str, int | None]]:
 
 def start(opts: SearchOptions) -> tuple[Run, optuna.Study]:
     """Check the options and the data, create or reopen the run, and open its study."""
+    from ..train.trainer import resolve_device
+
+    resolve_device(opts.device)  # a device this machine lacks is refused before run.yaml
     run = open_run(opts, BACKEND)
     return run, open_study(run.store, run.space, opts)
 
