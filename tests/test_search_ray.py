@@ -21,8 +21,9 @@ import yaml
 
 from dla_nas.data import DataConfig, load_dataset
 from dla_nas.errors import OptionError
-from dla_nas.results import load_run
+from dla_nas.results import RunStore, load_run
 from dla_nas.search.core import SearchOptions
+from dla_nas.search.early_stopping import RungEntry, keep_going
 from dla_nas.search.ray_backend import check_ray_options, run_ray_search
 from dla_nas.train.trainer import TrainConfig, train
 
@@ -229,7 +230,7 @@ def test_options_that_belong_to_the_optuna_backend_are_refused(tmp_path):
         check_ray_options(opts, address=None, gpus_per_trial=0, cpus_per_trial=1, scheduler="asha")
 
 
-def test_search_with_asha_writes_records_stops_early_and_extends(tmp_path, local_ray, capsys):
+def test_search_with_asha_then_pareto_writes_records_stops_early_and_extends(tmp_path, local_ray, capsys):
     space, out = write_space(tmp_path), tmp_path / "run"
     opts = SearchOptions(space=str(space), trials=6, out=str(out), seed=0,
                          baselines=["plain_cnn_8_16_32"])
@@ -257,10 +258,21 @@ def test_search_with_asha_writes_records_stops_early_and_extends(tmp_path, local
     assert "trial 0:" in printed and "baseline plain_cnn_8_16_32" in printed
     before = (out / "trials.jsonl").read_text()
 
-    opts.trials = 8  # a larger --trials continues the run in a new experiment
-    assert run_ray_search(opts, cpus_per_trial=2, scheduler="asha") == 8
+    # a larger --trials continues the run in a new experiment, here with Pareto early stopping;
+    # five stronger entries already at its rung (epoch 2 of 4) make it stop every new trial
+    for i in range(5):
+        RunStore(out).enter_rung({"trial": 1000 + i, "epoch": 2, "values": [1.0, 1.0 + i / 10]})
+    opts.trials = 8
+    assert run_ray_search(opts, cpus_per_trial=2, scheduler="pareto") == 8
     assert (out / "trials.jsonl").read_text().startswith(before)
     check_run(out, 8, epochs=4)
+    entries = [RungEntry.from_dict(d) for d in RunStore(out).enter_rung({"trial": -1, "epoch": 2})]
+    new = {r.trial: r for r in search_records(out) if r.trial >= 6 and r.reused_from is None
+           and r.epochs_run > 0}
+    assert new and {e.trial for e in entries[5:]} == set(new)
+    for i, e in enumerate(entries[5:], 5):  # the same rule and records as the Optuna backend
+        assert not keep_going(e, entries[:i], ["maximize", "minimize"], eta=2)
+        assert new[e.trial].stopped_rung == 2 and new[e.trial].epochs_run == 2
     assert len([r for r in load_run(out) if r.kind == "baseline"]) == 1
     assert sorted(p.name for p in (out / "ray").iterdir()) == ["search-0", "search-1"]
 
