@@ -84,19 +84,19 @@ def main() -> None:
         info = RunStore(run).info()
         rows = list({r.key: r for r in load_run(run)  # each genome once (not its reuses)
                      if r.kind == "search" and r.feasible_and_trained}.values())
-        datasets: dict[int, object] = {}
+        batches: dict[int, torch.Tensor] = {}  # one class-mixed batch per resolution
         scores: dict[str, list[float]] = {k: [] for k in
                                           ("synflow", "naswot", "jacob_cov", "params", "macs")}
         for r in rows:
             c, h, _ = r.input_shape or (info["data"]["in_chans"],
                                         r.recipe.get("resolution", info["data"]["resolution"]), 0)
             classes = r.num_classes or info["data"]["num_classes"]
-            if h not in datasets:
-                datasets[h] = load_dataset(DataConfig(info["data"]["name"], resolution=h))
-            data = datasets[h]
-            loader = make_loader(data, "train", args.batch, torch.device("cpu"), train=False,
-                                 seed=0, shuffle=True, num_workers=0)
-            x, _ = next(iter(loader))
+            if h not in batches:
+                data = load_dataset(DataConfig(info["data"]["name"], resolution=h))
+                loader = make_loader(data, "train", args.batch, torch.device("cpu"),
+                                     train=False, seed=0, shuffle=True, num_workers=0)
+                batches[h] = next(iter(loader))[0]
+            x = batches[h]
             torch.manual_seed(0)
             genome = Genome.from_dict(r.genome)
             scores["synflow"].append(synflow(build_model(genome, classes, c), (c, h, h)))
