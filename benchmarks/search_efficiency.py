@@ -88,8 +88,8 @@ def main() -> None:
     if unknown:
         ap.error(f"--methods: {unknown} not allowed (choose from {', '.join(METHODS)})")
     runs = {}
-    for method in methods:
-        for seed in seeds:
+    for seed in seeds:  # seed-major, so that a cut-short benchmark still compares methods
+        for method in methods:
             out = Path(args.out) / f"{method}-seed{seed}"
             runs[method, seed] = (out, run_search(method, seed, args, out))
     loaded = {k: load_run(out) for k, (out, _) in runs.items()}
