@@ -92,7 +92,7 @@ def step_rate(model, batch, res, chans, device, steps, cuda):
     model.to(device).train()
     if cuda:
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(param_groups(model, 5e-4), lr=0.01, momentum=0.9, nesterov=True)
+    opt = torch.optim.SGD(param_groups(model, 5e-4, 0.01), lr=0.01, momentum=0.9, nesterov=True)
     x = torch.randn(batch, chans, res, res, device=device)
     if cuda:
         x = x.contiguous(memory_format=torch.channels_last)

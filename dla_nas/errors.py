@@ -38,3 +38,8 @@ class RunError(DlaNasError):
 
 class OptionError(DlaNasError):
     """A command-line flag or search option that is not allowed; the message names it."""
+
+
+class WeightsError(DlaNasError):
+    """Pretrained weights that cannot be found, fetched, trusted or loaded; the message names
+    the source or file and what to do."""

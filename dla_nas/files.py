@@ -1,12 +1,17 @@
-"""The files and folders dla-nas is given: reading a YAML file, checking an output folder.
+"""The files and folders dla-nas is given and writes: reading a YAML file, checking an output
+folder, writing a file atomically, naming a file safely.
 
 Each failure is one ``DlaNasError`` line that names the file or flag and what is allowed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -50,3 +55,25 @@ def check_out_folder(path: str | Path, flag: str = "--out") -> Path:
                                   "or an existing folder)")
             break
     return path
+
+
+@contextlib.contextmanager
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """A fresh temporary path beside ``dest`` to write to: it replaces ``dest`` when the block
+    ends without an error and is removed otherwise (an interrupt included), so ``dest`` is
+    never seen half written."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    part = Path(tmp)
+    try:
+        yield part
+        part.replace(dest)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def safe_name(text: str, limit: int = 40) -> str:
+    """``text`` as a file-name part: runs of anything but letters, digits, ``_.-`` become
+    ``_``, cut to ``limit`` characters."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:limit]

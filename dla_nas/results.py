@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from .errors import RunError
-from .files import read_yaml
+from .files import atomic_path, read_yaml
 
 STATUSES = ("ok", "infeasible", "reused", "diverged", "failed")
 # statuses whose metrics are real measurements of a trained network
@@ -78,6 +78,9 @@ class TrialRecord:
     # the training settings searched with the genome (resolution, lr, weight_decay); empty
     # when the space searches none
     recipe: dict[str, Any] = field(default_factory=dict)
+    # the pretrained weights the trial started from (source, sha256, coverage: the fraction of
+    # its parameters inherited); None when it started from random weights
+    pretrained: dict[str, Any] | None = None
 
     @property
     def key(self) -> str:
@@ -157,9 +160,8 @@ class RunStore:
                     f"{old.get('space_fingerprint')}); use another --out to start a new run")
             return True
         info = {**run_info, "versions": versions()}
-        tmp = self.run_yaml.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(info, sort_keys=False))
-        tmp.replace(self.run_yaml)
+        with atomic_path(self.run_yaml) as tmp:
+            tmp.write_text(yaml.safe_dump(info, sort_keys=False))
         return False
 
     def info(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from dla_nas import data
+from dla_nas import download as data_download
 from dla_nas.data import (
     Augment,
     DataConfig,
@@ -29,7 +30,6 @@ from dla_nas.data import (
     make_loader,
     to_device,
 )
-from dla_nas.data import download as data_download
 from dla_nas.data.sources import cifar
 
 # ---------------------------------------------------------------- digits
@@ -283,11 +283,11 @@ def _fake_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, md5: str | N
     payload = (tmp_path / "fake.tar.gz").read_bytes()
     requested: list[str] = []
 
-    def urlopen(url: str, timeout: float) -> _FakeResponse:
+    def urlopen(url: str, timeout: float) -> tuple[_FakeResponse, list]:
         requested.append(url)
-        return _FakeResponse(payload)
+        return _FakeResponse(payload), []
 
-    monkeypatch.setattr(data_download.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(data_download, "_open", urlopen)
     source = dataclasses.replace(cifar.CIFAR_SOURCES["cifar10"],
                                  md5=md5 or hashlib.md5(payload).hexdigest())
     monkeypatch.setattr(cifar, "CIFAR_SOURCES", {**cifar.CIFAR_SOURCES, "cifar10": source})

@@ -82,12 +82,14 @@ def test_callback_sees_each_epoch_and_can_stop(digits):
 
 def test_weight_decay_excludes_bn_and_bias():
     model = build_model(Genome.from_dict(TINY), 10, 1)
-    decay, no_decay = param_groups(model, 5e-4)
-    assert all(p.ndim > 1 for p in decay["params"])
+    groups = param_groups(model, 5e-4, 0.1)
+    decay = [p for g in groups if g["weight_decay"] > 0 for p in g["params"]]
+    no_decay = [p for g in groups if g["weight_decay"] == 0 for p in g["params"]]
+    assert all(p.ndim > 1 for p in decay) and decay
     bn_and_bias = {id(p) for n, p in model.named_parameters() if "bn" in n or n.endswith("bias")
                    or ".1." in n}
-    assert bn_and_bias <= {id(p) for p in no_decay["params"]}
-    assert no_decay["weight_decay"] == 0.0
+    assert bn_and_bias <= {id(p) for p in no_decay}
+    assert all(g["lr"] == 0.1 for g in groups)  # no backbone multiplier by default
 
 
 def test_onecycle_warms_up_then_decays_to_zero():

@@ -10,6 +10,7 @@ is refused: its figures would not be comparable.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -25,9 +26,11 @@ from ..arch.genome import Genome
 from ..data import Dataset, make_loader
 from ..dominance import non_dominated_sort
 from ..errors import RunError
+from ..files import atomic_path, safe_name
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
 from ..search.space import with_recipe
 from ..train.trainer import TrainConfig, evaluate, resolve_device, train
+from ..weights import Pretrained
 from .pareto import front, hypervolume, run_objectives
 
 CONFIRM_FILE = "confirm.jsonl"
@@ -91,6 +94,8 @@ class ConfirmRecord:
     diverged: bool = False
     recipe: dict = field(default_factory=dict)
     finished_at: float = 0.0
+    pretrained: dict | None = None  # source, sha256 and coverage of the starting weights
+    weights: str = ""  # the trained weights, a safetensors file in the store's weights/ folder
 
     @property
     def key(self) -> tuple[tuple[str, str], int]:
@@ -164,13 +169,20 @@ def check_candidates(candidates: list[Candidate], resolution: int) -> None:
 
 
 # ---- running --------------------------------------------------------------------------------
-def recipe_of(cfg: TrainConfig, data: Dataset) -> dict:
-    """What makes two confirmations comparable: the training settings and the data."""
+def recipe_of(cfg: TrainConfig, data: Dataset, pretrained: Pretrained | None = None) -> dict:
+    """What makes two confirmations comparable: the training settings, the data, and the
+    starting weights when they are pretrained."""
     # the seed varies by unit; device, threads, compile and eval batch do not change results
     ignored = ("seed", "device", "threads", "compile", "eval_batch_size")
-    return {**{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ignored},
-            "dataset": data.name, "resolution": data.resolution,
-            "augment": data.augment.describe()}
+    recipe = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ignored},
+              "dataset": data.name, "resolution": data.resolution,
+              "augment": data.augment.describe()}
+    for key in ("backbone_lr_mult", "freeze_epochs", "freeze_bn"):  # fine-tuning only: files
+        if recipe[key] == getattr(TrainConfig, key):  # written before it still compare equal
+            del recipe[key]
+    if pretrained is not None:
+        recipe["pretrained"] = pretrained.file.source.label
+    return recipe
 
 
 class ConfirmStore:
@@ -181,6 +193,28 @@ class ConfirmStore:
 
     def records(self) -> list[ConfirmRecord]:
         return [ConfirmRecord.from_dict(d) for d in read_jsonl(self.path, _is_confirm)]
+
+    @property
+    def weights_dir(self) -> Path:
+        return self.path.parent / "weights"
+
+    def save_weights(self, model: torch.nn.Module, cand: Candidate, seed: int) -> str:
+        """Write a trained model's state dict as safetensors (atomically); its file name."""
+        from safetensors.torch import save_file
+
+        unit = hashlib.sha256(f"{cand.kind}:{cand.hash}".encode()).hexdigest()[:10]
+        name = f"{safe_name(cand.label, 60)}-{unit}-seed{seed}.safetensors"
+        with atomic_path(self.weights_dir / name) as part:
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                      str(part))
+        return name
+
+    def best_weights(self, kind: str, digest: str) -> ConfirmRecord | None:
+        """The confirmation of a unit whose weights file exists and whose val accuracy is the
+        highest (chosen on val only: the test split plays no part)."""
+        found = [r for r in self.records() if (r.kind, r.hash) == (kind, digest) and r.weights
+                 and (self.weights_dir / r.weights).is_file()]
+        return max(found, key=lambda r: (r.val_acc, -r.seed), default=None)
 
     def append(self, record: ConfirmRecord) -> None:
         """Append one record (several confirmations may share the file)."""
@@ -210,13 +244,15 @@ def _is_confirm(data: dict) -> bool:
 def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: TrainConfig,
             store: ConfirmStore,
             on_done: Callable[[ConfirmRecord, int, int], None] | None = None,
-            data_at: Callable[[int], Dataset] | None = None) -> list[ConfirmRecord]:
+            data_at: Callable[[int], Dataset] | None = None,
+            pretrained: Pretrained | None = None) -> list[ConfirmRecord]:
     """Train every candidate with every seed that ``store`` does not hold yet, evaluate it
     once on the test split, and append the record. Returns all records of the store.
     ``data_at(resolution)``: the same data at another resolution, for a candidate whose
-    resolution was searched."""
+    resolution was searched. ``pretrained``: the weights the search's trials started from;
+    each candidate inherits the tensors that match, as its trial did."""
     check_candidates(candidates, data.resolution)
-    recipe = recipe_of(cfg, data)
+    recipe = recipe_of(cfg, data, pretrained)
     store.check_recipe(recipe)
     done = {r.key for r in store.records()}
     todo = [(c, s) for c in candidates for s in seeds if (c.unit, s) not in done]
@@ -232,6 +268,7 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
                            "resolution was given")
         torch.manual_seed(seed)  # the seed fixes the initial weights too
         model = cand.build(data.num_classes, data.in_chans, cfg.zero_init_residual)
+        report = pretrained.load_into(model, require_match=False) if pretrained else None
         cost = model_cost(model, (data.in_chans, resolution, resolution))
         result = train(model, cand_data, cand.config(cfg, seed))
         test = evaluate(model, make_loader(cand_data, "test", cfg.eval_batch_size, device,
@@ -246,8 +283,9 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
             proxy_val_acc=cand.proxy_val_acc, searched=cand.searched,
             epochs_run=result.epochs_run,
             train_seconds=result.train_seconds, device=result.device, diverged=result.diverged,
-            recipe=recipe,
-            finished_at=time.time())
+            recipe=recipe, finished_at=time.time(),
+            pretrained=report.to_record(detail=False) if report is not None else None,
+            weights=store.save_weights(model, cand, seed))
         store.append(record)
         if on_done is not None:
             on_done(record, i + 1, len(todo))

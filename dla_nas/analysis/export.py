@@ -15,6 +15,7 @@ else 1 for an all-grayscale folder) that reproduces the recorded params.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,10 @@ import yaml
 from ..arch.builder import build_model
 from ..arch.cost import count_params, model_cost
 from ..arch.genome import Genome
-from ..errors import DataError, RunError, SpaceError
+from ..errors import DataError, DlaNasError, RunError, SpaceError
 from ..results import TRAINED, RunStore, TrialRecord, load_run
 from ..search.space import Proxy
+from .confirm import CONFIRM_FILE, ConfirmRecord, ConfirmStore, load_confirmed
 from .pareto import best_record, eligible, front, run_objectives
 from .pareto import knee as front_knee  # export_run has a `knee` flag
 
@@ -46,9 +48,12 @@ class DataShape:
 
 
 def export_run(run: Path, out: Path, *, pareto: bool = False, trial: int | None = None,
-               best: str | None = None, knee: bool = False, onnx: bool = False) -> list[Path]:
+               best: str | None = None, knee: bool = False, onnx: bool = False,
+               weights: bool = False) -> list[Path]:
     """Write one config (and ONNX file when ``onnx``) per chosen trial into ``out``; exactly
-    one selector (``pareto``, ``trial``, ``best``, ``knee``) must be given. Returns the paths."""
+    one selector (``pareto``, ``trial``, ``best``, ``knee``) must be given. ``weights``: also
+    write the trained weights of its confirmation (the seed with the best val accuracy) as
+    ``<config>.safetensors``. Returns the paths."""
     run, out = Path(run), Path(out)
     given = [name for name, on in (("--pareto", pareto), ("--trial", trial is not None),
                                    ("--best", best is not None), ("--knee", knee)) if on]
@@ -62,11 +67,14 @@ def export_run(run: Path, out: Path, *, pareto: bool = False, trial: int | None 
     records = load_run(run)
     chosen = _select(run, info, records, pareto=pareto, trial=trial, best=best, use_knee=knee)
     shape = data_shape(run, info)
+    trained = {r.trial: _confirmed_weights(run, r) for r in chosen} if weights else {}
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for record in chosen:
-        config = _write_config(run, info, record, shape, out)
+        config = _write_config(run, info, record, shape, out, trained.get(record.trial))
         paths.append(config)
+        if weights:
+            paths.append(config.with_suffix(".safetensors"))
         if onnx:
             paths.append(_write_onnx(run, config))
     return paths
@@ -179,12 +187,20 @@ def _in_chans(genome: Genome, shape: DataShape, record: TrialRecord) -> int:
     return shape.in_chans_options[0]
 
 
-def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: DataShape,
-                  out: Path) -> Path:
-    """Write one config, rebuild it from the file and check params and MACs."""
-    import dla_nas
+def _confirmed_weights(run: Path, record: TrialRecord) -> ConfirmRecord:
+    """The confirmation whose weights ``export --weights`` takes for a trial."""
+    found = ConfirmStore(run / CONFIRM_FILE).best_weights(record.kind, record.key)
+    if found is None:
+        raise RunError(f"{run}: trial {record.trial} has no confirmed weights; run `dla-nas "
+                       f"confirm {run} --trial {record.trial}` first (it saves them)")
+    return found
 
-    from .confirm import load_confirmed
+
+def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: DataShape,
+                  out: Path, weights: ConfirmRecord | None = None) -> Path:
+    """Write one config (and the confirmed ``weights`` beside it), rebuild it from the file
+    and check params and MACs, and that the weights load whole."""
+    import dla_nas
 
     space = info.get("space") or {}
     name = space.get("name", run.name)
@@ -213,6 +229,8 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
         "input_shape": list(input_shape),
         "dla_nas_version": dla_nas.__version__,
     }
+    if record.pretrained is not None:  # the weights its training started from
+        metadata["pretrained"] = record.pretrained
     confirmed = next((c for c in load_confirmed(run)
                       if c.kind == record.kind and c.hash == record.key), None)
     if confirmed is not None:
@@ -225,15 +243,40 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
                                   "max": confirmed.test_balanced_acc[2]},
             "val_acc_mean": confirmed.val_acc,
         }
+    tensors = path.with_suffix(".safetensors")
+    if weights is not None:
+        shutil.copyfile(ConfirmStore(run / CONFIRM_FILE).weights_dir / weights.weights, tensors)
+        metadata["weights"] = {"file": tensors.name, "from": "confirm", "seed": weights.seed,
+                               "val_acc": weights.val_acc, "test_acc": weights.test_acc}
     path.write_text(yaml.safe_dump({"genome": genome.to_dict(), "metadata": metadata},
                                    sort_keys=False, default_flow_style=None))
-    cost = model_cost(build_model(path, shape.num_classes, in_chans), input_shape)
-    if (cost.params, cost.macs) != (record.params, record.macs):
+    problem = _rebuild_problem(run, path, record, shape.num_classes, in_chans, input_shape,
+                               tensors if weights is not None else None)
+    if problem:
         path.unlink()
-        raise RunError(f"{path}: rebuilding trial {record.trial} of {run} gives "
-                       f"{cost.params:,} params and {cost.macs:,} MACs at {input_shape}, but the "
-                       f"run recorded {record.params:,} and {record.macs:,}")
+        if weights is not None:
+            tensors.unlink()
+        raise RunError(f"{path}: {problem}")
     return path
+
+
+def _rebuild_problem(run: Path, config: Path, record: TrialRecord, num_classes: int,
+                     in_chans: int, input_shape: tuple[int, int, int],
+                     tensors: Path | None) -> str:
+    """What is wrong with a written config (and its weights), rebuilt from the files; "" when
+    it gives the run's params and MACs and the weights cover the whole network."""
+    try:
+        model = build_model(config, num_classes, in_chans, pretrained=tensors)
+    except DlaNasError as exc:
+        return f"cannot be rebuilt with its weights ({exc})"
+    cost = model_cost(model, input_shape)
+    if (cost.params, cost.macs) != (record.params, record.macs):
+        return (f"rebuilding trial {record.trial} of {run} gives {cost.params:,} params and "
+                f"{cost.macs:,} MACs at {input_shape}, but the run recorded "
+                f"{record.params:,} and {record.macs:,}")
+    if model.transfer_report is not None and model.transfer_report.coverage != 1.0:
+        return f"its weights cover {model.transfer_report.coverage:.1%} of the network"
+    return ""
 
 
 def _onnx_module(run: Path):

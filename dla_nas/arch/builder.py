@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,9 @@ from torch import nn
 from ..errors import GenomeError
 from .blocks import BasicBlock, Bottleneck, Chain, Root, StageOptions, Tree, conv_bn
 from .genome import MAX_IN_CHANS, Genome
+
+if TYPE_CHECKING:
+    from ..weights.sources import WeightsFile
 
 
 def conv_level(c_in: int, c_out: int, convs: int, stride: int) -> nn.Sequential:
@@ -74,6 +78,7 @@ class DLA(nn.Module):
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Conv2d(c, num_classes, 1, bias=True)
         self.min_input_size = genome.min_input_size()
+        self.transfer_report = None  # what pretrained weights were loaded (build_model)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The output of each level, shallow to deep."""
@@ -156,13 +161,21 @@ def build_model(
     num_classes: int = 1000,
     in_chans: int = 3,
     zero_init_residual: bool = False,
+    pretrained: str | Path | WeightsFile | None = None,
 ) -> DLA:
     """Build a DLA network.
 
     ``genome`` is a ``Genome``, a genome/exported YAML path, or a zoo name such as ``"dla34"``
     or ``"resnet20"``.
     ``zero_init_residual`` starts every residual branch at zero (see
-    ``zero_init_residual_branches``); the default is the official initialisation."""
+    ``zero_init_residual_branches``); the default is the official initialisation.
+    ``pretrained`` loads weights over that initialisation: ``"official"``, ``"timm"``,
+    ``"official:dla34"``, a URL or a file (``dla_nas.weights.sources``), or a resolved
+    ``WeightsFile``. Tensors are matched by
+    module path and shape, so the head is new when ``num_classes`` is not 1000, and a genome
+    near a zoo network inherits what it shares with it; ``model.transfer_report`` says what
+    was loaded. Feed such a network ImageNet-normalised inputs
+    (``dla_nas.weights.imagenet_stats``)."""
     if type(num_classes) is not int or num_classes < 1:
         raise GenomeError(f"num_classes: {num_classes!r} is not allowed (an integer >= 1)")
     if type(in_chans) is not int or not 1 <= in_chans <= MAX_IN_CHANS:
@@ -172,4 +185,8 @@ def build_model(
     init_official(model)
     if zero_init_residual:
         zero_init_residual_branches(model)
+    if pretrained is not None:
+        from ..weights import load_pretrained  # weights -> download; only when asked for
+
+        model.transfer_report = load_pretrained(model, pretrained)
     return model

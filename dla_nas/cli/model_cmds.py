@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CheckpointError, DataError, GenomeError, OptionError
-from ..files import check_out_folder
+from ..files import check_out_folder, safe_name
 from .render import epoch_progress, stderr_console
 
 if TYPE_CHECKING:
@@ -103,8 +102,7 @@ def _data_config(args: argparse.Namespace, resolution: int | None):
 
 def _default_out(prefix: str, label: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)[:40] or "run"
-    return Path("results") / f"{prefix}-{safe}-{stamp}"
+    return Path("results") / f"{prefix}-{safe_name(label) or 'run'}-{stamp}"
 
 
 TRAIN_RESULTS = ("checkpoint.pt", "metrics.json")
@@ -124,28 +122,48 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..arch.cost import model_cost
     from ..data import load_dataset, make_loader
     from ..train.checkpoint import save_checkpoint
-    from ..train.trainer import TrainConfig, evaluate, resolve_device, train
+    from ..train.trainer import (
+        FINE_TUNING,
+        PRETRAINED_RESOLUTION,
+        TrainConfig,
+        evaluate,
+        fine_tuning,
+        resolve_device,
+        train,
+    )
+    from ..weights import imagenet_normalised, parse_source, weights_file
 
     genome = resolve_genome(args.genome)
     label = genome.name or Path(str(args.genome)).stem
+    tuning = fine_tuning(args.epochs) if args.pretrained else {}  # the recipe; flags override
+    tuning.update({k: getattr(args, k) for k in FINE_TUNING if getattr(args, k) is not None})
     cfg = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
                       lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
                       compile=args.compile, schedule=args.schedule,
-                      balanced_loss=args.balanced_loss)
+                      balanced_loss=args.balanced_loss, freeze_bn=args.freeze_bn, **tuning)
     out = check_out_folder(args.out) if args.out else _default_out("train", label)
     _check_no_result(out, args.overwrite)
-    data = load_dataset(_data_config(args, args.resolution))
+    # fetched and checked before the data is loaded: a missing file fails at once
+    weights = weights_file(parse_source(args.pretrained, genome.name)) if args.pretrained \
+        else None
+    resolution = args.resolution or (PRETRAINED_RESOLUTION if args.pretrained else None)
+    data = load_dataset(_data_config(args, resolution))
     genome.feature_sizes(data.resolution)
     device = resolve_device(cfg.device)
-    data = data.to(device)
     import torch
 
     torch.manual_seed(cfg.seed)  # the seed fixes the initial weights too
     model = build_model(genome, data.num_classes, data.in_chans,
-                        zero_init_residual=cfg.zero_init_residual)
+                        zero_init_residual=cfg.zero_init_residual, pretrained=weights)
+    log = stderr_console(args.json)
+    extra = {}
+    if model.transfer_report is not None:
+        log.print(model.transfer_report.summary())
+        data = imagenet_normalised(data)  # the statistics the weights were trained on
+        extra["pretrained"] = {**model.transfer_report.to_record(), "normalisation": "imagenet"}
+    data = data.to(device)
     cost = model_cost(model, (data.in_chans, data.resolution, data.resolution))
     out.mkdir(parents=True, exist_ok=True)
-    log = stderr_console(args.json)
     digest = genome.canonical_hash()
     log.print(f"[bold]{label}[/] ({digest}): {cost.params:,} params, {cost.macs:,} MACs at "
               f"{data.resolution}px")
@@ -160,9 +178,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = {
         "genome": label, "hash": digest, "dataset": data.name, "resolution": data.resolution,
         "class_names": data.class_names, "params": cost.params, "macs": cost.macs,
-        **result.to_dict(), **test.to_dict("test_"),
+        **result.to_dict(), **test.to_dict("test_"), **extra,
     }
-    save_checkpoint(out / "checkpoint.pt", model, cfg, data, {"metrics": metrics})
+    save_checkpoint(out / "checkpoint.pt", model, cfg, data, {"metrics": metrics, **extra})
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if args.json:
         print(json.dumps(metrics))

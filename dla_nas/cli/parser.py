@@ -7,7 +7,7 @@ import re
 
 from .. import __version__
 from ..analysis.ablation import BY
-from ..train.trainer import TrainConfig
+from ..train.trainer import FINE_TUNING, TrainConfig
 from .model_cmds import cmd_eval, cmd_show, cmd_train
 from .run_cmds import cmd_export, cmd_pareto, cmd_status
 from .search_cmds import cmd_confirm, cmd_search
@@ -134,6 +134,23 @@ def build_parser() -> argparse.ArgumentParser:
                          "resnet20, dla34_cifar_x0.25, ...)")
     add_data_args(tr, "image size in px (default: the dataset's own, 8 for digits, 32 for CIFAR)")
     add_recipe_args(tr)
+    tr.add_argument("--pretrained", default=None, metavar="SOURCE",
+                    help="start from ImageNet weights: official (the DLA authors' file for "
+                         "this network), official:NAME, timm, timm:NAME, a URL or a file. "
+                         "Tensors load by module path and shape (a new head for your "
+                         "classes); downloads are sha256-checked and cached in "
+                         "$DLA_NAS_CACHE/weights (default ~/.cache/dla-nas/weights). Inputs "
+                         "are then ImageNet-normalised, at 224 px unless --resolution, and "
+                         "the fine-tuning recipe below applies")
+    tr.add_argument("--backbone-lr-mult", type=float, default=None, metavar="M",
+                    help="the backbone's learning rate as a fraction of --lr, the head's "
+                         f"(default {FINE_TUNING['backbone_lr_mult']} with --pretrained, else 1)")
+    tr.add_argument("--freeze-epochs", type=int, default=None, metavar="N",
+                    help="train the head alone for the first N epochs (default "
+                         f"{FINE_TUNING['freeze_epochs']} with --pretrained, else 0)")
+    tr.add_argument("--freeze-bn", action="store_true",
+                    help="keep the BN statistics as loaded: no update while training and no "
+                         "re-estimation before evaluation")
     tr.add_argument("--schedule", choices=["onecycle", "cosine"], default="onecycle",
                     help="onecycle: 1 warm-up epoch then cosine (default); cosine: no warm-up")
     tr.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
@@ -283,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--knee", action="store_true", help="the knee of the front")
     ex.add_argument("--onnx", action="store_true",
                     help="also export ONNX graphs (needs pip install 'dla-nas[onnx]')")
+    ex.add_argument("--weights", action="store_true",
+                    help="also write each trial's trained weights beside its config "
+                         "(<config>.safetensors), from `dla-nas confirm`: the seed with the "
+                         "best val accuracy")
     ex.add_argument("--out", default=None, metavar="DIR", help="default RUN/export")
     ex.set_defaults(func=cmd_export)
     return parser

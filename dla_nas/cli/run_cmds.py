@@ -82,10 +82,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     out = check_out_folder(args.out or Path(args.run) / "export")
     paths = export_run(Path(args.run), out, pareto=args.pareto, trial=args.trial, best=args.best,
-                       knee=args.knee, onnx=args.onnx)
+                       knee=args.knee, onnx=args.onnx, weights=args.weights)
     for path in paths:
         print(path)
     print(f"exported {sum(p.suffix == '.yaml' for p in paths)} config(s); build one with "
-          f"dla_nas.build_model(PATH, num_classes=...) or `dla-nas train PATH --dataset ...`",
-          file=sys.stderr)
+          f"dla_nas.build_model(PATH, num_classes=...) or `dla-nas train PATH --dataset ...`"
+          + ("; its trained weights with build_model(PATH, ..., pretrained=PATH.safetensors)"
+             if args.weights else ""), file=sys.stderr)
     return 0

@@ -81,6 +81,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     from ..search.evaluator import load_task_data
     from ..search.space import SearchSpace
     from ..train.trainer import resolve_device
+    from ..weights import Pretrained
 
     info = RunStore(args.run).info()
     baselines = [n for name in args.baselines for n in (LINE if name == "line" else [name])]
@@ -89,11 +90,15 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     if not candidates:
         raise RunError("nothing to confirm: choose --pareto, --top K, --trial N or --baselines")
     seeds = args.seeds
+    space = SearchSpace.from_dict(info["space"], info.get("space_path", "<run.yaml>"))
+    proxy = space.proxy  # a search from pretrained weights is confirmed from them too
     cfg = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
                       lr=args.lr, device=args.device, threads=args.threads,
-                      balanced_loss=args.balanced_loss)
+                      balanced_loss=args.balanced_loss, backbone_lr_mult=proxy.backbone_lr_mult,
+                      freeze_epochs=min(proxy.freeze_epochs, args.epochs - 1),
+                      freeze_bn=proxy.freeze_bn)
+    pretrained = Pretrained(proxy.pretrained) if proxy.pretrained is not None else None
     store = ConfirmStore(args.out or Path(args.run) / CONFIRM_FILE)
-    space = SearchSpace.from_dict(info["space"], info.get("space_path", "<run.yaml>"))
     augment = Augment.for_dataset(args.augment, space.task.dataset) if args.augment else None
     data_dir = args.data_dir or (info.get("options") or {}).get("data_dir")
     device = resolve_device(cfg.device)
@@ -105,7 +110,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
     data = data_at(None)
     check_candidates(candidates, data.resolution)
-    store.check_recipe(recipe_of(cfg, data))
+    store.check_recipe(recipe_of(cfg, data, pretrained))
     log = stderr_console(False)
     done = {r.key for r in store.records()}
     todo = sum((c.unit, s) not in done for c in candidates for s in seeds)
@@ -120,7 +125,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
                   f"{r.train_seconds:.0f} s")
 
     try:
-        records = confirm(candidates, seeds, data, cfg, store, on_done, data_at)
+        records = confirm(candidates, seeds, data, cfg, store, on_done, data_at, pretrained)
     except KeyboardInterrupt:
         log.print(f"[yellow]interrupted[/]: finished units are saved in {store.path}; run the "
                   "same command to continue")

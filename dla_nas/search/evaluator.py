@@ -17,6 +17,7 @@ from ..data import Augment, Dataset, load_dataset
 from ..errors import DataError
 from ..results import VAL_METRICS, TrialRecord
 from ..train.trainer import EpochReport, resolve_device, train
+from ..weights import Pretrained, imagenet_normalised
 from .space import CONSTRAINTS, SearchSpace, with_recipe
 
 
@@ -24,10 +25,13 @@ def load_task_data(space: SearchSpace, data_dir: str | None = None, *,
                    train_fraction: float | None = None, augment: Augment | None = None,
                    resolution: int | None = None) -> Dataset:
     """The dataset of a space's task, checked against ``task.classes`` (see
-    ``SearchSpace.data_config`` for ``train_fraction``, ``augment`` and ``resolution``)."""
+    ``SearchSpace.data_config`` for ``train_fraction``, ``augment`` and ``resolution``),
+    ImageNet-normalised when the proxy starts from pretrained weights."""
     task = space.task
     data = load_dataset(space.data_config(data_dir, train_fraction=train_fraction,
                                           augment=augment, resolution=resolution))
+    if space.proxy.pretrained is not None:  # the statistics the weights were trained on
+        data = imagenet_normalised(data)
     if task.classes is not None and task.classes != data.num_classes:
         raise DataError(f"{space.path}: task.classes is {task.classes}, but "
                         f"{data.name} has {data.num_classes} classes")
@@ -52,6 +56,9 @@ class ProxyEvaluator:
         self._data_by_resolution = {self.data.resolution: self.data}
         self.train_config = space.proxy.train_config(device=str(self.device), threads=threads)
         self.needs_latency = "latency_ms" in space.metrics or "max_latency_ms" in space.constraints
+        # fetched and read once per process; each trial inherits what matches its genome
+        self.pretrained = (Pretrained(space.proxy.pretrained)
+                           if space.proxy.pretrained is not None else None)
 
     def data_at(self, resolution: int | None) -> Dataset:
         """The task data at ``resolution`` px (None: the task's), loaded once."""
@@ -63,10 +70,14 @@ class ProxyEvaluator:
         return self._data_by_resolution[resolution]
 
     def build(self, genome: Genome) -> nn.Module:
-        """The model with the proxy seed's initial weights, whatever this process ran before."""
+        """The model with the proxy seed's initial weights, whatever this process ran before,
+        and the proxy's pretrained tensors where they match (``model.transfer_report``)."""
         torch.manual_seed(self.train_config.seed)
-        return build_model(genome, self.data.num_classes, self.data.in_chans,
-                           zero_init_residual=self.train_config.zero_init_residual)
+        model = build_model(genome, self.data.num_classes, self.data.in_chans,
+                            zero_init_residual=self.train_config.zero_init_residual)
+        if self.pretrained is not None:
+            model.transfer_report = self.pretrained.load_into(model, require_match=False)
+        return model
 
     def new_record(self, trial: int, **fields) -> TrialRecord:
         """A record started now by this worker, with the data shape the network is built for
@@ -123,6 +134,8 @@ class ProxyEvaluator:
         (continued from ``resume``, a training state, when given), with its recipe."""
         cost = self.cost(model, tuple(record.input_shape))
         record.status = "ok"
+        report = getattr(model, "transfer_report", None)
+        record.pretrained = report.to_record(detail=False) if report is not None else None
         record.params, record.macs = int(cost["params"]), int(cost["macs"])
         record.latency_ms = cost.get("latency_ms")
         record.violations = self.violations(cost)
@@ -148,7 +161,7 @@ class ProxyEvaluator:
 
     def _reused(self, record: TrialRecord, source: TrialRecord) -> TrialRecord:
         for key in ("val_acc", "macs", "params", "latency_ms", "val_acc_per_epoch", "epochs_run",
-                    "violations", "stopped_rung", *VAL_METRICS):
+                    "violations", "stopped_rung", "pretrained", *VAL_METRICS):
             setattr(record, key, getattr(source, key))
         record.status = "reused" if source.status in ("ok", "reused") else source.status
         record.reason = source.reason

@@ -29,9 +29,10 @@ from ..arch import zoo
 from ..arch.genome import BLOCKS, STRIDES, Genome
 from ..checks import boolean, check, integer, number, odd, one_of, optional
 from ..data import Augment, DataConfig
-from ..errors import DataError, GenomeError, SpaceError, TrainError
+from ..errors import DataError, GenomeError, SpaceError, TrainError, WeightsError
 from ..files import read_yaml
-from ..train.trainer import TrainConfig
+from ..train.trainer import TrainConfig, fine_tuning
+from ..weights.sources import parse_source
 from .specs import (
     STAGE_CHECKS,
     STAGE_DEFAULTS,
@@ -98,6 +99,13 @@ class Proxy:
     zero_init_residual: bool = True
     # weight each class's loss by 1 / its frequency (imbalanced data)
     balanced_loss: bool = False
+    # every trial starts from these weights where its tensors match them (``dla34``,
+    # ``timm:dla34``, a file or a URL: see dla_nas.weights.sources), on ImageNet-normalised
+    # inputs; the fine-tuning settings then default to the trainer's ``fine_tuning``
+    pretrained: str | None = None
+    backbone_lr_mult: float = 1.0
+    freeze_epochs: int = 0
+    freeze_bn: bool = False
 
     @classmethod
     def parse(cls, raw: Any, recipe: list[tuple[str, Spec]] | None = None) -> Proxy:
@@ -105,6 +113,9 @@ class Proxy:
         they are searched (their specs are appended to ``recipe``)."""
         raw = _nominal(raw, "proxy", {"lr": number(0, low_open=True), "weight_decay": number(0)},
                        [] if recipe is None else recipe)
+        if isinstance(raw, dict) and raw.get("pretrained") is not None:
+            epochs = raw.get("epochs", cls.epochs)
+            raw = {**fine_tuning(epochs if type(epochs) is int else cls.epochs), **raw}
         return _dataclass(cls, raw, "proxy")
 
     def train_config(self, **settings: Any) -> TrainConfig:
@@ -113,7 +124,10 @@ class Proxy:
                            batch_size=self.batch_size, lr=self.lr,
                            weight_decay=self.weight_decay, seed=self.seed,
                            zero_init_residual=self.zero_init_residual,
-                           balanced_loss=self.balanced_loss, **settings)
+                           balanced_loss=self.balanced_loss,
+                           backbone_lr_mult=self.backbone_lr_mult,
+                           freeze_epochs=self.freeze_epochs, freeze_bn=self.freeze_bn,
+                           **settings)
 
 
 @dataclass(frozen=True)
@@ -174,6 +188,12 @@ class SearchSpace:
             proxy.train_config()  # the trainer's own rules check the rest
         except TrainError as exc:
             raise SpaceError(f"proxy.{exc}") from None
+        try:
+            if proxy.pretrained is not None:
+                parse_source(str(proxy.pretrained))  # the form only: nothing is fetched yet
+        except WeightsError as exc:
+            raise SpaceError(f"proxy.pretrained: {str(exc).removeprefix('pretrained: ')}") \
+                from None
         objectives = _objectives(raw.get("objectives", {"val_acc": "maximize", "macs": "minimize"}))
         constraints = dict(mapping(raw.get("constraints", {}), "constraints", set(CONSTRAINTS)))
         for key, value in constraints.items():

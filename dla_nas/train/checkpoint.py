@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from torch import nn
 
 from ..data import Dataset
 from ..errors import CheckpointError
+from ..weights.loading import refused_global
 from .trainer import TrainConfig
 
 
@@ -59,10 +59,10 @@ def _unreadable(exc: Exception) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file, as a sentence for the user."""
     if not isinstance(exc, pickle.UnpicklingError):
         return "truncated, or not a checkpoint file: torch.load cannot read it."
-    found = re.search(r"GLOBAL (\S+)", str(exc))
+    found = refused_global(exc)
     if found:
         return (f"not a loadable dla-nas checkpoint: it holds Python code or objects "
-                f"({found.group(1)}), which torch.load(weights_only=True) refuses to load; a "
+                f"({found}), which torch.load(weights_only=True) refuses to load; a "
                 "checkpoint holds only tensors and plain data.")
     return ("not a loadable dla-nas checkpoint: torch.load(weights_only=True) refuses its "
             "contents, which are damaged or more than tensors and plain data.")

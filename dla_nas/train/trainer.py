@@ -31,6 +31,16 @@ from ..errors import TrainError
 from .metrics import Metrics, classification_metrics
 
 SCHEDULES = ("onecycle", "cosine")
+# what `train --pretrained` changes from the defaults: the backbone learns at a tenth of the
+# head's rate, and the new head trains alone for the first epoch, so that its random start
+# does not push large gradients into the pretrained features
+FINE_TUNING = {"backbone_lr_mult": 0.1, "freeze_epochs": 1}
+PRETRAINED_RESOLUTION = 224  # the ImageNet weights' training size
+
+
+def fine_tuning(epochs: int) -> dict:
+    """``FINE_TUNING`` for a run of ``epochs`` epochs: at least one of them trains it all."""
+    return {**FINE_TUNING, "freeze_epochs": max(0, min(FINE_TUNING["freeze_epochs"], epochs - 1))}
 _HISTORY = ("val_acc_per_epoch", "val_loss_per_epoch", "train_loss_per_epoch")
 
 TRAIN_RULES = {
@@ -40,6 +50,7 @@ TRAIN_RULES = {
     "schedule": one_of(SCHEDULES), "bn_recalibration_batches": integer(0),
     "threads": optional(integer(1)), "eval_batch_size": integer(1), "seed": integer(0),
     "zero_init_residual": boolean, "balanced_loss": boolean, "compile": boolean,
+    "backbone_lr_mult": number(0), "freeze_epochs": integer(0), "freeze_bn": boolean,
 }
 
 
@@ -64,10 +75,16 @@ class TrainConfig:
     threads: int | None = None
     compile: bool = False
     eval_batch_size: int = 500
+    # fine-tuning (see ``FINE_TUNING``): the backbone's share of ``lr``, epochs that train the
+    # head alone, and BN statistics kept as loaded (no update, no recalibration)
+    backbone_lr_mult: float = 1.0
+    freeze_epochs: int = 0
+    freeze_bn: bool = False
 
     def __post_init__(self) -> None:
         check_fields(self, TRAIN_RULES, TrainError)
         check("warmup_epochs", self.warmup_epochs, number(0, self.epochs), TrainError)
+        check("freeze_epochs", self.freeze_epochs, integer(0, self.epochs - 1), TrainError)
         resolve_device(self.device)
 
     def steps_per_epoch(self, train_size: int) -> int:
@@ -145,13 +162,29 @@ def describe_device(device: torch.device) -> str:
     return f"{device} ({torch.cuda.get_device_name(device)})"
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on conv and linear weights only, not on BN parameters or biases."""
-    decay, no_decay = [], []
+def param_groups(model: nn.Module, weight_decay: float, lr: float,
+                 backbone_lr_mult: float = 1.0) -> list[dict]:
+    """Optimiser groups: weight decay on conv and linear weights only (not on BN parameters
+    or biases); with ``backbone_lr_mult`` other than 1, the backbone at ``lr *
+    backbone_lr_mult`` and the head (``model.fc``) at ``lr``. Groups are named ``all`` and
+    ``all_no_decay``, or ``backbone``, ``backbone_no_decay``, ``head`` and ``head_no_decay``
+    (two groups when the rates are equal, so a training state saved that way resumes)."""
+    backbone = {id(p) for p in backbone_parameters(model)}
+    split = backbone_lr_mult != 1.0
+    groups: dict[str, list] = {}
     for p in model.parameters():
-        (decay if p.ndim > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+        part = ("backbone" if id(p) in backbone else "head") if split else "all"
+        groups.setdefault(part if p.ndim > 1 else f"{part}_no_decay", []).append(p)
+    return [{"name": name, "params": params,
+             "weight_decay": 0.0 if name.endswith("no_decay") else weight_decay,
+             "lr": lr * (backbone_lr_mult if name.startswith("backbone") else 1.0)}
+            for name, params in groups.items()]
+
+
+def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Every parameter outside the head (``model.fc``): what ``freeze_epochs`` holds still."""
+    head = {id(p) for p in getattr(model, "fc", nn.Identity()).parameters()}
+    return [p for p in model.parameters() if id(p) not in head]
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -247,8 +280,10 @@ def train(
     val_loader = make_loader(data, "val", cfg.eval_batch_size, device, train=False,
                              seed=cfg.seed, channels_last=cuda)
     weight = class_weights(data, device) if cfg.balanced_loss else None
-    opt = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr,
-                          momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    opt = torch.optim.SGD(param_groups(model, cfg.weight_decay, cfg.lr, cfg.backbone_lr_mult),
+                          lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    backbone = backbone_parameters(model)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     steps_per_epoch = len(train_loader)
     epochs = cfg.epochs_for(len(data.train))
     total = epochs * steps_per_epoch
@@ -290,7 +325,13 @@ def train(
         if resume.get("val") is not None:
             result.val = Metrics(**resume["val"])
     for epoch in range(start, epochs):
-        model.train()
+        frozen = epoch < cfg.freeze_epochs  # the backbone is a fixed feature extractor
+        for p in backbone:
+            p.requires_grad_(not frozen)
+        model.train(not frozen)
+        if cfg.freeze_bn:
+            for m in bns:
+                m.eval()
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         epoch_images = 0
@@ -318,7 +359,7 @@ def train(
         if not math.isfinite(train_loss):
             result.diverged, result.divergence = True, f"non-finite training loss in epoch {epoch + 1}"
             break
-        if cfg.bn_recalibration_batches:
+        if cfg.bn_recalibration_batches and not (frozen or cfg.freeze_bn):
             # a fresh, seeded, class-mixed sample per epoch (a folder's split is sorted by
             # class); seeded by epoch so that a resumed run draws what an unbroken one would
             calib_loader = make_loader(data, "train", cfg.batch_size, device, train=False,
@@ -340,6 +381,8 @@ def train(
         if callback is not None and callback(report):
             result.stopped_early = epoch + 1 < epochs
             break
+    for p in backbone:  # a run stopped while frozen returns a trainable model
+        p.requires_grad_(True)
     result.train_seconds = train_time
     result.images_per_second = images / train_time if train_time > 0 else 0.0
     result.peak_memory_mb = _peak_memory_mb(device)

@@ -12,10 +12,11 @@ from typing import IO
 import numpy as np
 import torch
 
+from ...download import fetch
 from ...errors import DataError
 from ..config import DataConfig
 from ..dataset import Dataset, Split
-from ..download import _download, _safe_extract
+from ..download import _safe_extract
 from ..splits import _count, _stratified_split
 from .common import _in_memory_dataset
 
@@ -123,7 +124,7 @@ def _cifar_folder(cfg: DataConfig, src: CifarSource) -> Path:
                 f"{cfg.name}: no data in {root} (looked for {src.folder}/ and {src.archive}); "
                 "pass --download to fetch it, or --data-dir to point at a folder that holds it"
             )
-        _download(src.url, archive, src.md5)
+        fetch(src.url, archive, DataError, src.md5, "md5", hint=f"fetch it by hand into {root}")
     _safe_extract(archive, root)
     if not folder.is_dir():
         raise DataError(f"{archive}: does not contain the folder {src.folder}/")

@@ -1,0 +1,74 @@
+"""Reading a weights file safely into a flat ``{name: tensor}`` state dict.
+
+safetensors files are read as tensors only; anything else goes through
+``torch.load(weights_only=True)``, which refuses pickled code instead of running it. The
+layouts in use are unwrapped: a bare state dict (official, timm), ``{"state_dict": ...}``
+(dla-nas checkpoints, many training scripts), ``{"model": ...}``, and ``module.`` prefixes
+left by ``DataParallel``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import torch
+
+from ..errors import WeightsError
+
+_WRAPPERS = ("state_dict", "model")
+
+
+def is_safetensors(path: Path) -> bool:
+    """Whether ``path`` holds safetensors: 8 bytes of header length, then a JSON header."""
+    with path.open("rb") as f:
+        head = f.read(9)
+    return path.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{")
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file, keyed by module path; ``WeightsError`` names the file
+    when it cannot be read or holds no tensors."""
+    try:
+        if is_safetensors(path):
+            from safetensors.torch import load_file
+
+            raw = load_file(str(path), device="cpu")
+        else:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no such file") from None
+    except pickle.UnpicklingError as exc:
+        found = refused_global(exc)
+        what = f" ({found})" if found else ""
+        raise WeightsError(f"{path}: refused: it holds Python code or objects{what}, which "
+                           "torch.load(weights_only=True) does not run; weights must be "
+                           "tensors (a state dict) or safetensors") from None
+    except Exception as exc:  # safetensors and torch raise their own errors for bad files
+        raise WeightsError(f"{path}: not a readable weights file ({exc.__class__.__name__}: "
+                           f"{str(exc)[:120]})") from None
+    state = _unwrap(raw)
+    if not state:
+        raise WeightsError(f"{path}: holds no tensors (a state dict of name -> tensor, or a "
+                           "dict with one under 'state_dict' or 'model')")
+    return state
+
+
+def refused_global(exc: pickle.UnpicklingError) -> str | None:
+    """The Python object a ``weights_only`` load refused to import (``os.system``), if named."""
+    found = re.search(r"GLOBAL (\S+)", str(exc))
+    return found.group(1) if found else None
+
+
+def _unwrap(raw: object) -> dict[str, torch.Tensor]:
+    """The flat state dict inside a loaded object, ``module.`` prefixes removed."""
+    if isinstance(raw, dict):
+        for key in _WRAPPERS:
+            if isinstance(raw.get(key), dict):
+                raw = raw[key]
+                break
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k).removeprefix("module."): v for k, v in raw.items()
+            if isinstance(v, torch.Tensor)}
