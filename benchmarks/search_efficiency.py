@@ -9,8 +9,8 @@ reference point over every run of the benchmark (``pareto.reference_point``).
     python benchmarks/search_efficiency.py --space search_spaces/digits-tiny.yaml \
         --budget 180 --seeds 0,1,2 --out results/bench-efficiency-digits
 
-Methods (``--methods``): random, nsga2, tpe (Optuna backend, full fidelity), nsga2-pareto
-(Optuna, ``--early-stopping pareto``), ray-asha and ray-pareto (Ray backend with that
+Methods (``--methods``): random, nsga2, tpe (Optuna backend, full fidelity), nsga2-pareto and
+tpe-pareto (Optuna, ``--early-stopping pareto``), ray-asha and ray-pareto (Ray backend with that
 scheduler, NSGA-II). Optuna runs ``--workers`` processes; Ray runs one trial per CPU. Runs
 that exist under ``--out`` are read again, not rerun, so an interrupted benchmark continues.
 Per-run progress goes to stderr; the JSON to stdout.
@@ -33,6 +33,7 @@ METHODS = {
     "nsga2": ["--sampler", "nsga2"],
     "tpe": ["--sampler", "tpe"],
     "nsga2-pareto": ["--sampler", "nsga2", "--early-stopping", "pareto"],
+    "tpe-pareto": ["--sampler", "tpe", "--early-stopping", "pareto"],
     "ray-asha": ["--sampler", "nsga2", "--backend", "ray", "--scheduler", "asha"],
     "ray-pareto": ["--sampler", "nsga2", "--backend", "ray", "--scheduler", "pareto"],
 }

@@ -200,8 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="an Optuna RDB URL (sqlite:///..., postgresql://...) instead of the "
                          "run's journal file")
     se.add_argument("--early-stopping", choices=["none", "pareto"], default=None,
-                    help="optuna: pareto stops a trial at a rung (a third of the proxy's "
-                         "epochs, then twice that) unless it is on the front of accuracy "
+                    help="optuna: pareto stops a trial at a rung (half the proxy's "
+                         "epochs, then twice that below the end) unless it is on the front of accuracy "
                          "and cost there or in its top half (default none)")
     se.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                     help="start no new trial after this many seconds")
@@ -224,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--cpus-per-trial", type=float, default=None, metavar="C",
                     help="ray: CPUs per trial (default 1)")
     se.add_argument("--scheduler", choices=["pareto", "asha", "none"], default=None,
-                    help="ray: early stopping at rungs (a third of the proxy's epochs, then "
-                         "twice that); pareto ranks on accuracy and cost, as "
+                    help="ray: early stopping at rungs (half the proxy's epochs, then "
+                         "twice that below the end); pareto ranks on accuracy and cost, as "
                          "--early-stopping pareto does (default); asha on accuracy alone")
     se.set_defaults(func=cmd_search)
 

@@ -24,7 +24,7 @@ How a trial runs
 
 Early stopping (``scheduler``: ``pareto``, the default; ``asha``; ``none``)
   Both stop trials at the same rungs: ``early_stopping.Rungs.for_budget(max_t)``, the first
-  at a third of the proxy epochs (where a rung's ranking starts to mean something, measured
+  at half the proxy epochs (where a rung's ranking starts to mean something, measured
   in ``benchmarks/rung_correlation.py``), then ``eta`` = 2 times that, below ``max_t`` = the
   proxy epochs, raised to reach the proxy's ``min_steps`` on the task's train split. Only
   trials that train enter a rung (infeasible, reused and failed trials report no epoch).
