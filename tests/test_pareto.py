@@ -309,6 +309,16 @@ def test_pareto_by_colours_trials_by_property_with_a_marker_per_run(tmp_path, ca
     assert "colours by aggregation: tree 3, none 2" in capsys.readouterr().out
 
 
+def test_a_stopped_trial_is_drawn_hollow_at_its_rung_and_off_the_front(tmp_path, png_figures):
+    records = [rec(0, 0.8, 5000), rec(1, 0.7, 2000), rec(2, 0.75, 1000, stopped_rung=4)]
+    result = plot_pareto([make_run(tmp_path / "run", records)], out=tmp_path / "p")
+    assert [r["trial"] for r in result["runs"][0]["front"]] == [1, 0]
+    assert "stopped early (accuracy at its rung)" in legend_texts(png_figures["pareto.png"])
+    page = (tmp_path / "p" / "pareto.html").read_text()
+    assert page.count('class="trial"') == 2 and page.count('class="stopped"') == 1
+    assert page.count("stopped early after epoch 4") == 1  # in its tooltip
+
+
 def test_pareto_by_ida_names_the_values_in_legend_and_tooltips(tmp_path, png_figures):
     trees, _ = ablation_runs(tmp_path)
     result = plot_pareto([trees], by="ida", out=tmp_path / "p")

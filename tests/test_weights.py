@@ -383,6 +383,46 @@ def test_train_pretrained_fine_tunes_and_records_it(tmp_path: Path, official_fil
     assert "test accuracy" in capsys.readouterr().out
 
 
+def test_a_train_folder_exports_its_network_with_its_weights(tmp_path: Path, official_file: Path,
+                                                             capsys) -> None:
+    import yaml
+
+    from dla_nas.cli.model_cmds import _checkpoint_model
+
+    root = write_folder(tmp_path / "data", {"a": 12, "b": 12, "c": 12}, size=24, mode="RGB")
+    out = tmp_path / "run"
+    assert main(["train", NET, "--pretrained", str(official_file), "--dataset",
+                 f"folder:{root}", "--resolution", "32", "--epochs", "2", "--min-steps", "0",
+                 "--batch-size", "8", "--device", "cpu", "--out", str(out)]) == 0
+    assert main(["export", str(out), "--trial", "0"]) == 2  # one network: no selector
+    assert "--trial: not for" in capsys.readouterr().err
+    assert main(["export", str(out), "--weights", "--out", str(tmp_path / "export")]) == 0
+    config = next((tmp_path / "export").glob("*.yaml"))
+    meta = yaml.safe_load(config.read_text())["metadata"]
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert (meta["kind"], meta["num_classes"], meta["in_chans"]) == ("train", 3, 1)
+    assert meta["pretrained"]["source"] == str(official_file)
+    grey = meta["weights"]["normalisation"]  # ImageNet's, as the weights were trained on
+    assert grey["mean"] == [pytest.approx(sum(IMAGENET_MEAN) / 3)] and len(grey["std"]) == 1
+    assert meta["test_acc"] == ckpt["metrics"]["test_acc"]
+    tensors = config.with_suffix(".safetensors")
+    rebuilt = build_model(config, 3, 1, pretrained=tensors).eval()
+    trained = _checkpoint_model(ckpt, str(out / "checkpoint.pt")).eval()
+    image = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(image), trained(image))
+
+    # again without --weights: the config alone, and no stale weights beside it
+    assert main(["export", str(out), "--out", str(tmp_path / "export")]) == 0
+    assert config.is_file() and not tensors.exists()
+    assert "weights" not in yaml.safe_load(config.read_text())["metadata"]
+    ckpt["metrics"]["diverged"] = True  # nothing trained to export
+    torch.save(ckpt, out / "checkpoint.pt")
+    assert main(["export", str(out), "--weights", "--out", str(tmp_path / "again")]) == 2
+    assert "its training diverged" in capsys.readouterr().err
+    assert not (tmp_path / "again").exists()
+
+
 # ---------------------------------------------------------------- searched genomes
 
 
@@ -433,6 +473,8 @@ def test_a_space_searched_from_pretrained_weights_records_coverage(tmp_path: Pat
     meta = yaml.safe_load(config.read_text())["metadata"]
     assert meta["pretrained"]["source"] == str(weights) and meta["pretrained"]["coverage"] == 1.0
     assert meta["weights"]["seed"] == 0 and meta["weights"]["from"] == "confirm"
+    grey = meta["weights"]["normalisation"]  # ImageNet's grey statistics, as in the proxy
+    assert grey["mean"] == [pytest.approx(sum(IMAGENET_MEAN) / 3)] and len(grey["std"]) == 1
     exported = config.with_suffix(".safetensors")
     assert exported.read_bytes() == (out / "weights" / confirmed[0].weights).read_bytes()
     rebuilt = build_model(config, 10, 1, pretrained=exported)

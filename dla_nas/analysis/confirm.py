@@ -26,11 +26,12 @@ from ..arch.genome import Genome
 from ..data import Dataset, make_loader
 from ..dominance import non_dominated_sort
 from ..errors import RunError
-from ..files import atomic_path, safe_name
+from ..files import safe_name
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
 from ..search.space import with_recipe
 from ..train.trainer import TrainConfig, evaluate, resolve_device, train
 from ..weights import Pretrained
+from ..weights.loading import write_state_dict
 from .pareto import front, hypervolume, run_objectives
 
 CONFIRM_FILE = "confirm.jsonl"
@@ -96,6 +97,7 @@ class ConfirmRecord:
     finished_at: float = 0.0
     pretrained: dict | None = None  # source, sha256 and coverage of the starting weights
     weights: str = ""  # the trained weights, a safetensors file in the store's weights/ folder
+    normalisation: dict | None = None  # the per-channel mean and std its inputs were given
 
     @property
     def key(self) -> tuple[tuple[str, str], int]:
@@ -200,19 +202,17 @@ class ConfirmStore:
 
     def save_weights(self, model: torch.nn.Module, cand: Candidate, seed: int) -> str:
         """Write a trained model's state dict as safetensors (atomically); its file name."""
-        from safetensors.torch import save_file
-
         unit = hashlib.sha256(f"{cand.kind}:{cand.hash}".encode()).hexdigest()[:10]
         name = f"{safe_name(cand.label, 60)}-{unit}-seed{seed}.safetensors"
-        with atomic_path(self.weights_dir / name) as part:
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                      str(part))
+        write_state_dict(model.state_dict(), self.weights_dir / name)
         return name
 
-    def best_weights(self, kind: str, digest: str) -> ConfirmRecord | None:
-        """The confirmation of a unit whose weights file exists and whose val accuracy is the
-        highest (chosen on val only: the test split plays no part)."""
-        found = [r for r in self.records() if (r.kind, r.hash) == (kind, digest) and r.weights
+    def best_weights(self, records: list[ConfirmRecord], kind: str,
+                     digest: str) -> ConfirmRecord | None:
+        """Of ``records`` (this store's), the confirmation of a unit whose weights file exists
+        and whose val accuracy is the highest (chosen on val only: the test split plays no
+        part)."""
+        found = [r for r in records if (r.kind, r.hash) == (kind, digest) and r.weights
                  and (self.weights_dir / r.weights).is_file()]
         return max(found, key=lambda r: (r.val_acc, -r.seed), default=None)
 
@@ -285,7 +285,8 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
             train_seconds=result.train_seconds, device=result.device, diverged=result.diverged,
             recipe=recipe, finished_at=time.time(),
             pretrained=report.to_record(detail=False) if report is not None else None,
-            weights=store.save_weights(model, cand, seed))
+            weights=store.save_weights(model, cand, seed),
+            normalisation={"mean": list(cand_data.mean), "std": list(cand_data.std)})
         store.append(record)
         if on_done is not None:
             on_done(record, i + 1, len(todo))

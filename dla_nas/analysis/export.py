@@ -4,7 +4,8 @@ A config is a YAML file ``<space>-trial<N>-<hash>.yaml`` with ``genome:`` (what
 ``dla_nas.build_model(path, ...)`` and ``dla-nas show/train`` read) and ``metadata:`` (where it
 came from: run, trial, dataset, proxy fidelity, objective values, params and MACs at the
 search input shape). Every written config is rebuilt from the file and its params and MACs
-are checked against the run's record.
+are checked against the run's record. A ``dla-nas train`` folder exports its one network the
+same way (``export_training``), as ``<name>-<hash>.yaml``.
 
 The input shape: digits is loaded (it is embedded, so this is cheap and exact); for CIFAR the
 class count comes from the space's ``task.classes`` or the dataset name, with 3 channels; for
@@ -21,15 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from ..arch.builder import build_model
 from ..arch.cost import count_params, model_cost
 from ..arch.genome import Genome
-from ..errors import DataError, DlaNasError, RunError, SpaceError
+from ..errors import CheckpointError, DataError, DlaNasError, GenomeError, RunError, SpaceError
+from ..files import safe_name
 from ..results import TRAINED, RunStore, TrialRecord, load_run
 from ..search.space import Proxy
-from .confirm import CONFIRM_FILE, ConfirmRecord, ConfirmStore, load_confirmed
+from ..weights import TransferReport
+from ..weights.loading import write_state_dict
+from .confirm import CONFIRM_FILE, Confirmed, ConfirmRecord, ConfirmStore, summarize
 from .pareto import best_record, eligible, front, run_objectives
 from .pareto import knee as front_knee  # export_run has a `knee` flag
 
@@ -67,17 +72,126 @@ def export_run(run: Path, out: Path, *, pareto: bool = False, trial: int | None 
     records = load_run(run)
     chosen = _select(run, info, records, pareto=pareto, trial=trial, best=best, use_knee=knee)
     shape = data_shape(run, info)
-    trained = {r.trial: _confirmed_weights(run, r) for r in chosen} if weights else {}
+    confirmations = ConfirmStore(run / CONFIRM_FILE)
+    confirm_records = confirmations.records()
+    confirmed = {(c.kind, c.hash): c for c in summarize(confirm_records)}
+    trained = {r.trial: _confirmed_weights(run, confirmations, confirm_records, r)
+               for r in chosen} if weights else {}
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for record in chosen:
-        config = _write_config(run, info, record, shape, out, trained.get(record.trial))
+        config = _write_config(run, info, record, shape, out,
+                               confirmed.get((record.kind, record.key)),
+                               trained.get(record.trial), confirmations.weights_dir)
         paths.append(config)
-        if weights:
-            paths.append(config.with_suffix(".safetensors"))
+        tensors = config.with_suffix(".safetensors") if weights else None
+        if tensors is not None:
+            paths.append(tensors)
         if onnx:
-            paths.append(_write_onnx(run, config))
+            paths.append(_write_onnx(run, config, tensors))
     return paths
+
+
+def is_training(folder: Path) -> bool:
+    """Whether ``folder`` is the output of ``dla-nas train`` (a checkpoint, no run.yaml)."""
+    return (folder / "checkpoint.pt").is_file() and not RunStore(folder).run_yaml.exists()
+
+
+def export_training(folder: Path, out: Path, *, onnx: bool = False,
+                    weights: bool = False) -> list[Path]:
+    """Write the network of a ``dla-nas train`` folder as a config (and its trained weights
+    as ``<config>.safetensors`` when ``weights``, ONNX when ``onnx``), rebuilt and checked
+    as ``export_run``'s are. Returns the paths."""
+    from ..train.checkpoint import load_checkpoint
+
+    folder, out = Path(folder), Path(out)
+    if onnx:
+        _onnx_module(folder)
+    checkpoint = folder / "checkpoint.pt"
+    ckpt = load_checkpoint(checkpoint)
+    try:
+        genome = Genome.from_dict(ckpt["genome"])
+    except (GenomeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{checkpoint}: genome: {exc}") from None
+    metrics = _mapping(ckpt, "metrics", checkpoint)
+    if metrics.get("diverged"):
+        raise RunError(f"{checkpoint}: its training diverged ({metrics.get('divergence')}); "
+                       "there is no trained network to export")
+    if not all(isinstance(v, torch.Tensor) for v in ckpt["state_dict"].values()):
+        raise CheckpointError(f"{checkpoint}: state_dict: holds something other than tensors")
+    label = safe_name(str(metrics.get("genome") or genome.name or "network"))
+    path = out / f"{label}-{genome.canonical_hash()}.yaml"
+    metadata = _training_metadata(checkpoint, ckpt, genome)
+    num_classes, input_shape = ckpt["num_classes"], tuple(metadata["input_shape"])
+    recorded = ((metrics["params"], metrics["macs"]) if isinstance(metrics.get("params"), int)
+                and isinstance(metrics.get("macs"), int) else None)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = _weights_path(path, weights)
+    if tensors is not None:
+        write_state_dict(ckpt["state_dict"], tensors)
+        metadata["weights"] = {"file": tensors.name, "from": "train",
+                               "seed": metadata["recipe"].get("seed"),
+                               "val_acc": metrics.get("val_acc"),
+                               "test_acc": metrics.get("test_acc"),
+                               "normalisation": {"mean": ckpt["data"]["mean"],
+                                                 "std": ckpt["data"]["std"]}}
+    _write_yaml(path, dataclasses.replace(genome, name=path.stem), metadata)
+    _check_rebuild(path, tensors, str(checkpoint), recorded, num_classes, input_shape[0],
+                   input_shape)
+    paths = [path] + ([tensors] if tensors is not None else [])
+    return paths + ([_write_onnx(folder, path, tensors)] if onnx else [])
+
+
+def _mapping(ckpt: dict[str, Any], key: str, checkpoint: Path) -> dict[str, Any]:
+    """``ckpt[key]``, a mapping ({} when absent); ``CheckpointError`` when it is something else."""
+    value = ckpt.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{checkpoint}: {key}: {type(value).__name__}, not a mapping")
+    return value
+
+
+def _weights_path(config: Path, weights: bool) -> Path | None:
+    """Where a config's weights go when ``weights``; otherwise None, and an older export's
+    weights there are removed, so no file beside the config belongs to another network."""
+    tensors = config.with_suffix(".safetensors")
+    if weights:
+        return tensors
+    tensors.unlink(missing_ok=True)
+    return None
+
+
+def _training_metadata(checkpoint: Path, ckpt: dict[str, Any], genome: Genome) -> dict[str, Any]:
+    """The ``metadata:`` of a trained network's config: data, recipe and figures."""
+    import dla_nas
+
+    data = ckpt["data"]
+    metrics = _mapping(ckpt, "metrics", checkpoint)
+    config = _mapping(ckpt, "train_config", checkpoint)
+    resolution = data["resolution"]
+    metadata = {
+        "checkpoint": str(checkpoint),
+        "kind": "train",
+        "hash": genome.canonical_hash(),
+        "dataset": data.get("name"),
+        "resolution": resolution,
+        "in_chans": data["in_chans"],
+        "num_classes": ckpt["num_classes"],
+        "class_names": data.get("class_names"),
+        "recipe": {"resolution": resolution,
+                   **{k: config[k] for k in ("lr", "weight_decay", "batch_size", "epochs",
+                                             "min_steps", "schedule", "seed") if k in config}},
+        "val_acc": metrics.get("val_acc"),
+        "test_acc": metrics.get("test_acc"),
+        "params": metrics.get("params"),
+        "macs": metrics.get("macs"),
+        "input_shape": [data["in_chans"], resolution, resolution],
+        "dla_nas_version": dla_nas.__version__,
+    }
+    if ckpt.get("pretrained"):
+        metadata["pretrained"] = ckpt["pretrained"]
+    return metadata
 
 
 # ---- selection ------------------------------------------------------------------------------
@@ -187,9 +301,10 @@ def _in_chans(genome: Genome, shape: DataShape, record: TrialRecord) -> int:
     return shape.in_chans_options[0]
 
 
-def _confirmed_weights(run: Path, record: TrialRecord) -> ConfirmRecord:
+def _confirmed_weights(run: Path, store: ConfirmStore, records: list[ConfirmRecord],
+                       record: TrialRecord) -> ConfirmRecord:
     """The confirmation whose weights ``export --weights`` takes for a trial."""
-    found = ConfirmStore(run / CONFIRM_FILE).best_weights(record.kind, record.key)
+    found = store.best_weights(records, record.kind, record.key)
     if found is None:
         raise RunError(f"{run}: trial {record.trial} has no confirmed weights; run `dla-nas "
                        f"confirm {run} --trial {record.trial}` first (it saves them)")
@@ -197,9 +312,12 @@ def _confirmed_weights(run: Path, record: TrialRecord) -> ConfirmRecord:
 
 
 def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: DataShape,
-                  out: Path, weights: ConfirmRecord | None = None) -> Path:
-    """Write one config (and the confirmed ``weights`` beside it), rebuild it from the file
-    and check params and MACs, and that the weights load whole."""
+                  out: Path, confirmed: Confirmed | None = None,
+                  weights: ConfirmRecord | None = None,
+                  weights_dir: Path | None = None) -> Path:
+    """Write one config (with its ``confirmed`` figures, and the confirmed ``weights`` from
+    ``weights_dir`` beside it), rebuild it from the file and check params and MACs, and that
+    the weights load whole."""
     import dla_nas
 
     space = info.get("space") or {}
@@ -231,8 +349,6 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
     }
     if record.pretrained is not None:  # the weights its training started from
         metadata["pretrained"] = record.pretrained
-    confirmed = next((c for c in load_confirmed(run)
-                      if c.kind == record.kind and c.hash == record.key), None)
     if confirmed is not None:
         metadata["confirmed"] = {
             "seeds": confirmed.seeds,
@@ -243,40 +359,53 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
                                   "max": confirmed.test_balanced_acc[2]},
             "val_acc_mean": confirmed.val_acc,
         }
-    tensors = path.with_suffix(".safetensors")
+    tensors = _weights_path(path, weights is not None)
     if weights is not None:
-        shutil.copyfile(ConfirmStore(run / CONFIRM_FILE).weights_dir / weights.weights, tensors)
+        shutil.copyfile(weights_dir / weights.weights, tensors)
         metadata["weights"] = {"file": tensors.name, "from": "confirm", "seed": weights.seed,
                                "val_acc": weights.val_acc, "test_acc": weights.test_acc}
-    path.write_text(yaml.safe_dump({"genome": genome.to_dict(), "metadata": metadata},
-                                   sort_keys=False, default_flow_style=None))
-    problem = _rebuild_problem(run, path, record, shape.num_classes, in_chans, input_shape,
-                               tensors if weights is not None else None)
-    if problem:
-        path.unlink()
-        if weights is not None:
-            tensors.unlink()
-        raise RunError(f"{path}: {problem}")
+        if weights.normalisation is not None:  # older confirmations did not record it
+            metadata["weights"]["normalisation"] = weights.normalisation
+    _write_yaml(path, genome, metadata)
+    _check_rebuild(path, tensors, f"trial {record.trial} of {run}", (record.params, record.macs),
+                   shape.num_classes, in_chans, input_shape)
     return path
 
 
-def _rebuild_problem(run: Path, config: Path, record: TrialRecord, num_classes: int,
-                     in_chans: int, input_shape: tuple[int, int, int],
-                     tensors: Path | None) -> str:
-    """What is wrong with a written config (and its weights), rebuilt from the files; "" when
-    it gives the run's params and MACs and the weights cover the whole network."""
+def _whole(report: TransferReport) -> bool:
+    """Whether a weights file gave every tensor of the network as it is (buffers such as BN
+    statistics included): the network is the one that was trained."""
+    return not (report.missing or report.adapted or report.skipped)
+
+
+def _write_yaml(path: Path, genome: Genome, metadata: dict[str, Any]) -> None:
+    path.write_text(yaml.safe_dump({"genome": genome.to_dict(), "metadata": metadata},
+                                   sort_keys=False, default_flow_style=None))
+
+
+def _check_rebuild(config: Path, tensors: Path | None, origin: str,
+                   cost: tuple[int, int] | None, num_classes: int, in_chans: int,
+                   input_shape: tuple[int, int, int]) -> None:
+    """Rebuild a written config (with its weights) from the files; when it does not give the
+    (params, MACs) ``cost`` recorded by its ``origin`` (None: nothing recorded), or the
+    weights do not load whole, remove the files and raise ``RunError``."""
+    problem = ""
     try:
         model = build_model(config, num_classes, in_chans, pretrained=tensors)
     except DlaNasError as exc:
-        return f"cannot be rebuilt with its weights ({exc})"
-    cost = model_cost(model, input_shape)
-    if (cost.params, cost.macs) != (record.params, record.macs):
-        return (f"rebuilding trial {record.trial} of {run} gives {cost.params:,} params and "
-                f"{cost.macs:,} MACs at {input_shape}, but the run recorded "
-                f"{record.params:,} and {record.macs:,}")
-    if model.transfer_report is not None and model.transfer_report.coverage != 1.0:
-        return f"its weights cover {model.transfer_report.coverage:.1%} of the network"
-    return ""
+        problem = f"cannot be rebuilt with its weights ({exc})"
+    else:
+        got = model_cost(model, input_shape)
+        if cost is not None and (got.params, got.macs) != cost:
+            problem = (f"rebuilding {origin} gives {got.params:,} params and {got.macs:,} MACs "
+                       f"at {input_shape}, but it recorded {cost[0]:,} and {cost[1]:,}")
+        elif model.transfer_report is not None and not _whole(model.transfer_report):
+            problem = f"its weights do not load whole ({model.transfer_report.summary()})"
+    if problem:
+        config.unlink()
+        if tensors is not None:
+            tensors.unlink()
+        raise RunError(f"{config}: {problem}")
 
 
 def _onnx_module(run: Path):
@@ -299,14 +428,15 @@ def exported_metadata(path: str | Path) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
-def _write_onnx(run: Path, config: Path) -> Path:
-    """Export a written config to ONNX (TorchScript exporter: the default one needs
-    onnxscript) and check the file with ``onnx.checker``."""
+def _write_onnx(run: Path, config: Path, tensors: Path | None = None) -> Path:
+    """Export a written config (with its trained ``tensors``, else untrained) to ONNX
+    (TorchScript exporter: the default one needs onnxscript) and check the file with
+    ``onnx.checker``."""
     import torch
 
     onnx = _onnx_module(run)
     meta = exported_metadata(config)
-    model = build_model(config, meta["num_classes"], meta["in_chans"]).eval()
+    model = build_model(config, meta["num_classes"], meta["in_chans"], pretrained=tensors).eval()
     path = config.with_suffix(".onnx")
     with warnings.catch_warnings():  # the legacy exporter's deprecation and tracer notes
         warnings.simplefilter("ignore")

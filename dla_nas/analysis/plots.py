@@ -224,6 +224,8 @@ def _tooltip(r: TrialRecord, run: RunPlot, by: str | None = None) -> str:
              f"in {run.label}"]
     if r.val_acc is not None:
         lines.append(f"val_acc {r.val_acc:.4f}")
+    if r.stopped_rung is not None:
+        lines.append(f"stopped early after epoch {r.stopped_rung}")
     lines += [f"{SHORT_NAMES[m]} {r.value(m):,}" for m in LOG_METRICS if r.value(m) is not None]
     if r.latency_ms is not None:
         lines.append(f"latency {r.latency_ms:.2f} ms")
@@ -493,6 +495,11 @@ def _pareto_html(runs: list[RunPlot], x: str, y: str, colouring: Colouring | Non
             svg.append(svg_point(run.marker, px(r.value(x)), py(r.value(y)), 6 if best else 5,
                                  f'class="trial" fill="{fill}" '
                                  f'fill-opacity="{1.0 if best else 0.3}"{ring}', tip(r, run)))
+        for r in _stopped(run):  # at their accuracy at the rung: hollow, never on a front
+            if r.value(x) is not None and r.value(y) is not None:
+                svg.append(svg_point("v", px(r.value(x)), py(r.value(y)), 5,
+                                     f'class="stopped" fill="none" stroke="{COST_ONLY_COLOUR}" '
+                                     'stroke-width="1.2"', tip(r, run)))
         for r in _cost_only(run, x):
             cx, cy = px(r.value(x)), py((bottom + strip_top) / 2)
             svg.append(f'<path class="cost-only" d="M{cx - 3:.1f},{cy - 3:.1f} l6,6 m0,-6 l-6,6" '
@@ -520,7 +527,8 @@ def _pareto_html(runs: list[RunPlot], x: str, y: str, colouring: Colouring | Non
             "<body>\n" + "\n".join(svg) +
             (colouring.legend_html() if colouring else "") +
             "\n<p>Hover a point for its genome hash and fields. Faded: dominated; outlined: "
-            "Pareto front; red ring: knee; grey x (bottom strip): infeasible, failed or "
+            "Pareto front; red ring: knee; hollow grey triangles: stopped early at a rung (their "
+            "accuracy there; never on a front); grey x (bottom strip): infeasible, failed or "
             "diverged (no accuracy); black stars: baselines.</p>" + notes +
             "<table><tr><th>run</th><th>trial</th><th>hash</th>"
             f"<th>{html.escape(SHORT_NAMES[y])}</th><th>{html.escape(SHORT_NAMES[x])}</th>"

@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "run's journal file")
     se.add_argument("--early-stopping", choices=["none", "pareto"], default=None,
                     help="optuna: pareto stops a trial at a rung (half the proxy's "
-                         "epochs, then twice that below the end) unless it is on the front of accuracy "
+                         "epochs) unless it is on the front of accuracy "
                          "and cost there or in its top half (default none)")
     se.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                     help="start no new trial after this many seconds")
@@ -224,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--cpus-per-trial", type=float, default=None, metavar="C",
                     help="ray: CPUs per trial (default 1)")
     se.add_argument("--scheduler", choices=["pareto", "asha", "none"], default=None,
-                    help="ray: early stopping at rungs (half the proxy's epochs, then "
-                         "twice that below the end); pareto ranks on accuracy and cost, as "
+                    help="ray: early stopping at a rung (half the proxy's epochs); pareto "
+                         "ranks on accuracy and cost, as "
                          "--early-stopping pareto does (default); asha on accuracy alone")
     se.set_defaults(func=cmd_search)
 
@@ -286,13 +286,17 @@ def build_parser() -> argparse.ArgumentParser:
     pa.set_defaults(func=cmd_pareto)
 
     ex = sub.add_parser(
-        "export", help="write chosen trials as model configs (YAML, optional ONNX)",
-        description="Write one YAML model config per chosen trial: the genome plus metadata "
-                    "(run, trial, hash, dataset, fidelity, objective values, params and MACs). "
-                    "Each config is rebuilt and checked against the run's params and MACs.",
+        "export", help="write chosen trials (or a trained network) as model configs (YAML, "
+                       "optional weights and ONNX)",
+        description="Write one YAML model config per chosen trial of a search run: the genome "
+                    "plus metadata (run, trial, hash, dataset, fidelity, objective values, "
+                    "params and MACs). Each config is rebuilt and checked against the run's "
+                    "params and MACs. A `dla-nas train` folder exports its one network, with no "
+                    "selector.",
     )
-    ex.add_argument("run", metavar="RUN", help="a run folder, e.g. results/demo")
-    pick = ex.add_mutually_exclusive_group(required=True)
+    ex.add_argument("run", metavar="RUN",
+                    help="a search run folder (e.g. results/demo), or a `dla-nas train` folder")
+    pick = ex.add_mutually_exclusive_group()
     pick.add_argument("--pareto", action="store_true", help="every trial on the Pareto front")
     pick.add_argument("--trial", type=int, default=None, metavar="N", help="trial number N")
     pick.add_argument("--best", default=None, metavar="OBJECTIVE",
@@ -301,9 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--onnx", action="store_true",
                     help="also export ONNX graphs (needs pip install 'dla-nas[onnx]')")
     ex.add_argument("--weights", action="store_true",
-                    help="also write each trial's trained weights beside its config "
-                         "(<config>.safetensors), from `dla-nas confirm`: the seed with the "
-                         "best val accuracy")
+                    help="also write the trained weights beside each config "
+                         "(<config>.safetensors): for a search run from `dla-nas confirm`, the "
+                         "seed with the best val accuracy; for a train folder, its checkpoint")
     ex.add_argument("--out", default=None, metavar="DIR", help="default RUN/export")
     ex.set_defaults(func=cmd_export)
     return parser

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import OptionError
 from ..files import check_out_folder
 from .render import print_confirmed, print_summary
 
@@ -78,11 +79,20 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..analysis.export import export_run
+    from ..analysis.export import export_run, export_training, is_training
 
-    out = check_out_folder(args.out or Path(args.run) / "export")
-    paths = export_run(Path(args.run), out, pareto=args.pareto, trial=args.trial, best=args.best,
-                       knee=args.knee, onnx=args.onnx, weights=args.weights)
+    run = Path(args.run)
+    out = check_out_folder(args.out or run / "export")
+    if is_training(run):
+        chosen = [f for f, on in (("--pareto", args.pareto), ("--trial", args.trial is not None),
+                                  ("--best", args.best is not None), ("--knee", args.knee)) if on]
+        if chosen:
+            raise OptionError(f"{' '.join(chosen)}: not for {run}, a `dla-nas train` folder "
+                              "(it holds one network); give no selector")
+        paths = export_training(run, out, onnx=args.onnx, weights=args.weights)
+    else:
+        paths = export_run(run, out, pareto=args.pareto, trial=args.trial, best=args.best,
+                           knee=args.knee, onnx=args.onnx, weights=args.weights)
     for path in paths:
         print(path)
     print(f"exported {sum(p.suffix == '.yaml' for p in paths)} config(s); build one with "

@@ -10,7 +10,7 @@ from ..analysis.pareto import run_objectives
 from ..errors import OptionError, RunError
 from ..files import check_out_folder
 from ..results import RunStore
-from ..train.trainer import TrainConfig
+from ..train.trainer import TrainConfig, frozen_epochs
 from .render import print_confirmed, print_summary, search_progress, stderr_console
 
 
@@ -95,7 +95,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     cfg = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
                       lr=args.lr, device=args.device, threads=args.threads,
                       balanced_loss=args.balanced_loss, backbone_lr_mult=proxy.backbone_lr_mult,
-                      freeze_epochs=min(proxy.freeze_epochs, args.epochs - 1),
+                      freeze_epochs=frozen_epochs(proxy.freeze_epochs, args.epochs),
                       freeze_bn=proxy.freeze_bn)
     pretrained = Pretrained(proxy.pretrained) if proxy.pretrained is not None else None
     store = ConfirmStore(args.out or Path(args.run) / CONFIRM_FILE)

@@ -23,10 +23,10 @@ How a trial runs
   answers "not now") until that trial finished, and then reused: no genome is trained twice.
 
 Early stopping (``scheduler``: ``pareto``, the default; ``asha``; ``none``)
-  Both stop trials at the same rungs: ``early_stopping.Rungs.for_budget(max_t)``, the first
-  at half the proxy epochs (where a rung's ranking starts to mean something, measured
-  in ``benchmarks/rung_correlation.py``), then ``eta`` = 2 times that, below ``max_t`` = the
-  proxy epochs, raised to reach the proxy's ``min_steps`` on the task's train split. Only
+  Both stop trials at the same rungs: ``early_stopping.Rungs.for_budget(max_t)``, one at
+  half the proxy epochs (where a rung's ranking starts to mean something, measured in
+  ``benchmarks/rung_correlation.py``); ``max_t`` is the proxy epochs, raised to reach the
+  proxy's ``min_steps`` on the task's train split. Only
   trials that train enter a rung (infeasible, reused and failed trials report no epoch).
   ``pareto`` (``ray_scheduler.ParetoScheduler``) applies ``early_stopping.keep_going`` on all
   of the space's objectives, with the rung entries in the run's ``rungs.jsonl``, as the

@@ -96,7 +96,7 @@ def _run_trial(dla: dict, settings: TrialSettings) -> None:
     number = int(dla["number"])
     store = RunStore(settings.out)
     records = store.records()
-    done = store.search_records().get(number)
+    done = next((r for r in reversed(records) if r.kind == "search" and r.trial == number), None)
     if done is not None:  # finished after Tune's last snapshot: report it again, train nothing
         tune.report(_metrics(done))
         return

@@ -37,10 +37,6 @@ SCHEDULES = ("onecycle", "cosine")
 FINE_TUNING = {"backbone_lr_mult": 0.1, "freeze_epochs": 1}
 PRETRAINED_RESOLUTION = 224  # the ImageNet weights' training size
 
-
-def fine_tuning(epochs: int) -> dict:
-    """``FINE_TUNING`` for a run of ``epochs`` epochs: at least one of them trains it all."""
-    return {**FINE_TUNING, "freeze_epochs": max(0, min(FINE_TUNING["freeze_epochs"], epochs - 1))}
 _HISTORY = ("val_acc_per_epoch", "val_loss_per_epoch", "train_loss_per_epoch")
 
 TRAIN_RULES = {
@@ -52,6 +48,16 @@ TRAIN_RULES = {
     "zero_init_residual": boolean, "balanced_loss": boolean, "compile": boolean,
     "backbone_lr_mult": number(0), "freeze_epochs": integer(0), "freeze_bn": boolean,
 }
+
+
+def fine_tuning(epochs: int) -> dict:
+    """``FINE_TUNING`` for a run of ``epochs`` epochs."""
+    return {**FINE_TUNING, "freeze_epochs": frozen_epochs(FINE_TUNING["freeze_epochs"], epochs)}
+
+
+def frozen_epochs(freeze_epochs: int, epochs: int) -> int:
+    """``freeze_epochs`` in a run of ``epochs`` epochs: at least one of them trains it all."""
+    return max(0, min(freeze_epochs, epochs - 1))
 
 
 @dataclass(frozen=True)

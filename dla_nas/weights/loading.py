@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import pickle
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from ..errors import WeightsError
+from ..files import atomic_path
 
 _WRAPPERS = ("state_dict", "model")
 
@@ -72,3 +74,11 @@ def _unwrap(raw: object) -> dict[str, torch.Tensor]:
         return {}
     return {str(k).removeprefix("module."): v for k, v in raw.items()
             if isinstance(v, torch.Tensor)}
+
+
+def write_state_dict(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Write a state dict as safetensors, atomically (``read_state_dict`` reads it back)."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as part:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(part))
