@@ -121,7 +121,7 @@ def export_training(folder: Path, out: Path, *, onnx: bool = False,
         raise CheckpointError(f"{checkpoint}: state_dict: holds something other than tensors")
     label = safe_name(str(metrics.get("genome") or genome.name or "network"))
     path = out / f"{label}-{genome.canonical_hash()}.yaml"
-    metadata = _training_metadata(checkpoint, ckpt, genome)
+    metadata = _training_metadata(checkpoint, ckpt, genome, metrics)
     num_classes, input_shape = ckpt["num_classes"], tuple(metadata["input_shape"])
     recorded = ((metrics["params"], metrics["macs"]) if isinstance(metrics.get("params"), int)
                 and isinstance(metrics.get("macs"), int) else None)
@@ -162,12 +162,12 @@ def _weights_path(config: Path, weights: bool) -> Path | None:
     return None
 
 
-def _training_metadata(checkpoint: Path, ckpt: dict[str, Any], genome: Genome) -> dict[str, Any]:
-    """The ``metadata:`` of a trained network's config: data, recipe and figures."""
+def _training_metadata(checkpoint: Path, ckpt: dict[str, Any], genome: Genome,
+                       metrics: dict[str, Any]) -> dict[str, Any]:
+    """The ``metadata:`` of a trained network's config: data, recipe and ``metrics``."""
     import dla_nas
 
     data = ckpt["data"]
-    metrics = _mapping(ckpt, "metrics", checkpoint)
     config = _mapping(ckpt, "train_config", checkpoint)
     resolution = data["resolution"]
     metadata = {
@@ -432,8 +432,6 @@ def _write_onnx(run: Path, config: Path, tensors: Path | None = None) -> Path:
     """Export a written config (with its trained ``tensors``, else untrained) to ONNX
     (TorchScript exporter: the default one needs onnxscript) and check the file with
     ``onnx.checker``."""
-    import torch
-
     onnx = _onnx_module(run)
     meta = exported_metadata(config)
     model = build_model(config, meta["num_classes"], meta["in_chans"], pretrained=tensors).eval()
