@@ -331,6 +331,24 @@ def test_resume_keeps_the_runs_storage(tmp_path):
         start(SearchOptions(space=space, trials=1, out=out, storage=f"sqlite:///{tmp_path}/other.db"))
 
 
+def test_a_new_run_takes_tpe_with_pareto_stopping_and_a_resume_keeps_its_own(tmp_path):
+    from dla_nas.search.optuna_backend import start
+
+    space = str(write_space(tmp_path))
+    new = SearchOptions(space=space, trials=1, out=str(tmp_path / "new"))
+    start(new)
+    info = RunStore(tmp_path / "new").info()
+    assert (info["sampler"], info["options"]["early_stopping"]) == ("tpe", "pareto")
+    old = str(tmp_path / "old")  # a run begun before the defaults changed
+    start(SearchOptions(space=space, trials=1, out=old, sampler="nsga2", early_stopping="none"))
+    again = SearchOptions(space=space, trials=1, out=old)
+    start(again)
+    assert (again.sampler, again.early_stopping) == ("nsga2", "none")
+    given = SearchOptions(space=space, trials=1, out=old, early_stopping="pareto")
+    start(given)
+    assert (given.sampler, given.early_stopping) == ("nsga2", "pareto")
+
+
 def test_backend_flags_are_not_mixed(tmp_path, capsys):
     space = str(write_space(tmp_path))
     assert main(["search", "--space", space, "--scheduler", "asha"]) == 2

@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="finished trials to reach, resumed ones included (default 12)")
     se.add_argument("--out", default=None, metavar="DIR", help="run folder (default results/<space>)")
     se.add_argument("--sampler", choices=["nsga2", "tpe", "random"], default=None,
-                    help="default nsga2 for several objectives, tpe for one")
+                    help="default tpe with the optuna backend; with ray, nsga2 for several "
+                         "objectives and tpe for one (a resumed run keeps its own)")
     se.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     se.add_argument("--backend", choices=["optuna", "ray"], default="optuna",
                     help="optuna: worker processes on this machine (default); ray: Ray Tune, "
@@ -202,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--early-stopping", choices=["none", "pareto"], default=None,
                     help="optuna: pareto stops a trial at a rung (half the proxy's "
                          "epochs) unless it is on the front of accuracy "
-                         "and cost there or in its top half (default none)")
+                         "and cost there or in its top half (default pareto; a resumed "
+                         "run keeps its own)")
     se.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                     help="start no new trial after this many seconds")
     se.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..data import Dataset
 from ..errors import CheckpointError
-from ..weights.loading import refused_global
+from ..weights.loading import load_tensors_only, refused_global
 from .trainer import TrainConfig
 
 
@@ -42,7 +42,7 @@ def load_checkpoint(path: str | Path) -> dict:
     objects (``weights_only=True``). Raise ``CheckpointError`` naming the file, and the field
     when one is missing or not allowed."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = load_tensors_only(path)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such file") from None
     except IsADirectoryError:

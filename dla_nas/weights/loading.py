@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             raw = load_file(str(path), device="cpu")
         else:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+            raw = load_tensors_only(path)
     except FileNotFoundError:
         raise WeightsError(f"{path}: no such file") from None
     except pickle.UnpicklingError as exc:
@@ -55,6 +56,14 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: holds no tensors (a state dict of name -> tensor, or a "
                            "dict with one under 'state_dict' or 'model')")
     return state
+
+
+def load_tensors_only(path: str | Path) -> object:
+    """``torch.load(weights_only=True)`` on the CPU. torch's note on an unusual pickle
+    protocol is silenced: the refusal it precedes is reported as one line by the caller."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def refused_global(exc: pickle.UnpicklingError) -> str | None:
