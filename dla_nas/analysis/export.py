@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 import yaml
+from torch import nn
 
 from ..arch.builder import build_model
 from ..arch.cost import count_params, model_cost
@@ -60,8 +61,7 @@ def export_run(run: Path, out: Path, *, pareto: bool = False, trial: int | None 
     write the trained weights of its confirmation (the seed with the best val accuracy) as
     ``<config>.safetensors``. Returns the paths."""
     run, out = Path(run), Path(out)
-    given = [name for name, on in (("--pareto", pareto), ("--trial", trial is not None),
-                                   ("--best", best is not None), ("--knee", knee)) if on]
+    given = selectors(pareto=pareto, trial=trial, best=best, knee=knee)
     if len(given) != 1:
         raise RunError(f"{run}: give exactly one of --pareto, --trial N, --best OBJECTIVE, "
                        f"--knee (got {', '.join(given) if given else 'none'})")
@@ -80,16 +80,21 @@ def export_run(run: Path, out: Path, *, pareto: bool = False, trial: int | None 
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for record in chosen:
-        config = _write_config(run, info, record, shape, out,
-                               confirmed.get((record.kind, record.key)),
-                               trained.get(record.trial), confirmations.weights_dir)
+        config, model = _write_config(run, info, record, shape, out,
+                                      confirmed.get((record.kind, record.key)),
+                                      trained.get(record.trial), confirmations.weights_dir)
         paths.append(config)
-        tensors = config.with_suffix(".safetensors") if weights else None
-        if tensors is not None:
-            paths.append(tensors)
+        if weights:
+            paths.append(config.with_suffix(".safetensors"))
         if onnx:
-            paths.append(_write_onnx(run, config, tensors))
+            paths.append(_write_onnx(run, config, model))
     return paths
+
+
+def selectors(*, pareto: bool, trial: int | None, best: str | None, knee: bool) -> list[str]:
+    """The selector flags given, by name."""
+    return [name for name, on in (("--pareto", pareto), ("--trial", trial is not None),
+                                  ("--best", best is not None), ("--knee", knee)) if on]
 
 
 def is_training(folder: Path) -> bool:
@@ -136,10 +141,10 @@ def export_training(folder: Path, out: Path, *, onnx: bool = False,
                                "normalisation": {"mean": ckpt["data"]["mean"],
                                                  "std": ckpt["data"]["std"]}}
     _write_yaml(path, dataclasses.replace(genome, name=path.stem), metadata)
-    _check_rebuild(path, tensors, str(checkpoint), recorded, num_classes, input_shape[0],
-                   input_shape)
+    model = _check_rebuild(path, tensors, str(checkpoint), recorded, num_classes,
+                           input_shape[0], input_shape)
     paths = [path] + ([tensors] if tensors is not None else [])
-    return paths + ([_write_onnx(folder, path, tensors)] if onnx else [])
+    return paths + ([_write_onnx(folder, path, model)] if onnx else [])
 
 
 def _mapping(ckpt: dict[str, Any], key: str, checkpoint: Path) -> dict[str, Any]:
@@ -314,10 +319,10 @@ def _confirmed_weights(run: Path, store: ConfirmStore, records: list[ConfirmReco
 def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: DataShape,
                   out: Path, confirmed: Confirmed | None = None,
                   weights: ConfirmRecord | None = None,
-                  weights_dir: Path | None = None) -> Path:
+                  weights_dir: Path | None = None) -> tuple[Path, nn.Module]:
     """Write one config (with its ``confirmed`` figures, and the confirmed ``weights`` from
     ``weights_dir`` beside it), rebuild it from the file and check params and MACs, and that
-    the weights load whole."""
+    the weights load whole. Returns the config and the rebuilt network."""
     import dla_nas
 
     space = info.get("space") or {}
@@ -367,9 +372,9 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
         if weights.normalisation is not None:  # older confirmations did not record it
             metadata["weights"]["normalisation"] = weights.normalisation
     _write_yaml(path, genome, metadata)
-    _check_rebuild(path, tensors, f"trial {record.trial} of {run}", (record.params, record.macs),
-                   shape.num_classes, in_chans, input_shape)
-    return path
+    model = _check_rebuild(path, tensors, f"trial {record.trial} of {run}",
+                           (record.params, record.macs), shape.num_classes, in_chans, input_shape)
+    return path, model
 
 
 def _whole(report: TransferReport) -> bool:
@@ -385,10 +390,10 @@ def _write_yaml(path: Path, genome: Genome, metadata: dict[str, Any]) -> None:
 
 def _check_rebuild(config: Path, tensors: Path | None, origin: str,
                    cost: tuple[int, int] | None, num_classes: int, in_chans: int,
-                   input_shape: tuple[int, int, int]) -> None:
-    """Rebuild a written config (with its weights) from the files; when it does not give the
-    (params, MACs) ``cost`` recorded by its ``origin`` (None: nothing recorded), or the
-    weights do not load whole, remove the files and raise ``RunError``."""
+                   input_shape: tuple[int, int, int]) -> nn.Module:
+    """Rebuild a written config (with its weights) from the files and return it; when it does
+    not give the (params, MACs) ``cost`` recorded by its ``origin`` (None: nothing recorded),
+    or the weights do not load whole, remove the files and raise ``RunError``."""
     problem = ""
     try:
         model = build_model(config, num_classes, in_chans, pretrained=tensors)
@@ -406,6 +411,7 @@ def _check_rebuild(config: Path, tensors: Path | None, origin: str,
         if tensors is not None:
             tensors.unlink()
         raise RunError(f"{config}: {problem}")
+    return model
 
 
 def _onnx_module(run: Path):
@@ -428,13 +434,13 @@ def exported_metadata(path: str | Path) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
-def _write_onnx(run: Path, config: Path, tensors: Path | None = None) -> Path:
-    """Export a written config (with its trained ``tensors``, else untrained) to ONNX
+def _write_onnx(run: Path, config: Path, model: nn.Module) -> Path:
+    """Export the network rebuilt from a written config (with its weights, if any) to ONNX
     (TorchScript exporter: the default one needs onnxscript) and check the file with
     ``onnx.checker``."""
     onnx = _onnx_module(run)
     meta = exported_metadata(config)
-    model = build_model(config, meta["num_classes"], meta["in_chans"], pretrained=tensors).eval()
+    model.eval()
     path = config.with_suffix(".onnx")
     with warnings.catch_warnings():  # the legacy exporter's deprecation and tracer notes
         warnings.simplefilter("ignore")

@@ -79,13 +79,12 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..analysis.export import export_run, export_training, is_training
+    from ..analysis.export import export_run, export_training, is_training, selectors
 
     run = Path(args.run)
     out = check_out_folder(args.out or run / "export")
     if is_training(run):
-        chosen = [f for f, on in (("--pareto", args.pareto), ("--trial", args.trial is not None),
-                                  ("--best", args.best is not None), ("--knee", args.knee)) if on]
+        chosen = selectors(pareto=args.pareto, trial=args.trial, best=args.best, knee=args.knee)
         if chosen:
             raise OptionError(f"{' '.join(chosen)}: not for {run}, a `dla-nas train` folder "
                               "(it holds one network); give no selector")

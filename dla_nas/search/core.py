@@ -16,6 +16,7 @@ import optuna
 from ..arch.baselines import baseline_genome
 from ..errors import DataError, GenomeError, OptionError, RunError
 from ..results import RunStore, TrialRecord
+from ..weights import parse_source, weights_file
 from .evaluator import ProxyEvaluator, load_task_data
 from .space import CONSTRAINTS, SearchSpace
 
@@ -195,6 +196,8 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
         opts.sampler = opts.sampler or OPTUNA_DEFAULTS["sampler"]
         opts.early_stopping = opts.early_stopping or OPTUNA_DEFAULTS["early_stopping"]
     data = data_info(space, opts)
+    if space.proxy.pretrained is not None:  # fetched and checked once, before the workers
+        weights_file(parse_source(str(space.proxy.pretrained)))
     run = Run(space, store, data, {**run_info(space, opts, data, backend), **(extra or {})},
               resumed)
     if resumed or create:

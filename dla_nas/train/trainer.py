@@ -288,8 +288,9 @@ def train(
     weight = class_weights(data, device) if cfg.balanced_loss else None
     opt = torch.optim.SGD(param_groups(model, cfg.weight_decay, cfg.lr, cfg.backbone_lr_mult),
                           lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
-    backbone = backbone_parameters(model)
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    backbone = backbone_parameters(model) if cfg.freeze_epochs else []  # held still at first
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] \
+        if cfg.freeze_bn else []
     steps_per_epoch = len(train_loader)
     epochs = cfg.epochs_for(len(data.train))
     total = epochs * steps_per_epoch
@@ -335,9 +336,8 @@ def train(
         for p in backbone:
             p.requires_grad_(not frozen)
         model.train(not frozen)
-        if cfg.freeze_bn:
-            for m in bns:
-                m.eval()
+        for m in bns:
+            m.eval()
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         epoch_images = 0

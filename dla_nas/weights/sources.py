@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 
 from ..download import fetch
 from ..errors import WeightsError
+from ..files import atomic_path
 
 OFFICIAL_URL = "http://dl.yf.io/dla/models/imagenet/{file}"
 # the files of the official code's dataset.py; the hex is the start of each file's sha256
@@ -42,7 +43,6 @@ OFFICIAL_FILES = {
     "dla102x2": "dla102x2-262837b6.pth", "dla169": "dla169-0914e092.pth",
 }
 TIMM_URL = "https://huggingface.co/timm/{name}.in1k/resolve/main/model.safetensors"
-KINDS = ("official", "timm", "url", "path")
 SOURCE_FORMS = "official, official:NAME, timm, timm:NAME, an official name, a URL or a file"
 _OFFICIAL_NAME = re.compile(r"(dla\w+)-([0-9a-f]{8})\.pth")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -164,7 +164,8 @@ def weights_file(source: WeightsSource) -> WeightsFile:
     hint = f"without internet, download {url} elsewhere and copy it to {path}"
     digest, checked = fetch(url, path, WeightsError, expected or _etag_sha256, hint=hint)
     if checked is not None:
-        known.write_text(checked + "\n")
+        with atomic_path(known) as part:  # workers may fetch the same file
+            part.write_text(checked + "\n")
     return WeightsFile(source, path, digest, checked is not None)
 
 
