@@ -9,7 +9,8 @@ reference point over every run of the benchmark (``pareto.reference_point``).
     python benchmarks/search_efficiency.py --space search_spaces/digits-tiny.yaml \
         --budget 180 --seeds 0,1,2 --out results/bench-efficiency-digits
 
-Methods (``--methods``): random, nsga2, tpe (Optuna backend, full fidelity), nsga2-pareto and
+Methods (``--methods``): random, nsga2, tpe (Optuna backend, full fidelity: the flags say
+``--early-stopping none``, as a new run stops early by default), nsga2-pareto and
 tpe-pareto (Optuna, ``--early-stopping pareto``), ray-asha and ray-pareto (Ray backend with that
 scheduler, NSGA-II). Optuna runs ``--workers`` processes; Ray runs one trial per CPU. Runs
 that exist under ``--out`` are read again, not rerun, so an interrupted benchmark continues.
@@ -29,9 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = {
-    "random": ["--sampler", "random"],
-    "nsga2": ["--sampler", "nsga2"],
-    "tpe": ["--sampler", "tpe"],
+    "random": ["--sampler", "random", "--early-stopping", "none"],
+    "nsga2": ["--sampler", "nsga2", "--early-stopping", "none"],
+    "tpe": ["--sampler", "tpe", "--early-stopping", "none"],
     "nsga2-pareto": ["--sampler", "nsga2", "--early-stopping", "pareto"],
     "tpe-pareto": ["--sampler", "tpe", "--early-stopping", "pareto"],
     "ray-asha": ["--sampler", "nsga2", "--backend", "ray", "--scheduler", "asha"],

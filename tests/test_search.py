@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import conftest
@@ -17,7 +18,7 @@ import yaml
 
 from dla_nas.cli import main
 from dla_nas.results import RunStore, TrialRecord, load_run
-from dla_nas.search.core import SearchOptions
+from dla_nas.search.core import SearchOptions, make_sampler
 from dla_nas.search.optuna_backend import counts, open_study, recover, run_trial
 from dla_nas.search.space import SearchSpace
 
@@ -38,6 +39,15 @@ SPACE = {
 
 def write_space(tmp_path, **changes):
     return conftest.write_space(tmp_path, SPACE, **changes)
+
+
+def test_tpe_models_conditional_parameters_in_groups_and_says_nothing_of_it():
+    """A genome's parameters are conditional; Optuna's ``group`` option is experimental and
+    warns, which a user of ``dla-nas search`` must not see."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sampler = make_sampler("tpe", 0)
+    assert isinstance(sampler, optuna.samplers.TPESampler) and sampler._group
 
 
 def cli(*args, **kw):

@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--early-stopping", choices=["none", "pareto"], default=None,
                     help="optuna: pareto stops a trial at a rung (half the proxy's "
                          "epochs) unless it is on the front of accuracy "
-                         "and cost there or in its top half (default pareto; a resumed "
+                         "and cost there or in its top third (default pareto; a resumed "
                          "run keeps its own)")
     se.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                     help="start no new trial after this many seconds")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 from urllib.parse import urlparse
@@ -97,7 +98,12 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True)
+        # group: a genome's parameters are conditional (a third stage, a tree's depth), and
+        # Optuna's grouped multivariate TPE models each set of co-occurring ones jointly
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True,
+                                              group=True)
     return optuna.samplers.RandomSampler(seed=seed)
 
 

@@ -250,7 +250,7 @@ def _run_stages(driver: Driver, settings: TrialSettings, resolution: int, gpus: 
                       f"start again in {STAGE}{index}", flush=True)
             searcher = make_searcher(driver.run, space, resolution, opts.sampler_name(space),
                                      opts.seed + index, driver.numbers())
-            rungs = Rungs.for_budget(driver.epochs, ASHA_REDUCTION_FACTOR)
+            rungs = Rungs.for_budget(driver.epochs)
             if scheduler == "pareto":
                 sched = ParetoScheduler(ParetoStopping(RunStore(driver.run), rungs,
                                                        space.objectives))

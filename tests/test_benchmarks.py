@@ -1,0 +1,51 @@
+"""The search benchmarks measure what they say: full-fidelity methods train every trial, and the
+early-stopping replay judges trials as a search would."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from dla_nas.cli.parser import build_parser
+from dla_nas.results import TrialRecord
+from dla_nas.search.early_stopping import Rungs
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+OBJECTIVES = (("val_acc", "maximize"), ("macs", "minimize"))
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("method", ["random", "nsga2", "tpe"])
+def test_full_fidelity_methods_ask_for_no_early_stopping(method):
+    """A new Optuna run stops early by default, so the benchmark's full-fidelity yardstick
+    must say ``--early-stopping none`` (it once measured NSGA-II + pareto as NSGA-II)."""
+    flags = load("search_efficiency").METHODS[method]
+    args = build_parser().parse_args(["search", "--space", "x.yaml", *flags])
+    assert args.early_stopping == "none"
+
+
+def record(trial: int, final: float, at_rung: float, macs: int, start: float) -> TrialRecord:
+    curve = [at_rung / 2, at_rung, (at_rung + final) / 2, final]
+    return TrialRecord(trial, "ok", f"h{trial}", val_acc=final, macs=macs,
+                       val_acc_per_epoch=curve, epochs_run=4, train_seconds=40.0,
+                       started_at=start)
+
+
+def test_replay_stops_a_beaten_trial_and_counts_the_training_it_saves():
+    replay = load("stopping_replay").replay
+    records = [record(0, 0.90, 0.80, 1_000_000, 0.0), record(1, 0.95, 0.85, 100_000, 1.0),
+               record(2, 0.97, 0.90, 50_000, 2.0),
+               record(3, 0.60, 0.50, 2_000_000, 3.0)]  # beaten on both objectives at the rung
+    stopped, saved = replay(records, Rungs(4, 2, eta=3), OBJECTIVES)
+    # 3 is beaten at its arrival; 0 is beaten later, but a decision is final, as in a search
+    assert stopped == {3}
+    assert saved == pytest.approx(40.0 * 2 / 4)  # the half of its training after the rung
+    # the order of arrival matters: alone at its rung, 3 continues
+    first = [record(3, 0.60, 0.50, 2_000_000, 0.0), *records[1:3]]
+    assert replay(first, Rungs(4, 2, eta=3), OBJECTIVES) == (set(), 0.0)
