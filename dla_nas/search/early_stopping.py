@@ -18,9 +18,10 @@ after it), and 0.71-0.91 at half. A rung before that ranks noise. So the default
 one rung, at half of it: a stopped trial saves half its training.
 
 ``eta`` defaults to 3: besides the rung's front, the top third continues. Replayed on finished
-full-fidelity runs (``benchmarks/stopping_replay.py``), eta 3 at that rung saves more
-training than eta 2 for a small loss of hypervolume (README, "Early stopping"), and the
-searches that used it ended with better fronts on digits and neu-steel.
+full-fidelity runs (``benchmarks/stopping_replay.py``), eta 3 at that rung saved about a
+fifth more training than eta 2 and lost at most 0.13% more hypervolume. With it (and TPE by
+groups) the Optuna default ended with better fronts than before on digits and neu-steel;
+with NSGA-II on Ray, level (README, "Early stopping").
 """
 
 from __future__ import annotations
