@@ -455,6 +455,14 @@ def test_a_space_searched_from_pretrained_weights_records_coverage(tmp_path: Pat
                  "--trials", "3", "--out", str(out)]) == 0
     trained = [r for r in load_run(out) if r.status == "ok"]
     assert trained and all(r.pretrained["source"] == str(weights) for r in trained)
+    too_big = tmp_path / "too-big"  # nothing is trained, so nothing started from the weights
+    too_big.mkdir()
+    assert main(["search", "--space", str(conftest.write_space(
+        too_big, space, constraints={"max_macs": 1})), "--trials", "2",
+        "--out", str(too_big / "run")]) == 0
+    infeasible = load_run(too_big / "run")
+    assert infeasible and all(r.status == "infeasible" and r.pretrained is None
+                              for r in infeasible)
     assert all(0.0 < r.pretrained["coverage"] <= 1.0 for r in trained)
     twin = next(r for r in trained if r.hash == source.hash)  # the same seed draws it first
     assert twin.pretrained["coverage"] == 1.0

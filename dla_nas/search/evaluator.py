@@ -134,8 +134,6 @@ class ProxyEvaluator:
         (continued from ``resume``, a training state, when given), with its recipe."""
         cost = self.cost(model, tuple(record.input_shape))
         record.status = "ok"
-        report = getattr(model, "transfer_report", None)
-        record.pretrained = report.to_record(detail=False) if report is not None else None
         record.params, record.macs = int(cost["params"]), int(cost["macs"])
         record.latency_ms = cost.get("latency_ms")
         record.violations = self.violations(cost)
@@ -143,7 +141,9 @@ class ProxyEvaluator:
             record.status = "infeasible"
             record.reason = "over " + ", ".join(
                 f"{k} ({self.space.constraints[k]:,.0f})" for k in record.violations)
-        else:
+        else:  # only a trained network has started from the weights
+            report = getattr(model, "transfer_report", None)
+            record.pretrained = report.to_record(detail=False) if report is not None else None
             result = train(model, self.data_at(record.recipe.get("resolution")),
                            with_recipe(self.train_config, record.recipe), callback,
                            resume=resume)
