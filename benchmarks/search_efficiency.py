@@ -12,7 +12,7 @@ reference point over every run of the benchmark (``pareto.reference_point``).
 Methods (``--methods``): random, nsga2, tpe (Optuna backend, full fidelity: the flags say
 ``--early-stopping none``, as a new run stops early by default), nsga2-pareto and
 tpe-pareto (Optuna, ``--early-stopping pareto``), ray-asha and ray-pareto (Ray backend with that
-scheduler, NSGA-II). Optuna runs ``--workers`` processes; Ray runs one trial per CPU. Runs
+scheduler, NSGA-II), ray-tpe-pareto (Ray, TPE). Optuna runs ``--workers`` processes; Ray runs one trial per CPU. Runs
 that exist under ``--out`` are read again, not rerun, so an interrupted benchmark continues.
 Per-run progress goes to stderr; the JSON to stdout.
 """
@@ -37,6 +37,7 @@ METHODS = {
     "tpe-pareto": ["--sampler", "tpe", "--early-stopping", "pareto"],
     "ray-asha": ["--sampler", "nsga2", "--backend", "ray", "--scheduler", "asha"],
     "ray-pareto": ["--sampler", "nsga2", "--backend", "ray", "--scheduler", "pareto"],
+    "ray-tpe-pareto": ["--sampler", "tpe", "--backend", "ray", "--scheduler", "pareto"],
 }
 
 
