@@ -20,14 +20,13 @@ import argparse
 import json
 import math
 
-from dla_nas.analysis.pareto import hypervolume, reference_point, run_objectives
-from dla_nas.dominance import scale
+from dla_nas.analysis.pareto import hypervolume, objective_vector, reference_point, run_objectives
 from dla_nas.results import RunStore, TrialRecord, load_run
-from dla_nas.search.early_stopping import RungEntry, Rungs, keep_going
+from dla_nas.search.early_stopping import RungEntry, Rungs, keep_going, rung_entry
 
 
 def front_volume(records: list[TrialRecord], objectives, reference) -> float:
-    points = [[scale(m, r.value(m)) for m, _ in objectives] for r in records]
+    points = [objective_vector(r, objectives) for r in records]
     return hypervolume(points, [d for _, d in objectives], reference)
 
 
@@ -45,7 +44,7 @@ def replay(records: list[TrialRecord], rungs: Rungs, objectives) -> tuple[set[in
         metrics = {"val_acc": r.val_acc_per_epoch[epoch - 1], "macs": r.macs,
                    "params": r.params, "latency_ms": r.latency_ms}
         metrics.update({m: r.value(m) for m, _ in objectives if m not in metrics})
-        entry = RungEntry(r.trial, epoch, tuple(scale(m, metrics[m]) for m, _ in objectives))
+        entry = rung_entry(r.trial, epoch, metrics, objectives)
         if not keep_going(entry, entries, directions, rungs.eta):
             stopped.add(i)
             saved += r.train_seconds * (rungs.budget - epoch) / rungs.budget
