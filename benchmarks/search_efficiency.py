@@ -12,8 +12,11 @@ reference point over every run of the benchmark (``pareto.reference_point``).
 Methods (``--methods``): random, nsga2, tpe (Optuna backend, full fidelity: the flags say
 ``--early-stopping none``, as a new run stops early by default), nsga2-pareto and
 tpe-pareto (Optuna, ``--early-stopping pareto``), ray-asha and ray-pareto (Ray backend with that
-scheduler, NSGA-II), ray-tpe-pareto (Ray, TPE). Optuna runs ``--workers`` processes; Ray runs one trial per CPU. Runs
-that exist under ``--out`` are read again, not rerun, so an interrupted benchmark continues.
+scheduler, NSGA-II), ray-tpe-pareto (Ray, TPE): all these start cold (``--warm-start none``,
+as a new TPE run starts from the space's hand designs by default). nsga2-warm, tpe-warm and
+tpe-pareto-warm (the Optuna default) start from them. Optuna runs ``--workers`` processes; Ray
+runs one trial per CPU. Runs that exist under ``--out`` are read again, not rerun, so an
+interrupted benchmark continues.
 Per-run progress goes to stderr; the JSON to stdout.
 """
 
@@ -29,15 +32,20 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+COLD = ["--warm-start", "none"]
 METHODS = {
-    "random": ["--sampler", "random", "--early-stopping", "none"],
-    "nsga2": ["--sampler", "nsga2", "--early-stopping", "none"],
-    "tpe": ["--sampler", "tpe", "--early-stopping", "none"],
-    "nsga2-pareto": ["--sampler", "nsga2", "--early-stopping", "pareto"],
-    "tpe-pareto": ["--sampler", "tpe", "--early-stopping", "pareto"],
-    "ray-asha": ["--sampler", "nsga2", "--backend", "ray", "--scheduler", "asha"],
-    "ray-pareto": ["--sampler", "nsga2", "--backend", "ray", "--scheduler", "pareto"],
-    "ray-tpe-pareto": ["--sampler", "tpe", "--backend", "ray", "--scheduler", "pareto"],
+    "random": ["--sampler", "random", "--early-stopping", "none", *COLD],
+    "nsga2": ["--sampler", "nsga2", "--early-stopping", "none", *COLD],
+    "tpe": ["--sampler", "tpe", "--early-stopping", "none", *COLD],
+    "nsga2-pareto": ["--sampler", "nsga2", "--early-stopping", "pareto", *COLD],
+    "tpe-pareto": ["--sampler", "tpe", "--early-stopping", "pareto", *COLD],
+    "nsga2-warm": ["--sampler", "nsga2", "--early-stopping", "none", "--warm-start", "baselines"],
+    "tpe-warm": ["--sampler", "tpe", "--early-stopping", "none", "--warm-start", "baselines"],
+    "tpe-pareto-warm": ["--sampler", "tpe", "--early-stopping", "pareto",
+                        "--warm-start", "baselines"],
+    "ray-asha": ["--sampler", "nsga2", "--backend", "ray", "--scheduler", "asha", *COLD],
+    "ray-pareto": ["--sampler", "nsga2", "--backend", "ray", "--scheduler", "pareto", *COLD],
+    "ray-tpe-pareto": ["--sampler", "tpe", "--backend", "ray", "--scheduler", "pareto", *COLD],
 }
 
 

@@ -7,6 +7,20 @@ import yaml
 # Keep tests reproducible and light on the 2-core CI machine.
 torch.set_num_threads(2)
 
+# a space that holds a hand design: plain_cnn_8_16_32 at 8 px
+HAND_SPACE = {
+    "name": "test-hand", "task": {"dataset": "digits", "resolution": 8},
+    "proxy": {"epochs": 1, "batch_size": 128},
+    "baselines": ["plain_cnn_8_16_32"],
+    "genome": {"block": ["plain", "basic"],
+               "stem": {"kernel": 3, "channels": [4, 8], "pool": [False, True]},
+               "num_stages": 2,
+               "stages": [{"channels": [8, 16], "aggregation": ["none", "tree"], "stride": 2,
+                           "downsample": ["strided", "pool_last"], "level_root": False},
+                          {"channels": [16, 32], "aggregation": ["none", "tree"], "stride": 2,
+                           "downsample": ["strided", "pool_last"], "level_root": False}]},
+}
+
 
 def write_space(tmp_path: Path, base: dict, **changes) -> Path:
     """``base`` with top-level keys replaced by ``changes``, written to ``tmp_path/space.yaml``."""

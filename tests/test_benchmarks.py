@@ -21,13 +21,22 @@ def load(name: str):
     return module
 
 
-@pytest.mark.parametrize("method", ["random", "nsga2", "tpe"])
+@pytest.mark.parametrize("method", ["random", "nsga2", "tpe", "nsga2-warm", "tpe-warm"])
 def test_full_fidelity_methods_ask_for_no_early_stopping(method):
     """A new Optuna run stops early by default, so the benchmark's full-fidelity yardstick
     must say ``--early-stopping none`` (it once measured NSGA-II + pareto as NSGA-II)."""
     flags = load("search_efficiency").METHODS[method]
     args = build_parser().parse_args(["search", "--space", "x.yaml", *flags])
     assert args.early_stopping == "none"
+
+
+def test_only_the_warm_methods_start_from_the_hand_designs():
+    """A new TPE run starts from the space's baselines by default, so each method says which
+    start it measures."""
+    methods = load("search_efficiency").METHODS
+    for method, flags in methods.items():
+        args = build_parser().parse_args(["search", "--space", "x.yaml", *flags])
+        assert args.warm_start == ("baselines" if method.endswith("warm") else "none"), method
 
 
 def record(trial: int, final: float, at_rung: float, macs: int, start: float) -> TrialRecord:

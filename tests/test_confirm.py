@@ -220,6 +220,10 @@ def test_compare_with_line_finds_the_targets_and_the_gap():
     assert [r["label"] for r in out["one_point"]] == ["trial 2"]
     assert out["gap"] == pytest.approx(0.001)
     assert out["hypervolume"]["front"] > out["hypervolume"]["line"]
+    # a search trial that drew a hand design (the warm start does) is no finding
+    redrawn = Confirmed("trial 4 (small)", "search", "small", 4, 100, 1, [0, 1, 2],
+                        (0.96, 0.95, 0.97), (0.96, 0.95, 0.97), 0.96, None)
+    assert compare_with_line(line + [half, redrawn])["half_macs"] == out["half_macs"]
     short = compare_with_line(line + [row("trial 3", "search", 500, 0.93, 0.92, 0.94)])
     assert short["half_macs"] == [] and short["one_point"] == []
     assert short["gap"] == pytest.approx(-0.02)

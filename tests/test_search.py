@@ -16,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+from dla_nas.arch import zoo
 from dla_nas.cli import main
 from dla_nas.results import RunStore, TrialRecord, load_run
 from dla_nas.search.core import SearchOptions, make_sampler
@@ -327,6 +328,42 @@ def test_a_run_refuses_another_space(tmp_path, capsys):
 def test_options_check():
     space = SearchSpace.from_dict(SPACE)
     assert SearchOptions(space="x", trials=1, out="o").sampler_name(space) == "nsga2"
+    with pytest.raises(Exception, match="--warm-start: 'zoo' is not allowed"):
+        SearchOptions(space="x", trials=1, out="o", warm_start="zoo").check()
+
+
+def test_a_new_run_starts_from_the_spaces_hand_designs_and_a_resume_does_not(tmp_path):
+    """--warm-start baselines (the default with TPE): the first trial is the space's
+    baseline, named after it; the same command continued draws it no more."""
+    space, out = conftest.write_space(tmp_path, conftest.HAND_SPACE), tmp_path / "run"
+    first = cli("search", "--space", str(space), "--trials", "2", "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    records = sorted(search_records(out), key=lambda r: r.trial)
+    assert records[0].hash == zoo.load("plain_cnn_8_16_32").canonical_hash()
+    assert [r.name for r in records] == ["plain_cnn_8_16_32", ""]
+    assert records[0].status == "ok" and records[0].epochs_run == 1
+    second = cli("search", "--space", str(space), "--trials", "4", "--out", str(out))
+    assert second.returncode == 0, second.stderr
+    records = search_records(out)
+    assert len(records) == 4 and [r.trial for r in records if r.name] == [0]
+    assert "reused" not in {r.status for r in records}
+    assert "plain_cnn_8_16_32" in cli("status", str(out)).stdout
+
+
+@pytest.mark.parametrize("sampler, warm_start, enqueued", [
+    (None, None, 1), ("nsga2", None, 0), ("tpe", "none", 0), ("nsga2", "baselines", 1),
+    ("random", None, 1)])
+def test_which_new_runs_start_from_the_hand_designs(tmp_path, sampler, warm_start, enqueued):
+    from dla_nas.search.optuna_backend import start
+
+    space = str(conftest.write_space(tmp_path, conftest.HAND_SPACE))
+    opts = SearchOptions(space=space, trials=1, out=str(tmp_path / "run"), sampler=sampler,
+                         warm_start=warm_start)
+    _, study = start(opts)
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    assert len(waiting) == enqueued
+    _, again = start(opts)  # reopened before any trial ran: nothing is added
+    assert len(again.get_trials(deepcopy=False)) == enqueued
 
 
 def test_resume_keeps_the_runs_storage(tmp_path):

@@ -329,3 +329,24 @@ def test_balanced_accuracy_objective_a_step_budget_and_a_searched_lr(tmp_path, l
     for r in search_records(out):  # the lr is drawn with the genome and recorded with it
         assert set(r.recipe) == {"lr"} and r.recipe["lr"] in (0.05, 0.1)
         assert r.key == f"{r.hash}@lr={r.recipe['lr']!r}"
+
+
+def test_a_new_ray_run_starts_from_the_hand_designs(tmp_path):
+    """The Ray searcher's first draws are the warm start's points, in order."""
+    from dla_nas.arch import zoo
+    from dla_nas.search.core import warm_start_points
+    from dla_nas.search.ray_searcher import make_searcher
+    from dla_nas.search.space import SearchSpace
+
+    raw = dict(conftest.HAND_SPACE, baselines=["plain_cnn_8_16_32", "plain_cnn"])
+    raw["genome"] = {**raw["genome"], "stem": {**raw["genome"]["stem"], "channels": [8, 16]},
+                     "stages": [dict(raw["genome"]["stages"][0], channels=[16, 32]),
+                                dict(raw["genome"]["stages"][1], channels=[32, 64])]}
+    space = SearchSpace.from_dict(raw)
+    opts = SearchOptions(space="x", trials=4, out=str(tmp_path), sampler="tpe")
+    first = warm_start_points(opts, space, 8)
+    searcher = make_searcher(str(tmp_path), space, 8, "tpe", 0, set(), first)
+    drawn = [searcher.suggest(f"t{i}")["dla"]["hash"] for i in range(3)]
+    assert drawn[:2] == [zoo.load(n).canonical_hash() for n in raw["baselines"]]
+    assert drawn[2] not in drawn[:2]
+

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from ..arch.baselines import baseline_genome
+from ..arch.baselines import LINE, baseline_genome
 from ..arch.builder import build_model
 from ..arch.cost import model_cost
 from ..arch.genome import Genome
@@ -118,7 +118,8 @@ def unit_of(kind: str, label: str, digest: str) -> tuple[str, str]:
 
 # ---- choosing -------------------------------------------------------------------------------
 def search_candidate(record: TrialRecord) -> Candidate:
-    return Candidate(f"trial {record.trial}", "search", record.key, record.trial, record.genome,
+    label = f"trial {record.trial}" + (f" ({record.name})" if record.name else "")
+    return Candidate(label, "search", record.key, record.trial, record.genome,
                      record.val_acc, dict(record.recipe))
 
 
@@ -365,9 +366,11 @@ def compare_with_line(confirmed: list[Confirmed]) -> dict[str, Any]:
       log10 of 1.1 x the largest MACs.
 
     ``gap`` is the best mean of the candidates within half the MACs minus the hand design's
-    (negative: short of the target)."""
+    (negative: short of the target). A search trial that drew a hand design (the warm start
+    does) is no finding: it is left out of the candidates."""
     line = [c for c in confirmed if c.kind == "baseline"]
-    found = [c for c in confirmed if c.kind == "search"]
+    hand = {c.hash for c in line} | {baseline_genome(n).canonical_hash() for n in LINE}
+    found = [c for c in confirmed if c.kind == "search" and c.hash.split("@")[0] not in hand]
     if not line or not found:
         raise RunError("compare: needs confirmed search trials and confirmed baselines")
     best = max(line, key=lambda c: c.test_acc[0])

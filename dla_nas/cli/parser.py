@@ -205,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "epochs) unless it is on the front of accuracy "
                          "and cost there or in its top third (default pareto; a resumed "
                          "run keeps its own)")
+    se.add_argument("--warm-start", choices=["baselines", "none"], default=None,
+                    help="baselines: a new run's first trials are the space's hand designs "
+                         "(its baselines: list), so the sampler starts from known-good "
+                         "networks and the front shows which searched ones beat them "
+                         "(default, except with nsga2, whose first generation they would "
+                         "crowd); none: the sampler's own draws from the start")
     se.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                     help="start no new trial after this many seconds")
     se.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")

@@ -24,7 +24,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         seed=args.seed, workers=args.workers or 1, storage=args.storage, timeout=args.timeout,
         device=args.device, gpus=args.gpus, baselines=args.baselines, data_dir=args.data_dir,
         dataset=args.dataset, resolution=args.resolution,
-        early_stopping=args.early_stopping)
+        early_stopping=args.early_stopping, warm_start=args.warm_start)
     _check_backend_flags(args)
     if not opts.out:
         opts.out = str(Path("results") / load_space(opts).name)

@@ -1,6 +1,6 @@
 """The search core that both backends call: the options, the sampler, opening a run (checks,
 data shape, run.yaml, resume rules), the values a sampler is told, reuse by hash, baselines
-and failed records. A backend only decides how trials are scheduled."""
+the warm start, and failed records. A backend only decides how trials are scheduled."""
 
 from __future__ import annotations
 
@@ -14,15 +14,18 @@ from urllib.parse import urlparse
 import numpy as np
 import optuna
 
+from ..arch import zoo
 from ..arch.baselines import baseline_genome
 from ..errors import DataError, GenomeError, OptionError, RunError
 from ..results import RunStore, TrialRecord
 from ..weights import parse_source, weights_file
 from .evaluator import ProxyEvaluator, load_task_data
 from .space import CONSTRAINTS, SearchSpace
+from .specs import Unreachable
 
 SAMPLERS = ("nsga2", "tpe", "random")
 EARLY_STOPPING = ("none", "pareto")
+WARM_START = ("baselines", "none")
 # a new Optuna run's defaults: the best front for the time measured (README, "Early
 # stopping": ahead of full-fidelity NSGA-II on 9 of 9 seeds). Ray keeps NSGA-II, with which
 # its Pareto scheduler was measured.
@@ -50,6 +53,8 @@ class SearchOptions:
     resolution: int | None = None  # replaces the space's task.resolution
     # optuna backend: none, or pareto (``early_stopping.py``); None: the run's, else the default
     early_stopping: str | None = None
+    # baselines: a new run's first trials are the space's hand designs; None: the default
+    warm_start: str | None = None
 
     def check(self) -> None:
         """Refuse values that cannot work, naming the flag (``OptionError``)."""
@@ -63,6 +68,9 @@ class SearchOptions:
         if self.early_stopping is not None and self.early_stopping not in EARLY_STOPPING:
             raise OptionError(f"--early-stopping: {self.early_stopping!r} is not allowed "
                               f"(one of {', '.join(EARLY_STOPPING)})")
+        if self.warm_start is not None and self.warm_start not in WARM_START:
+            raise OptionError(f"--warm-start: {self.warm_start!r} is not allowed "
+                              f"(one of {', '.join(WARM_START)})")
         if self.timeout is not None and not self.timeout > 0:
             raise OptionError(f"--timeout: {self.timeout} is not allowed (> 0)")
         for name in self.baselines:
@@ -72,6 +80,11 @@ class SearchOptions:
 
     def sampler_name(self, space: SearchSpace) -> str:
         return self.sampler or ("nsga2" if len(space.objectives) > 1 else "tpe")
+
+    def warm_start_name(self, space: SearchSpace) -> str:
+        """baselines unless asked otherwise, or NSGA-II: its first generation would be mostly
+        hand designs, and it measured worse so (README, "Warm start")."""
+        return self.warm_start or ("none" if self.sampler_name(space) == "nsga2" else "baselines")
 
     def deadline(self) -> float | None:
         """When to start no new trial (``--timeout`` from now), or None."""
@@ -231,6 +244,23 @@ def find_reuse(records: list[TrialRecord], key: str) -> TrialRecord | None:
     """An earlier evaluation of ``key`` (a genome and its recipe, ``TrialRecord.key``) that
     can be reused (not a failure)."""
     return next((r for r in records if key and r.key == key and r.status != "failed"), None)
+
+
+# ---- warm start --------------------------------------------------------------------------------
+def warm_start_points(opts: SearchOptions, space: SearchSpace,
+                      resolution: int) -> list[dict[str, Any]]:
+    """The sampler parameters of a new run's first trials: under ``--warm-start baselines``,
+    the space's hand designs (``baselines``) in their order. One that the space cannot draw at
+    ``resolution`` (a ``--resolution`` that changes a stride) is left out."""
+    if opts.warm_start_name(space) != "baselines":
+        return []
+    points = []
+    for name in space.baselines:
+        try:
+            points.append(space.find(zoo.load(name), resolution))
+        except Unreachable:
+            continue
+    return points
 
 
 # ---- baselines -----------------------------------------------------------------------------------

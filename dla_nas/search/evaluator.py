@@ -59,6 +59,8 @@ class ProxyEvaluator:
         # fetched and read once per process; each trial inherits what matches its genome
         self.pretrained = (Pretrained(space.proxy.pretrained)
                            if space.proxy.pretrained is not None else None)
+        # a trial that draws one of the space's hand designs is named after it
+        self.hand_designs = {zoo.load(name).canonical_hash(): name for name in space.baselines}
 
     def data_at(self, resolution: int | None) -> Dataset:
         """The task data at ``resolution`` px (None: the task's), loaded once."""
@@ -81,8 +83,10 @@ class ProxyEvaluator:
 
     def new_record(self, trial: int, **fields) -> TrialRecord:
         """A record started now by this worker, with the data shape the network is built for
-        (at the resolution of ``fields["recipe"]``, when it has one)."""
+        (at the resolution of ``fields["recipe"]``, when it has one), named after the hand
+        design it is, if any."""
         data = self.data_at(fields.get("recipe", {}).get("resolution"))
+        fields.setdefault("name", self.hand_designs.get(fields.get("hash", ""), ""))
         return TrialRecord(trial=trial, status="ok", worker=self.worker, device=str(self.device),
                            input_shape=[data.in_chans, data.resolution, data.resolution],
                            num_classes=data.num_classes, started_at=time.time(), **fields)

@@ -40,6 +40,7 @@ from .core import (
     objective_values,
     open_run,
     sampler_seed,
+    warm_start_points,
 )
 from .early_stopping import ParetoStopping, Rungs
 from .evaluator import ProxyEvaluator
@@ -237,7 +238,12 @@ def start(opts: SearchOptions) -> tuple[Run, optuna.Study]:
 
     resolve_device(opts.device)  # a device this machine lacks is refused before run.yaml
     run = open_run(opts, BACKEND)
-    return run, open_study(run.store, run.space, opts)
+    study = open_study(run.store, run.space, opts)
+    with run.store.lock():
+        if not study.get_trials(deepcopy=False):  # a new study: its first draws are these
+            for params in warm_start_points(opts, run.space, run.data["resolution"]):
+                study.enqueue_trial(params)
+    return run, study
 
 
 def launch_workers(opts: SearchOptions) -> list[mp.Process]:

@@ -109,14 +109,17 @@ class DlaNasOptunaSearch(OptunaSearch):
 
 
 def make_searcher(run: str, space: SearchSpace, resolution: int, sampler_name: str, seed: int,
-                  taken: set[int]) -> DlaNasOptunaSearch:
+                  taken: set[int], first: list[dict] | None = None) -> DlaNasOptunaSearch:
+    """The searcher of one Tune experiment; its first draws are ``first`` (sampler
+    parameters, ``core.warm_start_points``)."""
     metrics = space.metrics
     modes = ["max" if d == "maximize" else "min" for d in space.directions]
     single = len(metrics) == 1
     return DlaNasOptunaSearch(run, space=Sample(space, resolution, taken),
                               metric=metrics[0] if single else metrics,
                               mode=modes[0] if single else modes,
-                              sampler=make_sampler(sampler_name, seed))
+                              sampler=make_sampler(sampler_name, seed),
+                              points_to_evaluate=first or None)
 
 
 class DlaNasRecorder(tune.Callback):
