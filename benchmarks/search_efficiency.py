@@ -14,7 +14,7 @@ Methods (``--methods``): random, nsga2, tpe (Optuna backend, full fidelity: the 
 tpe-pareto (Optuna, ``--early-stopping pareto``), ray-asha and ray-pareto (Ray backend with that
 scheduler, NSGA-II), ray-tpe-pareto (Ray, TPE): all these start cold (``--warm-start none``,
 as a new TPE run starts from the space's hand designs by default). nsga2-warm, tpe-warm and
-tpe-pareto-warm (the Optuna default) start from them. Optuna runs ``--workers`` processes; Ray
+tpe-pareto-warm (the Optuna default) and ray-tpe-pareto-warm start from them. Optuna runs ``--workers`` processes; Ray
 runs one trial per CPU. Runs that exist under ``--out`` are read again, not rerun, so an
 interrupted benchmark continues.
 Per-run progress goes to stderr; the JSON to stdout.
@@ -46,6 +46,8 @@ METHODS = {
     "ray-asha": ["--sampler", "nsga2", "--backend", "ray", "--scheduler", "asha", *COLD],
     "ray-pareto": ["--sampler", "nsga2", "--backend", "ray", "--scheduler", "pareto", *COLD],
     "ray-tpe-pareto": ["--sampler", "tpe", "--backend", "ray", "--scheduler", "pareto", *COLD],
+    "ray-tpe-pareto-warm": ["--sampler", "tpe", "--backend", "ray", "--scheduler", "pareto",
+                            "--warm-start", "baselines"],
 }
 
 

@@ -26,9 +26,9 @@ from .specs import Unreachable
 SAMPLERS = ("nsga2", "tpe", "random")
 EARLY_STOPPING = ("none", "pareto")
 WARM_START = ("baselines", "none")
-# a new Optuna run's defaults: the best front for the time measured (README, "Early
-# stopping": ahead of full-fidelity NSGA-II on 9 of 9 seeds). Ray keeps NSGA-II, with which
-# its Pareto scheduler was measured.
+# a new Optuna run's defaults, with the warm start (``warm_start_name``): the best front for
+# the time measured (README, "Early stopping": ahead of full-fidelity NSGA-II at the end on 9
+# of 9 seeds). Ray keeps NSGA-II, with which its Pareto scheduler was measured.
 OPTUNA_DEFAULTS = {"sampler": "tpe", "early_stopping": "pareto"}
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
 
