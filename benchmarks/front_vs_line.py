@@ -5,6 +5,8 @@ reports the best hand design (highest mean test accuracy over seeds), the target
 "aggregation as a choice" issue (a search candidate at its accuracy with <= 1/2 its MACs, or
 one point better at <= its MACs with the lowest seed above its highest), the gap, and the
 hypervolumes of the confirmed front and of the line (``dla_nas.analysis.confirm.compare_with_line``).
+A search trial that drew a hand design (the line's, or one of the space's baselines, which a
+warm start draws first) is not counted as a finding.
 
     python benchmarks/front_vs_line.py results/reference-digits-aggregation
 """
@@ -14,14 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from dla_nas.analysis.confirm import compare_with_line, load_confirmed
+from dla_nas.analysis.confirm import compare_with_line, hand_design_hashes, load_confirmed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a run folder with a confirm.jsonl")
     args = parser.parse_args()
-    print(json.dumps({"run": args.run, **compare_with_line(load_confirmed(args.run))}, indent=1))
+    out = compare_with_line(load_confirmed(args.run), hand_design_hashes(args.run))
+    print(json.dumps({"run": args.run, **out}, indent=1))
 
 
 if __name__ == "__main__":

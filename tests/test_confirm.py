@@ -220,12 +220,17 @@ def test_compare_with_line_finds_the_targets_and_the_gap():
     assert [r["label"] for r in out["one_point"]] == ["trial 2"]
     assert out["gap"] == pytest.approx(0.001)
     assert out["hypervolume"]["front"] > out["hypervolume"]["line"]
-    # a search trial that drew a hand design (the warm start does) is no finding
-    redrawn = Confirmed("trial 4 (small)", "search", "small", 4, 100, 1, [0, 1, 2],
-                        (0.96, 0.95, 0.97), (0.96, 0.95, 0.97), 0.96, None)
+    # a search trial that drew a hand design (the warm start does) is no finding: one of the
+    # confirmed line, or one named by hand_designs (with its recipe in the key)
+    redrawn = row("small", "search", 100, 0.96, 0.95, 0.97)
     assert compare_with_line(line + [half, redrawn])["half_macs"] == out["half_macs"]
+    warm = row("hd@lr=0.1", "search", 100, 0.96, 0.95, 0.97)
+    assert [r["label"] for r in compare_with_line(line + [half, warm])["half_macs"]] == \
+        ["trial 1", "hd@lr=0.1"]
+    assert compare_with_line(line + [half, warm], {"hd"})["half_macs"] == out["half_macs"]
     short = compare_with_line(line + [row("trial 3", "search", 500, 0.93, 0.92, 0.94)])
     assert short["half_macs"] == [] and short["one_point"] == []
     assert short["gap"] == pytest.approx(-0.02)
-    with pytest.raises(RunError, match="needs confirmed search trials"):
-        compare_with_line(line)
+    for rows in (line, line + [redrawn]):  # no search trial but a hand design
+        with pytest.raises(RunError, match="confirmed search trials that are not hand designs"):
+            compare_with_line(rows)

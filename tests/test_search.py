@@ -16,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+from dla_nas.analysis.confirm import hand_design_hashes
 from dla_nas.arch import zoo
 from dla_nas.cli import main
 from dla_nas.results import RunStore, TrialRecord, load_run
@@ -347,7 +348,22 @@ def test_a_new_run_starts_from_the_spaces_hand_designs_and_a_resume_does_not(tmp
     records = search_records(out)
     assert len(records) == 4 and [r.trial for r in records if r.name] == [0]
     assert "reused" not in {r.status for r in records}
-    assert "plain_cnn_8_16_32" in cli("status", str(out)).stdout
+    assert "search (plain_cnn_8_16_32)" in cli("status", str(out)).stdout
+    assert records[0].hash in hand_design_hashes(out)  # confirm's comparison leaves it out
+    assert RunStore(out).info()["options"]["warm_start"] == "baselines"
+
+
+def test_a_hand_design_of_the_warm_start_trains_with_the_nominal_recipe(tmp_path):
+    """Where the space searches lr, the hand design is drawn with the lr a baseline gets."""
+    from dla_nas.search.optuna_backend import start
+
+    proxy = dict(conftest.HAND_SPACE["proxy"], lr={"low": 0.02, "high": 0.2, "log": True})
+    path = conftest.write_space(tmp_path, conftest.HAND_SPACE, proxy=proxy)
+    _, study = start(SearchOptions(space=str(path), trials=1, out=str(tmp_path / "run")))
+    space = SearchSpace.from_yaml(path)
+    genome, _, recipe = space.sample_trial(study.ask(), 8)
+    assert genome.canonical_hash() == zoo.load("plain_cnn_8_16_32").canonical_hash()
+    assert recipe == {"lr": space.proxy.lr} and 0.02 < space.proxy.lr < 0.2
 
 
 @pytest.mark.parametrize("sampler, warm_start, enqueued", [

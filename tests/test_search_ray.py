@@ -331,10 +331,12 @@ def test_balanced_accuracy_objective_a_step_budget_and_a_searched_lr(tmp_path, l
         assert r.key == f"{r.hash}@lr={r.recipe['lr']!r}"
 
 
-def test_a_new_ray_run_starts_from_the_hand_designs(tmp_path):
-    """The Ray searcher's first draws are the warm start's points, in order."""
+def test_a_ray_experiment_starts_from_the_hand_designs_not_drawn_yet(tmp_path):
+    """The searcher of a new Tune experiment first draws the warm start's points that no
+    trial of the run has drawn (a resume with more --trials owes the rest)."""
     from dla_nas.arch import zoo
-    from dla_nas.search.core import warm_start_points
+    from dla_nas.results import TrialRecord
+    from dla_nas.search.core import pending_warm_start
     from dla_nas.search.ray_searcher import make_searcher
     from dla_nas.search.space import SearchSpace
 
@@ -344,9 +346,12 @@ def test_a_new_ray_run_starts_from_the_hand_designs(tmp_path):
                                 dict(raw["genome"]["stages"][1], channels=[32, 64])]}
     space = SearchSpace.from_dict(raw)
     opts = SearchOptions(space="x", trials=4, out=str(tmp_path), sampler="tpe")
-    first = warm_start_points(opts, space, 8)
+    store = RunStore(tmp_path)
+    first = pending_warm_start(opts, space, 8, store)
     searcher = make_searcher(str(tmp_path), space, 8, "tpe", 0, set(), first)
-    drawn = [searcher.suggest(f"t{i}")["dla"]["hash"] for i in range(3)]
-    assert drawn[:2] == [zoo.load(n).canonical_hash() for n in raw["baselines"]]
-    assert drawn[2] not in drawn[:2]
-
+    drawn = [searcher.suggest(f"t{i}")["dla"]["hash"] for i in range(2)]
+    assert drawn == [zoo.load(n).canonical_hash() for n in raw["baselines"]]
+    store.append(TrialRecord(0, "ok", drawn[0], name="plain_cnn_8_16_32"))
+    assert pending_warm_start(opts, space, 8, store) == first[1:]
+    assert pending_warm_start(SearchOptions(space="x", trials=4, out="o", sampler="nsga2"),
+                              space, 8, RunStore(tmp_path / "new")) == []

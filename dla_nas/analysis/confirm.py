@@ -354,7 +354,15 @@ def run_candidates(run: str | Path, *, pareto: bool, top: int | None, trials: li
 
 
 # ---- the front against the hand-designed line -------------------------------------------------
-def compare_with_line(confirmed: list[Confirmed]) -> dict[str, Any]:
+def hand_design_hashes(run: str | Path) -> set[str]:
+    """Genome hashes of the hand designs that a run's search trials may have drawn: the
+    line's (``LINE``) and its space's ``baselines`` (its warm start)."""
+    space = RunStore(run).info().get("space") or {}
+    return {baseline_genome(n).canonical_hash() for n in {*LINE, *space.get("baselines", [])}}
+
+
+def compare_with_line(confirmed: list[Confirmed],
+                      hand_designs: Iterable[str] = ()) -> dict[str, Any]:
     """Does the confirmed front beat the hand-designed line? On mean test accuracy over seeds,
     against the best hand design (the baseline of highest mean):
 
@@ -367,12 +375,14 @@ def compare_with_line(confirmed: list[Confirmed]) -> dict[str, Any]:
 
     ``gap`` is the best mean of the candidates within half the MACs minus the hand design's
     (negative: short of the target). A search trial that drew a hand design (the warm start
-    does) is no finding: it is left out of the candidates."""
+    does) is no finding: one whose genome is a confirmed baseline's or in ``hand_designs``
+    (genome hashes, ``hand_design_hashes``) is left out of the candidates."""
     line = [c for c in confirmed if c.kind == "baseline"]
-    hand = {c.hash for c in line} | {baseline_genome(n).canonical_hash() for n in LINE}
+    hand = {c.hash for c in line} | set(hand_designs)
     found = [c for c in confirmed if c.kind == "search" and c.hash.split("@")[0] not in hand]
     if not line or not found:
-        raise RunError("compare: needs confirmed search trials and confirmed baselines")
+        raise RunError("compare: needs confirmed baselines and confirmed search trials that "
+                       "are not hand designs")
     best = max(line, key=lambda c: c.test_acc[0])
     half = [c for c in found if c.macs <= best.macs / 2]
     one_point = [c for c in found if c.macs <= best.macs and c.test_acc[0] >= best.test_acc[0]

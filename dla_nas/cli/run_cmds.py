@@ -34,7 +34,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         note = r.reason or (f"reuses trial {r.reused_from}" if r.reused_from is not None else "")
         if r.repairs:
             note = (note + "; " if note else "") + f"{len(r.repairs)} repair(s)"
-        table.add_row(str(r.trial), r.name or r.kind, r.status, r.hash,
+        kind = r.name if r.kind == "baseline" else f"{r.kind} ({r.name})" if r.name else r.kind
+        table.add_row(str(r.trial), kind, r.status, r.hash,
                       "-" if r.val_acc is None else f"{r.val_acc:.4f}",
                       "-" if r.macs is None else f"{r.macs:,}",
                       "-" if r.params is None else f"{r.params:,}", str(r.epochs_run),

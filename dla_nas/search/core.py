@@ -20,7 +20,7 @@ from ..errors import DataError, GenomeError, OptionError, RunError
 from ..results import RunStore, TrialRecord
 from ..weights import parse_source, weights_file
 from .evaluator import ProxyEvaluator, load_task_data
-from .space import CONSTRAINTS, SearchSpace
+from .space import CONSTRAINTS, RECIPE, SearchSpace
 from .specs import Unreachable
 
 SAMPLERS = ("nsga2", "tpe", "random")
@@ -211,9 +211,12 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
         opts.sampler = opts.sampler or old.get("sampler")
         opts.early_stopping = (opts.early_stopping
                                or (old.get("options") or {}).get("early_stopping") or "none")
+        opts.warm_start = (opts.warm_start
+                           or (old.get("options") or {}).get("warm_start") or "none")
     if backend == "optuna":
         opts.sampler = opts.sampler or OPTUNA_DEFAULTS["sampler"]
         opts.early_stopping = opts.early_stopping or OPTUNA_DEFAULTS["early_stopping"]
+    opts.warm_start = opts.warm_start_name(space)
     data = data_info(space, opts)
     if space.proxy.pretrained is not None:  # fetched and checked once, before the workers
         weights_file(parse_source(str(space.proxy.pretrained)))
@@ -248,19 +251,33 @@ def find_reuse(records: list[TrialRecord], key: str) -> TrialRecord | None:
 
 # ---- warm start --------------------------------------------------------------------------------
 def warm_start_points(opts: SearchOptions, space: SearchSpace,
-                      resolution: int) -> list[dict[str, Any]]:
-    """The sampler parameters of a new run's first trials: under ``--warm-start baselines``,
-    the space's hand designs (``baselines``) in their order. One that the space cannot draw at
-    ``resolution`` (a ``--resolution`` that changes a stride) is left out."""
+                      resolution: int) -> dict[str, dict[str, Any]]:
+    """The sampler parameters of a run's first trials, by name: under ``--warm-start
+    baselines``, the space's hand designs (``baselines``) in their order, each with the
+    nominal training settings a baseline gets where the space searches them (``recipe``).
+    One that the space cannot draw at ``resolution`` is left out."""
     if opts.warm_start_name(space) != "baselines":
-        return []
-    points = []
+        return {}
+    nominal = {"resolution": resolution, "lr": space.proxy.lr,
+               "weight_decay": space.proxy.weight_decay}
+    searched = dict(space.recipe)
+    settings = {param: nominal[key] for key, param in RECIPE if key in searched}
+    points = {}
     for name in space.baselines:
         try:
-            points.append(space.find(zoo.load(name), resolution))
+            points[name] = {**space.find(zoo.load(name), resolution), **settings}
         except Unreachable:
             continue
     return points
+
+
+def pending_warm_start(opts: SearchOptions, space: SearchSpace, resolution: int,
+                       store: RunStore) -> list[dict[str, Any]]:
+    """The warm start's points that no search trial of the run has drawn yet (a trial that
+    draws a hand design carries its name), for a backend that cannot keep them queued."""
+    drawn = {r.name for r in store.search_records().values()}
+    return [params for name, params in warm_start_points(opts, space, resolution).items()
+            if name not in drawn]
 
 
 # ---- baselines -----------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def open_study(store: RunStore, space: SearchSpace, opts: SearchOptions,
     storage = opts.storage or JournalStorage(JournalFileBackend(str(store.journal)))
     study = optuna.create_study(study_name=space.name, storage=storage,
                                 directions=space.directions, load_if_exists=True)
-    before = len(study.get_trials(deepcopy=False))
+    before = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
     study.sampler = make_sampler(opts.sampler_name(space), sampler_seed(opts.seed, worker, before))
     return study
 
@@ -241,7 +241,7 @@ def start(opts: SearchOptions) -> tuple[Run, optuna.Study]:
     study = open_study(run.store, run.space, opts)
     with run.store.lock():
         if not study.get_trials(deepcopy=False):  # a new study: its first draws are these
-            for params in warm_start_points(opts, run.space, run.data["resolution"]):
+            for params in warm_start_points(opts, run.space, run.data["resolution"]).values():
                 study.enqueue_trial(params)
     return run, study
 

@@ -77,7 +77,7 @@ from ray import tune
 
 from ..errors import OptionError
 from ..results import RunStore, TrialRecord
-from .core import SearchOptions, missing_baselines, open_run, warm_start_points
+from .core import SearchOptions, missing_baselines, open_run, pending_warm_start
 from .early_stopping import ParetoStopping, Rungs
 from .ray_cluster import (
     check_ray_options,
@@ -248,10 +248,11 @@ def _run_stages(driver: Driver, settings: TrialSettings, resolution: int, gpus: 
                 print(f"{stages[-1]}: Tune's state cannot be restored (the driver died while "
                       "writing it, or another dla-nas version wrote it); its unfinished trials "
                       f"start again in {STAGE}{index}", flush=True)
-            taken = driver.numbers()
-            first = [] if taken else warm_start_points(opts, space, resolution)
+            # a new experiment's searcher: a resume with more --trials, or after an experiment
+            # that could not be restored, still owes the hand designs not drawn yet
+            first = pending_warm_start(opts, space, resolution, driver.store)
             searcher = make_searcher(driver.run, space, resolution, opts.sampler_name(space),
-                                     opts.seed + index, taken, first)
+                                     opts.seed + index, driver.numbers(), first)
             rungs = Rungs.for_budget(driver.epochs)
             if scheduler == "pareto":
                 sched = ParetoScheduler(ParetoStopping(RunStore(driver.run), rungs,
