@@ -348,9 +348,24 @@ def test_a_new_run_starts_from_the_spaces_hand_designs_and_a_resume_does_not(tmp
     records = search_records(out)
     assert len(records) == 4 and [r.trial for r in records if r.name] == [0]
     assert "reused" not in {r.status for r in records}
-    assert "search (plain_cnn_8_16_32)" in cli("status", str(out)).stdout
+    assert "plain_cnn_8_16_32" in cli("status", str(out)).stdout
     assert records[0].hash in hand_design_hashes(out)  # confirm's comparison leaves it out
     assert RunStore(out).info()["options"]["warm_start"] == "baselines"
+
+
+def test_the_front_table_names_a_hand_design(tmp_path):
+    from rich.console import Console
+
+    from dla_nas.cli.render import print_summary
+
+    store = RunStore(tmp_path)
+    store.append(TrialRecord(0, "ok", "aa", name="plain_cnn_8_16_32", val_acc=0.9, macs=100,
+                             params=10, epochs_run=2))
+    store.append(TrialRecord(1, "ok", "bb", val_acc=0.95, macs=200, params=20, epochs_run=2))
+    console = Console(record=True, width=200)
+    print_summary(console, store, [("val_acc", "maximize"), ("macs", "minimize")])
+    text = console.export_text()
+    assert "hand designs on the front: trial 0 is plain_cnn_8_16_32\n" in text and "bb" in text
 
 
 def test_a_hand_design_of_the_warm_start_trains_with_the_nominal_recipe(tmp_path):

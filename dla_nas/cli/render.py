@@ -121,6 +121,9 @@ def print_summary(console, store, objectives) -> None:
         table.add_row(str(r.trial), r.hash, f"{r.val_acc:.4f}", f"{r.macs:,}", f"{r.params:,}",
                       str(r.epochs_run), f"{r.wall_seconds:.1f}")
     console.print(table)
+    named = [f"trial {r.trial} is {r.name}" for r in front(records, objectives) if r.name]
+    if named:
+        console.print("hand designs on the front: " + ", ".join(named))
     baselines = [r for r in records if r.kind == "baseline"]
     if baselines:
         bt = Table(title="baselines (same proxy)")

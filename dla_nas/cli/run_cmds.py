@@ -34,8 +34,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         note = r.reason or (f"reuses trial {r.reused_from}" if r.reused_from is not None else "")
         if r.repairs:
             note = (note + "; " if note else "") + f"{len(r.repairs)} repair(s)"
-        kind = r.name if r.kind == "baseline" else f"{r.kind} ({r.name})" if r.name else r.kind
-        table.add_row(str(r.trial), kind, r.status, r.hash,
+        if r.name and r.kind == "search":  # a hand design that the search drew
+            note = r.name + ("; " + note if note else "")
+        table.add_row(str(r.trial), r.name if r.kind == "baseline" else r.kind, r.status, r.hash,
                       "-" if r.val_acc is None else f"{r.val_acc:.4f}",
                       "-" if r.macs is None else f"{r.macs:,}",
                       "-" if r.params is None else f"{r.params:,}", str(r.epochs_run),
