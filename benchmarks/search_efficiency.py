@@ -13,10 +13,10 @@ Methods (``--methods``): random, nsga2, tpe (Optuna backend, full fidelity: the 
 ``--early-stopping none``, as a new run stops early by default), nsga2-pareto and
 tpe-pareto (Optuna, ``--early-stopping pareto``), ray-asha and ray-pareto (Ray backend with that
 scheduler, NSGA-II), ray-tpe-pareto (Ray, TPE): all these start cold (``--warm-start none``,
-as a new TPE run starts from the space's hand designs by default). nsga2-warm, tpe-warm and
-tpe-pareto-warm (the Optuna default) and ray-tpe-pareto-warm start from them. Optuna runs ``--workers`` processes; Ray
-runs one trial per CPU. Runs that exist under ``--out`` are read again, not rerun, so an
-interrupted benchmark continues.
+as a new TPE run starts from the space's hand designs by default). nsga2-warm, tpe-warm,
+tpe-pareto-warm (the Optuna default) and ray-tpe-pareto-warm start from them. Optuna runs
+``--workers`` processes; Ray runs one trial per CPU. Runs that exist under ``--out`` are read
+again, not rerun, so an interrupted benchmark continues.
 Per-run progress goes to stderr; the JSON to stdout.
 """
 
