@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 from dla_nas.analysis.pareto import hypervolume, objective_vector, reference_point, run_objectives
 from dla_nas.results import RunStore, TrialRecord, load_run
@@ -73,7 +72,7 @@ def main() -> None:
         rows = []
         for fraction in fractions:
             for eta in etas:
-                rungs = Rungs(epochs, max(1, math.ceil(epochs * fraction)), eta)
+                rungs = Rungs.for_budget(epochs, eta, fraction)
                 stopped, saved = replay(records, rungs, objectives)
                 kept = [r for i, r in enumerate(records) if i not in stopped]
                 lost = full - front_volume(kept, objectives, reference)

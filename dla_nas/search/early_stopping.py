@@ -54,9 +54,11 @@ class Rungs:
             raise OptionError(f"min_epochs: {self.min_epochs} is not allowed (an integer >= 1)")
 
     @classmethod
-    def for_budget(cls, budget: int, eta: int = ETA) -> Rungs:
-        """The default rungs of a budget: the first at half of it (rounded up)."""
-        return cls(budget, max(1, math.ceil(budget * FIRST_RUNG_FRACTION)), eta)
+    def for_budget(cls, budget: int, eta: int = ETA,
+                   fraction: float = FIRST_RUNG_FRACTION) -> Rungs:
+        """The rungs of a budget, the first at ``fraction`` of it (rounded up); by default
+        at half of it."""
+        return cls(budget, max(1, math.ceil(budget * fraction)), eta)
 
     @property
     def epochs(self) -> tuple[int, ...]:
