@@ -19,8 +19,9 @@ import time
 import dla_nas.search.evaluator as proxy
 from dla_nas.results import RunStore
 from dla_nas.search.core import SearchOptions
-from dla_nas.search.optuna_backend import open_study, recover, run_trial
+from dla_nas.search.optuna_backend import recover, run_trial
 from dla_nas.search.space import SearchSpace
+from dla_nas.search.trials import open_study
 
 
 def main() -> None:
@@ -48,7 +49,7 @@ def main() -> None:
             trained_before = len(train_times)
             t0 = time.perf_counter()
             with store.lock():  # as a worker starts a trial
-                recover(study, store, space.objectives)
+                recover(study, store, space)
                 trial = study.ask()
             run_trial(study, trial, space, evaluator, store)
             total = time.perf_counter() - t0

@@ -21,8 +21,9 @@ from dla_nas.arch import zoo
 from dla_nas.cli import main
 from dla_nas.results import RunStore, TrialRecord, load_run
 from dla_nas.search.core import SearchOptions, make_sampler
-from dla_nas.search.optuna_backend import counts, open_study, recover, run_trial
+from dla_nas.search.optuna_backend import counts, recover, run_trial
 from dla_nas.search.space import SearchSpace
+from dla_nas.search.trials import open_study
 
 # digits at native 8 px with tiny genomes: about a second per trial
 SPACE = {
@@ -212,7 +213,7 @@ class _Exploding:
     class data:
         resolution = 8
 
-    def evaluate(self, genome, trial, **kw):
+    def build(self, genome):
         raise RuntimeError("CUDA out of memory (simulated)")
 
     def new_record(self, trial, **fields):
@@ -262,12 +263,13 @@ def test_a_failing_genome_is_recorded_and_the_search_goes_on(tmp_path):
     assert record.status == "failed" and "out of memory" in record.reason
     assert record.input_shape == [1, 8, 8] and record.num_classes == 10  # the data shape too
     assert study.trials[0].state == optuna.trial.TrialState.FAIL
-    recover(study, store, space.objectives)  # recorded failures are not retried
+    recover(study, store, space)  # recorded failures are not retried
     assert len(study.trials) == 1
     assert counts(study, store) == (1, 0)
 
 
 def test_recover_retries_a_dead_workers_trial_and_completes_a_recorded_one(tmp_path):
+    space = SearchSpace.from_yaml(write_space(tmp_path))
     study, store = _study_and_store(tmp_path)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -277,13 +279,13 @@ def test_recover_retries_a_dead_workers_trial_and_completes_a_recorded_one(tmp_p
         t.set_user_attr("pid", dead.pid)
         t.set_user_attr("host", socket.gethostname())
     store.append(TrialRecord(trial=1, status="ok", hash="abc", val_acc=0.5, macs=10))
-    recover(study, store, (("val_acc", "maximize"), ("macs", "minimize")))
+    recover(study, store, space)
     trials = study.get_trials()
     assert trials[0].state == optuna.trial.TrialState.FAIL
     assert trials[1].state == optuna.trial.TrialState.COMPLETE and trials[1].values == [0.5, 10.0]
     assert trials[2].state == optuna.trial.TrialState.WAITING
     assert trials[2].user_attrs["retry_of"] == 0
-    recover(study, store, (("val_acc", "maximize"), ("macs", "minimize")))  # idempotent: no second retry
+    recover(study, store, space)  # idempotent: no second retry
     assert len(study.get_trials()) == 3
     retry = study.ask()  # the retry replays the failed trial's parameters
     assert retry.number == 2 and retry.suggest_int("x", 0, 9) == trials[0].params["x"]

@@ -3,6 +3,7 @@
 Every Ray this file starts has its own short RAY_TMPDIR and a marker in its environment, so
 that the processes it leaves (none, if all goes well) are found and killed by pid."""
 
+import json
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import conftest
 import pytest
+import optuna
 import ray
 import torch
 import yaml
@@ -232,7 +234,9 @@ def test_options_that_belong_to_the_optuna_backend_are_refused(tmp_path):
 
 def test_search_with_asha_then_pareto_writes_records_stops_early_and_extends(tmp_path, local_ray, capsys):
     space, out = write_space(tmp_path), tmp_path / "run"
-    opts = SearchOptions(space=str(space), trials=6, out=str(out), seed=0,
+    # random draws: NSGA-II, which sees the whole study, may draw a recorded genome again in
+    # so small a space, and the extension below needs new genomes to train
+    opts = SearchOptions(space=str(space), trials=6, out=str(out), seed=0, sampler="random",
                          baselines=["plain_cnn_8_16_32"])
     for kw, message in [
             ({"cpus_per_trial": 3}, "--cpus-per-trial: 3 is more than any Ray node"),
@@ -262,10 +266,10 @@ def test_search_with_asha_then_pareto_writes_records_stops_early_and_extends(tmp
     # five stronger entries already at its rung (epoch 2 of 4) make it stop every new trial
     for i in range(5):
         RunStore(out).enter_rung({"trial": 1000 + i, "epoch": 2, "values": [1.0, 1.0 + i / 10]})
-    opts.trials = 8
-    assert run_ray_search(opts, cpus_per_trial=2, scheduler="pareto") == 8
+    opts.trials = 10
+    assert run_ray_search(opts, cpus_per_trial=2, scheduler="pareto") == 10
     assert (out / "trials.jsonl").read_text().startswith(before)
-    check_run(out, 8, epochs=4)
+    check_run(out, 10, epochs=4)
     entries = [RungEntry.from_dict(d) for d in RunStore(out).enter_rung({"trial": -1, "epoch": 2})]
     new = {r.trial: r for r in search_records(out) if r.trial >= 6 and r.reused_from is None
            and r.epochs_run > 0}
@@ -331,13 +335,16 @@ def test_balanced_accuracy_objective_a_step_budget_and_a_searched_lr(tmp_path, l
         assert r.key == f"{r.hash}@lr={r.recipe['lr']!r}"
 
 
-def test_a_ray_experiment_starts_from_the_hand_designs_not_drawn_yet(tmp_path):
-    """The searcher of a new Tune experiment first draws the warm start's points that no
-    trial of the run has drawn (a resume with more --trials owes the rest)."""
+def test_the_ray_searcher_draws_the_hand_designs_first_and_survives_pickling(tmp_path):
+    """The searcher asks the run's study, whose first trials are the warm start's hand
+    designs; Tune pickles it (a sampler holding a lock must not travel), and a copy carries
+    on from the same study with the trials in flight."""
+    import pickle
+
     from dla_nas.arch import zoo
     from dla_nas.results import TrialRecord
-    from dla_nas.search.core import pending_warm_start
-    from dla_nas.search.ray_searcher import make_searcher
+    from dla_nas.search import trials
+    from dla_nas.search.ray_searcher import DlaNasSearcher
     from dla_nas.search.space import SearchSpace
 
     raw = dict(conftest.HAND_SPACE, baselines=["plain_cnn_8_16_32", "plain_cnn"])
@@ -345,13 +352,22 @@ def test_a_ray_experiment_starts_from_the_hand_designs_not_drawn_yet(tmp_path):
                      "stages": [dict(raw["genome"]["stages"][0], channels=[16, 32]),
                                 dict(raw["genome"]["stages"][1], channels=[32, 64])]}
     space = SearchSpace.from_dict(raw)
-    opts = SearchOptions(space="x", trials=4, out=str(tmp_path), sampler="tpe")
     store = RunStore(tmp_path)
-    first = pending_warm_start(opts, space, 8, store)
-    searcher = make_searcher(str(tmp_path), space, 8, "tpe", 0, set(), first)
-    drawn = [searcher.suggest(f"t{i}")["dla"]["hash"] for i in range(2)]
-    assert drawn == [zoo.load(n).canonical_hash() for n in raw["baselines"]]
-    store.append(TrialRecord(0, "ok", drawn[0], name="plain_cnn_8_16_32"))
-    assert pending_warm_start(opts, space, 8, store) == first[1:]
-    assert pending_warm_start(SearchOptions(space="x", trials=4, out="o", sampler="nsga2"),
-                              space, 8, RunStore(tmp_path / "new")) == []
+    for sampler in ("nsga2", "tpe", "random"):
+        opts = SearchOptions(space="x", trials=4, out=str(tmp_path), sampler=sampler,
+                             warm_start="baselines")
+        shutil.rmtree(tmp_path)
+        tmp_path.mkdir()
+        trials.warm_start(trials.open_study(store, space, opts), opts, space, 8)
+        searcher = DlaNasSearcher(str(tmp_path), space, opts, 8)
+        first = searcher.suggest("t0")["dla"]
+        copy = pickle.loads(pickle.dumps(searcher))  # as Tune saves it with its experiment
+        second = copy.suggest("t1")["dla"]
+        assert [first["hash"], second["hash"]] == [zoo.load(n).canonical_hash()
+                                                   for n in raw["baselines"]]
+        assert [first["number"], second["number"]] == [0, 1]
+        store.append(TrialRecord(0, "ok", first["hash"], val_acc=0.5, macs=10, params=1))
+        copy.on_trial_complete("t0", {"record": json.dumps(store.records()[0].to_dict())})
+        study = trials.open_study(store, space, opts)
+        assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
+        assert copy.suggest("t2")["dla"]["number"] == 2  # 0 recorded, 1 in flight

@@ -271,15 +271,6 @@ def warm_start_points(opts: SearchOptions, space: SearchSpace,
     return points
 
 
-def pending_warm_start(opts: SearchOptions, space: SearchSpace, resolution: int,
-                       store: RunStore) -> list[dict[str, Any]]:
-    """The warm start's points that no search trial of the run has drawn yet (a trial that
-    draws a hand design carries its name), for a backend that cannot keep them queued."""
-    drawn = {r.name for r in store.search_records().values()}
-    return [params for name, params in warm_start_points(opts, space, resolution).items()
-            if name not in drawn]
-
-
 # ---- baselines -----------------------------------------------------------------------------------
 def missing_baselines(store: RunStore, names: list[str]) -> list[tuple[int, str]]:
     """(trial number, name) of the baselines the run has no record of; numbers -1, -2, ..."""

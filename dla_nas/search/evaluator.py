@@ -108,21 +108,6 @@ class ProxyEvaluator:
                 out[key] = value / limit - 1.0
         return out
 
-    def evaluate(self, genome: Genome, trial: int, *, repairs: list[str] | None = None,
-                 reuse: TrialRecord | None = None,
-                 callback: Callable[[TrialRecord, EpochReport], bool | None] | None = None,
-                 recipe: dict | None = None) -> TrialRecord:
-        """Cost, constraints, then (if feasible and not a duplicate) proxy training, with the
-        trial's ``recipe`` (see ``SearchSpace.sample_trial``). ``callback(record, report)``
-        runs after each epoch, with the record's cost filled in; True stops the training
-        there (early stopping: the record gets ``stopped_rung``)."""
-        record = self.new_record(trial, hash=genome.canonical_hash(), genome=genome.to_dict(),
-                                 repairs=list(repairs or []), recipe=dict(recipe or {}))
-        if reuse is not None:
-            return self._reused(record, reuse)
-        on_epoch = None if callback is None else (lambda report: callback(record, report))
-        return self.measure(self.build(genome), record, on_epoch)
-
     def evaluate_baseline(self, name: str, trial: int) -> TrialRecord:
         """A hand design or zoo network, with the same proxy as the search trials."""
         genome = zoo.load(name)
@@ -163,7 +148,8 @@ class ProxyEvaluator:
                 record.status, record.reason = "diverged", result.divergence
         return record.finish()
 
-    def _reused(self, record: TrialRecord, source: TrialRecord) -> TrialRecord:
+    def reused(self, record: TrialRecord, source: TrialRecord) -> TrialRecord:
+        """``record`` filled from ``source``, an earlier evaluation of the same key."""
         for key in ("val_acc", "macs", "params", "latency_ms", "val_acc_per_epoch", "epochs_run",
                     "violations", "stopped_rung", "pretrained", *VAL_METRICS):
             setattr(record, key, getattr(source, key))

@@ -26,42 +26,23 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import DlaNasError
-from ..results import RunStore, TrialRecord, trial_key
+from ..results import RunStore, TrialRecord
+from . import trials
 from .core import (
     Run,
     SearchOptions,
-    constraint_values,
     cpu_cores,
     evaluate_baselines,
     find_reuse,
     load_space,
-    make_sampler,
     missing_baselines,
-    objective_values,
     open_run,
-    sampler_seed,
-    warm_start_points,
 )
 from .early_stopping import ParetoStopping, Rungs
 from .evaluator import ProxyEvaluator
 from .space import SearchSpace
 
 BACKEND = "optuna"
-
-
-def open_study(store: RunStore, space: SearchSpace, opts: SearchOptions,
-               worker: int = 0) -> optuna.Study:
-    """The run's study, with a sampler seeded by ``sampler_seed``: the worker's index and the
-    trials already in the study give each worker, and each restart, its own draws."""
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = opts.storage or JournalStorage(JournalFileBackend(str(store.journal)))
-    study = optuna.create_study(study_name=space.name, storage=storage,
-                                directions=space.directions, load_if_exists=True)
-    before = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(opts.sampler_name(space), sampler_seed(opts.seed, worker, before))
-    return study
 
 
 # ---- trial bookkeeping -----------------------------------------------------------------------
@@ -75,8 +56,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def recover(study: optuna.Study, store: RunStore,
-            objectives: tuple[tuple[str, str], ...]) -> None:
+def recover(study: optuna.Study, store: RunStore, space: SearchSpace) -> None:
     """Finish or retry trials that a dead or interrupted process left behind (call under
     the run lock)."""
     host = socket.gethostname()
@@ -84,12 +64,12 @@ def recover(study: optuna.Study, store: RunStore,
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get("host") == host and not _alive(t.user_attrs.get("pid", -1)):
             if t.number in recorded:  # died between writing the record and telling the study
-                _tell(study, t.number, recorded[t.number], objectives)
+                trials.tell(study, t.number, recorded[t.number], space)
             else:
                 study.tell(t.number, state=TrialState.FAIL)
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    for t in trials:
+    everything = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in everything}
+    for t in everything:
         if t.state == TrialState.FAIL and t.number not in recorded and t.number not in retried:
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
 
@@ -98,16 +78,6 @@ def counts(study: optuna.Study, store: RunStore) -> tuple[int, int]:
     """(finished trials, that is trials with a record; running trials)."""
     running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     return len(store.search_records()), running
-
-
-def _tell(study: optuna.Study, number: int, record: TrialRecord,
-          objectives: tuple[tuple[str, str], ...]) -> None:
-    """Report a record to the study: values for trained, infeasible and diverged trials, FAIL
-    for failures."""
-    if record.status == "failed":
-        study.tell(number, state=TrialState.FAIL)
-        return
-    study.tell(number, objective_values(record, objectives))
 
 
 def _running_twins(study: optuna.Study, number: int, key: str) -> set[int]:
@@ -139,31 +109,22 @@ def twin_record(study: optuna.Study, store: RunStore, key: str, owners: set[int]
 def run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
               evaluator: ProxyEvaluator, store: RunStore, sampler: str = "",
               stopping: ParetoStopping | None = None) -> TrialRecord:
-    """Sample, evaluate, record and tell one trial; returns its record. Any error but Ctrl-C
-    becomes a failed record: one bad genome (out of memory, a corner-case bug) must not stop
-    the search. With ``stopping``, the trial may stop at a rung (``stopped_rung``)."""
+    """Propose, run, record and tell one trial (``trials``); returns its record. With
+    ``stopping``, the trial may stop at a rung (``stopped_rung``)."""
     try:
         with store.lock():  # tagging under the lock: of two twins, the first tagged trains
-            genome, repairs, recipe = space.sample_trial(trial, evaluator.data.resolution)
-            digest = genome.canonical_hash()
-            key = trial_key(digest, recipe)
-            owners = _running_twins(study, trial.number, key)
-            trial.set_user_attr("hash", digest)
-            trial.set_user_attr("key", key)
-        reuse = twin_record(study, store, key, owners)
-        record = evaluator.evaluate(genome, trial.number, repairs=repairs, reuse=reuse,
-                                    recipe=recipe, callback=stopping)
+            proposal = trials.propose(space, trial, evaluator.data.resolution)
+            owners = _running_twins(study, trial.number, proposal.key)
+            trial.set_user_attr("hash", proposal.hash)
+            trial.set_user_attr("key", proposal.key)
+        reuse = twin_record(study, store, proposal.key, owners) if proposal.key else None
+        record = trials.run(evaluator, proposal, reuse=reuse, callback=stopping,
+                            sampler=sampler)
     except KeyboardInterrupt:
         study.tell(trial, state=TrialState.FAIL)  # no record: retried on resume
         raise
-    except Exception as exc:
-        record = evaluator.new_record(trial.number, hash=trial.user_attrs.get("hash", ""))
-        record.fail(f"{type(exc).__name__}: {exc}")
-    record.sampler = sampler
-    for key, value in constraint_values(record, space).items():
-        trial.set_constraint(key, value)
     store.append(record)
-    _tell(study, trial.number, record, space.objectives)
+    trials.tell(study, trial, record, space)
     return record
 
 
@@ -187,7 +148,7 @@ def worker_main(opts_dict: dict, index: int, device: str, threads: int | None, p
     opts = SearchOptions(**opts_dict)
     space = load_space(opts)
     store = RunStore(opts.out)
-    study = open_study(store, space, opts, worker=index)
+    study = trials.open_study(store, space, opts, worker=index)
     try:
         evaluator = ProxyEvaluator(space, device, threads, opts.data_dir,
                                    worker=f"{socket.gethostname()}:{index}")
@@ -204,7 +165,7 @@ def worker_main(opts_dict: dict, index: int, device: str, threads: int | None, p
                 store.append(record)
         while deadline is None or time.time() < deadline:
             with store.lock():
-                recover(study, store, space.objectives)
+                recover(study, store, space)
                 done, running = counts(study, store)
                 if done + running >= opts.trials:
                     break
@@ -238,11 +199,9 @@ def start(opts: SearchOptions) -> tuple[Run, optuna.Study]:
 
     resolve_device(opts.device)  # a device this machine lacks is refused before run.yaml
     run = open_run(opts, BACKEND)
-    study = open_study(run.store, run.space, opts)
+    study = trials.open_study(run.store, run.space, opts)
     with run.store.lock():
-        if not study.get_trials(deepcopy=False):  # a new study: its first draws are these
-            for params in warm_start_points(opts, run.space, run.data["resolution"]).values():
-                study.enqueue_trial(params)
+        trials.warm_start(study, opts, run.space, run.data["resolution"])
     return run, study
 
 

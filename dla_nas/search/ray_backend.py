@@ -77,7 +77,8 @@ from ray import tune
 
 from ..errors import OptionError
 from ..results import RunStore, TrialRecord
-from .core import SearchOptions, missing_baselines, open_run, pending_warm_start
+from . import trials
+from .core import SearchOptions, missing_baselines, open_run
 from .early_stopping import ParetoStopping, Rungs
 from .ray_cluster import (
     check_ray_options,
@@ -87,7 +88,7 @@ from .ray_cluster import (
     tune_environment,
 )
 from .ray_scheduler import ParetoScheduler
-from .ray_searcher import DlaNasRecorder, Driver, driving, make_searcher
+from .ray_searcher import DlaNasRecorder, DlaNasSearcher, Driver, driving
 from .ray_trial import STAGE, TrialSettings, baselines_task, trial_function
 
 BACKEND = "ray"
@@ -193,6 +194,9 @@ def run_ray_search(opts: SearchOptions, *, address: str | None = None,
             connect(address, num_cpus)
             check_resources(gpus_per_trial, cpus_per_trial)
             run.create()
+            with run.store.lock():  # a new run's first trials are the hand designs
+                trials.warm_start(trials.open_study(run.store, run.space, opts), opts,
+                                  run.space, run.data["resolution"])
             with driving(driver):
                 _run_baselines(run.store, settings, opts.baselines, gpus_per_trial,
                                cpus_per_trial)
@@ -248,11 +252,7 @@ def _run_stages(driver: Driver, settings: TrialSettings, resolution: int, gpus: 
                 print(f"{stages[-1]}: Tune's state cannot be restored (the driver died while "
                       "writing it, or another dla-nas version wrote it); its unfinished trials "
                       f"start again in {STAGE}{index}", flush=True)
-            # a new experiment's searcher: a resume with more --trials, or after an experiment
-            # that could not be restored, still owes the hand designs not drawn yet
-            first = pending_warm_start(opts, space, resolution, driver.store)
-            searcher = make_searcher(driver.run, space, resolution, opts.sampler_name(space),
-                                     opts.seed + index, driver.numbers(), first)
+            searcher = DlaNasSearcher(driver.run, space, opts, resolution)
             rungs = Rungs.for_budget(driver.epochs)
             if scheduler == "pareto":
                 sched = ParetoScheduler(ParetoStopping(RunStore(driver.run), rungs,

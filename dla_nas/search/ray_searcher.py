@@ -1,23 +1,25 @@
-"""The driver side of the Ray backend: Tune's searcher (an Optuna sampler behind the space's
-define-by-run sampling), the callback that records each finished trial, and the live driver
+"""The driver side of the Ray backend: Tune's searcher (the run's Optuna study, as the Optuna
+backend draws from it), the callback that records each finished trial, and the live driver
 of a run, which both reach through ``live_driver(run)`` while ``driving(driver)`` holds."""
 
 from __future__ import annotations
 
 import contextlib
+import pickle
 import time
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
+import optuna
+from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search import Searcher
-from ray.tune.search.optuna import OptunaSearch
 
-from ..errors import SpaceError
-from ..results import TRAINED, RunStore, TrialRecord, trial_key
-from .core import SearchOptions, constraint_values, make_sampler
-from .ray_trial import METRICS
+from ..results import TRAINED, RunStore, TrialRecord
+from . import trials
+from .core import SearchOptions
+from .ray_trial import record_of
 from .space import SearchSpace
 
 # The driver of each run in progress, set by ``driving``: Tune pickles the searcher and the
@@ -26,100 +28,87 @@ from .space import SearchSpace
 _DRIVER: ContextVar["Driver | None"] = ContextVar("dla_nas_ray_driver", default=None)
 
 
-class Sample:
-    """The define-by-run space: an Optuna trial -> ``{"dla": {number, genome, hash, repairs,
-    recipe, key}}`` (``key``: the genome and its recipe, ``TrialRecord.key``)."""
+class DlaNasSearcher(Searcher):
+    """Tune's searcher of a run: it draws from the run's Optuna study, with the Optuna
+    backend's sampler, proposals and telling (``trials``); it holds back a genome that a
+    running trial trains until that one's record can be reused, so no genome is trained
+    twice at once, and it finishes at the deadline of ``--timeout``.
 
-    def __init__(self, space: SearchSpace, resolution: int, taken: set[int]) -> None:
-        self.space, self.resolution, self.taken = space, resolution, sorted(taken)
+    Tune pickles it with its experiment: it keeps plain data (the run folder, the trials in
+    flight), finds the live driver by the run folder (``live_driver``), and opens the study
+    again in the process where it runs."""
 
-    def number(self, index: int) -> int:
-        """The index-th trial number not taken by an earlier experiment of the run."""
-        for n in range(index + len(self.taken) + 1):
-            if n not in self.taken:
-                if index == 0:
-                    return n
-                index -= 1
-        raise AssertionError("unreachable")
+    def __init__(self, run: str, space: SearchSpace, opts: SearchOptions,
+                 resolution: int) -> None:
+        super().__init__()  # no metric: the scheduler has its own, the sampler the space's
+        self._run, self._space, self._opts, self._resolution = run, space, opts, resolution
+        self._running: dict[str, tuple[int, dict]] = {}  # Tune trial id -> (study trial, proposal)
+        self._held: tuple[int, dict] | None = None  # a proposal waiting for its twin
+        self._study: optuna.Study | None = None
+        self._live: dict[int, optuna.Trial] = {}  # study trials asked by this process
 
-    def __call__(self, trial) -> dict:
-        number = self.number(trial.number)
-        try:
-            genome, repairs, recipe = self.space.sample_trial(trial, self.resolution)
-        except SpaceError as exc:
-            return {"dla": {"number": number, "error": str(exc), "hash": "", "key": "",
-                            "repairs": []}}
-        digest = genome.canonical_hash()
-        return {"dla": {"number": number, "genome": genome.to_dict(), "repairs": repairs,
-                        "hash": digest, "recipe": recipe, "key": trial_key(digest, recipe)}}
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_study": None, "_live": {}}
 
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__getstate__(), f)
 
-def _key(config: dict) -> str:
-    """The genome and recipe a config trains (its hash alone in a config of dla-nas 0.1)."""
-    dla = config["dla"]
-    return dla.get("key", dla.get("hash", ""))
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
 
+    def _open(self) -> optuna.Study:
+        """The run's study; trials that a driver asked for but Tune never saved (it died
+        in between) are failed, so that they do not count as running."""
+        if self._study is None:
+            store = RunStore(self._run)
+            self._study = trials.open_study(store, self._space, self._opts)
+            ours = {study_trial for study_trial, _ in self._in_flight()}
+            for t in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if t.number not in ours:
+                    self._study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        return self._study
 
-class DlaNasOptunaSearch(OptunaSearch):
-    """OptunaSearch with the Optuna backend's bookkeeping: constraint values and FAIL for the
-    sampler, the deadline of ``--timeout``, and no genome trained by two trials at once.
+    def _in_flight(self) -> list[tuple[int, dict]]:
+        """(study trial, proposal) of the trials running and the one held back."""
+        return [*self._running.values(), *([self._held] if self._held else [])]
 
-    It keeps only its run's folder; the deadline is the live driver's (``live_driver``)."""
+    def _next_number(self) -> int:
+        """The lowest record number that no record and no trial in flight has: numbers stay
+        0..N-1 across Tune experiments and restores."""
+        taken = set(RunStore(self._run).search_records())
+        taken |= {proposal["number"] for _, proposal in self._in_flight()}
+        return next(n for n in range(len(taken) + 1) if n not in taken)
 
-    def __init__(self, run: str, **kw) -> None:
-        super().__init__(**kw)
-        self._run = run
-        self._running: dict[str, str] = {}  # Tune trial id -> its genome and recipe (key)
-        self._held: tuple | None = None  # (Optuna trial, config) waiting for its twin
-
-    def suggest(self, trial_id: str):
+    def suggest(self, trial_id: str) -> dict | str | None:
         driver = live_driver(self._run)
         if driver is not None and driver.past_deadline():
             return Searcher.FINISHED
-        if self._held is not None:
-            ot_trial, config = self._held
-            if _key(config) in self._running.values():
-                return None
-            self._held = None
-            self._ot_trials[trial_id] = ot_trial
-        else:
-            config = super().suggest(trial_id)
-            if not isinstance(config, dict):
-                return config
-            key = _key(config)
-            if key and key in self._running.values():
-                self._held = (self._ot_trials.pop(trial_id), config)
-                return None
-        self._running[trial_id] = _key(config)
-        return config
+        if self._held is None:
+            trial = self._open().ask()
+            self._live[trial.number] = trial
+            proposal = trials.propose(self._space, trial, self._resolution, self._next_number())
+            self._held = (trial.number, proposal.to_dict())
+        study_trial, proposal = self._held
+        if proposal["key"] and proposal["key"] in {p["key"] for _, p in self._running.values()}:
+            return None  # its twin is training it: ask again later, then reuse its record
+        self._held = None
+        self._running[trial_id] = (study_trial, proposal)
+        return {"dla": proposal}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        self._running.pop(trial_id, None)
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        entry = self._running.pop(trial_id, None)
+        if entry is None:
             return
-        if result and result.get("status") == "failed":
-            result, error = None, True
-        if result:
-            record = TrialRecord(trial=0, status=result.get("status", "ok"), hash="",
-                                 **{m: result.get(f"record/{m}") for m, _ in METRICS})
-            for key, value in constraint_values(record, self._space.space).items():
-                self._ot_trials[trial_id].set_constraint(key, value)
-        super().on_trial_complete(trial_id, result=result, error=error)
-
-
-def make_searcher(run: str, space: SearchSpace, resolution: int, sampler_name: str, seed: int,
-                  taken: set[int], first: list[dict] | None = None) -> DlaNasOptunaSearch:
-    """The searcher of one Tune experiment; its first draws are ``first`` (sampler
-    parameters, ``core.warm_start_points``)."""
-    metrics = space.metrics
-    modes = ["max" if d == "maximize" else "min" for d in space.directions]
-    single = len(metrics) == 1
-    return DlaNasOptunaSearch(run, space=Sample(space, resolution, taken),
-                              metric=metrics[0] if single else metrics,
-                              mode=modes[0] if single else modes,
-                              sampler=make_sampler(sampler_name, seed),
-                              points_to_evaluate=first or None)
+        study_trial, proposal = entry
+        record = None if error else record_of(result)
+        if record is None:
+            record = trials.failed(trials.Proposal.from_dict(proposal),
+                                   "the trial ended without a result")
+        # a trial asked before a restore is told without its constraint values
+        trials.tell(self._open(), self._live.pop(study_trial, study_trial), record, self._space)
 
 
 class DlaNasRecorder(tune.Callback):
@@ -150,16 +139,10 @@ class Recorder:
 
     def record(self, result: dict, config: dict,
                reason: str = "the trial ended without a result") -> None:
-        data = result.get("record")
-        dla = (config or {}).get("dla", {})
-        if isinstance(data, dict):
-            record = TrialRecord.from_dict(data)
-        else:  # no result at all (Tune gave up on it): keep the numbers dense, say why
-            record = TrialRecord(trial=int(dla.get("number", -1)), status="failed",
-                                 hash=dla.get("hash", ""), genome=dla.get("genome"),
-                                 repairs=list(dla.get("repairs", [])),
-                                 recipe=dict(dla.get("recipe", {})), device=self.device,
-                                 started_at=time.time()).fail(reason)
+        record = record_of(result)
+        if record is None:  # no result at all (Tune gave up on it): keep the numbers dense, say why
+            proposal = trials.Proposal.from_dict({"number": -1, **(config or {}).get("dla", {})})
+            record = trials.failed(proposal, reason, device=self.device)
         if record.trial < 0 or record.trial in self.numbers():
             return  # reported again after a restore: already on disk
         if "epoch" in result and record.status == "ok" and record.epochs_run < self.max_epochs:

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import socket
 import tempfile
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 from ray import tune
 
-from ..arch.genome import Genome
-from ..errors import SpaceError
 from ..results import RunStore, TrialRecord
+from . import trials
 from .core import evaluate_baselines, find_reuse
 from .evaluator import ProxyEvaluator
 from .space import METRICS as SPACE_METRICS
@@ -74,56 +73,47 @@ def _metrics(record: TrialRecord, epoch: int | None = None) -> dict:
     """A Tune result: the objective values the sampler sees (accuracy 0 unless trained), the
     status, and the record so far."""
     out = {m: record.sampler_value(m, d) for m, d in METRICS}
-    out.update(status=record.status, record=record.to_dict())
+    # as JSON text: Tune flattens nested dicts in what it hands the searcher
+    out.update(status=record.status, record=json.dumps(record.to_dict()))
     if epoch is not None:
         out["epoch"] = epoch  # ASHA's time attribute: only training trials report it
     return out
 
 
-class ReportError(Exception):
+def record_of(result: dict | None) -> TrialRecord | None:
+    """The record a Tune result carries (``_metrics``), or None."""
+    text = (result or {}).get("record")
+    return TrialRecord.from_dict(json.loads(text)) if isinstance(text, str) else None
+
+
+class ReportError(trials.SchedulingError):
     """Raised through ``train`` when ``tune.report`` itself failed (not the genome's fault)."""
 
 
 def trial_function(settings: TrialSettings) -> Callable[[dict], None]:
     def dla_nas_trial(config: dict) -> None:
         with in_folder(settings.cwd):
-            _run_trial(config["dla"], settings)
+            _run_trial(trials.Proposal.from_dict(config["dla"]), settings)
 
     return dla_nas_trial
 
 
-def _run_trial(dla: dict, settings: TrialSettings) -> None:
-    number = int(dla["number"])
-    store = RunStore(settings.out)
-    records = store.records()
-    done = next((r for r in reversed(records) if r.kind == "search" and r.trial == number), None)
+def _run_trial(proposal: trials.Proposal, settings: TrialSettings) -> None:
+    records = RunStore(settings.out).records()
+    done = next((r for r in reversed(records)
+                 if r.kind == "search" and r.trial == proposal.number), None)
     if done is not None:  # finished after Tune's last snapshot: report it again, train nothing
         tune.report(_metrics(done))
         return
-    worker = f"{socket.gethostname()}:{tune.get_context().get_trial_id()}"
-    fields = dict(hash=dla.get("hash", ""), genome=dla.get("genome"),
-                  repairs=list(dla.get("repairs", [])), recipe=dict(dla.get("recipe", {})),
-                  backend="ray", sampler=settings.sampler)
-    record = TrialRecord(trial=number, status="failed", worker=worker, device=settings.device,
-                         started_at=time.time(), **fields)
-    try:
-        if "error" in dla:
-            raise SpaceError(dla["error"])
-        evaluator = _evaluator(settings)
-        evaluator.worker = worker
-        record = evaluator.new_record(number, **fields)  # filled in as it is measured
-        genome = Genome.from_dict(dla["genome"])
-        reuse = find_reuse(records, record.key)
-        if reuse is not None:
-            record = evaluator.evaluate(genome, number, repairs=record.repairs, reuse=reuse,
-                                        recipe=record.recipe)
-        elif _train(evaluator, genome, record, settings.out):
-            return  # the last epoch's report already carried the final record
-    except ReportError:
-        raise
-    except Exception as exc:  # one bad genome (OOM, a corner-case bug) must not stop the search
-        record.fail(f"{type(exc).__name__}: {exc}")
-    record.backend, record.sampler = "ray", settings.sampler
+    evaluator = _evaluator(settings)
+    evaluator.worker = f"{socket.gethostname()}:{tune.get_context().get_trial_id()}"
+    reported: list[int] = []
+    record = trials.run(evaluator, proposal, reuse=find_reuse(records, proposal.key),
+                        measure=functools.partial(_train, evaluator, out=settings.out,
+                                                  reported=reported),
+                        sampler=settings.sampler)
+    if record.status == "ok" and reported:
+        return  # the last epoch's report already carried the final record
     tune.report(_metrics(record))
 
 
@@ -147,19 +137,17 @@ def _latest_state(out: str) -> dict | None:
     return max(states, key=lambda st: st["train"]["epoch"], default=None)
 
 
-def _train(evaluator: ProxyEvaluator, genome: Genome, record: TrialRecord, out: str) -> bool:
+def _train(evaluator: ProxyEvaluator, model, record: TrialRecord, *, out: str,
+           reported: list[int]) -> None:
     """Cost, constraints, then proxy training with a report and checkpoint per epoch, filling
-    ``record``. True when the last epoch's report was final (nothing more to report)."""
+    ``record``; the epochs reported go to ``reported``."""
     import torch
 
-    model = evaluator.build(genome)  # seeded: the same initial weights on any worker
     resume = None
     saved = _latest_state(out)
     if saved is not None:
         resume = saved["train"]
         record.started_at = saved["started_at"]
-    reported = []
-
     def on_epoch(report) -> None:
         state = report.state()
         partial = replace(record, val_acc=report.val_acc, epochs_run=report.epoch,
@@ -180,7 +168,6 @@ def _train(evaluator: ProxyEvaluator, genome: Genome, record: TrialRecord, out: 
         reported.append(report.epoch)
 
     evaluator.measure(model, record, on_epoch, resume=resume)
-    return record.status == "ok" and bool(reported)
 
 
 def baselines_task(settings: TrialSettings, todo: list[tuple[int, str]]) -> list[dict]:

@@ -1,0 +1,150 @@
+"""The trial lifecycle, written once for both backends: the run's study and its warm start,
+a proposal (genome, repairs, recipe, hash, key) drawn from a study trial, running it (every
+error becomes a failed record), and telling the sampler. A backend only schedules: the
+Optuna backend's workers and the Ray searcher and trainable call these.
+
+The study lives in the run folder (``RunStore.journal``, or ``--storage``) and is built in
+the process that uses it, never pickled: a sampler may hold locks (Optuna 5.1's NSGA-II
+does), and a study is a storage connection."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from ..arch.genome import Genome
+from ..errors import SpaceError
+from ..results import RunStore, TrialRecord, trial_key
+from ..train.trainer import EpochReport
+from .core import (
+    SearchOptions,
+    constraint_values,
+    make_sampler,
+    objective_values,
+    sampler_seed,
+    warm_start_points,
+)
+from .evaluator import ProxyEvaluator
+from .space import SearchSpace
+
+
+class SchedulingError(Exception):
+    """Raised by a backend when scheduling failed, not the trial (a report that could not be
+    sent): it passes through ``run`` instead of becoming the trial's failed record."""
+
+
+@dataclass
+class Proposal:
+    """One trial to run: what the sampler drew, as plain data (a Ray config carries it)."""
+
+    number: int  # the trial number of its record
+    hash: str = ""
+    key: str = ""  # the genome and its recipe (``TrialRecord.key``): equal keys train alike
+    genome: dict[str, Any] | None = None
+    repairs: list[str] = field(default_factory=list)
+    recipe: dict[str, Any] = field(default_factory=dict)  # searched settings (``RECIPE``)
+    error: str = ""  # the space could not make a genome of the draw
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Proposal":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    def record_fields(self) -> dict[str, Any]:
+        """The fields of its record that are known before it runs."""
+        return {"hash": self.hash, "genome": self.genome, "repairs": list(self.repairs),
+                "recipe": dict(self.recipe)}
+
+
+def propose(space: SearchSpace, trial: optuna.Trial, resolution: int,
+            number: int | None = None) -> Proposal:
+    """Draw a trial's genome and recipe from the space (``SearchSpace.sample_trial``); a draw
+    the space cannot build is a proposal with ``error``. ``number``: the record's trial
+    number (default: the study trial's)."""
+    number = trial.number if number is None else number
+    try:
+        genome, repairs, recipe = space.sample_trial(trial, resolution)
+    except SpaceError as exc:
+        return Proposal(number, error=str(exc))
+    digest = genome.canonical_hash()
+    return Proposal(number, digest, trial_key(digest, recipe), genome.to_dict(), repairs, recipe)
+
+
+def run(evaluator: ProxyEvaluator, proposal: Proposal, *, reuse: TrialRecord | None = None,
+        callback: Callable[[TrialRecord, EpochReport], bool | None] | None = None,
+        measure: Callable[[Any, TrialRecord], None] | None = None,
+        sampler: str = "") -> TrialRecord:
+    """Run one proposal: reuse an earlier record of its key, or cost, constraints and proxy
+    training (``measure(model, record)`` instead of the evaluator's, for a backend that
+    reports epochs itself). Any error but Ctrl-C and ``SchedulingError`` becomes a failed
+    record: one bad genome (out of memory, a corner-case bug) must not stop the search."""
+    fields = {**proposal.record_fields(), "sampler": sampler}
+    record = failed(proposal, "", worker=evaluator.worker, device=str(evaluator.device),
+                    sampler=sampler)
+    try:
+        if proposal.error:
+            raise SpaceError(proposal.error)
+        record = evaluator.new_record(proposal.number, **fields)  # filled in as measured
+        if reuse is not None:
+            return evaluator.reused(record, reuse)
+        model = evaluator.build(Genome.from_dict(proposal.genome))
+        if measure is not None:
+            measure(model, record)
+            return record
+        on_epoch = None if callback is None else (lambda report: callback(record, report))
+        return evaluator.measure(model, record, on_epoch)
+    except (KeyboardInterrupt, SchedulingError):
+        raise
+    except Exception as exc:
+        return record.fail(f"{type(exc).__name__}: {exc}")
+
+
+def failed(proposal: Proposal, reason: str, **fields: Any) -> TrialRecord:
+    """The failed record of a proposal that could not run, started now."""
+    return TrialRecord(trial=proposal.number, status="failed", started_at=time.time(),
+                       **proposal.record_fields(), **fields).fail(reason)
+
+
+# ---- the study ---------------------------------------------------------------------------------
+def open_study(store: RunStore, space: SearchSpace, opts: SearchOptions,
+               worker: int = 0) -> optuna.Study:
+    """The run's study, with a sampler seeded by ``sampler_seed``: the worker's index and the
+    trials already in the study give each worker, and each restart, its own draws."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = opts.storage or JournalStorage(JournalFileBackend(str(store.journal)))
+    study = optuna.create_study(study_name=space.name, storage=storage,
+                                directions=space.directions, load_if_exists=True)
+    before = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(opts.sampler_name(space), sampler_seed(opts.seed, worker, before))
+    return study
+
+
+def warm_start(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
+               resolution: int) -> None:
+    """Queue the warm start's hand designs as a new study's first trials (call under the run
+    lock; a study with trials is left as it is, so a resume never draws them again)."""
+    if not study.get_trials(deepcopy=False):
+        for params in warm_start_points(opts, space, resolution).values():
+            study.enqueue_trial(params)
+
+
+def tell(study: optuna.Study, trial: optuna.Trial | int, record: TrialRecord,
+         space: SearchSpace) -> None:
+    """Report a record to the study: its constraint values (when ``trial`` is the live
+    ``Trial``), then values for trained, infeasible and diverged trials, FAIL for failures.
+    A trial told before (a restored Ray trial that reports its record again) is left."""
+    if isinstance(trial, optuna.Trial):
+        for key, value in constraint_values(record, space).items():
+            trial.set_constraint(key, value)
+    if record.status == "failed":
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    else:
+        study.tell(trial, objective_values(record, space.objectives), skip_if_finished=True)
