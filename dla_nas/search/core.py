@@ -62,6 +62,9 @@ class SearchOptions:
             raise OptionError(f"--trials: {self.trials} is not allowed (>= 1)")
         if self.workers < 1:
             raise OptionError(f"--workers: {self.workers} is not allowed (>= 1)")
+        if self.workers > cpu_cores():  # more only share the cores and multiply the memory
+            raise OptionError(f"--workers: {self.workers} is not allowed (at most "
+                              f"{cpu_cores()}, the CPU cores this process may use)")
         if self.sampler is not None and self.sampler not in SAMPLERS:
             raise OptionError(f"--sampler: {self.sampler!r} is not allowed "
                               f"(one of {', '.join(SAMPLERS)})")
