@@ -32,6 +32,7 @@ are comparable.
 from __future__ import annotations
 
 import html
+import io
 import math
 import textwrap
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from typing import Any
 
 from ..dominance import LOG_METRICS, non_dominated_sort
 from ..errors import OptionError, RunError
+from ..files import write_file
 from ..results import RunStore, TrialRecord, load_run
 from .ablation import BY, GLYPHS, Colouring, genome_property, run_style, svg_point
 from .confirm import Confirmed, load_confirmed
@@ -140,7 +142,7 @@ def plot_pareto(runs: list[Path], x: str = "macs", y: str | None = None, *,
              "pareto_html": out / "pareto.html"}
     _pareto_png(loaded, x, y, files["pareto_png"], colouring)
     _hypervolume_png(loaded, objectives, reference, files["hypervolume_png"])
-    files["pareto_html"].write_text(_pareto_html(loaded, x, y, colouring))
+    write_file(files["pareto_html"], _pareto_html(loaded, x, y, colouring))
     return {"x": x, "y": y, "objectives": [list(o) for o in objectives],
             "reference": reference, "files": {k: str(v) for k, v in files.items()},
             "runs": [_summary(run, x, y) for run in loaded],
@@ -341,7 +343,7 @@ def _pareto_png(runs: list[RunPlot], x: str, y: str, path: Path,
     ax.grid(True, which="minor", alpha=0.12)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=150)
+    _save_png(fig, path)
 
 
 def _confirmed_y(c: Confirmed, y: str) -> tuple[float, float, float]:
@@ -424,7 +426,14 @@ def _hypervolume_png(runs: list[RunPlot], objectives: list[tuple[str, str]],
     ax.grid(True, alpha=0.35)
     ax.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=150)
+    _save_png(fig, path)
+
+
+def _save_png(fig, path: Path) -> None:
+    """Write ``fig`` as a PNG atomically: a full disk leaves no partial file."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=150)
+    write_file(path, buffer.getbuffer())
 
 
 # ---- pareto.html ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ field by field."""
 
 from __future__ import annotations
 
+import io
 import math
 import pickle
 from dataclasses import asdict
@@ -15,6 +16,7 @@ from torch import nn
 
 from ..data import Dataset
 from ..errors import CheckpointError
+from ..files import write_file
 from ..weights.loading import load_tensors_only, refused_global
 from .trainer import TrainConfig
 
@@ -22,8 +24,10 @@ from .trainer import TrainConfig
 def save_checkpoint(path, model: nn.Module, cfg: TrainConfig, data: Dataset, extra: dict) -> None:
     """Save weights plus everything needed to rebuild and evaluate the model: the genome, the
     training config and the data description. Only tensors and plain types, so that
-    ``torch.load(weights_only=True)`` reads it."""
+    ``torch.load(weights_only=True)`` reads it. Written atomically: a full disk leaves the
+    previous file at ``path`` as it was."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    buffer = io.BytesIO()  # torch.save reports a failed write vaguely; Python's write names it
     torch.save({
         "format": "dla-nas-checkpoint/1",
         "state_dict": state,
@@ -34,7 +38,8 @@ def save_checkpoint(path, model: nn.Module, cfg: TrainConfig, data: Dataset, ext
                  "num_classes": data.num_classes, "mean": list(data.mean),
                  "std": list(data.std), "class_names": list(data.class_names)},
         **extra,
-    }, path)
+    }, buffer)
+    write_file(Path(path), buffer.getbuffer())
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import WeightsError
-from ..files import atomic_path
+from ..files import write_file
 
 _WRAPPERS = ("state_dict", "model")
 
@@ -87,7 +87,6 @@ def _unwrap(raw: object) -> dict[str, torch.Tensor]:
 
 def write_state_dict(state: Mapping[str, torch.Tensor], path: Path) -> None:
     """Write a state dict as safetensors, atomically (``read_state_dict`` reads it back)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    with atomic_path(path) as part:
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(part))
+    write_file(path, save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
