@@ -17,7 +17,7 @@ from torch import nn
 from ..data import Dataset
 from ..errors import CheckpointError
 from ..files import write_file
-from ..weights.loading import load_tensors_only, refused_global
+from ..weights.loading import first_non_finite, load_tensors_only, refused_global
 from .trainer import TrainConfig
 
 
@@ -98,6 +98,10 @@ def _check_checkpoint(path: str | Path, ckpt: dict) -> None:
                               f"has no genome; retrain it with `dla-nas train {ckpt['baseline']}`")
     if not isinstance(ckpt.get("genome"), dict):
         raise CheckpointError(f"{path}: genome: missing (a genome mapping)")
+    bad = first_non_finite(ckpt["state_dict"])
+    if bad is not None:
+        raise CheckpointError(f"{path}: state_dict.{bad}: holds NaN or infinite values (its "
+                              "training diverged, or the file is damaged); retrain it")
     data = ckpt["data"]
     for key in ("mean", "std"):
         values = data[key]

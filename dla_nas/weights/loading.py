@@ -55,7 +55,18 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not state:
         raise WeightsError(f"{path}: holds no tensors (a state dict of name -> tensor, or a "
                            "dict with one under 'state_dict' or 'model')")
+    bad = first_non_finite(state)
+    if bad is not None:
+        raise WeightsError(f"{path}: tensor {bad} holds NaN or infinite values; weights must "
+                           "be finite (the file is damaged, or its training diverged)")
     return state
+
+
+def first_non_finite(state: Mapping[str, object]) -> str | None:
+    """The name of the first floating-point tensor of ``state`` with a NaN or an infinite
+    value, or None: such weights load "whole" yet make every output NaN."""
+    return next((name for name, v in state.items() if isinstance(v, torch.Tensor)
+                 and v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
 
 
 def load_tensors_only(path: str | Path) -> object:
