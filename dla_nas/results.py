@@ -250,15 +250,17 @@ def read_jsonl(path: Path, valid: Callable[[dict], bool],
             continue
         try:
             data = json.loads(line)
+            wrong = refuse(data) if isinstance(data, dict) else None
+            if wrong:
+                raise RunError(f"{path}:{line_number}: {wrong}; fix or remove that line")
             if not isinstance(data, dict) or not valid(data):
                 raise ValueError("not a record of this file")
+        except RunError:
+            raise
         except ValueError as exc:
             warnings.warn(f"{path}:{line_number}: skipped a corrupt line ({exc})",
                           stacklevel=3)
             continue
-        wrong = refuse(data)
-        if wrong:
-            raise RunError(f"{path}:{line_number}: {wrong}; fix or remove that line")
         out.append(data)
     return out
 
@@ -295,9 +297,13 @@ _TRIAL_RANGES: dict[str, Rule] = {"val_acc": _FRACTION, "val_balanced_acc": _FRA
 
 
 def _out_of_range(data: dict) -> str | None:
-    """What is wrong with a trial record's measured values, or None."""
+    """What is wrong with a trial record's numbers (NaN and infinities included), or None;
+    values of another type are left to ``_is_trial``, which skips the line."""
     for key, rule in _TRIAL_RANGES.items():
-        allowed = rule(data.get(key))
+        value = data.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        allowed = rule(value)
         if allowed is not None:
             return f"{key}: {data[key]!r} is not allowed ({allowed})"
     return None
