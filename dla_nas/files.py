@@ -143,6 +143,11 @@ def staged_folder(out: Path) -> Iterator[Path]:
                 path.replace(out / path.name)
         except DlaNasError as exc:  # name a file where the user will look for it
             raise type(exc)(str(exc).replace(f"{stage}{os.sep}", f"{out}{os.sep}")) from None
+        except OSError as exc:  # a writer of its own (matplotlib) on a full disk
+            if exc.errno not in WRITE_ERRNOS:
+                raise
+            name = Path(exc.filename).name if exc.filename else ""
+            raise write_error(out / name, exc) from None
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         if made:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import http.server
 import io
-import json
 import math
 import os
 import threading
@@ -24,14 +23,13 @@ from typing import Callable, Iterator
 import pytest
 import torch
 import torch.nn.functional as F
-from test_bad_input import (  # noqa: F401  (checkpoint and no_loading are fixtures)
+from test_bad_input import (
     SPACE,
     TINY,
-    checkpoint,
     error_line,
     files_of,
     make_run,
-    no_loading,
+    no_loading,  # noqa: F401  (a fixture, used by name)
     write,
 )
 
@@ -120,8 +118,24 @@ def test_pareto_on_a_full_disk_keeps_the_old_plots(tmp_path, capsys, full_disk):
     before = files_of(run)
     full_disk()
     assert main(["pareto", str(run)]) == 2
-    error_line(capsys, str(run / "pareto.png"), "No space left on device")
+    error_line(capsys, str(run / "pareto.html"), "No space left on device")
     assert files_of(run) == before  # hidden temporary files included
+
+
+def test_a_plot_that_runs_out_of_space_keeps_the_old_plots(tmp_path, capsys, monkeypatch):
+    from matplotlib.figure import Figure
+
+    def filling(fig, path, *args, **kwargs):  # matplotlib writes its files itself
+        Path(path).write_bytes(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    run = make_run(tmp_path / "run")
+    (run / "pareto.png").write_bytes(b"old plot")
+    before = files_of(run)
+    monkeypatch.setattr(Figure, "savefig", filling)
+    assert main(["pareto", str(run)]) == 2
+    error_line(capsys, str(run), "No space left on device")
+    assert files_of(run) == before
 
 
 def test_a_failed_append_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
@@ -162,7 +176,8 @@ def test_sizes_and_seeds_out_of_range_are_refused_at_parse_time(argv, message, t
     assert not list(tmp_path.iterdir())
 
 
-def test_more_workers_than_cores_are_refused(tmp_path, capsys, monkeypatch, no_loading):
+@pytest.mark.usefixtures("no_loading")
+def test_more_workers_than_cores_are_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(dla_nas.search.core, "cpu_cores", lambda: 2)
     space = write(tmp_path / "space.yaml", SPACE)
     out = tmp_path / "run"
@@ -223,9 +238,9 @@ def unwritable(tmp_path) -> Iterator[Path]:
 
 
 @pytest.mark.parametrize("command", ["train", "search", "pareto", "export", "confirm"])
+@pytest.mark.usefixtures("no_loading")
 def test_an_out_that_cannot_be_written_is_refused_before_any_work(command, unwritable,
-                                                                   tmp_path, capsys,
-                                                                   no_loading):
+                                                                   tmp_path, capsys):
     run = make_run(tmp_path / "run")
     before = files_of(run)
     space = write(tmp_path / "space.yaml", SPACE)
@@ -248,8 +263,9 @@ def test_an_out_that_cannot_be_written_is_refused_before_any_work(command, unwri
     ("sqlite:///{tmp}/notes.db", "is not an SQLite database"),
     ("sqlite:///{ro}/study.db", "cannot write in"),
 ])
+@pytest.mark.usefixtures("no_loading")
 def test_a_storage_that_cannot_be_opened_is_one_line_before_anything_is_written(
-        url, message, tmp_path, unwritable, capsys, no_loading):
+        url, message, tmp_path, unwritable, capsys):
     (tmp_path / "notes.db").write_text("not a database\n")
     space = write(tmp_path / "space.yaml", SPACE)
     out = tmp_path / "run"
@@ -409,9 +425,8 @@ def test_a_trickling_download_stops_at_its_deadline_and_leaves_nothing(trickling
     assert list(dest.parent.iterdir()) == []
 
 
-def test_the_data_write_buffer_is_what_the_file_gets(tmp_path):
-    # write_file takes a memoryview, as the checkpoint and plot writers give it
+def test_write_file_takes_a_buffer_and_leaves_only_the_file(tmp_path):
+    # the checkpoint writer hands it a memoryview of torch.save's buffer
     buffer = io.BytesIO(b"checkpoint bytes")
     dla_nas.files.write_file(tmp_path / "f", buffer.getbuffer())
-    assert (tmp_path / "f").read_bytes() == b"checkpoint bytes"
-    assert json.loads(json.dumps([p.name for p in tmp_path.iterdir()])) == ["f"]
+    assert files_of(tmp_path) == {"f": b"checkpoint bytes"}

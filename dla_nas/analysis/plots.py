@@ -32,7 +32,6 @@ are comparable.
 from __future__ import annotations
 
 import html
-import io
 import math
 import textwrap
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from typing import Any
 
 from ..dominance import LOG_METRICS, non_dominated_sort
 from ..errors import OptionError, RunError
-from ..files import write_file
+from ..files import staged_folder, write_file
 from ..results import RunStore, TrialRecord, load_run
 from .ablation import BY, GLYPHS, Colouring, genome_property, run_style, svg_point
 from .confirm import Confirmed, load_confirmed
@@ -137,12 +136,12 @@ def plot_pareto(runs: list[Path], x: str = "macs", y: str | None = None, *,
     colouring = Colouring.of(by, [r.genome for run in loaded for r in run.points],
                              COLOURS) if by else None
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_folder(out) as stage:  # the three files together, or none (a full disk)
+        _pareto_png(loaded, x, y, stage / "pareto.png", colouring)
+        _hypervolume_png(loaded, objectives, reference, stage / "hypervolume.png")
+        write_file(stage / "pareto.html", _pareto_html(loaded, x, y, colouring))
     files = {"pareto_png": out / "pareto.png", "hypervolume_png": out / "hypervolume.png",
              "pareto_html": out / "pareto.html"}
-    _pareto_png(loaded, x, y, files["pareto_png"], colouring)
-    _hypervolume_png(loaded, objectives, reference, files["hypervolume_png"])
-    write_file(files["pareto_html"], _pareto_html(loaded, x, y, colouring))
     return {"x": x, "y": y, "objectives": [list(o) for o in objectives],
             "reference": reference, "files": {k: str(v) for k, v in files.items()},
             "runs": [_summary(run, x, y) for run in loaded],
@@ -343,7 +342,7 @@ def _pareto_png(runs: list[RunPlot], x: str, y: str, path: Path,
     ax.grid(True, which="minor", alpha=0.12)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
-    _save_png(fig, path)
+    fig.savefig(path, dpi=150)
 
 
 def _confirmed_y(c: Confirmed, y: str) -> tuple[float, float, float]:
@@ -426,14 +425,7 @@ def _hypervolume_png(runs: list[RunPlot], objectives: list[tuple[str, str]],
     ax.grid(True, alpha=0.35)
     ax.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
-    _save_png(fig, path)
-
-
-def _save_png(fig, path: Path) -> None:
-    """Write ``fig`` as a PNG atomically: a full disk leaves no partial file."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=150)
-    write_file(path, buffer.getbuffer())
+    fig.savefig(path, dpi=150)
 
 
 # ---- pareto.html ----------------------------------------------------------------------------
