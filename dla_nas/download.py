@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import sys
+import time
 import urllib.request
 from email.message import Message
 from pathlib import Path
@@ -13,6 +14,14 @@ from typing import Callable
 
 from .errors import DlaNasError
 from .files import atomic_path
+
+# the longest a download may take in all: a server that trickles bytes is given up on
+DEADLINE_S = 600.0
+STALL_S = 60.0  # the longest wait for the next bytes
+
+
+class _TooSlow(OSError):
+    """A download past its deadline."""
 
 
 class _RecordRedirects(urllib.request.HTTPRedirectHandler):
@@ -34,25 +43,31 @@ def _open(url: str, timeout: float):
 
 def fetch(url: str, dest: Path, error: type[DlaNasError],
           expected: str | Callable[[list[Message]], str | None] | None = None,
-          algorithm: str = "sha256", hint: str = "") -> tuple[str, str | None]:
+          algorithm: str = "sha256", hint: str = "",
+          deadline: float = DEADLINE_S) -> tuple[str, str | None]:
     """Download ``url`` to ``dest``; return the file's hex digest and the digest it was checked
     against (None when there was none to check).
 
     ``expected`` is the digest or a prefix of it (torch hub names carry the first 8 hex digits
     of the sha256), or a function that reads it from the response headers, redirects first;
     a mismatch raises ``error``. ``dest`` appears only once the file is complete and checked;
-    a failure, an interrupt included, leaves nothing behind. ``hint`` ends the error line
-    (what to do instead)."""
+    a failure, an interrupt included, leaves nothing behind. A download that takes longer
+    than ``deadline`` seconds in all fails. ``hint`` ends the error line (what to do
+    instead)."""
     digest = hashlib.new(algorithm, usedforsecurity=False)
     tail = f"; {hint}" if hint else ""
+    end, shown = time.monotonic() + deadline, -1
     try:
         with atomic_path(dest) as part, part.open("wb") as out:
-            response, redirects = _open(url, timeout=60)
+            response, redirects = _open(url, timeout=min(STALL_S, deadline))
             with response:
                 if callable(expected):
                     expected = expected([*redirects, response.headers])
-                total, size, shown = int(response.headers.get("Content-Length") or 0), 0, -1
-                while chunk := response.read(1 << 20):
+                total, size = int(response.headers.get("Content-Length") or 0), 0
+                while chunk := response.read1(1 << 20):  # whatever has come, at once
+                    if time.monotonic() > end:
+                        raise _TooSlow(f"not complete after {deadline:g} s, {size:,} bytes "
+                                       "received")
                     out.write(chunk)
                     digest.update(chunk)
                     size += len(chunk)
@@ -70,6 +85,8 @@ def fetch(url: str, dest: Path, error: type[DlaNasError],
                 raise error(f"{url}: {algorithm} {found} does not match the expected "
                             f"{expected}; the file is corrupt or not the one asked for{tail}")
     except (OSError, http.client.HTTPException) as exc:  # URLError, socket errors, truncation
+        if shown != -1:
+            print(file=sys.stderr)  # the error starts a line of its own, after the progress
         raise error(f"download of {url} failed ({exc.__class__.__name__}: {exc}){tail}") \
             from None
     return found, expected

@@ -43,3 +43,8 @@ class OptionError(DlaNasError):
 class WeightsError(DlaNasError):
     """Pretrained weights that cannot be found, fetched, trusted or loaded; the message names
     the source or file and what to do."""
+
+
+class WriteError(DlaNasError):
+    """An output file that cannot be written (no space left, no permission, a read-only
+    disk); the message names the file, which keeps its previous content."""

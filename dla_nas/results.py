@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
+from .checks import Rule, number, optional
 from .errors import RunError
 from .files import atomic_path, read_yaml
 
@@ -228,24 +229,39 @@ def append_line(path: Path, data: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
-def read_jsonl(path: Path, valid: Callable[[dict], bool]) -> list[dict]:
+def read_jsonl(path: Path, valid: Callable[[dict], bool],
+               refuse: Callable[[dict], str | None] = lambda data: None) -> list[dict]:
     """The JSON objects of a JSON-lines file that pass ``valid``, in file order; a corrupt
-    line is skipped with a warning that names the file and line number. No file: empty."""
+    line is skipped with a warning that names the file and line number. A record for which
+    ``refuse`` says what is wrong (a value no measurement gives) raises ``RunError`` naming
+    the file and line: it would mislead whatever reads it. No file: empty."""
     out: list[dict] = []
     if not path.exists():
         return out
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, 1):
-            line = raw.decode("utf-8", errors="replace")
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                if not isinstance(data, dict) or not valid(data):
-                    raise ValueError("not a record of this file")
-                out.append(data)
-            except ValueError as exc:
-                warnings.warn(f"{path}:{number}: skipped a corrupt line ({exc})", stacklevel=3)
+    try:
+        with open(path, "rb") as fh:
+            lines = list(fh)
+    except OSError as exc:  # a folder, no permission
+        raise RunError(f"{path}: cannot be read ({exc.strerror}); it must be a JSON-lines "
+                       "file") from None
+    for line_number, raw in enumerate(lines, 1):
+        line = raw.decode("utf-8", errors="replace")
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            wrong = refuse(data) if isinstance(data, dict) else None
+            if wrong:
+                raise RunError(f"{path}:{line_number}: {wrong}; fix or remove that line")
+            if not isinstance(data, dict) or not valid(data):
+                raise ValueError("not a record of this file")
+        except RunError:
+            raise
+        except ValueError as exc:
+            warnings.warn(f"{path}:{line_number}: skipped a corrupt line ({exc})",
+                          stacklevel=3)
+            continue
+        out.append(data)
     return out
 
 
@@ -259,7 +275,7 @@ def load_run(path: str | Path, must_exist: bool = True) -> list[TrialRecord]:
         if must_exist:
             raise RunError(f"{path}: no trials.jsonl (not a dla-nas run, or no trial finished yet)")
         return []
-    return [TrialRecord.from_dict(d) for d in read_jsonl(trials, _is_trial)]
+    return [TrialRecord.from_dict(d) for d in read_jsonl(trials, _is_trial, _out_of_range)]
 
 
 _TRIAL_TYPES = typing.get_type_hints(TrialRecord)
@@ -270,6 +286,27 @@ def _is_trial(data: dict) -> bool:
     and hash at least) of the type that ``TrialRecord`` declares."""
     return (data.get("status") in STATUSES and "trial" in data and "hash" in data
             and all(_fits(v, _TRIAL_TYPES[k]) for k, v in data.items() if k in _TRIAL_TYPES))
+
+
+_FRACTION = optional(number(0, 1))
+_COUNT = optional(number(0))
+# the values a trained network can have (a NaN or a negative cost would top a Pareto front)
+_TRIAL_RANGES: dict[str, Rule] = {"val_acc": _FRACTION, "val_balanced_acc": _FRACTION,
+                                  "val_macro_f1": _FRACTION, "macs": _COUNT,
+                                  "params": _COUNT, "latency_ms": _COUNT}
+
+
+def _out_of_range(data: dict) -> str | None:
+    """What is wrong with a trial record's numbers (NaN and infinities included), or None;
+    values of another type are left to ``_is_trial``, which skips the line."""
+    for key, rule in _TRIAL_RANGES.items():
+        value = data.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        allowed = rule(value)
+        if allowed is not None:
+            return f"{key}: {data[key]!r} is not allowed ({allowed})"
+    return None
 
 
 def _fits(value: Any, hint: Any) -> bool:

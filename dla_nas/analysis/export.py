@@ -16,6 +16,7 @@ else 1 for an all-grayscale folder) that reproduces the recorded params.
 from __future__ import annotations
 
 import dataclasses
+import io
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from ..arch.builder import build_model
 from ..arch.cost import count_params, model_cost
 from ..arch.genome import Genome
 from ..errors import CheckpointError, DataError, DlaNasError, GenomeError, RunError, SpaceError
-from ..files import safe_name
+from ..files import atomic_path, safe_name, staged_folder, write_file
 from ..results import TRAINED, RunStore, TrialRecord, load_run
 from ..search.space import Proxy
 from ..weights import TransferReport
@@ -77,18 +78,18 @@ def export_run(run: Path, out: Path, *, pareto: bool = False, trial: int | None 
     confirmed = {(c.kind, c.hash): c for c in summarize(confirm_records)}
     trained = {r.trial: _confirmed_weights(run, confirmations, confirm_records, r)
                for r in chosen} if weights else {}
-    out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    for record in chosen:
-        config, model = _write_config(run, info, record, shape, out,
-                                      confirmed.get((record.kind, record.key)),
-                                      trained.get(record.trial), confirmations.weights_dir)
-        paths.append(config)
-        if weights:
-            paths.append(config.with_suffix(".safetensors"))
-        if onnx:
-            paths.append(_write_onnx(run, config, model))
-    return paths
+    with staged_folder(out) as stage:  # all the files of the export, or none
+        for record in chosen:
+            config, model = _write_config(run, info, record, shape, stage,
+                                          confirmed.get((record.kind, record.key)),
+                                          trained.get(record.trial), confirmations.weights_dir)
+            paths.append(config)
+            if weights:
+                paths.append(config.with_suffix(".safetensors"))
+            if onnx:
+                paths.append(_write_onnx(run, config, model))
+    return _moved(paths, out, weights)
 
 
 def selectors(*, pareto: bool, trial: int | None, best: str | None, knee: bool) -> list[str]:
@@ -130,21 +131,23 @@ def export_training(folder: Path, out: Path, *, onnx: bool = False,
     num_classes, input_shape = ckpt["num_classes"], tuple(metadata["input_shape"])
     recorded = ((metrics["params"], metrics["macs"]) if isinstance(metrics.get("params"), int)
                 and isinstance(metrics.get("macs"), int) else None)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = _weights_path(path, weights)
-    if tensors is not None:
-        write_state_dict(ckpt["state_dict"], tensors)
-        metadata["weights"] = {"file": tensors.name, "from": "train",
-                               "seed": metadata["recipe"].get("seed"),
-                               "val_acc": metrics.get("val_acc"),
-                               "test_acc": metrics.get("test_acc"),
-                               "normalisation": {"mean": ckpt["data"]["mean"],
-                                                 "std": ckpt["data"]["std"]}}
-    _write_yaml(path, dataclasses.replace(genome, name=path.stem), metadata)
-    model = _check_rebuild(path, tensors, str(checkpoint), recorded, num_classes,
-                           input_shape[0], input_shape)
-    paths = [path] + ([tensors] if tensors is not None else [])
-    return paths + ([_write_onnx(folder, path, model)] if onnx else [])
+    with staged_folder(out) as stage:  # all the files of the export, or none
+        path = stage / path.name
+        tensors = path.with_suffix(".safetensors") if weights else None
+        if tensors is not None:
+            write_state_dict(ckpt["state_dict"], tensors)
+            metadata["weights"] = {"file": tensors.name, "from": "train",
+                                   "seed": metadata["recipe"].get("seed"),
+                                   "val_acc": metrics.get("val_acc"),
+                                   "test_acc": metrics.get("test_acc"),
+                                   "normalisation": {"mean": ckpt["data"]["mean"],
+                                                     "std": ckpt["data"]["std"]}}
+        _write_yaml(path, dataclasses.replace(genome, name=path.stem), metadata)
+        model = _check_rebuild(path, tensors, str(checkpoint), recorded, num_classes,
+                               input_shape[0], input_shape)
+        paths = [path] + ([tensors] if tensors is not None else [])
+        paths += [_write_onnx(folder, path, model)] if onnx else []
+    return _moved(paths, out, weights)
 
 
 def _mapping(ckpt: dict[str, Any], key: str, checkpoint: Path) -> dict[str, Any]:
@@ -157,14 +160,15 @@ def _mapping(ckpt: dict[str, Any], key: str, checkpoint: Path) -> dict[str, Any]
     return value
 
 
-def _weights_path(config: Path, weights: bool) -> Path | None:
-    """Where a config's weights go when ``weights``; otherwise None, and an older export's
-    weights there are removed, so no file beside the config belongs to another network."""
-    tensors = config.with_suffix(".safetensors")
-    if weights:
-        return tensors
-    tensors.unlink(missing_ok=True)
-    return None
+def _moved(paths: list[Path], out: Path, weights: bool) -> list[Path]:
+    """``paths`` (written to a staging folder) as they are in ``out`` now. Without
+    ``weights``, an older export's weights beside each config are removed, so no file beside
+    a config belongs to another network."""
+    moved = [out / p.name for p in paths]
+    if not weights:
+        for config in moved:
+            config.with_suffix(".safetensors").unlink(missing_ok=True)
+    return moved
 
 
 def _training_metadata(checkpoint: Path, ckpt: dict[str, Any], genome: Genome,
@@ -364,9 +368,10 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
                                   "max": confirmed.test_balanced_acc[2]},
             "val_acc_mean": confirmed.val_acc,
         }
-    tensors = _weights_path(path, weights is not None)
+    tensors = path.with_suffix(".safetensors") if weights is not None else None
     if weights is not None:
-        shutil.copyfile(weights_dir / weights.weights, tensors)
+        with atomic_path(tensors) as part:
+            shutil.copyfile(weights_dir / weights.weights, part)
         metadata["weights"] = {"file": tensors.name, "from": "confirm", "seed": weights.seed,
                                "val_acc": weights.val_acc, "test_acc": weights.test_acc}
         if weights.normalisation is not None:  # older confirmations did not record it
@@ -384,8 +389,8 @@ def _whole(report: TransferReport) -> bool:
 
 
 def _write_yaml(path: Path, genome: Genome, metadata: dict[str, Any]) -> None:
-    path.write_text(yaml.safe_dump({"genome": genome.to_dict(), "metadata": metadata},
-                                   sort_keys=False, default_flow_style=None))
+    write_file(path, yaml.safe_dump({"genome": genome.to_dict(), "metadata": metadata},
+                                    sort_keys=False, default_flow_style=None))
 
 
 def _check_rebuild(config: Path, tensors: Path | None, origin: str,
@@ -442,11 +447,18 @@ def _write_onnx(run: Path, config: Path, model: nn.Module) -> Path:
     meta = exported_metadata(config)
     model.eval()
     path = config.with_suffix(".onnx")
-    with warnings.catch_warnings():  # the legacy exporter's deprecation and tracer notes
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, torch.zeros(1, *meta["input_shape"]), str(path),
-                          input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-                          dynamo=False)
-    onnx.checker.check_model(onnx.load(str(path)))
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():  # the legacy exporter's deprecation and tracer notes
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, torch.zeros(1, *meta["input_shape"]), buffer,
+                              input_names=["image"], output_names=["logits"],
+                              dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+                              dynamo=False)
+        onnx.checker.check_model(onnx.load_from_string(buffer.getvalue()))
+    except Exception as exc:  # the exporter's errors carry the whole graph: keep one line
+        first = next((line for line in str(exc).splitlines() if line.strip()), "")
+        raise RunError(f"{path.name}: cannot be exported to ONNX ({exc.__class__.__name__}: "
+                       f"{first[:200]})") from None
+    write_file(path, buffer.getbuffer())
     return path

@@ -40,6 +40,7 @@ from typing import Any
 
 from ..dominance import LOG_METRICS, non_dominated_sort
 from ..errors import OptionError, RunError
+from ..files import staged_folder, write_file
 from ..results import RunStore, TrialRecord, load_run
 from .ablation import BY, GLYPHS, Colouring, genome_property, run_style, svg_point
 from .confirm import Confirmed, load_confirmed
@@ -135,12 +136,12 @@ def plot_pareto(runs: list[Path], x: str = "macs", y: str | None = None, *,
     colouring = Colouring.of(by, [r.genome for run in loaded for r in run.points],
                              COLOURS) if by else None
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_folder(out) as stage:  # the three files together, or none (a full disk)
+        _pareto_png(loaded, x, y, stage / "pareto.png", colouring)
+        _hypervolume_png(loaded, objectives, reference, stage / "hypervolume.png")
+        write_file(stage / "pareto.html", _pareto_html(loaded, x, y, colouring))
     files = {"pareto_png": out / "pareto.png", "hypervolume_png": out / "hypervolume.png",
              "pareto_html": out / "pareto.html"}
-    _pareto_png(loaded, x, y, files["pareto_png"], colouring)
-    _hypervolume_png(loaded, objectives, reference, files["hypervolume_png"])
-    files["pareto_html"].write_text(_pareto_html(loaded, x, y, colouring))
     return {"x": x, "y": y, "objectives": [list(o) for o in objectives],
             "reference": reference, "files": {k: str(v) for k, v in files.items()},
             "runs": [_summary(run, x, y) for run in loaded],

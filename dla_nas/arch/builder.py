@@ -97,7 +97,7 @@ class DLA(nn.Module):
             if pool_first:
                 x = _pool(x)
             size = (math.ceil(x.shape[-2] / stride), math.ceil(x.shape[-1] / stride))
-            extra = [F.adaptive_max_pool2d(feats[j], size) for j in self.ida_sources[i]]
+            extra = [_adaptive_max_pool(feats[j], size) for j in self.ida_sources[i]]
             x = getattr(self, name)(x, extra)
             if pool_last:
                 x = _pool(x)
@@ -109,6 +109,26 @@ class DLA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x)[-1])
+
+
+def _adaptive_max_pool(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``F.adaptive_max_pool2d``; while exporting to ONNX, which takes it only when each
+    output side divides the input's, the same windows as slices (``window_max_pool``)."""
+    if torch.onnx.is_in_onnx_export() and any(n % m for n, m in zip(x.shape[-2:], size)):
+        return window_max_pool(x, size)
+    return F.adaptive_max_pool2d(x, size)
+
+
+def window_max_pool(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Adaptive max-pooling written out: output cell i of a side of n takes the max over
+    inputs floor(i*n/m) to ceil((i+1)*n/m) - 1, as ``adaptive_max_pool2d`` does; a window is
+    a rectangle, so the rows are pooled first, then the columns."""
+    for axis, m in ((-2, size[0]), (-1, size[1])):
+        n = int(x.shape[axis])
+        cells = [x.narrow(axis, i * n // m, -(-(i + 1) * n // m) - i * n // m)
+                 .amax(dim=axis, keepdim=True) for i in range(m)]
+        x = torch.cat(cells, dim=axis)
+    return x
 
 
 def _pool(x: torch.Tensor) -> torch.Tensor:

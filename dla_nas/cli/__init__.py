@@ -8,6 +8,7 @@ import sys
 from typing import Callable, Sequence
 
 from ..errors import DlaNasError
+from ..files import WRITE_ERRNOS, write_error
 from .parser import build_parser
 
 __all__ = ["build_parser", "main"]
@@ -20,5 +21,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except DlaNasError as exc:
         print(f"dla-nas {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk or a denied write that no atomic write named
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        print(f"dla-nas {args.command}: error: {write_error(exc.filename or '?', exc)}",
+              file=sys.stderr)
         return 2
 

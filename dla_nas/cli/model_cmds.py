@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CheckpointError, DataError, GenomeError, OptionError
-from ..files import check_out_folder, safe_name
+from ..files import check_out_folder, safe_name, write_file
 from .render import epoch_progress, stderr_console
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         **result.to_dict(), **test.to_dict("test_"), **extra,
     }
     save_checkpoint(out / "checkpoint.pt", model, cfg, data, {"metrics": metrics, **extra})
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_file(out / "metrics.json", json.dumps(metrics, indent=2))
     if args.json:
         print(json.dumps(metrics))
     else:

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import Callable, NoReturn
 
 from .. import __version__
 from ..analysis.ablation import BY
+from ..arch.genome import MAX_INPUT
 from ..train.trainer import FINE_TUNING, TrainConfig
 from .model_cmds import cmd_eval, cmd_show, cmd_train
 from .run_cmds import cmd_export, cmd_pareto, cmd_status
 from .search_cmds import cmd_confirm, cmd_search
 
 TRAIN_DEFAULTS = TrainConfig(min_steps=1000)  # the recipe of `train` and `confirm`
+MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds below 2**32
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line, ``PROG: error: MESSAGE``, and exit
+    status 2, like every other bad input; ``--help`` still prints the usage. Subparsers
+    inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        message = re.sub(r"^argument (\S+?): ", r"\1: ", message)  # "--trials: ..."
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def parse_input_shape(text: str) -> tuple[int, int, int]:
@@ -27,28 +40,46 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
     return shape
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed (an integer >= 1)")
-    return value
+def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A flag type: an integer from ``low`` to ``high`` (no upper bound when None)."""
+    allowed = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed ({allowed})")
+        return value
+    parse.__name__ = "integer"  # argparse names the type in its own messages
+    return parse
+
+
+positive_int = int_range(1)
+# an image side: the largest input a network is counted or built for (genome.MAX_INPUT)
+resolution_px = int_range(1, MAX_INPUT)
+seed_int = int_range(0, MAX_SEED)
 
 
 def comma_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def int_list(text: str) -> list[int]:
+def int_list(text: str, high: int | None = None) -> list[int]:
+    """``0,1,2`` -> [0, 1, 2]: integers >= 0 (and at most ``high``), repeats dropped."""
     try:
         values = [int(t) for t in comma_list(text)]
     except ValueError:
         values = []
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed (integers >= 0 such as 0,1,2)")
+    if not values or min(values) < 0 or (high is not None and max(values) > high):
+        bound = f"integers from 0 to {high}" if high is not None else "integers >= 0"
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed ({bound} such as 0,1,2)")
     return list(dict.fromkeys(values))
+
+
+def seed_list(text: str) -> list[int]:
+    return int_list(text, MAX_SEED)
 
 
 def gpu_list(text: str) -> list[int]:
@@ -66,10 +97,10 @@ def add_data_args(p: argparse.ArgumentParser, resolution_help: str) -> None:
                    help="where CIFAR archives or folders are (default ~/.cache/dla-nas/data)")
     p.add_argument("--download", action="store_true",
                    help="download the CIFAR archive when it is not in --data-dir")
-    p.add_argument("--resolution", type=positive_int, default=None, help=resolution_help)
+    p.add_argument("--resolution", type=resolution_px, default=None, help=resolution_help)
     p.add_argument("--train-fraction", type=float, default=1.0,
                    help="stratified fraction of the train split to use (default 1.0)")
-    p.add_argument("--split-seed", type=int, default=0,
+    p.add_argument("--split-seed", type=seed_int, default=0,
                    help="seed of the train/val/test split (default 0; fixed across runs)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
 
@@ -96,7 +127,7 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="dla-nas",
         description="Neural architecture search over Deep Layer Aggregation (DLA) networks: "
                     "describe networks as genomes, count their cost, train them, and search "
@@ -153,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "re-estimation before evaluation")
     tr.add_argument("--schedule", choices=["onecycle", "cosine"], default="onecycle",
                     help="onecycle: 1 warm-up epoch then cosine (default); cosine: no warm-up")
-    tr.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    tr.add_argument("--seed", type=seed_int, default=0, help="training seed (default 0)")
     tr.add_argument("--compile", action="store_true", help="use torch.compile (off by default)")
     tr.add_argument("--out", default=None,
                     help="output folder (default results/train-<name>-<time>)")
@@ -188,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--sampler", choices=["nsga2", "tpe", "random"], default=None,
                     help="default tpe with the optuna backend; with ray, nsga2 for several "
                          "objectives and tpe for one (a resumed run keeps its own)")
-    se.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    se.add_argument("--seed", type=seed_int, default=0, help="sampler seed (default 0)")
     se.add_argument("--backend", choices=["optuna", "ray"], default="optuna",
                     help="optuna: worker processes on this machine (default); ray: Ray Tune, "
                          "on a local Ray or a cluster (--address)")
@@ -222,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--dataset", default=None, metavar="NAME",
                     help="search on this data instead of the space's task.dataset: digits, "
                          "cifar10, cifar100 or folder:PATH (PATH/<class>/*.png|jpg)")
-    se.add_argument("--resolution", type=positive_int, default=None, metavar="PX",
+    se.add_argument("--resolution", type=resolution_px, default=None, metavar="PX",
                     help="image size instead of the space's task.resolution")
     se.add_argument("--address", default=None, metavar="auto|ray://HOST:PORT",
                     help="ray: join this cluster (default: start a local Ray, loopback only, "
@@ -257,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--baselines", type=comma_list, default=[], metavar="NAMES",
                     help="hand designs trained alongside: 'line' (plain_cnn at three widths, "
                          "resnet8/14/20, dla34_cifar_x0.25, dla46_c_cifar) or names")
-    co.add_argument("--seeds", type=int_list, default=[0, 1, 2], metavar="S,...",
+    co.add_argument("--seeds", type=seed_list, default=[0, 1, 2], metavar="S,...",
                     help="training seeds (default 0,1,2)")
     add_recipe_args(co)
     co.add_argument("--data-dir", default=None, help="where CIFAR archives or folders are")

@@ -57,7 +57,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
     from ..analysis.plots import plot_pareto
 
-    out = check_out_folder(args.out) if args.out else Path(args.runs[0])
+    out = check_out_folder(args.out) if args.out else check_out_folder(args.runs[0], "RUN")
     summary = plot_pareto([Path(r) for r in args.runs], x=args.x, y=args.y, out=out,
                           by=args.by)
     console = Console(width=max(Console().width, 100))

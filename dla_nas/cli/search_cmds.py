@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..analysis.pareto import run_objectives
 from ..errors import OptionError, RunError
-from ..files import check_out_folder
+from ..files import check_out_file, check_out_folder
 from ..results import RunStore
 from ..train.trainer import TrainConfig, frozen_epochs
 from .render import print_confirmed, print_summary, search_progress, stderr_console
@@ -27,7 +27,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         early_stopping=args.early_stopping, warm_start=args.warm_start)
     _check_backend_flags(args)
     if not opts.out:
-        opts.out = str(Path("results") / load_space(opts).name)
+        opts.out = str(check_out_folder(Path("results") / load_space(opts).name, "run folder"))
     console = stderr_console(False)
     try:
         finished, worker_errors = _run_backend(args, opts, console)
@@ -83,6 +83,9 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     from ..train.trainer import resolve_device
     from ..weights import Pretrained
 
+    # checked before any training: a unit trained and then not saved is lost
+    out = check_out_file(args.out or Path(args.run) / CONFIRM_FILE,
+                         "--out" if args.out else "RUN")
     info = RunStore(args.run).info()
     baselines = [n for name in args.baselines for n in (LINE if name == "line" else [name])]
     candidates = run_candidates(args.run, pareto=args.pareto, top=args.top, trials=args.trial,
@@ -98,7 +101,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
                       freeze_epochs=frozen_epochs(proxy.freeze_epochs, args.epochs),
                       freeze_bn=proxy.freeze_bn)
     pretrained = Pretrained(proxy.pretrained) if proxy.pretrained is not None else None
-    store = ConfirmStore(args.out or Path(args.run) / CONFIRM_FILE)
+    store = ConfirmStore(out)
     augment = Augment.for_dataset(args.augment, space.task.dataset) if args.augment else None
     data_dir = args.data_dir or (info.get("options") or {}).get("data_dir")
     device = resolve_device(cfg.device)

@@ -4,7 +4,9 @@ the warm start, and failed records. A backend only decides how trials are schedu
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -17,6 +19,7 @@ import optuna
 from ..arch import zoo
 from ..arch.baselines import baseline_genome
 from ..errors import DataError, GenomeError, OptionError, RunError
+from ..files import check_out_file
 from ..results import RunStore, TrialRecord
 from ..weights import parse_source, weights_file
 from .evaluator import ProxyEvaluator, load_task_data
@@ -62,6 +65,9 @@ class SearchOptions:
             raise OptionError(f"--trials: {self.trials} is not allowed (>= 1)")
         if self.workers < 1:
             raise OptionError(f"--workers: {self.workers} is not allowed (>= 1)")
+        if self.workers > cpu_cores():  # more only share the cores and multiply the memory
+            raise OptionError(f"--workers: {self.workers} is not allowed (at most "
+                              f"{cpu_cores()}, the CPU cores this process may use)")
         if self.sampler is not None and self.sampler not in SAMPLERS:
             raise OptionError(f"--sampler: {self.sampler!r} is not allowed "
                               f"(one of {', '.join(SAMPLERS)})")
@@ -92,17 +98,51 @@ class SearchOptions:
 
 
 def check_storage(url: str) -> None:
-    """An Optuna RDB URL that can work: a known scheme and, for SQLite, a folder that exists."""
+    """An Optuna RDB URL that can work, checked before anything is written: a known scheme;
+    for SQLite, a folder that exists and can be written, and an existing file that is an
+    SQLite database; for a server, its driver installed and the server reached."""
     parsed = urlparse(url)
     scheme = parsed.scheme.split("+")[0]
     if scheme not in STORAGE_SCHEMES or not (parsed.netloc or parsed.path):
         raise OptionError(f"--storage: {url!r} is not allowed (an RDB URL such as "
                           "sqlite:///study.db or postgresql://user@host/db)")
     if scheme == "sqlite":
-        path = url.split(":///", 1)[1] if ":///" in url else ""
-        folder = os.path.dirname(os.path.abspath(path)) if path else ""
-        if not path or not os.path.isdir(folder):
-            raise OptionError(f"--storage: {url!r}: the folder {folder or '?'} does not exist")
+        _check_sqlite(url)
+        return
+    import sqlalchemy
+
+    shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    try:
+        engine = sqlalchemy.create_engine(url)  # imports the driver
+    except ImportError as exc:
+        raise OptionError(f"--storage {shown}: its database driver is not installed ({exc}); "
+                          "install it (e.g. pip install psycopg2-binary for postgresql://, "
+                          "pymysql for mysql+pymysql://)") from None
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise OptionError(f"--storage {shown}: cannot connect ({first[:200]})") from None
+    finally:
+        engine.dispose()
+
+
+def _check_sqlite(url: str) -> None:
+    """An SQLite URL's folder exists and takes a new file, and its file, if there is one, is
+    a database (opened read-only: nothing is written)."""
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    folder = os.path.dirname(os.path.abspath(path)) if path else ""
+    if not path or not os.path.isdir(folder):
+        raise OptionError(f"--storage: {url!r}: the folder {folder or '?'} does not exist")
+    check_out_file(path, "--storage")
+    if os.path.exists(path):
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                db.execute("PRAGMA schema_version")
+        except sqlite3.Error as exc:
+            raise OptionError(f"--storage {url}: {path} is not an SQLite database "
+                              f"({exc})") from None
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:

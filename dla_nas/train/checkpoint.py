@@ -4,6 +4,7 @@ field by field."""
 
 from __future__ import annotations
 
+import io
 import math
 import pickle
 from dataclasses import asdict
@@ -15,15 +16,18 @@ from torch import nn
 
 from ..data import Dataset
 from ..errors import CheckpointError
-from ..weights.loading import load_tensors_only, refused_global
+from ..files import write_file
+from ..weights.loading import first_non_finite, load_tensors_only, refused_global
 from .trainer import TrainConfig
 
 
 def save_checkpoint(path, model: nn.Module, cfg: TrainConfig, data: Dataset, extra: dict) -> None:
     """Save weights plus everything needed to rebuild and evaluate the model: the genome, the
     training config and the data description. Only tensors and plain types, so that
-    ``torch.load(weights_only=True)`` reads it."""
+    ``torch.load(weights_only=True)`` reads it. Written atomically: a full disk leaves the
+    previous file at ``path`` as it was."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    buffer = io.BytesIO()  # torch.save reports a failed write vaguely; Python's write names it
     torch.save({
         "format": "dla-nas-checkpoint/1",
         "state_dict": state,
@@ -34,7 +38,8 @@ def save_checkpoint(path, model: nn.Module, cfg: TrainConfig, data: Dataset, ext
                  "num_classes": data.num_classes, "mean": list(data.mean),
                  "std": list(data.std), "class_names": list(data.class_names)},
         **extra,
-    }, path)
+    }, buffer)
+    write_file(Path(path), buffer.getbuffer())
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -93,6 +98,10 @@ def _check_checkpoint(path: str | Path, ckpt: dict) -> None:
                               f"has no genome; retrain it with `dla-nas train {ckpt['baseline']}`")
     if not isinstance(ckpt.get("genome"), dict):
         raise CheckpointError(f"{path}: genome: missing (a genome mapping)")
+    bad = first_non_finite(ckpt["state_dict"])
+    if bad is not None:
+        raise CheckpointError(f"{path}: state_dict.{bad}: holds NaN or infinite values (its "
+                              "training diverged, or the file is damaged); retrain it")
     data = ckpt["data"]
     for key in ("mean", "std"):
         values = data[key]

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import WeightsError
-from ..files import atomic_path
+from ..files import write_file
 
 _WRAPPERS = ("state_dict", "model")
 
@@ -55,7 +55,18 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not state:
         raise WeightsError(f"{path}: holds no tensors (a state dict of name -> tensor, or a "
                            "dict with one under 'state_dict' or 'model')")
+    bad = first_non_finite(state)
+    if bad is not None:
+        raise WeightsError(f"{path}: tensor {bad} holds NaN or infinite values; weights must "
+                           "be finite (the file is damaged, or its training diverged)")
     return state
+
+
+def first_non_finite(state: Mapping[str, object]) -> str | None:
+    """The name of the first floating-point tensor of ``state`` with a NaN or an infinite
+    value, or None: such weights load "whole" yet make every output NaN."""
+    return next((name for name, v in state.items() if isinstance(v, torch.Tensor)
+                 and v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
 
 
 def load_tensors_only(path: str | Path) -> object:
@@ -87,7 +98,6 @@ def _unwrap(raw: object) -> dict[str, torch.Tensor]:
 
 def write_state_dict(state: Mapping[str, torch.Tensor], path: Path) -> None:
     """Write a state dict as safetensors, atomically (``read_state_dict`` reads it back)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    with atomic_path(path) as part:
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(part))
+    write_file(path, save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
