@@ -94,6 +94,11 @@ def _check_checkpoint(path: str | Path, ckpt: dict) -> None:
     if not isinstance(ckpt.get("genome"), dict):
         raise CheckpointError(f"{path}: genome: missing (a genome mapping)")
     data = ckpt["data"]
+    names = data.get("class_names")  # absent from the earliest checkpoints
+    if names is not None and not (isinstance(names, list) and len(names) == data["num_classes"]
+                                  and all(isinstance(n, str) for n in names)):
+        raise CheckpointError(f"{path}: data.class_names: {names!r:.60} is not allowed (a list "
+                              f"of {data['num_classes']} class names)")
     for key in ("mean", "std"):
         values = data[key]
         ok = len(values) == data["in_chans"] and all(
