@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import test_bad_input
 from conftest import write_folder
-from test_bad_input import TINY, changed, checkpoint, error_line  # noqa: F401 (a fixture)
+from test_bad_input import TINY, changed, error_line
 from test_confirm import RECIPE, SPACE
 
 from dla_nas.analysis.claims import process_start, this_process
@@ -36,6 +37,7 @@ CLASSES = {"a": 12, "b": 12, "c": 12}
 BASELINE = "plain_cnn_4_8"
 CFG = TrainConfig(epochs=1, min_steps=4, batch_size=16, device="cpu")
 SEEDS = [0, 1]
+checkpoint = test_bad_input.checkpoint  # the fixture: a tiny digits checkpoint
 
 
 @pytest.fixture

@@ -32,10 +32,10 @@ from ..errors import DataError, RunError
 from ..files import safe_name
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
 from ..search.space import with_recipe
-from .claims import Claims, is_local, is_mine, this_process
 from ..train.trainer import TrainConfig, evaluate, resolve_device, train
 from ..weights import Pretrained
 from ..weights.loading import write_state_dict
+from .claims import Claims, is_local, is_mine, this_process
 from .pareto import front, hypervolume, run_objectives
 
 CONFIRM_FILE = "confirm.jsonl"
@@ -307,7 +307,7 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
             data_at: Callable[[int], Dataset] | None = None,
             pretrained: Pretrained | None = None,
             on_wait: Callable[[list[dict]], None] | None = None,
-            poll: float = 5.0) -> list[ConfirmRecord]:
+            poll: float = 2.0) -> list[ConfirmRecord]:
     """Train every candidate with every seed that ``store`` does not hold yet, evaluate it
     once on the test split, and append the record. Returns all records of the store.
     ``data_at(resolution)``: the same data at another resolution, for a candidate whose
