@@ -4,13 +4,16 @@ seeds at full fidelity, and evaluate each once on the test split, which the sear
 Every finished (candidate, seed) is one line of ``confirm.jsonl`` in the run folder, appended
 and flushed at once, so a killed confirmation loses at most the unit in training, and the same
 command continues it without retraining anything that finished. A rerun with another recipe
-is refused: its figures would not be comparable.
+is refused: its figures would not be comparable. Several confirmations may share the file: each
+claims a unit before training it (``confirm.jsonl.claims``, under the file's lock), so no unit
+trains twice, and a unit whose process died is taken up again.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -25,13 +28,14 @@ from ..arch.cost import model_cost
 from ..arch.genome import Genome
 from ..data import Dataset, make_loader
 from ..dominance import non_dominated_sort
-from ..errors import RunError
+from ..errors import DataError, RunError
 from ..files import safe_name
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
 from ..search.space import with_recipe
 from ..train.trainer import TrainConfig, evaluate, resolve_device, train
 from ..weights import Pretrained
 from ..weights.loading import write_state_dict
+from .claims import Claims, is_local, is_mine, this_process
 from .pareto import front, hypervolume, run_objectives
 
 CONFIRM_FILE = "confirm.jsonl"
@@ -217,19 +221,74 @@ class ConfirmStore:
                  and (self.weights_dir / r.weights).is_file()]
         return max(found, key=lambda r: (r.val_acc, -r.seed), default=None)
 
+    def _lock(self):
+        """The lock that every process sharing this file takes to append or claim."""
+        return file_lock(self.path.with_name(self.path.name + ".lock"))
+
+    @property
+    def claims(self) -> Claims:
+        return Claims(self.path.with_name(self.path.name + ".claims"))
+
     def append(self, record: ConfirmRecord) -> None:
         """Append one record (several confirmations may share the file)."""
-        with file_lock(self.path.with_name(self.path.name + ".lock")):
+        with self._lock():
             append_line(self.path, dataclasses.asdict(record))
 
     def check_recipe(self, recipe: dict) -> None:
         """Refuse to mix recipes in one file."""
-        for r in self.records():
-            if r.recipe != recipe:
-                diff = {k: (r.recipe.get(k), v) for k, v in recipe.items() if r.recipe.get(k) != v}
-                changes = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items())
-                raise RunError(f"{self.path}: made with another recipe ({changes}); use the "
-                               "same options, or --out for a new confirmation file")
+        _check_recipe(self.path, self.records(), recipe)
+
+    def take(self, todo: list[tuple[Candidate, int]],
+             recipe: dict) -> tuple[tuple[Candidate, int] | None, list[dict]]:
+        """In one step across processes: the first unit of ``todo`` that this file does not
+        hold and no live process trains, claimed for this process (None when there is none),
+        and the claims of the other processes on the units of ``todo`` not finished yet."""
+        with self._lock():
+            records = self.records()
+            _check_recipe(self.path, records, recipe)  # a process may have appended since
+            done = {r.key for r in records}
+            claims = self.claims.live()
+            _check_claims_recipe(self.path, claims, recipe)
+            held = []
+            for cand, seed in todo:
+                key = _claim_key(cand.unit, seed)
+                if (cand.unit, seed) in done:
+                    continue
+                if key in claims and not is_mine(claims[key]):
+                    held.append(claims[key])
+                    continue
+                claims[key] = {**this_process(), "recipe": recipe}
+                self.claims.write(claims)
+                return (cand, seed), held
+            return None, held
+
+    def release(self, unit: tuple[str, str], seed: int) -> None:
+        """Drop this process's claim on a unit (finished, or given up)."""
+        with self._lock():
+            self.claims.release(_claim_key(unit, seed))
+
+
+def _claim_key(unit: tuple[str, str], seed: int) -> str:
+    return json.dumps([*unit, seed])
+
+
+def _check_recipe(path: Path, records: list[ConfirmRecord], recipe: dict) -> None:
+    for r in records:
+        if r.recipe != recipe:
+            diff = {k: (r.recipe.get(k), v) for k, v in recipe.items() if r.recipe.get(k) != v}
+            changes = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items())
+            raise RunError(f"{path}: made with another recipe ({changes}); use the "
+                           "same options, or --out for a new confirmation file")
+
+
+def _check_claims_recipe(path: Path, claims: dict[str, dict], recipe: dict) -> None:
+    """A process training into the same file with another recipe is refused too, before its
+    first record is there to compare with."""
+    for claim in claims.values():
+        if not is_mine(claim) and claim.get("recipe") != recipe:
+            raise RunError(f"{path}: process {claim.get('pid')} on {claim.get('host')} is "
+                           "confirming into it with another recipe; use the same options, or "
+                           "--out for a new confirmation file")
 
 
 def _is_confirm(data: dict) -> bool:
@@ -246,19 +305,28 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
             store: ConfirmStore,
             on_done: Callable[[ConfirmRecord, int, int], None] | None = None,
             data_at: Callable[[int], Dataset] | None = None,
-            pretrained: Pretrained | None = None) -> list[ConfirmRecord]:
+            pretrained: Pretrained | None = None,
+            on_wait: Callable[[list[dict]], None] | None = None,
+            poll: float = 2.0) -> list[ConfirmRecord]:
     """Train every candidate with every seed that ``store`` does not hold yet, evaluate it
     once on the test split, and append the record. Returns all records of the store.
     ``data_at(resolution)``: the same data at another resolution, for a candidate whose
     resolution was searched. ``pretrained``: the weights the search's trials started from;
-    each candidate inherits the tensors that match, as its trial did."""
+    each candidate inherits the tensors that match, as its trial did.
+
+    A unit that another live process has claimed is left to it; when only such units are
+    left, this one waits for them (polling every ``poll`` s; ``on_wait`` is told the claims
+    when their number changes), taking up any whose process dies. Units claimed on another
+    machine are not waited for."""
     check_candidates(candidates, data.resolution)
     recipe = recipe_of(cfg, data, pretrained)
     store.check_recipe(recipe)
+    todo = [(c, s) for c in candidates for s in seeds]
     done = {r.key for r in store.records()}
-    todo = [(c, s) for c in candidates for s in seeds if (c.unit, s) not in done]
+    total = sum((c.unit, s) not in done for c, s in todo)
     device = resolve_device(cfg.device)
-    for i, (cand, seed) in enumerate(todo):
+
+    def train_unit(cand: Candidate, seed: int) -> ConfirmRecord:
         resolution = cand.searched.get("resolution", data.resolution)
         if resolution == data.resolution:
             cand_data = data
@@ -276,7 +344,7 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
                                            train=False, seed=seed,
                                            channels_last=device.type == "cuda"),
                         data.num_classes, autocast=device.type == "cuda")
-        record = ConfirmRecord(
+        return ConfirmRecord(
             label=cand.label, kind=cand.kind, hash=cand.hash, seed=seed, trial=cand.trial,
             macs=int(cost.macs), params=int(cost.params), val_acc=result.val_acc,
             test_acc=test.acc, test_balanced_acc=test.balanced_acc, test_macro_f1=test.macro_f1,
@@ -288,9 +356,27 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
             pretrained=report.to_record(detail=False) if report is not None else None,
             weights=store.save_weights(model, cand, seed),
             normalisation={"mean": list(cand_data.mean), "std": list(cand_data.std)})
-        store.append(record)
+
+    trained, waiting_for = 0, -1
+    while True:
+        unit, held = store.take(todo, recipe)
+        if unit is None:
+            if on_wait is not None and held and len(held) != waiting_for:
+                on_wait(held)
+            waiting_for = len(held)
+            if not any(is_local(c) for c in held):
+                break
+            time.sleep(poll)
+            continue
+        cand, seed = unit
+        try:
+            record = train_unit(cand, seed)
+            store.append(record)
+        finally:  # finished, failed or interrupted: the unit is no longer in training here
+            store.release(cand.unit, seed)
+        trained += 1
         if on_done is not None:
-            on_done(record, i + 1, len(todo))
+            on_done(record, trained, total)
     return store.records()
 
 
@@ -316,10 +402,14 @@ class Confirmed:
 
 
 def summarize(records: list[ConfirmRecord]) -> list[Confirmed]:
-    """Per candidate (in order of cost): mean, min and max over seeds."""
-    groups: dict[str, list[ConfirmRecord]] = {}
+    """Per candidate (in order of cost): mean, min and max over seeds. A (candidate, seed)
+    recorded twice (by two confirmations of an older dla-nas) counts once: its first record."""
+    groups: dict[tuple[str, str], list[ConfirmRecord]] = {}
+    seen: set = set()
     for r in records:
-        groups.setdefault(unit_of(r.kind, r.label, r.hash), []).append(r)
+        if r.key not in seen:
+            seen.add(r.key)
+            groups.setdefault(r.key[0], []).append(r)
     out = []
     for rs in groups.values():
         first = rs[0]
@@ -351,6 +441,23 @@ def run_candidates(run: str | Path, *, pareto: bool, top: int | None, trials: li
         raise RunError(f"{run}: no trained, feasible search trial to confirm")
     return chosen + [baseline_candidate(n) for n in baselines]
 
+
+
+def check_run_data(run: str | Path, data: Dataset) -> None:
+    """Refuse data that differ from those the run searched on (run.yaml's ``data``: class
+    names, channels), before anything trains: a class added, removed or renamed would be
+    trained and tested on without a word."""
+    expected = RunStore(run).info().get("data")
+    if not isinstance(expected, dict):
+        return  # a run of an older dla-nas: load_task_data checked task.classes
+    diffs = data.differences(expected)
+    if diffs:
+        names = expected.get("class_names")
+        names = ", ".join(map(str, names)) if isinstance(names, list) \
+            else f"{expected.get('num_classes')} classes"
+        raise DataError(f"{data.name}: not the data that {RunStore(run).run_yaml} was searched "
+                        f"on ({'; '.join(diffs)}); confirm on the same data ({names}, "
+                        f"{expected.get('in_chans')} channel(s))")
 
 
 # ---- the front against the hand-designed line -------------------------------------------------

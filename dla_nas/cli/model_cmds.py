@@ -201,11 +201,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     meta = ckpt["data"]
     data = load_dataset(_data_config(args, args.resolution or meta["resolution"]))
-    if (data.num_classes, data.in_chans) != (meta["num_classes"], meta["in_chans"]):
-        raise DataError(
-            f"dataset: {args.dataset} has {data.num_classes} classes and {data.in_chans} channels; "
-            f"{args.checkpoint} was trained for {meta['num_classes']} classes and "
-            f"{meta['in_chans']} channels")
+    diffs = data.differences(meta)  # class names when the checkpoint has them, else the count
+    if diffs:
+        raise DataError(f"--dataset {args.dataset}: not the data that {args.checkpoint} was "
+                        f"trained on ({'; '.join(diffs)}); evaluate it on data with its "
+                        f"{meta['num_classes']} classes and {meta['in_chans']} channel(s)")
     device = resolve_device(args.device)
     model = _checkpoint_model(ckpt, args.checkpoint).to(device)
     # normalise with the statistics the model was trained with

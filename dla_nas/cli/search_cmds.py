@@ -69,6 +69,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         CONFIRM_FILE,
         ConfirmStore,
         check_candidates,
+        check_run_data,
         confirm,
         recipe_of,
         run_candidates,
@@ -112,6 +113,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
                               resolution=resolution).to(device)
 
     data = data_at(None)
+    check_run_data(args.run, data)
     check_candidates(candidates, data.resolution)
     store.check_recipe(recipe_of(cfg, data, pretrained))
     log = stderr_console(False)
@@ -127,8 +129,14 @@ def cmd_confirm(args: argparse.Namespace) -> int:
                   f"{r.test_balanced_acc:.4f}), val acc {r.val_acc:.4f}, "
                   f"{r.train_seconds:.0f} s")
 
+    def on_wait(claims: list[dict]) -> None:
+        who = ", ".join(sorted({f"pid {c.get('pid')} on {c.get('host')}" for c in claims}))
+        log.print(f"{len(claims)} unit(s) are in training by another confirm ({who}); "
+                  "waiting for those of this machine, leaving the others to theirs")
+
     try:
-        records = confirm(candidates, seeds, data, cfg, store, on_done, data_at, pretrained)
+        records = confirm(candidates, seeds, data, cfg, store, on_done, data_at, pretrained,
+                          on_wait)
     except KeyboardInterrupt:
         log.print(f"[yellow]interrupted[/]: finished units are saved in {store.path}; run the "
                   "same command to continue")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -79,6 +80,30 @@ class Dataset:
         return dataclasses.replace(
             self, **{s: to_device(getattr(self, s), device) for s in ("train", "val", "test")}
         )
+
+    def differences(self, expected: Mapping[str, Any]) -> list[str]:
+        """How this data differs from ``expected``, a description of the data a network was
+        made for (run.yaml's ``data``, a checkpoint's): ``in_chans``, ``num_classes`` and,
+        when known, ``class_names``, compared by name since labels are their indices. Empty
+        when they match."""
+        out = []
+        if self.in_chans != expected.get("in_chans"):
+            out.append(f"{self.in_chans} channel(s) instead of {expected.get('in_chans')}")
+        names = expected.get("class_names")
+        if not isinstance(names, list):  # described before class names were kept
+            if self.num_classes != expected.get("num_classes"):
+                out.append(f"{self.num_classes} classes instead of "
+                           f"{expected.get('num_classes')}")
+            return out
+        new = [n for n in self.class_names if n not in names]
+        gone = [n for n in names if n not in self.class_names]
+        if new:
+            out.append(f"class(es) {', '.join(map(repr, new))} added")
+        if gone:
+            out.append(f"class(es) {', '.join(map(repr, gone))} missing")
+        if not new and not gone and list(self.class_names) != names:
+            out.append("the same classes in another order")
+        return out
 
     def summary(self) -> str:
         """One line: split sizes, classes, resolution, channels and mode."""

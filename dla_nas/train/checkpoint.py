@@ -103,6 +103,11 @@ def _check_checkpoint(path: str | Path, ckpt: dict) -> None:
         raise CheckpointError(f"{path}: state_dict.{bad}: holds NaN or infinite values (its "
                               "training diverged, or the file is damaged); retrain it")
     data = ckpt["data"]
+    names = data.get("class_names")  # absent from the earliest checkpoints
+    if names is not None and not (isinstance(names, list) and len(names) == data["num_classes"]
+                                  and all(isinstance(n, str) for n in names)):
+        raise CheckpointError(f"{path}: data.class_names: {names!r:.60} is not allowed (a list "
+                              f"of {data['num_classes']} class names)")
     for key in ("mean", "std"):
         values = data[key]
         ok = len(values) == data["in_chans"] and all(
