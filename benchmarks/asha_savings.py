@@ -1,5 +1,5 @@
-"""What ASHA early stopping saves on the Ray backend: the same search with ``--scheduler asha``
-and ``--scheduler none``; prints JSON (wall time of each, trials stopped early, epochs
+"""What ASHA early stopping saves on the Ray backend: the same search with ``--early-stopping asha``
+and ``--early-stopping none``; prints JSON (wall time of each, trials stopped early, epochs
 trained, best and mean validation accuracy, time saved).
 
     python benchmarks/asha_savings.py [--space search_spaces/digits-tiny.yaml] [--trials 12]
@@ -73,10 +73,10 @@ def main() -> None:
             for scheduler in ("asha", "none"):
                 out = Path(tmp, scheduler)
                 opts = SearchOptions(space=args.space, trials=args.trials, out=str(out),
-                                     seed=args.seed)
+                                     seed=args.seed, early_stopping=scheduler)
                 start = time.perf_counter()
                 with contextlib.redirect_stdout(sys.stderr):
-                    run_ray_search(opts, cpus_per_trial=args.cpus_per_trial, scheduler=scheduler)
+                    run_ray_search(opts, cpus_per_trial=args.cpus_per_trial)
                 runs[scheduler] = summary(out, time.perf_counter() - start)
     finally:
         ray.shutdown()

@@ -43,10 +43,10 @@ METHODS = {
     "tpe-warm": ["--sampler", "tpe", "--early-stopping", "none", "--warm-start", "baselines"],
     "tpe-pareto-warm": ["--sampler", "tpe", "--early-stopping", "pareto",
                         "--warm-start", "baselines"],
-    "ray-asha": ["--sampler", "nsga2", "--backend", "ray", "--scheduler", "asha", *COLD],
-    "ray-pareto": ["--sampler", "nsga2", "--backend", "ray", "--scheduler", "pareto", *COLD],
-    "ray-tpe-pareto": ["--sampler", "tpe", "--backend", "ray", "--scheduler", "pareto", *COLD],
-    "ray-tpe-pareto-warm": ["--sampler", "tpe", "--backend", "ray", "--scheduler", "pareto",
+    "ray-asha": ["--sampler", "nsga2", "--backend", "ray", "--early-stopping", "asha", *COLD],
+    "ray-pareto": ["--sampler", "nsga2", "--backend", "ray", "--early-stopping", "pareto", *COLD],
+    "ray-tpe-pareto": ["--sampler", "tpe", "--backend", "ray", "--early-stopping", "pareto", *COLD],
+    "ray-tpe-pareto-warm": ["--sampler", "tpe", "--backend", "ray", "--early-stopping", "pareto",
                             "--warm-start", "baselines"],
 }
 

@@ -431,8 +431,10 @@ def test_a_new_run_takes_tpe_with_pareto_stopping_and_a_resume_keeps_its_own(tmp
 
 def test_backend_flags_are_not_mixed(tmp_path, capsys):
     space = str(write_space(tmp_path))
-    assert main(["search", "--space", space, "--scheduler", "asha"]) == 2
-    assert "--scheduler: only for --backend ray" in capsys.readouterr().err
+    assert main(["search", "--space", space, "--address", "auto"]) == 2
+    assert "--address: only for --backend ray" in capsys.readouterr().err
+    assert main(["search", "--space", space, "--early-stopping", "asha"]) == 2
+    assert "--early-stopping: 'asha' is Tune's, only for --backend ray" in capsys.readouterr().err
     assert main(["search", "--space", space, "--backend", "ray", "--workers", "2"]) == 2
     assert "--workers: only for --backend optuna" in capsys.readouterr().err
 

@@ -15,8 +15,8 @@ import uuid
 from pathlib import Path
 
 import conftest
-import pytest
 import optuna
+import pytest
 import ray
 import torch
 import yaml
@@ -150,7 +150,8 @@ def driver(space, out, trials, **kw):
         "import sys\n"
         "from dla_nas.search.core import SearchOptions\n"
         "from dla_nas.search.ray_backend import run_ray_search\n"
-        f"opts = SearchOptions(space={str(space)!r}, trials={trials}, out={str(out)!r}, seed=0)\n"
+        f"opts = SearchOptions(space={str(space)!r}, trials={trials}, out={str(out)!r}, seed=0,"
+        " early_stopping='none')\n"
         "try:\n"
         f"    print('finished', run_ray_search(opts, num_cpus=2, **{kw!r}), flush=True)\n"
         "except KeyboardInterrupt:\n"
@@ -214,7 +215,6 @@ def test_train_resumes_from_its_state_exactly():
     ({"gpus_per_trial": -1}, "--gpus-per-trial: -1 is not allowed (>= 0)"),
     ({"gpus_per_trial": 1.5}, "--gpus-per-trial: 1.5 is not allowed"),
     ({"cpus_per_trial": 0}, "--cpus-per-trial: 0 is not allowed (> 0)"),
-    ({"scheduler": "hyperband"}, "--scheduler: 'hyperband' is not allowed (one of pareto, asha, none)"),
     ({"address": "nowhere"}, "--address: 'nowhere' is not allowed"),
     ({"address": "127.0.0.1:1"}, "--address: cannot reach '127.0.0.1:1'"),
 ])
@@ -229,15 +229,15 @@ def test_bad_flags_are_one_clear_error(tmp_path, kw, message):
 def test_options_that_belong_to_the_optuna_backend_are_refused(tmp_path):
     opts = SearchOptions(space="x.yaml", trials=2, out="o", workers=2)
     with pytest.raises(ValueError, match="--workers: 2 is not used with --backend ray"):
-        check_ray_options(opts, address=None, gpus_per_trial=0, cpus_per_trial=1, scheduler="asha")
+        check_ray_options(opts, address=None, gpus_per_trial=0, cpus_per_trial=1)
 
 
-def test_search_with_asha_then_pareto_writes_records_stops_early_and_extends(tmp_path, local_ray, capsys):
+def test_search_with_asha_then_pareto_writes_records_stops_early_and_extends(tmp_path, local_ray):
     space, out = write_space(tmp_path), tmp_path / "run"
     # random draws: NSGA-II, which sees the whole study, may draw a recorded genome again in
     # so small a space, and the extension below needs new genomes to train
     opts = SearchOptions(space=str(space), trials=6, out=str(out), seed=0, sampler="random",
-                         baselines=["plain_cnn_8_16_32"])
+                         baselines=["plain_cnn_8_16_32"], early_stopping="asha")
     for kw, message in [
             ({"cpus_per_trial": 3}, "--cpus-per-trial: 3 is more than any Ray node"),
             ({"gpus_per_trial": 0.5}, "--gpus-per-trial: 0.5 is more than any Ray node")]:
@@ -245,7 +245,8 @@ def test_search_with_asha_then_pareto_writes_records_stops_early_and_extends(tmp
             run_ray_search(opts, **kw)
         assert not out.exists() and ray.is_initialized()
     # one trial at a time (2 CPUs each): a fixed order, so ASHA's decisions are reproducible
-    assert run_ray_search(opts, cpus_per_trial=2, scheduler="asha") == 6
+    events = []
+    assert run_ray_search(opts, cpus_per_trial=2, on_event=events.append) == 6
     records = check_run(out, 6, epochs=4)
     stopped = [r for r in records if r.stopped_rung is not None and r.status == "ok"]
     assert stopped, "ASHA stopped no trial"
@@ -258,16 +259,17 @@ def test_search_with_asha_then_pareto_writes_records_stops_early_and_extends(tmp
     assert [r.name for r in load_run(out) if r.kind == "baseline"] == ["plain_cnn_8_16_32"]
     info = yaml.safe_load((out / "run.yaml").read_text())
     assert info["backend"] == "ray" and info["space"]["name"] == "test-tiny-ray"
-    printed = capsys.readouterr().out
-    assert "trial 0:" in printed and "baseline plain_cnn_8_16_32" in printed
+    assert [e.kind for e in events] == ["start"] + ["record"] * 7  # a baseline, 6 trials
+    assert events[1].record.name == "plain_cnn_8_16_32" and events[-1].finished == 6
+    assert {e.record.trial for e in events[2:]} == set(range(6))
     before = (out / "trials.jsonl").read_text()
 
     # a larger --trials continues the run in a new experiment, here with Pareto early stopping;
     # five stronger entries already at its rung (epoch 2 of 4) make it stop every new trial
     for i in range(5):
         RunStore(out).enter_rung({"trial": 1000 + i, "epoch": 2, "values": [1.0, 1.0 + i / 10]})
-    opts.trials = 10
-    assert run_ray_search(opts, cpus_per_trial=2, scheduler="pareto") == 10
+    opts.trials, opts.early_stopping = 10, "pareto"
+    assert run_ray_search(opts, cpus_per_trial=2) == 10
     assert (out / "trials.jsonl").read_text().startswith(before)
     check_run(out, 10, epochs=4)
     entries = [RungEntry.from_dict(d) for d in RunStore(out).enter_rung({"trial": -1, "epoch": 2})]
@@ -282,11 +284,11 @@ def test_search_with_asha_then_pareto_writes_records_stops_early_and_extends(tmp
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
-def test_interrupted_driver_then_the_same_call_finishes_exactly_n(tmp_path, ray_env, sig, capsys):
+def test_interrupted_driver_then_the_same_call_finishes_exactly_n(tmp_path, ray_env, sig):
     # 12 epochs: a trial that has saved one of its first two checkpoints is far from done when
     # the signal arrives (Tune's trials report synchronously: one never runs ahead of the driver)
     space, out = write_space(tmp_path, proxy={"epochs": 12, "batch_size": 128}), tmp_path / "run"
-    proc = driver(space, out, 4, scheduler="none")
+    proc = driver(space, out, 4)
     try:
         number = wait_for_checkpoint(out)
         proc.send_signal(sig)
@@ -305,13 +307,15 @@ def test_interrupted_driver_then_the_same_call_finishes_exactly_n(tmp_path, ray_
     kept = (out / "trials.jsonl").read_text()
     assert number not in {r.trial for r in search_records(out)}
 
-    opts = SearchOptions(space=str(space), trials=4, out=str(out), seed=0)
-    assert run_ray_search(opts, num_cpus=2, scheduler="none") == 4
+    opts = SearchOptions(space=str(space), trials=4, out=str(out), seed=0, early_stopping="none")
+    events = []
+    assert run_ray_search(opts, num_cpus=2, on_event=events.append) == 4
     assert (out / "trials.jsonl").read_text().startswith(kept)  # nothing lost or rewritten
     check_run(out, 4, epochs=12)
     assert len((out / "trials.jsonl").read_text().splitlines()) == 4  # no duplicate records
-    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith(f"trial {number}:"))
-    assert "ok" in line and "resumed after epoch" in line  # from its checkpoint, not from scratch
+    resumed = next(e for e in events if e.kind == "record" and e.record.trial == number)
+    assert resumed.record.status == "ok"
+    assert resumed.resumed_after is not None  # from its checkpoint, not from scratch
 
 
 def test_balanced_accuracy_objective_a_step_budget_and_a_searched_lr(tmp_path, local_ray):
@@ -321,8 +325,8 @@ def test_balanced_accuracy_objective_a_step_budget_and_a_searched_lr(tmp_path, l
                         proxy={"epochs": 1, "min_steps": 10, "batch_size": 128,
                                "train_fraction": 0.5, "lr": [0.05, 0.1]})
     out = tmp_path / "run"
-    opts = SearchOptions(space=str(space), trials=2, out=str(out), seed=0)
-    assert run_ray_search(opts, cpus_per_trial=2, scheduler="asha") == 2
+    opts = SearchOptions(space=str(space), trials=2, out=str(out), seed=0, early_stopping="asha")
+    assert run_ray_search(opts, cpus_per_trial=2) == 2
     info = yaml.safe_load((out / "run.yaml").read_text())
     assert info["data"]["train_size"] // 128 == 4
     trained = [r for r in search_records(out) if r.status == "ok"]

@@ -88,6 +88,11 @@ def hypervolume(points: Sequence[Sequence[float]], directions: Sequence[str],
     every objective add nothing."""
     ref = oriented([reference], directions)[0]
     pts = [p for p in oriented(points, directions) if all(v < r for v, r in zip(p, ref))]
+    return _volume(pts, ref)
+
+
+def _volume(pts: list[list[float]], ref: list[float]) -> float:
+    """The volume that ``pts`` dominate below ``ref``, all minimised and strictly below it."""
     if not pts:
         return 0.0
     if len(ref) == 1:
@@ -99,9 +104,15 @@ def hypervolume(points: Sequence[Sequence[float]], directions: Sequence[str],
                 volume += (ref[0] - x) * (floor - y)
                 floor = y
         return volume
-    from optuna._hypervolume import compute_hypervolume
-
-    return float(compute_hypervolume(np.asarray(pts, dtype=float), np.asarray(ref, dtype=float)))
+    # more objectives: slabs along the last one, each the volume of the points below it in
+    # the others (exact; a front here has tens of points)
+    pts = sorted(pts, key=lambda p: p[-1])
+    volume = 0.0
+    for i, p in enumerate(pts):
+        top = pts[i + 1][-1] if i + 1 < len(pts) else ref[-1]
+        if top > p[-1]:
+            volume += (top - p[-1]) * _volume([q[:-1] for q in pts[:i + 1]], ref[:-1])
+    return volume
 
 
 def reference_point(records: Sequence[TrialRecord],

@@ -231,11 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--storage", default=None, metavar="URL",
                     help="an Optuna RDB URL (sqlite:///..., postgresql://...) instead of the "
                          "run's journal file")
-    se.add_argument("--early-stopping", choices=["none", "pareto"], default=None,
-                    help="optuna: pareto stops a trial at a rung (half the proxy's "
-                         "epochs) unless it is on the front of accuracy "
-                         "and cost there or in its top third (default pareto; a resumed "
-                         "run keeps its own)")
+    se.add_argument("--early-stopping", choices=["pareto", "asha", "none"], default=None,
+                    help="stop weak trials at a rung (half the proxy's epochs): pareto "
+                         "keeps a trial on the front of accuracy and cost there or in its "
+                         "top third (default, both backends); asha (ray only) ranks on "
+                         "accuracy alone; none trains every trial fully (a resumed run "
+                         "keeps its own)")
     se.add_argument("--warm-start", choices=["baselines", "none"], default=None,
                     help="baselines: a new run's first trials are the space's hand designs "
                          "(its baselines: list), so the sampler starts from known-good "
@@ -263,9 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--cpus-per-trial", type=float, default=None, metavar="C",
                     help="ray: CPUs per trial (default 1)")
     se.add_argument("--scheduler", choices=["pareto", "asha", "none"], default=None,
-                    help="ray: early stopping at a rung (half the proxy's epochs); pareto "
-                         "ranks on accuracy and cost, as "
-                         "--early-stopping pareto does (default); asha on accuracy alone")
+                    help="deprecated: the old name of --early-stopping")
     se.set_defaults(func=cmd_search)
 
     co = sub.add_parser(

@@ -55,8 +55,9 @@ def print_confirmed(console, confirmed) -> None:
 
 @contextlib.contextmanager
 def search_progress(console, opts):
-    """The live display of an Optuna search: yields ``(on_start, on_poll)`` for
-    ``run_optuna_search``; the header is printed when the run opens, then a bar over trials."""
+    """The live display of a search, either backend: yields the ``on_event`` callback
+    (``SearchEvent``): the header when the run opens, a line for each record, and a bar
+    over trials."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -71,35 +72,70 @@ def search_progress(console, opts):
     progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
                         TextColumn("ETA"), TimeRemainingColumn(), console=console)
-    state = {}
+    state = {"records": [], "running": 0}
 
-    def on_start(run, finished: int) -> None:
+    def start(run, finished: int) -> None:
         space, data = run.space, run.data
         steps = f" / {space.proxy.min_steps} steps" if space.proxy.min_steps else ""
+        where = ("Ray Tune" if run.info["backend"] == "ray" else f"{opts.workers} worker(s)")
         console.print(f"[bold]search[/] {space.name}: {data['name']} at {data['resolution']} px "
                       f"({data['num_classes']} classes, {data['in_chans']} ch, train "
                       f"{data['train_size']}, augment {data['augment']}), proxy "
                       f"{space.proxy.epochs} epochs{steps} at least, objectives "
                       f"{', '.join(f'{m} ({d[:3]})' for m, d in space.objectives)}, sampler "
-                      f"{opts.sampler_name(space)}, {opts.workers} worker(s)")
+                      f"{opts.sampler_name(space)}, early stopping {opts.early_stopping}, "
+                      f"{where}")
         console.print(f"run folder {run.store.path}"
                       + (f" (resuming: {finished} trials finished)" if run.resumed else ""))
         state["objectives"] = space.objectives
+        state["records"] = run.store.records()
         progress.start()
         state["task"] = progress.add_task("search", total=opts.trials, completed=finished,
                                           stats="")
 
-    def on_poll(finished: int, running: int, records) -> None:
+    def on_event(event) -> None:
+        if event.kind == "start":
+            start(event.run, event.finished)
+            return
+        if event.kind == "record":
+            state["records"].append(event.record)
+            console.print(record_line(event.record, event.resumed_after))
+        else:
+            state["running"] = event.running
+        records = state["records"]
         accs = [r.val_acc for r in records if r.feasible_and_trained and r.kind == "search"]
-        stats = f"running {running}" + (f"  best val_acc {max(accs):.4f}" if accs else "")
+        stats = f"running {state['running']}" if state["running"] else ""
+        stats += f"  best val_acc {max(accs):.4f}" if accs else ""
         stats += f"  front {len(front(records, state['objectives']))}"
-        progress.update(state["task"], completed=min(finished, opts.trials), stats=stats)
+        progress.update(state["task"], completed=min(event.finished, opts.trials),
+                        stats=stats.strip())
 
     try:
-        yield on_start, on_poll
+        yield on_event
     finally:
         if "task" in state:  # a run that never opened (bad input) prints nothing more
             progress.stop()
+
+
+def record_line(record, resumed_after: int | None = None) -> str:
+    """One line for a record just written: ``trial 3: ok val_acc 0.9, 1.2M MACs, ...``."""
+    from ..results import TRAINED
+
+    what = record.status
+    if record.val_acc is not None and record.status in TRAINED:
+        what += f" val_acc {record.val_acc:.4f}"
+    if record.macs is not None:
+        what += f", {record.macs / 1e6:.3g}M MACs"
+    if record.stopped_rung is not None:
+        what += f", stopped early after {record.stopped_rung} epochs"
+    if record.status == "reused":
+        what += f" (from trial {record.reused_from})"
+    if resumed_after is not None:
+        what += f" (resumed after epoch {resumed_after})"
+    if record.status in ("failed", "diverged", "infeasible") and record.reason:
+        what += f" ({record.reason})"
+    who = f"baseline {record.name}" if record.kind == "baseline" else f"trial {record.trial}"
+    return f"{who}: {what}"
 
 
 def print_summary(console, store, objectives) -> None:

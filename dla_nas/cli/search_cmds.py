@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
 from pathlib import Path
 
 from ..analysis.pareto import run_objectives
@@ -24,7 +25,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         seed=args.seed, workers=args.workers or 1, storage=args.storage, timeout=args.timeout,
         device=args.device, gpus=args.gpus, baselines=args.baselines, data_dir=args.data_dir,
         dataset=args.dataset, resolution=args.resolution,
-        early_stopping=args.early_stopping, warm_start=args.warm_start)
+        early_stopping=args.early_stopping or args.scheduler, warm_start=args.warm_start)
+    if args.scheduler is not None:
+        print("dla-nas search: --scheduler is deprecated; it is --early-stopping now, for "
+              "both backends", file=sys.stderr)
     _check_backend_flags(args)
     if not opts.out:
         opts.out = str(check_out_folder(Path("results") / load_space(opts).name, "run folder"))
@@ -49,19 +53,18 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def _run_backend(args: argparse.Namespace, opts, console) -> tuple[int, list[int]]:
     """Run the search with the chosen backend: (finished trials, failed workers' exit codes)."""
-    if args.backend == "ray":
-        from ..search.ray_backend import run_ray_search
+    with search_progress(console, opts) as on_event:
+        if args.backend == "ray":
+            from ..search.ray_backend import run_ray_search
 
-        console.print(f"[bold]search[/] {args.space} with Ray Tune into {opts.out}")
-        return run_ray_search(opts, address=args.address,
-                              gpus_per_trial=args.gpus_per_trial or 0.0,
-                              cpus_per_trial=args.cpus_per_trial or 1.0,
-                              scheduler=args.scheduler or "pareto"), []
-    from ..search.optuna_backend import run_optuna_search
+            return run_ray_search(opts, address=args.address,
+                                  gpus_per_trial=args.gpus_per_trial or 0.0,
+                                  cpus_per_trial=args.cpus_per_trial or 1.0,
+                                  on_event=on_event), []
+        from ..search.optuna_backend import run_optuna_search
 
-    with search_progress(console, opts) as (on_start, on_poll):
-        outcome = run_optuna_search(opts, on_start=on_start, on_poll=on_poll)
-    return outcome.finished, outcome.worker_errors
+        outcome = run_optuna_search(opts, on_event=on_event)
+        return outcome.finished, outcome.worker_errors
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:
@@ -149,8 +152,8 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
 def _check_backend_flags(args: argparse.Namespace) -> None:
     """Flags of one backend given to the other are an error, not silently ignored."""
-    own = {"optuna": ("workers", "storage", "gpus", "early_stopping"),
-           "ray": ("address", "gpus_per_trial", "cpus_per_trial", "scheduler")}
+    own = {"optuna": ("workers", "storage", "gpus"),
+           "ray": ("address", "gpus_per_trial", "cpus_per_trial")}
     for backend, flags in own.items():
         for flag in flags:
             if backend != args.backend and getattr(args, flag) is not None:

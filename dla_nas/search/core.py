@@ -10,7 +10,7 @@ import sqlite3
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlparse
 
 import numpy as np
@@ -27,12 +27,14 @@ from .space import CONSTRAINTS, RECIPE, SearchSpace
 from .specs import Unreachable
 
 SAMPLERS = ("nsga2", "tpe", "random")
-EARLY_STOPPING = ("none", "pareto")
+EARLY_STOPPING = ("pareto", "asha", "none")  # asha: Tune's, so only with --backend ray
 WARM_START = ("baselines", "none")
-# a new Optuna run's defaults, with the warm start (``warm_start_name``): the best front for
+# a new run's early stopping, in both backends (``early_stopping.py``)
+EARLY_STOPPING_DEFAULT = "pareto"
+# a new Optuna run's sampler, with the warm start (``warm_start_name``): the best front for
 # the time measured (README, "Early stopping": ahead of full-fidelity NSGA-II at the end on 9
 # of 9 seeds). Ray keeps NSGA-II, with which its Pareto scheduler was measured.
-OPTUNA_DEFAULTS = {"sampler": "tpe", "early_stopping": "pareto"}
+OPTUNA_SAMPLER = "tpe"
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
 
 
@@ -54,7 +56,7 @@ class SearchOptions:
     data_dir: str | None = None
     dataset: str | None = None  # replaces the space's task.dataset
     resolution: int | None = None  # replaces the space's task.resolution
-    # optuna backend: none, or pareto (``early_stopping.py``); None: the run's, else the default
+    # pareto, asha (Ray only) or none (``early_stopping.py``); None: the run's, else the default
     early_stopping: str | None = None
     # baselines: a new run's first trials are the space's hand designs; None: the default
     warm_start: str | None = None
@@ -197,6 +199,23 @@ class Run:
         self.store.create_or_check(self.info)
 
 
+@dataclass(frozen=True)
+class SearchEvent:
+    """What a search reports as it goes, to one callback (``OnEvent``) that only the command
+    line renders: ``start`` once the run is open, ``record`` for each trial or baseline
+    record written, ``poll`` now and then with the trials running (Optuna backend)."""
+
+    kind: str  # start, record or poll
+    run: Run
+    finished: int  # search trials with a record
+    running: int = 0
+    record: TrialRecord | None = None
+    resumed_after: int | None = None  # a Ray trial went on from this epoch's checkpoint
+
+
+OnEvent = Callable[[SearchEvent], None]
+
+
 def load_space(opts: SearchOptions) -> SearchSpace:
     """The space of a search, with the task that ``--dataset``/``--resolution`` set."""
     return SearchSpace.from_yaml(opts.space).with_task(opts.dataset, opts.resolution)
@@ -254,8 +273,11 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
         opts.warm_start = (opts.warm_start
                            or (old.get("options") or {}).get("warm_start") or "none")
     if backend == "optuna":
-        opts.sampler = opts.sampler or OPTUNA_DEFAULTS["sampler"]
-        opts.early_stopping = opts.early_stopping or OPTUNA_DEFAULTS["early_stopping"]
+        opts.sampler = opts.sampler or OPTUNA_SAMPLER
+        if opts.early_stopping == "asha":
+            raise OptionError("--early-stopping: 'asha' is Tune's, only for --backend ray "
+                              "(the optuna backend has pareto or none)")
+    opts.early_stopping = opts.early_stopping or EARLY_STOPPING_DEFAULT
     opts.warm_start = opts.warm_start_name(space)
     data = data_info(space, opts)
     if space.proxy.pretrained is not None:  # fetched and checked once, before the workers

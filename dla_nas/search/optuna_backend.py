@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import optuna
 from optuna.trial import TrialState
@@ -29,7 +28,9 @@ from ..errors import DlaNasError
 from ..results import RunStore, TrialRecord
 from . import trials
 from .core import (
+    OnEvent,
     Run,
+    SearchEvent,
     SearchOptions,
     cpu_cores,
     evaluate_baselines,
@@ -241,25 +242,28 @@ class Outcome:
     worker_errors: list[int]
 
 
-def run_optuna_search(opts: SearchOptions, *,
-                      on_start: Callable[[Run, int], None] | None = None,
-                      on_poll: Callable[[int, int, list[TrialRecord]], None] | None = None,
+def run_optuna_search(opts: SearchOptions, *, on_event: OnEvent | None = None,
                       poll: float = 1.0) -> Outcome:
     """Run (or continue) the search of ``opts`` with ``opts.workers`` processes.
 
-    ``on_start(run, finished)`` is called once the run is open; ``on_poll(finished, running,
-    records)`` every ``poll`` seconds while the workers run. Raises ``DlaNasError`` for bad
+    ``on_event`` hears the start, each record the workers write, and every ``poll`` seconds
+    the trials running (``SearchEvent``). Raises ``DlaNasError`` for bad
     input, and ``KeyboardInterrupt`` after a Ctrl-C once the workers have stopped (every
     finished trial is saved; the same call continues the run)."""
     run, study = start(opts)
-    if on_start is not None:
-        on_start(run, counts(study, run.store)[0])
+    emit = on_event or (lambda event: None)
+    seen = len(run.store.records())
+    emit(SearchEvent("start", run, counts(study, run.store)[0]))
     procs = launch_workers(opts)
     try:
         while True:
             alive = any(p.is_alive() for p in procs)
-            if on_poll is not None:
-                on_poll(*counts(study, run.store), run.store.records())
+            records = run.store.records()
+            finished, running = counts(study, run.store)
+            for record in records[seen:]:
+                emit(SearchEvent("record", run, finished, running, record))
+            seen = len(records)
+            emit(SearchEvent("poll", run, finished, running))
             if not alive:
                 break
             time.sleep(poll)

@@ -1,6 +1,6 @@
 """The Ray Tune search backend: the same search as the Optuna backend, run on a Ray cluster.
 
-``run_ray_search(opts, address=..., gpus_per_trial=..., cpus_per_trial=..., scheduler=...)``
+``run_ray_search(opts, address=..., gpus_per_trial=..., cpus_per_trial=...)``
 runs ``opts.trials`` search trials of ``opts.space`` and writes the same run folder as the
 Optuna backend (``run.yaml`` with ``backend: ray``, ``trials.jsonl``); Tune's own experiment
 lives under ``results/<run>/ray/``.
@@ -22,7 +22,7 @@ How a trial runs
   A genome that is being trained by another running trial is held back (the searcher
   answers "not now") until that trial finished, and then reused: no genome is trained twice.
 
-Early stopping (``scheduler``: ``pareto``, the default; ``asha``; ``none``)
+Early stopping (``opts.early_stopping``: ``pareto``, the default; ``asha``; ``none``)
   Both stop trials at the same rungs: ``early_stopping.Rungs.for_budget(max_t)``, one at
   half the proxy epochs (where a rung's ranking starts to mean something, measured in
   ``benchmarks/rung_correlation.py``); ``max_t`` is the proxy epochs, raised to reach the
@@ -78,7 +78,7 @@ from ray import tune
 from ..errors import OptionError
 from ..results import RunStore, TrialRecord
 from . import trials
-from .core import SearchOptions, missing_baselines, open_run
+from .core import OnEvent, SearchEvent, SearchOptions, missing_baselines, open_run
 from .early_stopping import ParetoStopping, Rungs
 from .ray_cluster import (
     check_ray_options,
@@ -160,23 +160,23 @@ def _restorable(path: Path) -> bool:
 
 def run_ray_search(opts: SearchOptions, *, address: str | None = None,
                    gpus_per_trial: float = 0.0, cpus_per_trial: float = 1.0,
-                   scheduler: str = "pareto", num_cpus: int | None = None) -> int:
+                   num_cpus: int | None = None, on_event: OnEvent | None = None) -> int:
     """Run (or continue) the search of ``opts`` with Ray Tune; returns the number of finished
-    search trials in the run. ``num_cpus`` caps a local Ray (default: this machine's cores).
+    search trials in the run. ``num_cpus`` caps a local Ray (default: this machine's cores);
+    ``on_event`` hears the start and each record written (``SearchEvent``).
 
     Raises ``DlaNasError`` for bad input and ``KeyboardInterrupt`` after a graceful Ctrl-C
     (everything finished is saved). The process's environment and working directory are as
     before when it returns."""
     check_ray_options(opts, address=address, gpus_per_trial=gpus_per_trial,
-                      cpus_per_trial=cpus_per_trial, scheduler=scheduler)
+                      cpus_per_trial=cpus_per_trial)
     if num_cpus is not None and (not isinstance(num_cpus, int) or num_cpus < 1):
         raise OptionError(f"num_cpus: {num_cpus!r} is not allowed (an integer >= 1)")
     probe_address(address)
     run = open_run(opts, BACKEND, {"ray": {"address": address, "gpus_per_trial": gpus_per_trial,
-                                           "cpus_per_trial": cpus_per_trial,
-                                           "scheduler": scheduler}}, create=False)
+                                           "cpus_per_trial": cpus_per_trial}}, create=False)
     device = "cuda" if gpus_per_trial > 0 else "cpu"
-    driver = Driver(run.space, run.store, opts, device, run.epochs)
+    driver = Driver(run, opts, device, on_event)
     if run.resumed and (len(driver.numbers()) >= opts.trials
                         and not missing_baselines(run.store, opts.baselines)):
         return len(driver.numbers())
@@ -197,11 +197,12 @@ def run_ray_search(opts: SearchOptions, *, address: str | None = None,
             with run.store.lock():  # a new run's first trials are the hand designs
                 trials.warm_start(trials.open_study(run.store, run.space, opts), opts,
                                   run.space, run.data["resolution"])
+            driver.emit(SearchEvent("start", run, len(driver.numbers())))
             with driving(driver):
-                _run_baselines(run.store, settings, opts.baselines, gpus_per_trial,
+                _run_baselines(driver, settings, opts.baselines, gpus_per_trial,
                                cpus_per_trial)
                 interrupted = _run_stages(driver, settings, run.data["resolution"],
-                                          gpus_per_trial, cpus_per_trial, scheduler, watch)
+                                          gpus_per_trial, cpus_per_trial, watch)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -212,23 +213,22 @@ def run_ray_search(opts: SearchOptions, *, address: str | None = None,
     return len(driver.numbers())
 
 
-def _run_baselines(store: RunStore, settings: TrialSettings, names: list[str], gpus: float,
+def _run_baselines(driver: Driver, settings: TrialSettings, names: list[str], gpus: float,
                    cpus: float) -> None:
     import ray
 
-    todo = missing_baselines(store, names)
+    todo = missing_baselines(driver.store, names)
     if not todo:
         return
     task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(baselines_task)
     for data in ray.get(task.remote(settings, todo)):
         record = TrialRecord.from_dict(data)
-        store.append(record)
-        acc = f"val_acc {record.val_acc:.4f}" if record.val_acc is not None else record.status
-        print(f"baseline {record.name}: {acc}", flush=True)
+        driver.store.append(record)
+        driver.recorder.on_record(record)
 
 
 def _run_stages(driver: Driver, settings: TrialSettings, resolution: int, gpus: float,
-                cpus: float, scheduler: str, watch: _SigintWatch) -> bool:
+                cpus: float, watch: _SigintWatch) -> bool:
     """Restore the last Tune experiment, then start new ones until ``opts.trials`` trials are
     recorded (or the deadline). Returns True when interrupted by Ctrl-C."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -254,10 +254,10 @@ def _run_stages(driver: Driver, settings: TrialSettings, resolution: int, gpus: 
                       f"start again in {STAGE}{index}", flush=True)
             searcher = DlaNasSearcher(driver.run, space, opts, resolution)
             rungs = Rungs.for_budget(driver.epochs)
-            if scheduler == "pareto":
+            if opts.early_stopping == "pareto":
                 sched = ParetoScheduler(ParetoStopping(RunStore(driver.run), rungs,
                                                        space.objectives))
-            elif scheduler == "asha":
+            elif opts.early_stopping == "asha":
                 accuracy = next((m for m, d in space.objectives if d == "maximize"), "val_acc")
                 sched = ASHAScheduler(time_attr="epoch", metric=accuracy, mode="max",
                                       max_t=driver.epochs, grace_period=rungs.min_epochs,
@@ -272,8 +272,7 @@ def _run_stages(driver: Driver, settings: TrialSettings, resolution: int, gpus: 
                                             trial_dirname_creator=_trial_name),
                 run_config=tune.RunConfig(
                     name=f"{STAGE}{index}", storage_path=str(ray_dir), verbose=0,
-                    callbacks=[DlaNasRecorder(driver.run, driver.epochs, opts.trials,
-                                              settings.device)],
+                    callbacks=[DlaNasRecorder(driver.run, driver.epochs, settings.device)],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     failure_config=tune.FailureConfig(max_failures=1)))
             restored.add(ray_dir / f"{STAGE}{index}")

@@ -13,7 +13,6 @@ from typing import Any, Iterator
 from ..errors import OptionError
 from .core import SearchOptions, cpu_cores
 
-SCHEDULERS = ("pareto", "asha", "none")
 # Tune's settings for a search (set while it runs, then restored)
 TUNE_ENVIRONMENT = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -24,7 +23,7 @@ TUNE_ENVIRONMENT = {
 
 
 def check_ray_options(opts: SearchOptions, *, address: str | None, gpus_per_trial: float,
-                      cpus_per_trial: float, scheduler: str) -> None:
+                      cpus_per_trial: float) -> None:
     """Refuse flags that cannot work, naming the flag (``OptionError``, a ``ValueError``)."""
     def number(flag: str, value: Any) -> float:
         if (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -41,9 +40,6 @@ def check_ray_options(opts: SearchOptions, *, address: str | None, gpus_per_tria
                           "(a fraction up to 1, or a whole number)")
     if cpus <= 0:
         raise OptionError(f"--cpus-per-trial: {cpus:g} is not allowed (> 0)")
-    if scheduler not in SCHEDULERS:
-        raise OptionError(f"--scheduler: {scheduler!r} is not allowed "
-                          f"(one of {', '.join(SCHEDULERS)})")
     if address is not None:
         _parse_address(address)
         if address.startswith("ray://"):

@@ -5,20 +5,21 @@ of a run, which both reach through ``live_driver(run)`` while ``driving(driver)`
 from __future__ import annotations
 
 import contextlib
+import functools
 import pickle
 import time
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import optuna
 from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search import Searcher
 
-from ..results import TRAINED, RunStore, TrialRecord
+from ..results import RunStore, TrialRecord
 from . import trials
-from .core import SearchOptions
+from .core import OnEvent, Run, SearchEvent, SearchOptions
 from .ray_trial import record_of
 from .space import SearchSpace
 
@@ -115,8 +116,8 @@ class DlaNasRecorder(tune.Callback):
     """Writes each finished trial's record at once, from the process that runs Tune (the
     driver, or with Ray Client the cluster's head): the only writer of ``trials.jsonl``."""
 
-    def __init__(self, run: str, max_epochs: int, trials: int, device: str) -> None:
-        self.run, self.max_epochs, self.trials, self.device = run, max_epochs, trials, device
+    def __init__(self, run: str, max_epochs: int, device: str) -> None:
+        self.run, self.max_epochs, self.device = run, max_epochs, device
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         driver = live_driver(self.run)
@@ -124,15 +125,18 @@ class DlaNasRecorder(tune.Callback):
             recorder = driver.recorder
         else:  # Tune runs in another process (Ray Client): the run folder is the trial's
             recorder = Recorder(RunStore(Path(trial.path).parents[2]), self.max_epochs,
-                                 self.trials, self.device)
+                                self.device)
         recorder.record(trial.last_result or {}, trial.config)
 
 
 class Recorder:
-    """Appends records to a run: numbers never twice, ``stopped_rung`` from ASHA, a line each."""
+    """Appends records to a run: numbers never twice, ``stopped_rung`` from ASHA; each one
+    written goes to ``on_record(record, resumed_after)``."""
 
-    def __init__(self, store: RunStore, max_epochs: int, trials: int, device: str) -> None:
-        self.store, self.max_epochs, self.trials, self.device = store, max_epochs, trials, device
+    def __init__(self, store: RunStore, max_epochs: int, device: str,
+                 on_record: Callable[[TrialRecord, int | None], None] | None = None) -> None:
+        self.store, self.max_epochs, self.device = store, max_epochs, device
+        self.on_record = on_record or (lambda record, resumed_after=None: None)
 
     def numbers(self) -> set[int]:
         return set(self.store.search_records())
@@ -149,34 +153,24 @@ class Recorder:
             record.stopped_rung = record.epochs_run  # the scheduler stopped it at this rung
         record.backend = "ray"
         self.store.append(record.finish())
-        self.progress(record, result.get("resumed_after"))
-
-    def progress(self, record: TrialRecord, resumed_after: int | None = None) -> None:
-        what = record.status
-        if record.val_acc is not None and record.status in TRAINED:
-            what += f" val_acc {record.val_acc:.4f}"
-        if record.macs is not None:
-            what += f", {record.macs / 1e6:.3g}M MACs"
-        if record.stopped_rung is not None:
-            what += f", stopped early after {record.stopped_rung} epochs"
-        if record.status == "reused":
-            what += f" (from trial {record.reused_from})"
-        if resumed_after is not None:
-            what += f" (resumed after epoch {resumed_after})"
-        if record.status in ("failed", "diverged", "infeasible") and record.reason:
-            what += f" ({record.reason})"
-        print(f"trial {record.trial}: {what} [{len(self.numbers())}/{self.trials}]", flush=True)
+        self.on_record(record, result.get("resumed_after"))
 
 
 class Driver:
-    """The run in progress in this process."""
+    """The run in progress in this process; what it records goes to ``on_event``."""
 
-    def __init__(self, space: SearchSpace, store: RunStore, opts: SearchOptions,
-                 device: str, epochs: int) -> None:
-        self.space, self.store, self.opts, self.epochs = space, store, opts, epochs
-        self.run = str(store.path.resolve())
+    def __init__(self, run: Run, opts: SearchOptions, device: str,
+                 on_event: OnEvent | None = None) -> None:
+        self.space, self.store, self.opts, self.epochs = run.space, run.store, opts, run.epochs
+        self.run = str(run.store.path.resolve())
         self.deadline = opts.deadline()
-        self.recorder = Recorder(store, epochs, opts.trials, device)
+        self.emit = on_event or (lambda event: None)
+        self.recorder = Recorder(run.store, run.epochs, device, functools.partial(
+            self.recorded, run))
+
+    def recorded(self, run: Run, record: TrialRecord, resumed_after: int | None = None) -> None:
+        self.emit(SearchEvent("record", run, len(self.numbers()), record=record,
+                              resumed_after=resumed_after))
 
     def past_deadline(self) -> bool:
         return self.deadline is not None and time.time() >= self.deadline
