@@ -291,15 +291,15 @@ def _is_trial(data: dict) -> bool:
 _FRACTION = optional(number(0, 1))
 _COUNT = optional(number(0))
 # the values a trained network can have (a NaN or a negative cost would top a Pareto front)
-_TRIAL_RANGES: dict[str, Rule] = {"val_acc": _FRACTION, "val_balanced_acc": _FRACTION,
-                                  "val_macro_f1": _FRACTION, "macs": _COUNT,
-                                  "params": _COUNT, "latency_ms": _COUNT}
+_TRIAL_RANGES: tuple[tuple[str, Rule], ...] = (
+    ("val_acc", _FRACTION), ("val_balanced_acc", _FRACTION), ("val_macro_f1", _FRACTION),
+    ("macs", _COUNT), ("params", _COUNT), ("latency_ms", _COUNT))
 
 
 def _out_of_range(data: dict) -> str | None:
     """What is wrong with a trial record's numbers (NaN and infinities included), or None;
     values of another type are left to ``_is_trial``, which skips the line."""
-    for key, rule in _TRIAL_RANGES.items():
+    for key, rule in _TRIAL_RANGES:
         value = data.get(key)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue

@@ -172,4 +172,4 @@ def test_eval_refuses_a_dataset_with_other_classes(tmp_path, capsys):
         for i in range(4):
             Image.new("L", (8, 8), color=i * 40).save(folder / cls / f"{i}.png")
     assert main(["eval", str(tmp_path / "r" / "checkpoint.pt"), "--dataset", f"folder:{folder}"]) == 2
-    assert "trained for 10 classes" in capsys.readouterr().err
+    assert "evaluate it on data with its 10 classes" in capsys.readouterr().err
