@@ -74,7 +74,7 @@ def main() -> None:
                     cost = model_cost(model, (data.in_chans, data.resolution, data.resolution))
                     row.update(params=cost.params, macs=cost.macs)
                 t0 = time.perf_counter()
-                res = train(model, data, TrainConfig(epochs=epochs, seed=args.seed,
+                res = train(model, data, TrainConfig(min_steps=0, epochs=epochs, seed=args.seed,
                                                      zero_init_residual=init == "zero_init",
                                                      bn_recalibration_batches=recal))
                 row[budget] = {"val_acc": res.val_acc, "first_epoch_loss": res.train_loss_per_epoch[0],

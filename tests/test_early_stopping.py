@@ -30,7 +30,8 @@ def test_rungs_start_at_half_the_budget():
     assert Rungs.for_budget(8).epochs == (4,)
     assert Rungs.for_budget(40).epochs == (20,)
     assert Rungs.for_budget(2).epochs == (1,)
-    assert Rungs(15, 5).epochs == (5, 10)
+    assert Rungs(15, 5, eta=2).epochs == (5, 10)
+    assert Rungs(15, 5).epochs == (5,)  # eta 3 by default, as for_budget
     assert Rungs(16, 2, eta=3).epochs == (2, 6)
     with pytest.raises(OptionError, match="eta: 1 is not allowed"):
         Rungs(10, 2, eta=1)
@@ -76,7 +77,7 @@ def _report(epoch, acc):
 
 def test_pareto_stopping_shares_its_rungs_through_the_run_folder(tmp_path):
     store = RunStore(tmp_path / "run")
-    stop = ParetoStopping(store, Rungs(6, 2), MAX_MIN_OBJECTIVES)  # rungs at 2 and 4
+    stop = ParetoStopping(store, Rungs(6, 2, eta=2), MAX_MIN_OBJECTIVES)  # rungs at 2 and 4
     def rec(trial, macs):
         return TrialRecord(trial=trial, status="ok", hash=f"h{trial}", macs=macs, params=1)
 
@@ -120,7 +121,7 @@ def test_the_ray_scheduler_takes_the_same_decisions_from_the_same_file(tmp_path)
     from dla_nas.search.ray_scheduler import ParetoScheduler
 
     store = RunStore(tmp_path / "run")
-    sched = ParetoScheduler(ParetoStopping(store, Rungs(6, 2), MAX_MIN_OBJECTIVES))
+    sched = ParetoScheduler(ParetoStopping(store, Rungs(6, 2, eta=2), MAX_MIN_OBJECTIVES))
 
     def result(number, epoch, acc, macs, status="ok"):
         trial = SimpleNamespace(config={"dla": {"number": number}})

@@ -137,12 +137,12 @@ def test_knee_of_a_short_front_is_its_most_accurate_point():
 
 
 # ---- plots ----------------------------------------------------------------------------------
-def make_run(path, records, sampler=None):
+def make_run(path, records, sampler="nsga2"):
     store = RunStore(path)
     store.create_or_check({
         "backend": "optuna", "space_fingerprint": "test",
         "space": {"name": "tiny", "task": {"dataset": "digits", "resolution": 16, "classes": 10}},
-        "objectives": [list(o) for o in ACC_MACS], "options": {"sampler": sampler}})
+        "objectives": [list(o) for o in ACC_MACS], "sampler": sampler, "options": {}})
     for r in records:
         store.append(r)
     return path
@@ -229,12 +229,12 @@ IDA_GENOME = {**GENOME, "stages": [TREE, TREE, {**TREE, "ida_from": [0]}]}
     ([TREE, TREE], "tree"), ([CHAIN], "none"), ([CHAIN, CHAIN], "none"),
     ([CHAIN, TREE], "mixed"), ([TREE, {**TREE, "aggregation": "tree"}, CHAIN], "mixed")])
 def test_aggregation_is_tree_none_or_mixed(stages, expected):
-    assert aggregation({"stages": stages}) == expected
+    assert aggregation({"stem": GENOME["stem"], "stages": stages}) == expected
 
 
 def test_block_defaults_to_basic():
-    assert block({"stages": [TREE]}) == "basic"
-    assert block({"block": "bottleneckx", "stages": [TREE]}) == "bottleneckx"
+    assert block({"stem": GENOME["stem"], "stages": [TREE]}) == "basic"
+    assert block({"stem": GENOME["stem"], "block": "bottleneckx", "stages": [TREE]}) == "bottleneckx"
 
 
 @pytest.mark.parametrize("stages, expected", [
@@ -246,7 +246,7 @@ def test_block_defaults_to_basic():
     ([TREE, TREE, {**TREE, "ida_from": [0]}], "IDA edges"),
     ([CHAIN, CHAIN, {**CHAIN, "ida_from": [0]}], "IDA edges")])
 def test_ida_names_the_strongest_link(stages, expected):
-    assert ida({"stages": stages}) == expected
+    assert ida({"stem": GENOME["stem"], "stages": stages}) == expected
 
 
 def test_properties_of_written_genomes():

@@ -39,7 +39,7 @@ def test_bn_recalibration_draws_a_class_mixed_sample(sorted_folder, monkeypatch)
 
     monkeypatch.setattr(training, "recalibrate_bn", spy)
     train(build_model("plain_cnn_4_8", 3, 1), data,
-          TrainConfig(epochs=2, batch_size=12, device="cpu", bn_recalibration_batches=4))
+          TrainConfig(min_steps=0, epochs=2, batch_size=12, device="cpu", bn_recalibration_batches=4))
     assert len(samples) == 2 and all(len(s) == 48 for s in samples)
     for labels in samples:
         assert len(labels.unique()) == 3  # every class, not the first class of the sorted split
@@ -73,7 +73,7 @@ def test_min_steps_scales_epochs_to_the_data():
     cfg = TrainConfig(epochs=3, min_steps=100, batch_size=10)
     assert cfg.steps_per_epoch(95) == 9 and cfg.epochs_for(95) == 12
     assert cfg.epochs_for(10_000) == 3  # enough steps already
-    assert TrainConfig(epochs=3, batch_size=64).epochs_for(5) == 3  # one step per epoch
+    assert TrainConfig(min_steps=0, epochs=3, batch_size=64).epochs_for(5) == 3  # one step per epoch
     with pytest.raises(training.TrainError, match=r"min_steps: -1 is not allowed \(>= 0\)"):
         TrainConfig(min_steps=-1)
 
@@ -97,7 +97,7 @@ def test_class_weights_balance_an_imbalanced_split(tmp_path):
     assert float(w[1]) > 4 * float(w[0])
     assert torch.allclose(w * counts, (w * counts)[0].expand(2))  # equal total weight per class
     result = train(build_model("plain_cnn_4_8", 2, 1), data,
-                   TrainConfig(epochs=2, batch_size=16, device="cpu", balanced_loss=True))
+                   TrainConfig(min_steps=0, epochs=2, batch_size=16, device="cpu", balanced_loss=True))
     assert not result.diverged and result.val is not None
     assert len(result.val.per_class_recall) == 2
 

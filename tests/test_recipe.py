@@ -122,7 +122,7 @@ def test_export_writes_the_recipe_and_confirm_trains_with_it(searched, tmp_path)
         return load_dataset(DataConfig("digits", resolution=resolution))
 
     store = ConfirmStore(tmp_path / "confirm.jsonl")
-    (record,) = confirm([cand], [0], data, TrainConfig(epochs=1, device="cpu"), store,
+    (record,) = confirm([cand], [0], data, TrainConfig(min_steps=0, epochs=1, device="cpu"), store,
                         data_at=data_at)
     assert loaded == [trial.recipe["resolution"]]
     assert record.searched == trial.recipe and record.hash == trial.key

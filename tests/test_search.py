@@ -190,6 +190,23 @@ def test_two_workers_finish_exactly_n_trials(tmp_path):
     assert len({r.worker for r in records}) == 2
 
 
+def test_two_searches_on_one_out_finish_n_trials_and_say_so_truly(tmp_path):
+    """Two ``search`` commands on one --out share the study: together they finish exactly N,
+    and one that ends while the other still trains says so (not "--timeout")."""
+    space, out = write_space(tmp_path, proxy={"epochs": 3, "batch_size": 128}), tmp_path / "run"
+    cli("search", "--space", str(space), "--trials", "1", "--out", str(out))  # run.yaml first
+    args = [sys.executable, "-m", "dla_nas.cli", "search", "--space", str(space), "--trials",
+            "4", "--out", str(out), "--sampler", "random"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    assert sorted(r.trial for r in search_records(out)) == [0, 1, 2, 3]
+    for err in errs:
+        assert "--timeout" not in err
+        assert "stopped after" not in err or "still running in another process" in err
+
+
 def test_same_genome_is_trained_once_and_reused(tmp_path):
     fixed = json.loads(json.dumps(SPACE["genome"]))
     fixed["stem"]["levels"] = [{"channels": 4}]

@@ -188,7 +188,7 @@ def test_train_resumes_from_its_state_exactly():
 
     genome = Genome.from_dict({"stem": {"kernel": 3, "levels": [{"channels": 4}]},
                                "stages": [{"channels": 8, "stride": 1, "level_root": False}]})
-    cfg = TrainConfig(epochs=3, batch_size=128, device="cpu", threads=1)
+    cfg = TrainConfig(min_steps=0, epochs=3, batch_size=128, device="cpu", threads=1)
 
     def model():
         torch.manual_seed(0)

@@ -33,7 +33,7 @@ def test_learning_happens_on_digits(digits):
     # init seeds 0-7, 3 epochs only 0.57-0.69)
     torch.manual_seed(0)
     result = train(tiny_model(digits, zero_init_residual=True), digits,
-                   TrainConfig(epochs=5, device="cpu"))
+                   TrainConfig(min_steps=0, epochs=5, device="cpu"))
     assert result.val_acc >= 0.6  # chance is 0.1
     assert len(result.val_acc_per_epoch) == 5 and result.epochs_run == 5
     assert not result.diverged
@@ -41,14 +41,14 @@ def test_learning_happens_on_digits(digits):
 
 
 def test_huge_learning_rate_diverges_without_raising(digits):
-    result = train(tiny_model(digits), digits, TrainConfig(epochs=3, lr=1e12, device="cpu"))
+    result = train(tiny_model(digits), digits, TrainConfig(min_steps=0, epochs=3, lr=1e12, device="cpu"))
     assert result.diverged
     assert "non-finite" in result.divergence
     assert result.epochs_run == 1  # ended early
 
 
 def test_same_seed_same_result_on_cpu(digits):
-    cfg = TrainConfig(epochs=2, seed=3, device="cpu")
+    cfg = TrainConfig(min_steps=0, epochs=2, seed=3, device="cpu")
     runs = []
     for _ in range(2):
         torch.manual_seed(123)  # model init seed
@@ -62,9 +62,9 @@ def test_same_seed_same_result_on_cpu(digits):
 
 def test_different_seed_changes_the_run(digits):
     torch.manual_seed(0)
-    a = train(tiny_model(digits), digits, TrainConfig(epochs=1, seed=1, device="cpu"))
+    a = train(tiny_model(digits), digits, TrainConfig(min_steps=0, epochs=1, seed=1, device="cpu"))
     torch.manual_seed(0)
-    b = train(tiny_model(digits), digits, TrainConfig(epochs=1, seed=2, device="cpu"))
+    b = train(tiny_model(digits), digits, TrainConfig(min_steps=0, epochs=1, seed=2, device="cpu"))
     assert a.train_loss_per_epoch != b.train_loss_per_epoch
 
 
@@ -75,7 +75,7 @@ def test_callback_sees_each_epoch_and_can_stop(digits):
         seen.append(report.epoch)
         return report.epoch == 2
 
-    result = train(tiny_model(digits), digits, TrainConfig(epochs=5, device="cpu"), stop_after_two)
+    result = train(tiny_model(digits), digits, TrainConfig(min_steps=0, epochs=5, device="cpu"), stop_after_two)
     assert seen == [1, 2]
     assert result.stopped_early and result.epochs_run == 2
 

@@ -351,7 +351,7 @@ def test_a_frozen_backbone_and_frozen_bn_stay_as_loaded(folder_data) -> None:
         stats = any(not torch.equal(now[k], before[k]) for k in now if "running" in k)
         changed.append((report.epoch, backbone, stats))
 
-    cfg = TrainConfig(epochs=2, batch_size=16, lr=0.01, device="cpu", freeze_epochs=1,
+    cfg = TrainConfig(min_steps=0, epochs=2, batch_size=16, lr=0.01, device="cpu", freeze_epochs=1,
                       freeze_bn=True)
     assert not train(model, folder_data, cfg, callback=check).diverged
     assert not torch.equal(model.fc.weight, before["fc.weight"])

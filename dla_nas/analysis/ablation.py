@@ -1,13 +1,12 @@
 """Properties of a genome that ``dla-nas pareto --by`` colours the search trials by, so the
 plot shows where aggregation trees and IDA links pay.
 
-Each property is a pure function of a genome's plain dict (``TrialRecord.genome``, as written
-by ``Genome.to_dict``: ``aggregation`` is absent for a tree, ``level_root`` absent for its
-default, true for a tree and false for a chain):
+Each property is a pure function of a genome's plain dict (``TrialRecord.genome``), whose
+missing fields take the defaults of ``Genome`` and ``Stage`` themselves:
 
 - ``aggregation``: "tree" when every stage is a tree, "none" when every stage is a chain,
   else "mixed";
-- ``block``: the genome's block ("basic" when absent);
+- ``block``: the genome's block;
 - ``ida``: "IDA edges" when a stage has extra IDA inputs (``ida_from``), else "level_root only"
   when a stage's input joins its root, else "no IDA".
 
@@ -22,7 +21,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from ..arch.genome import BLOCKS
+from ..arch.genome import BLOCKS, Stage
+from ..arch.genome import Genome as GenomeSpec
+
+DEFAULT_BLOCK = GenomeSpec.__dataclass_fields__["block"].default
 
 BY = ("aggregation", "block", "ida")
 VALUES = (("aggregation", ("tree", "mixed", "none")), ("block", BLOCKS),
@@ -33,28 +35,29 @@ GLYPHS = (("o", "&#9679;"), ("s", "&#9632;"), ("^", "&#9650;"), ("v", "&#9660;")
 Genome = Mapping[str, Any]
 
 
-def _is_tree(stage: Mapping[str, Any]) -> bool:
-    return stage.get("aggregation", "tree") == "tree"
+def _stages(genome: Genome) -> list[Stage]:
+    """The genome's stages, with the genome's own defaults for what the dict leaves out."""
+    return [Stage(**st) for st in genome.get("stages", [])]
 
 
 def aggregation(genome: Genome) -> str:
     """"tree" when every stage is a tree, "none" when every stage is a chain, else "mixed"."""
-    trees = {_is_tree(st) for st in genome.get("stages", [])}
+    trees = {st.is_tree for st in _stages(genome)}
     return "mixed" if len(trees) > 1 else "none" if trees == {False} else "tree"
 
 
 def block(genome: Genome) -> str:
-    """The genome's residual block ("basic" when absent)."""
-    return genome.get("block", "basic")
+    """The genome's residual block."""
+    return genome.get("block", DEFAULT_BLOCK)
 
 
 def ida(genome: Genome) -> str:
     """"IDA edges" when a stage has a non-empty ``ida_from``, else "level_root only" when a
     stage has ``level_root`` (by default a tree's is true, a chain's false), else "no IDA"."""
-    stages = genome.get("stages", [])
-    if any(st.get("ida_from") for st in stages):
+    stages = _stages(genome)
+    if any(st.ida_from for st in stages):
         return "IDA edges"
-    if any(st.get("level_root", _is_tree(st)) for st in stages):
+    if any(st.level_root for st in stages):
         return "level_root only"
     return "no IDA"
 

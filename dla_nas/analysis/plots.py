@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..arch.genome import Genome
 from ..dominance import LOG_METRICS, non_dominated_sort
 from ..errors import OptionError, RunError
 from ..files import staged_folder, write_file
@@ -87,9 +88,8 @@ class RunPlot:
 
     @property
     def sampler(self) -> str:
-        """The sampler from ``run.yaml`` options (None: nsga2 for 2+ objectives, else tpe)."""
-        chosen = (self.info.get("options") or {}).get("sampler")
-        return chosen or ("nsga2" if len(self.objectives) > 1 else "tpe")
+        """The sampler the run used, as ``run.yaml`` records it."""
+        return str(self.info.get("sampler", "?"))
 
     @property
     def search(self) -> list[TrialRecord]:
@@ -231,12 +231,11 @@ def _tooltip(r: TrialRecord, run: RunPlot, by: str | None = None) -> str:
     if r.latency_ms is not None:
         lines.append(f"latency {r.latency_ms:.2f} ms")
     if r.genome:
-        stages = r.genome.get("stages", [])
-        lines.append(f"block {r.genome.get('block', 'basic')}")
+        genome = Genome.from_dict(r.genome)
+        lines.append(f"block {genome.block}")
         lines.append("stages " + ", ".join(
-            f"tree d{st.get('depth', 1)} fan{st.get('fan_in', 2)}"
-            if st.get("aggregation", "tree") == "tree" else f"chain x{st.get('blocks', 1)}"
-            for st in stages))
+            f"tree d{st.depth} fan{st.fan_in}" if st.is_tree else f"chain x{st.blocks}"
+            for st in genome.stages))
         if by:
             lines.append(f"{by}: {genome_property(r.genome, by)}")
     if r.violations:

@@ -14,7 +14,7 @@ from .model_cmds import cmd_eval, cmd_show, cmd_train
 from .run_cmds import cmd_export, cmd_pareto, cmd_status
 from .search_cmds import cmd_confirm, cmd_search
 
-TRAIN_DEFAULTS = TrainConfig(min_steps=1000)  # the recipe of `train` and `confirm`
+TRAIN_DEFAULTS = TrainConfig()  # the recipe of `train` and `confirm`
 MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds below 2**32
 
 

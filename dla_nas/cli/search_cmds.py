@@ -34,7 +34,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         opts.out = str(check_out_folder(Path("results") / load_space(opts).name, "run folder"))
     console = stderr_console(False)
     try:
-        finished, worker_errors = _run_backend(args, opts, console)
+        outcome = _run_backend(args, opts, console)
     except KeyboardInterrupt:
         done = len(RunStore(opts.out).search_records())
         console.print(f"[yellow]interrupted[/]: {done} finished trials are saved in "
@@ -42,29 +42,40 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 130
     store = RunStore(opts.out)
     print_summary(console, store, run_objectives(store.info()))
-    if worker_errors:
-        console.print(f"[red]{len(worker_errors)} worker(s) exited with an error[/] (see above)")
-        return 2 if 2 in worker_errors else 1
-    if finished < opts.trials:
-        console.print(f"stopped after {finished} of {opts.trials} trials (--timeout); run the "
-                      "same command to continue")
+    if outcome.worker_errors:
+        console.print(f"[red]{len(outcome.worker_errors)} worker(s) exited with an error[/] "
+                      "(see above)")
+        return 2 if 2 in outcome.worker_errors else 1
+    if outcome.finished < opts.trials:
+        console.print(_short_of(outcome, opts))
     return 0
 
 
-def _run_backend(args: argparse.Namespace, opts, console) -> tuple[int, list[int]]:
-    """Run the search with the chosen backend: (finished trials, failed workers' exit codes)."""
+def _short_of(outcome, opts) -> str:
+    """Why a search ended with fewer finished trials than asked, truly."""
+    if outcome.running:  # another search process on the same --out trains them
+        return (f"{outcome.finished} of {opts.trials} trials finished here; {outcome.running} "
+                f"still running in another process on {opts.out}")
+    why = " (--timeout)" if opts.timeout is not None else ""
+    return (f"stopped after {outcome.finished} of {opts.trials} trials{why}; run the same "
+            "command to continue")
+
+
+def _run_backend(args: argparse.Namespace, opts, console):
+    """Run the search with the chosen backend; its ``Outcome``."""
+    from ..search.optuna_backend import Outcome
+
     with search_progress(console, opts) as on_event:
         if args.backend == "ray":
             from ..search.ray_backend import run_ray_search
 
-            return run_ray_search(opts, address=args.address,
-                                  gpus_per_trial=args.gpus_per_trial or 0.0,
-                                  cpus_per_trial=args.cpus_per_trial or 1.0,
-                                  on_event=on_event), []
+            return Outcome(run_ray_search(opts, address=args.address,
+                                          gpus_per_trial=args.gpus_per_trial or 0.0,
+                                          cpus_per_trial=args.cpus_per_trial or 1.0,
+                                          on_event=on_event), [])
         from ..search.optuna_backend import run_optuna_search
 
-        outcome = run_optuna_search(opts, on_event=on_event)
-        return outcome.finished, outcome.worker_errors
+        return run_optuna_search(opts, on_event=on_event)
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:
@@ -97,7 +108,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     if not candidates:
         raise RunError("nothing to confirm: choose --pareto, --top K, --trial N or --baselines")
     seeds = args.seeds
-    space = SearchSpace.from_dict(info["space"], info.get("space_path", "<run.yaml>"))
+    space = SearchSpace.of_run(info)
     proxy = space.proxy  # a search from pretrained weights is confirmed from them too
     cfg = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
                       lr=args.lr, device=args.device, threads=args.threads,

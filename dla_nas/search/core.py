@@ -23,7 +23,7 @@ from ..files import check_out_file
 from ..results import RunStore, TrialRecord
 from ..weights import parse_source, weights_file
 from .evaluator import ProxyEvaluator, load_task_data
-from .space import CONSTRAINTS, RECIPE, SearchSpace
+from .space import RECIPE, SearchSpace
 from .specs import Unreachable
 
 SAMPLERS = ("nsga2", "tpe", "random")
@@ -296,13 +296,8 @@ def objective_values(record: TrialRecord, objectives: tuple[tuple[str, str], ...
 
 
 def constraint_values(record: TrialRecord, space: SearchSpace) -> dict[str, float]:
-    """Constraint values for the sampler: value / limit - 1, feasible when <= 0."""
-    out = {}
-    for key, limit in space.constraints.items():
-        value = record.value(CONSTRAINTS[key])
-        if value is not None:
-            out[key] = value / limit - 1.0
-    return out
+    """Constraint values for the sampler (``SearchSpace.constraint_values``)."""
+    return space.constraint_values(record.value)
 
 
 def find_reuse(records: list[TrialRecord], key: str) -> TrialRecord | None:

@@ -45,7 +45,7 @@ class Rungs:
 
     budget: int  # the proxy's epochs (the full fidelity)
     min_epochs: int
-    eta: int = 2
+    eta: int = ETA
 
     def __post_init__(self) -> None:
         if self.eta < 2:

@@ -18,7 +18,7 @@ from ..errors import DataError
 from ..results import VAL_METRICS, TrialRecord
 from ..train.trainer import EpochReport, resolve_device, train
 from ..weights import Pretrained, imagenet_normalised
-from .space import CONSTRAINTS, SearchSpace, with_recipe
+from .space import SearchSpace, with_recipe
 
 
 def load_task_data(space: SearchSpace, data_dir: str | None = None, *,
@@ -101,12 +101,7 @@ class ProxyEvaluator:
 
     def violations(self, cost: dict[str, float]) -> dict[str, float]:
         """How far each constraint is exceeded, relative to its limit (empty: feasible)."""
-        out = {}
-        for key, limit in self.space.constraints.items():
-            value = cost[CONSTRAINTS[key]]
-            if value > limit:
-                out[key] = value / limit - 1.0
-        return out
+        return {k: v for k, v in self.space.constraint_values(cost.get).items() if v > 0}
 
     def evaluate_baseline(self, name: str, trial: int) -> TrialRecord:
         """A hand design or zoo network, with the same proxy as the search trials."""

@@ -35,7 +35,6 @@ from .core import (
     cpu_cores,
     evaluate_baselines,
     find_reuse,
-    load_space,
     missing_baselines,
     open_run,
 )
@@ -147,8 +146,8 @@ def worker_main(opts_dict: dict, index: int, device: str, threads: int | None, p
     the requested number or the deadline passes."""
     _exit_with_parent(parent)
     opts = SearchOptions(**opts_dict)
-    space = load_space(opts)
     store = RunStore(opts.out)
+    space = SearchSpace.of_run(store.info())  # as the driver resolved it: parsed once
     study = trials.open_study(store, space, opts, worker=index)
     try:
         evaluator = ProxyEvaluator(space, device, threads, opts.data_dir,
@@ -236,10 +235,12 @@ def stop_workers(procs: list[mp.Process], grace: float = 30.0) -> None:
 
 @dataclass
 class Outcome:
-    """How a search call ended: finished search trials, and the exit codes of failed workers."""
+    """How a search call ended: finished search trials, the exit codes of failed workers,
+    and trials still running in another process on the same run."""
 
     finished: int
     worker_errors: list[int]
+    running: int = 0
 
 
 def run_optuna_search(opts: SearchOptions, *, on_event: OnEvent | None = None,
@@ -270,5 +271,6 @@ def run_optuna_search(opts: SearchOptions, *, on_event: OnEvent | None = None,
     except KeyboardInterrupt:
         stop_workers(procs)
         raise
-    return Outcome(counts(study, run.store)[0],
-                   [p.exitcode for p in procs if p.exitcode not in (0, None)])
+    finished, running = counts(study, run.store)
+    return Outcome(finished, [p.exitcode for p in procs if p.exitcode not in (0, None)],
+                   running)

@@ -23,7 +23,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..arch import zoo
 from ..arch.genome import BLOCKS, STRIDES, Genome
@@ -79,6 +79,12 @@ class Task:
     resolution: int | None = None
     classes: int | None = None
     augment: str | None = None
+
+    @property
+    def sizing_resolution(self) -> int:
+        """The size the space is checked, sized and matched at: its resolution, or 32 px
+        when the task leaves the resolution to the data."""
+        return self.resolution or 32
 
 
 @dataclass(frozen=True)
@@ -272,7 +278,7 @@ class SearchSpace:
 
         rng = random.Random(0)
         for _ in range(20):
-            self.sample(RandomSuggester(rng), self.task.resolution or 32)
+            self.sample(RandomSuggester(rng), self.task.sizing_resolution)
 
     def data_config(self, data_dir: str | None = None, *, train_fraction: float | None = None,
                     augment: Augment | None = None, resolution: int | None = None) -> DataConfig:
@@ -284,6 +290,12 @@ class SearchSpace:
         fraction = self.proxy.train_fraction if train_fraction is None else train_fraction
         return DataConfig(self.task.dataset, resolution=resolution or self.task.resolution,
                           data_dir=data_dir, augment=augment, train_fraction=fraction)
+
+    @classmethod
+    def of_run(cls, info: Mapping[str, Any]) -> "SearchSpace":
+        """The resolved space a run was made with (``--dataset`` and ``--resolution``
+        applied), as its run.yaml keeps it."""
+        return cls.from_dict(info["space"], info.get("space_path", "<run.yaml>"))
 
     def with_task(self, dataset: str | None = None, resolution: int | None = None) -> SearchSpace:
         """This space searched on another dataset or resolution (``search --dataset``): the
@@ -299,6 +311,16 @@ class SearchSpace:
             task["resolution"] = resolution
         raw["task"] = task
         return SearchSpace.from_dict(raw, self.path)
+
+    def constraint_values(self, value: Callable[[str], float | None]) -> dict[str, float]:
+        """Each constraint as ``value / limit - 1`` (feasible when <= 0), for the metrics
+        that ``value(metric)`` knows (None: not measured, left out)."""
+        out = {}
+        for key, limit in self.constraints.items():
+            measured = value(CONSTRAINTS[key])
+            if measured is not None:
+                out[key] = measured / limit - 1.0
+        return out
 
     # ---- identity --------------------------------------------------------------------------
     def fingerprint(self) -> str:
@@ -405,7 +427,7 @@ class SearchSpace:
     def find(self, genome: Genome, resolution: int | None = None) -> dict[str, Any]:
         """Parameter values with which ``sample`` builds ``genome`` (the same canonical hash);
         raise ``Unreachable`` saying which value the space does not offer."""
-        resolution = resolution or self.task.resolution or 32
+        resolution = resolution or self.task.sizing_resolution
         target = genome.canonical_hash()
         slots, k = range(len(self.stem_levels)), len(genome.stem.levels)
         reason = f"it has {k} stem levels, the space at most {len(slots)}"
@@ -462,7 +484,7 @@ class SearchSpace:
         hashes = set()
         for combo in itertools.product(*(s.values() for _, s in specs)):
             genome, _ = self.sample(FixedSuggester(dict(zip(names, combo))),
-                                    self.task.resolution or 32)
+                                    self.task.sizing_resolution)
             hashes.add(genome.canonical_hash())
         return len(hashes), True
 

@@ -4,10 +4,10 @@ linear scale), the checks of their values, and the suggesters that draw from the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, Mapping, Protocol
 
-from ..arch.genome import AGGREGATIONS, DOWNSAMPLES, ROOT_KERNELS, STRIDES
+from ..arch.genome import AGGREGATIONS, DOWNSAMPLES, ROOT_KERNELS, STRIDES, Stage
 from ..checks import Rule, boolean, check, integer, one_of, optional
 from ..errors import SpaceError
 
@@ -126,10 +126,10 @@ STAGE_CHECKS = {"channels": integer(1), "aggregation": one_of(AGGREGATIONS),
                 "stride": one_of(STRIDES), "downsample": one_of(DOWNSAMPLES),
                 "level_root": optional(boolean), "root_kernel": one_of(ROOT_KERNELS),
                 "root_residual": boolean, "ida_from": boolean}
-# level_root None: the aggregation's own default (a tree's root takes the stage input)
-STAGE_DEFAULTS = {"aggregation": "tree", "depth": 1, "fan_in": 2, "blocks": 1, "stride": 2,
-                  "downsample": "strided", "level_root": None, "root_kernel": 1,
-                  "root_residual": False, "ida_from": False}
+# the genome's own defaults (level_root None: the aggregation's own); ida_from is searched as
+# a switch (edges from every allowed stage, or none), so its default is off
+STAGE_DEFAULTS = {**{f.name: f.default for f in fields(Stage)
+                     if f.name in STAGE_CHECKS and f.default is not MISSING}, "ida_from": False}
 
 
 def mapping(raw: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict:

@@ -62,10 +62,12 @@ def frozen_epochs(freeze_epochs: int, epochs: int) -> int:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: budget, optimiser, schedule, device. Defaults suit short proxies."""
+    """How to train: budget, optimiser, schedule, device. The defaults are the recipe of
+    ``dla-nas train`` and ``confirm``; a search's proxy sets its own (``search.space.Proxy``)."""
 
     epochs: int = 15
-    min_steps: int = 0  # at least this many optimiser steps: more epochs on small data
+    # at least this many optimiser steps: more epochs on small data (0 turns it off)
+    min_steps: int = 1000
     batch_size: int = 64
     lr: float = 0.05
     momentum: float = 0.9
