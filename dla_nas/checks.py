@@ -16,6 +16,10 @@ from .errors import DlaNasError
 Rule = Callable[[Any], "str | None"]
 
 
+# the largest seed: numpy's and Optuna's samplers take seeds below 2**32
+MAX_SEED = 2**32 - 1
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 

@@ -41,11 +41,11 @@ def test_searched_settings_are_drawn_with_the_genome_and_named_in_the_trial():
     for _ in range(12):
         trial = study.ask()
         genome, _, recipe = space.sample_trial(trial, 32)
-        assert 0.02 <= recipe["lr"] <= 0.2 and recipe["weight_decay"] in (5e-4, 0.0)
+        assert 0.02 <= recipe.lr <= 0.2 and recipe.weight_decay in (5e-4, 0.0)
         assert {"task.resolution", "proxy.lr", "proxy.weight_decay"} <= set(trial.params)
         assert isinstance(trial.distributions["proxy.lr"], optuna.distributions.FloatDistribution)
         assert trial.distributions["proxy.lr"].log
-        drawn.add(recipe["resolution"])
+        drawn.add(recipe.resolution)
         study.tell(trial, 0.0)
     assert drawn == {8, 12}
 
@@ -55,7 +55,7 @@ def test_fixed_settings_draw_and_record_nothing():
     space = SearchSpace.from_dict(raw)
     assert space.recipe == () and space.proxy.lr == 0.1
     genome, _, recipe = space.sample_trial(RandomSuggester(__import__("random").Random(0)), 8)
-    assert recipe == {}
+    assert recipe.to_dict() == {}
 
 
 @pytest.mark.parametrize("change, message", [

@@ -19,6 +19,7 @@ import yaml
 from dla_nas.analysis.confirm import hand_design_hashes
 from dla_nas.arch import zoo
 from dla_nas.cli import main
+from dla_nas.errors import OptionError
 from dla_nas.results import RunStore, TrialRecord, load_run
 from dla_nas.search.core import SearchOptions, make_sampler
 from dla_nas.search.optuna_backend import counts, recover, run_trial
@@ -397,7 +398,7 @@ def test_a_hand_design_of_the_warm_start_trains_with_the_nominal_recipe(tmp_path
     space = SearchSpace.from_yaml(path)
     genome, _, recipe = space.sample_trial(study.ask(), 8)
     assert genome.canonical_hash() == zoo.load("plain_cnn_8_16_32").canonical_hash()
-    assert recipe == {"lr": space.proxy.lr} and 0.02 < space.proxy.lr < 0.2
+    assert recipe.to_dict() == {"lr": space.proxy.lr} and 0.02 < space.proxy.lr < 0.2
 
 
 @pytest.mark.parametrize("sampler, warm_start, enqueued", [
@@ -453,7 +454,7 @@ def test_backend_flags_are_not_mixed(tmp_path, capsys):
     assert main(["search", "--space", space, "--early-stopping", "asha"]) == 2
     assert "--early-stopping: 'asha' is Tune's, only for --backend ray" in capsys.readouterr().err
     assert main(["search", "--space", space, "--backend", "ray", "--workers", "2"]) == 2
-    assert "--workers: only for --backend optuna" in capsys.readouterr().err
+    assert "--workers: 2 is not used with --backend ray" in capsys.readouterr().err
 
 
 def test_a_ray_run_is_not_continued_by_the_optuna_backend(tmp_path, capsys):
@@ -495,3 +496,16 @@ def test_a_twin_of_a_running_trial_waits_for_its_record(tmp_path):
     assert _running_twins(study, study.ask().number, "xyz") == set()
     study.tell(third, state=optuna.trial.TrialState.FAIL)
     assert twin_record(study, store, "xyz", {third.number}, poll=0.05) is None
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"seed": 2**32}, r"--seed: 4294967296 is not allowed \(at most 4294967295\)"),
+    ({"seed": -1}, r"--seed: -1 is not allowed"),
+    ({"resolution": 100_000}, r"--resolution: 100000 is not allowed \(at most 2048\)")])
+def test_a_library_search_refuses_seeds_and_sizes_out_of_range(tmp_path, change, message):
+    """What the command line refuses at parse time, ``SearchOptions`` refuses for a caller of
+    the library, before anything is written."""
+    opts = SearchOptions(space="x.yaml", trials=1, out=str(tmp_path / "r"), **change)
+    with pytest.raises(OptionError, match=message):
+        opts.check()
+    assert not (tmp_path / "r").exists()

@@ -31,7 +31,7 @@ from ..dominance import non_dominated_sort
 from ..errors import DataError, RunError
 from ..files import safe_name
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
-from ..search.space import with_recipe
+from ..search.space import Recipe
 from ..train.trainer import TrainConfig, evaluate, resolve_device, train
 from ..weights import Pretrained
 from ..weights.loading import write_state_dict
@@ -71,7 +71,7 @@ class Candidate:
 
     def config(self, cfg: TrainConfig, seed: int) -> TrainConfig:
         """``cfg`` with this seed and the searched lr and weight decay."""
-        return with_recipe(dataclasses.replace(cfg, seed=seed), self.searched)
+        return Recipe.from_dict(self.searched).train_config(dataclasses.replace(cfg, seed=seed))
 
 
 @dataclass

@@ -9,13 +9,13 @@ from typing import Callable, NoReturn
 from .. import __version__
 from ..analysis.ablation import BY
 from ..arch.genome import MAX_INPUT
+from ..checks import MAX_SEED
 from ..train.trainer import FINE_TUNING, TrainConfig
 from .model_cmds import cmd_eval, cmd_show, cmd_train
 from .run_cmds import cmd_export, cmd_pareto, cmd_status
 from .search_cmds import cmd_confirm, cmd_search
 
 TRAIN_DEFAULTS = TrainConfig()  # the recipe of `train` and `confirm`
-MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds below 2**32
 
 
 class OneLineParser(argparse.ArgumentParser):

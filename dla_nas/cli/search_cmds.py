@@ -162,11 +162,11 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
 
 def _check_backend_flags(args: argparse.Namespace) -> None:
-    """Flags of one backend given to the other are an error, not silently ignored."""
-    own = {"optuna": ("workers", "storage", "gpus"),
-           "ray": ("address", "gpus_per_trial", "cpus_per_trial")}
-    for backend, flags in own.items():
-        for flag in flags:
-            if backend != args.backend and getattr(args, flag) is not None:
-                raise OptionError(f"--{flag.replace('_', '-')}: only for --backend {backend} "
-                                  f"(this search uses --backend {args.backend})")
+    """Ray's own flags given to the Optuna backend are an error, not silently ignored (the
+    Optuna backend's, which ``SearchOptions`` holds, ``check_ray_options`` refuses)."""
+    if args.backend == "ray":
+        return
+    for flag in ("address", "gpus_per_trial", "cpus_per_trial"):
+        if getattr(args, flag) is not None:
+            raise OptionError(f"--{flag.replace('_', '-')}: only for --backend ray (this search "
+                              f"uses --backend {args.backend})")

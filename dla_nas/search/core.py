@@ -18,6 +18,8 @@ import optuna
 
 from ..arch import zoo
 from ..arch.baselines import baseline_genome
+from ..arch.genome import MAX_INPUT
+from ..checks import MAX_SEED, check, integer, optional
 from ..errors import DataError, GenomeError, OptionError, RunError
 from ..files import check_out_file
 from ..results import RunStore, TrialRecord
@@ -63,6 +65,8 @@ class SearchOptions:
 
     def check(self) -> None:
         """Refuse values that cannot work, naming the flag (``OptionError``)."""
+        check("--seed", self.seed, integer(0, MAX_SEED), OptionError)
+        check("--resolution", self.resolution, optional(integer(1, MAX_INPUT)), OptionError)
         if self.trials < 1:
             raise OptionError(f"--trials: {self.trials} is not allowed (>= 1)")
         if self.workers < 1:

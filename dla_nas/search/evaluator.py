@@ -18,7 +18,7 @@ from ..errors import DataError
 from ..results import VAL_METRICS, TrialRecord
 from ..train.trainer import EpochReport, resolve_device, train
 from ..weights import Pretrained, imagenet_normalised
-from .space import SearchSpace, with_recipe
+from .space import Recipe, SearchSpace
 
 
 def load_task_data(space: SearchSpace, data_dir: str | None = None, *,
@@ -85,7 +85,7 @@ class ProxyEvaluator:
         """A record started now by this worker, with the data shape the network is built for
         (at the resolution of ``fields["recipe"]``, when it has one), named after the hand
         design it is, if any."""
-        data = self.data_at(fields.get("recipe", {}).get("resolution"))
+        data = self.data_at(Recipe.from_dict(fields.get("recipe", {})).resolution)
         fields.setdefault("name", self.hand_designs.get(fields.get("hash", ""), ""))
         return TrialRecord(trial=trial, status="ok", worker=self.worker, device=str(self.device),
                            input_shape=[data.in_chans, data.resolution, data.resolution],
@@ -128,8 +128,9 @@ class ProxyEvaluator:
         else:  # only a trained network has started from the weights
             report = getattr(model, "transfer_report", None)
             record.pretrained = report.to_record(detail=False) if report is not None else None
-            result = train(model, self.data_at(record.recipe.get("resolution")),
-                           with_recipe(self.train_config, record.recipe), callback,
+            recipe = Recipe.from_dict(record.recipe)
+            result = train(model, self.data_at(recipe.resolution),
+                           recipe.train_config(self.train_config), callback,
                            resume=resume)
             record.val_acc = result.val_acc
             if result.val is not None:

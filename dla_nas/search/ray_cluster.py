@@ -53,8 +53,8 @@ def check_ray_options(opts: SearchOptions, *, address: str | None, gpus_per_tria
         raise OptionError(f"--workers: {opts.workers} is not used with --backend ray (Ray runs as "
                           "many trials at once as --cpus-per-trial and --gpus-per-trial allow)")
     if opts.storage is not None:
-        raise OptionError("--storage: not used with --backend ray (the sampler state lives in "
-                          "the Tune experiment under <out>/ray)")
+        raise OptionError("--storage: not used with --backend ray (its study lives in the run "
+                          "folder's journal file)")
     if opts.gpus is not None:
         raise OptionError("--gpus: not used with --backend ray (use --gpus-per-trial; Ray gives "
                           "each trial its GPUs)")

@@ -63,10 +63,28 @@ RECIPE = (("resolution", "task.resolution"), ("lr", "proxy.lr"),
           ("weight_decay", "proxy.weight_decay"))
 
 
-def with_recipe(cfg: TrainConfig, recipe: Mapping[str, Any]) -> TrainConfig:
-    """``cfg`` with a trial recipe's lr and weight decay (its resolution is the data's)."""
-    return dataclasses.replace(cfg, **{k: recipe[k] for k in ("lr", "weight_decay")
-                                       if k in recipe})
+@dataclass(frozen=True)
+class Recipe:
+    """The training settings a trial drew with its genome (the space's searched ``RECIPE``
+    fields); None where the space does not search it: the task's or the proxy's own."""
+
+    resolution: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Recipe":
+        """From a record's ``recipe`` (the searched settings only)."""
+        return cls(**{key: data[key] for key, _ in RECIPE if key in data})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The searched settings only, as a record keeps them (``TrialRecord.recipe``)."""
+        return {key: getattr(self, key) for key, _ in RECIPE if getattr(self, key) is not None}
+
+    def train_config(self, cfg: TrainConfig) -> TrainConfig:
+        """``cfg`` with this recipe's lr and weight decay (its resolution is the data's)."""
+        drawn = {k: v for k, v in self.to_dict().items() if k in ("lr", "weight_decay")}
+        return dataclasses.replace(cfg, **drawn)
 
 
 @dataclass(frozen=True)
@@ -338,7 +356,7 @@ class SearchSpace:
 
     # ---- sampling --------------------------------------------------------------------------
     def sample_trial(self, trial: Suggester, resolution: int
-                     ) -> tuple[Genome, list[str], dict[str, Any]]:
+                     ) -> tuple[Genome, list[str], Recipe]:
         """A genome (see ``sample``), its repairs, and the trial's recipe: the searched
         training settings, drawn with it. The resolution is drawn first, because the genome's
         strides are fitted to it; ``resolution`` is the one to use when it is not searched."""
@@ -350,7 +368,7 @@ class SearchSpace:
         for key, name in RECIPE[1:]:
             if key in specs:
                 recipe[key] = specs[key].draw(trial, name)
-        return genome, repairs, recipe
+        return genome, repairs, Recipe(**recipe)
 
     def sample(self, trial: Suggester, resolution: int) -> tuple[Genome, list[str]]:
         """A valid Genome for this trial, and a note for every deterministic repair.

@@ -29,7 +29,7 @@ from .core import (
     warm_start_points,
 )
 from .evaluator import ProxyEvaluator
-from .space import SearchSpace
+from .space import Recipe, SearchSpace
 
 
 class SchedulingError(Exception):
@@ -46,7 +46,7 @@ class Proposal:
     key: str = ""  # the genome and its recipe (``TrialRecord.key``): equal keys train alike
     genome: dict[str, Any] | None = None
     repairs: list[str] = field(default_factory=list)
-    recipe: dict[str, Any] = field(default_factory=dict)  # searched settings (``RECIPE``)
+    recipe: Recipe = field(default_factory=Recipe)  # the searched training settings
     error: str = ""  # the space could not make a genome of the draw
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,12 +54,13 @@ class Proposal:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Proposal":
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**{**fields, "recipe": Recipe(**fields.get("recipe", {}))})
 
     def record_fields(self) -> dict[str, Any]:
         """The fields of its record that are known before it runs."""
         return {"hash": self.hash, "genome": self.genome, "repairs": list(self.repairs),
-                "recipe": dict(self.recipe)}
+                "recipe": self.recipe.to_dict()}
 
 
 def propose(space: SearchSpace, trial: optuna.Trial, resolution: int,
@@ -73,7 +74,8 @@ def propose(space: SearchSpace, trial: optuna.Trial, resolution: int,
     except SpaceError as exc:
         return Proposal(number, error=str(exc))
     digest = genome.canonical_hash()
-    return Proposal(number, digest, trial_key(digest, recipe), genome.to_dict(), repairs, recipe)
+    return Proposal(number, digest, trial_key(digest, recipe.to_dict()), genome.to_dict(),
+                    repairs, recipe)
 
 
 def run(evaluator: ProxyEvaluator, proposal: Proposal, *, reuse: TrialRecord | None = None,
