@@ -375,3 +375,64 @@ def test_the_ray_searcher_draws_the_hand_designs_first_and_survives_pickling(tmp
         study = trials.open_study(store, space, opts)
         assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
         assert copy.suggest("t2")["dla"]["number"] == 2  # 0 recorded, 1 in flight
+
+
+def test_a_trial_tune_gives_up_on_is_recorded_at_once_and_its_number_not_drawn_again(tmp_path):
+    """Tune gives up on a trial whose worker died twice: its failed record is written at
+    once, so the searcher's next trial takes the next number, and the study hears FAIL."""
+    from types import SimpleNamespace
+
+    from dla_nas.search import trials
+    from dla_nas.search.core import Run
+    from dla_nas.search.ray_searcher import DlaNasRecorder, DlaNasSearcher, Driver, driving
+    from dla_nas.search.space import SearchSpace
+
+    space = SearchSpace.from_dict(SPACE)
+    opts = SearchOptions(space="x", trials=4, out=str(tmp_path), sampler="random",
+                         warm_start="none")
+    store = RunStore(tmp_path)
+    run = Run(space, store, {"train_size": 100}, {}, resumed=False)
+    events = []
+    driver = Driver(run, opts, "cpu", events.append)
+    searcher = DlaNasSearcher(driver.run, space, opts, 8)
+    with driving(driver):
+        config = searcher.suggest("t0")
+        assert config["dla"]["number"] == 0
+        searcher.on_trial_complete("t0", None, error=True)  # Tune tells the searcher first
+        dead = SimpleNamespace(config=config, path=str(tmp_path / "ray" / "search-0" / "t0"),
+                               get_error=lambda: RuntimeError("worker died\nOOM killed"))
+        DlaNasRecorder(driver.run, 4, "cpu").on_trial_error(0, [], dead)
+        (record,) = search_records(tmp_path)
+        assert record.trial == 0 and record.status == "failed"
+        assert record.reason == "Ray: OOM killed" and record.hash == config["dla"]["hash"]
+        assert events[-1].kind == "record" and events[-1].record.trial == 0
+        assert searcher.suggest("t1")["dla"]["number"] == 1
+    study = trials.open_study(store, space, opts)
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+
+
+def test_a_trial_a_dead_driver_drew_but_never_ran_is_drawn_again(tmp_path):
+    """A driver killed between drawing a trial and Tune saving it leaves a RUNNING study
+    trial: the next searcher fails it and draws its parameters again (a warm start's hand
+    design is not lost)."""
+    import socket
+
+    from dla_nas.search import trials
+    from dla_nas.search.ray_searcher import DlaNasSearcher
+    from dla_nas.search.space import SearchSpace
+
+    space = SearchSpace.from_dict(SPACE)
+    opts = SearchOptions(space="x", trials=4, out=str(tmp_path), sampler="random",
+                         warm_start="none")
+    store = RunStore(tmp_path)
+    study = trials.open_study(store, space, opts)
+    lost = study.ask()
+    drawn = trials.propose(space, lost, 8)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lost.set_user_attr("pid", dead.pid)
+    lost.set_user_attr("host", socket.gethostname())
+    again = DlaNasSearcher(str(tmp_path), space, opts, 8).suggest("t0")["dla"]
+    assert (again["hash"], again["number"]) == (drawn.hash, 0)
+    states = [t.state for t in trials.open_study(store, space, opts).trials]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING]

@@ -46,23 +46,13 @@ BACKEND = "optuna"
 
 
 # ---- trial bookkeeping -----------------------------------------------------------------------
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def recover(study: optuna.Study, store: RunStore, space: SearchSpace) -> None:
     """Finish or retry trials that a dead or interrupted process left behind (call under
     the run lock)."""
     host = socket.gethostname()
     recorded = store.search_records()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("host") == host and not _alive(t.user_attrs.get("pid", -1)):
+        if t.user_attrs.get("host") == host and not trials.alive(t.user_attrs.get("pid", -1)):
             if t.number in recorded:  # died between writing the record and telling the study
                 trials.tell(study, t.number, recorded[t.number], space)
             else:
@@ -87,7 +77,7 @@ def _running_twins(study: optuna.Study, number: int, key: str) -> set[int]:
     host = socket.gethostname()
     return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             if t.number != number and t.user_attrs.get("key", t.user_attrs.get("hash")) == key
-            and t.user_attrs.get("host") == host and _alive(t.user_attrs.get("pid", -1))}
+            and t.user_attrs.get("host") == host and trials.alive(t.user_attrs.get("pid", -1))}
 
 
 def twin_record(study: optuna.Study, store: RunStore, key: str, owners: set[int],
@@ -170,8 +160,7 @@ def worker_main(opts_dict: dict, index: int, device: str, threads: int | None, p
                 if done + running >= opts.trials:
                     break
                 trial = study.ask()
-                trial.set_user_attr("pid", os.getpid())
-                trial.set_user_attr("host", socket.gethostname())
+                trials.tag(trial)
             run_trial(study, trial, space, evaluator, store, opts.sampler_name(space), stopping)
     except KeyboardInterrupt:
         pass  # the interrupted trial was marked failed; the driver reports

@@ -6,11 +6,11 @@ Optuna backend (``run.yaml`` with ``backend: ray``, ``trials.jsonl``); Tune's ow
 lives under ``results/<run>/ray/``.
 
 How a trial runs
-  The driver holds an ``OptunaSearch`` (same sampler as the Optuna backend, built by
-  ``dla_nas.search.core.make_sampler``, same objectives as ``metric``/``mode`` lists). Its
-  define-by-run function maps the Optuna trial to a genome with ``SearchSpace.sample`` and
-  returns it as constants (``config["dla"]``: trial number, genome, hash, repairs). The
-  trainable, on a worker with ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs (device
+  The driver holds a ``DlaNasSearcher`` (``ray_searcher``): it asks the run's own Optuna
+  study (the journal file in the run folder; the sampler of ``core.make_sampler``) and turns
+  each study trial into a proposal with ``trials.propose``, as the Optuna backend does; the
+  proposal travels as plain data (``config["dla"]``: record number, genome, hash, repairs,
+  recipe, key), and the study and sampler never leave the driver. The trainable, on a worker with ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs (device
   ``cuda`` when that is above 0, else ``cpu``; CPU threads ``max(1, int(cpus_per_trial))``),
   counts params and MACs first and reports an ``infeasible`` result at once when a constraint
   is broken, without training; a genome already recorded is reported as ``reused`` (no
@@ -40,9 +40,11 @@ Early stopping (``opts.early_stopping``: ``pareto``, the default; ``asha``; ``no
 Records and numbers
   The driver appends each record with ``RunStore.append`` from a Tune callback
   (``on_trial_complete``) as soon as the trial finishes, so a driver crash keeps every
-  finished trial. Search trial numbers follow the Optuna trial numbers (creation order,
-  0..N-1); a later experiment of the run takes the lowest numbers not yet recorded, so the
-  numbers stay 0..N-1. Baselines get -1, -2, ... and are trained once, in a Ray task with the
+  finished trial; a trial that Tune gives up on gets a failed record at once
+  (``on_trial_error``). Each proposal takes the lowest record number that no record and no
+  trial in flight has, so the numbers stay 0..N-1 across experiments and restores (a study
+  trial's own number can differ: a trial a dead driver drew but never ran is asked again).
+  Baselines get -1, -2, ... and are trained once, in a Ray task with the
   trial resources, before the search.
 
 Restore
@@ -52,7 +54,8 @@ Restore
   experiment snapshot) reports that record again and trains nothing; the driver never writes
   a number twice. If the run has fewer finished trials than asked (a larger ``--trials``, or
   a timeout, or Tune's state half written when the driver was killed), a new experiment
-  ``ray/search-<k>`` runs the rest with a fresh sampler (seed + k). A trial resumes from the
+  ``ray/search-<k>`` runs the rest from the same study, its sampler seeded from ``--seed``
+  and the trials already in the study (``core.sampler_seed``). A trial resumes from the
   newest of Tune's checkpoint and the checkpoints on disk. Ctrl-C stops gracefully (Tune
   saves its state; running trials are resumed next time) and raises ``KeyboardInterrupt``
   after everything finished has been written and Ray has been shut down. After a kill -9 of
@@ -278,10 +281,9 @@ def _run_stages(driver: Driver, settings: TrialSettings, resolution: int, gpus: 
             restored.add(ray_dir / f"{STAGE}{index}")
             fresh = True
         watch.rearm()
-        grid = tuner.fit()
+        tuner.fit()
         if watch.interrupted():
             return True
-        driver.record_errored(grid)
         if fresh and len(driver.numbers()) == before:
             break  # nothing could run (e.g. the deadline passed at once)
     return False

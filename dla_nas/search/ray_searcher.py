@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import pickle
+import socket
 import time
 from contextvars import ContextVar
 from pathlib import Path
@@ -19,7 +20,7 @@ from ray.tune.search import Searcher
 
 from ..results import RunStore, TrialRecord
 from . import trials
-from .core import OnEvent, Run, SearchEvent, SearchOptions
+from .core import OnEvent, Run, SearchEvent, SearchOptions, find_reuse
 from .ray_trial import record_of
 from .space import SearchSpace
 
@@ -58,18 +59,31 @@ class DlaNasSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
+        # a trial that finished after this state was saved has its record: not in flight
+        recorded = RunStore(self._run).search_records()
+        self._running = {tid: (n, p) for tid, (n, p) in self._running.items()
+                         if p["number"] not in recorded}
 
     def _open(self) -> optuna.Study:
-        """The run's study; trials that a driver asked for but Tune never saved (it died
-        in between) are failed, so that they do not count as running."""
+        """The run's study. Trials that a dead driver asked for and Tune never saved (it died
+        in between) are failed and asked again, as the Optuna backend retries a dead
+        worker's; those of a live driver on the same run are left to it."""
         if self._study is None:
             store = RunStore(self._run)
-            self._study = trials.open_study(store, self._space, self._opts)
+            self._study = study = trials.open_study(store, self._space, self._opts)
             ours = {study_trial for study_trial, _ in self._in_flight()}
-            for t in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                if t.number not in ours:
-                    self._study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            host = socket.gethostname()
+            with store.lock():
+                for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                    if (t.number not in ours and t.user_attrs.get("host") == host
+                            and not trials.alive(t.user_attrs.get("pid", -1))):
+                        self._retry(t.number, t.params)
         return self._study
+
+    def _retry(self, study_trial: int, params: dict) -> None:
+        """Fail a study trial that never ran, and queue its parameters again."""
+        self._study.tell(study_trial, state=TrialState.FAIL, skip_if_finished=True)
+        self._study.enqueue_trial(params, user_attrs={"retry_of": study_trial})
 
     def _in_flight(self) -> list[tuple[int, dict]]:
         """(study trial, proposal) of the trials running and the one held back."""
@@ -85,14 +99,21 @@ class DlaNasSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict | str | None:
         driver = live_driver(self._run)
         if driver is not None and driver.past_deadline():
+            if self._held is not None:  # drawn, never run: asked again by a later call
+                study_trial, _ = self._held
+                self._retry(study_trial, self._live.pop(study_trial).params)
+                self._held = None
             return Searcher.FINISHED
         if self._held is None:
             trial = self._open().ask()
+            trials.tag(trial)
             self._live[trial.number] = trial
             proposal = trials.propose(self._space, trial, self._resolution, self._next_number())
             self._held = (trial.number, proposal.to_dict())
         study_trial, proposal = self._held
-        if proposal["key"] and proposal["key"] in {p["key"] for _, p in self._running.values()}:
+        key = proposal["key"]
+        if (key and key in {p["key"] for _, p in self._running.values()}
+                and find_reuse(RunStore(self._run).records(), key) is None):
             return None  # its twin is training it: ask again later, then reuse its record
         self._held = None
         self._running[trial_id] = (study_trial, proposal)
@@ -119,14 +140,22 @@ class DlaNasRecorder(tune.Callback):
     def __init__(self, run: str, max_epochs: int, device: str) -> None:
         self.run, self.max_epochs, self.device = run, max_epochs, device
 
-    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+    def recorder(self, trial) -> "Recorder":
         driver = live_driver(self.run)
         if driver is not None:
-            recorder = driver.recorder
-        else:  # Tune runs in another process (Ray Client): the run folder is the trial's
-            recorder = Recorder(RunStore(Path(trial.path).parents[2]), self.max_epochs,
-                                self.device)
-        recorder.record(trial.last_result or {}, trial.config)
+            return driver.recorder
+        # Tune runs in another process (Ray Client): the run folder is the trial's
+        return Recorder(RunStore(Path(trial.path).parents[2]), self.max_epochs, self.device)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.recorder(trial).record(trial.last_result or {}, trial.config)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        """Tune gave up on the trial (its worker died twice, say): a failed record at once,
+        so that its number is taken and the numbers stay dense."""
+        lines = [line for line in str(trial.get_error() or "").splitlines() if line.strip()]
+        reason = lines[-1].strip()[:300] if lines else "the trial's worker failed"
+        self.recorder(trial).record({}, trial.config, reason=f"Ray: {reason}")
 
 
 class Recorder:
@@ -177,17 +206,6 @@ class Driver:
 
     def numbers(self) -> set[int]:
         return self.recorder.numbers()
-
-    def record_errored(self, grid) -> None:
-        """Trials that Tune gave up on (their worker died twice, say) get a failed record, so
-        that the numbers stay dense; a later call does not train them again."""
-        for result in grid:
-            dla = (result.config or {}).get("dla", {})
-            if result.error is None or "number" not in dla or int(dla["number"]) in self.numbers():
-                continue
-            lines = [line for line in str(result.error).strip().splitlines() if line.strip()]
-            reason = lines[-1][:300] if lines else type(result.error).__name__
-            self.recorder.record({}, result.config, reason=f"Ray: {reason}")
 
 
 @contextlib.contextmanager

@@ -9,6 +9,8 @@ does), and a study is a storage connection."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -17,7 +19,6 @@ import optuna
 from optuna.trial import TrialState
 
 from ..arch.genome import Genome
-from ..errors import SpaceError
 from ..results import RunStore, TrialRecord, trial_key
 from ..train.trainer import EpochReport
 from .core import (
@@ -66,13 +67,14 @@ class Proposal:
 def propose(space: SearchSpace, trial: optuna.Trial, resolution: int,
             number: int | None = None) -> Proposal:
     """Draw a trial's genome and recipe from the space (``SearchSpace.sample_trial``); a draw
-    the space cannot build is a proposal with ``error``. ``number``: the record's trial
-    number (default: the study trial's)."""
+    the space cannot build (or a bug in drawing it) is a proposal with ``error``, which
+    ``run`` records as failed. ``number``: the record's trial number (default: the study
+    trial's)."""
     number = trial.number if number is None else number
     try:
         genome, repairs, recipe = space.sample_trial(trial, resolution)
-    except SpaceError as exc:
-        return Proposal(number, error=str(exc))
+    except Exception as exc:  # one bad draw (a SpaceError, or a bug) must not stop the search
+        return Proposal(number, error=f"{type(exc).__name__}: {exc}")
     digest = genome.canonical_hash()
     return Proposal(number, digest, trial_key(digest, recipe.to_dict()), genome.to_dict(),
                     repairs, recipe)
@@ -91,7 +93,7 @@ def run(evaluator: ProxyEvaluator, proposal: Proposal, *, reuse: TrialRecord | N
                     sampler=sampler)
     try:
         if proposal.error:
-            raise SpaceError(proposal.error)
+            return record.fail(proposal.error)
         record = evaluator.new_record(proposal.number, **fields)  # filled in as measured
         if reuse is not None:
             return evaluator.reused(record, reuse)
@@ -101,9 +103,9 @@ def run(evaluator: ProxyEvaluator, proposal: Proposal, *, reuse: TrialRecord | N
             return record
         on_epoch = None if callback is None else (lambda report: callback(record, report))
         return evaluator.measure(model, record, on_epoch)
-    except (KeyboardInterrupt, SchedulingError):
+    except SchedulingError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # Ctrl-C (not an Exception) goes through
         return record.fail(f"{type(exc).__name__}: {exc}")
 
 
@@ -111,6 +113,24 @@ def failed(proposal: Proposal, reason: str, **fields: Any) -> TrialRecord:
     """The failed record of a proposal that could not run, started now."""
     return TrialRecord(trial=proposal.number, status="failed", started_at=time.time(),
                        **proposal.record_fields(), **fields).fail(reason)
+
+
+def tag(trial: optuna.Trial) -> None:
+    """Mark a study trial with the process that runs it, so that a later process can tell a
+    dead one's trial (``alive``) from a live one's."""
+    trial.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("host", socket.gethostname())
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is alive."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # ---- the study ---------------------------------------------------------------------------------
