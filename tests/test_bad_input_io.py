@@ -40,7 +40,7 @@ from dla_nas.arch.builder import build_model, window_max_pool
 from dla_nas.arch.genome import Genome
 from dla_nas.cli import main
 from dla_nas.download import fetch
-from dla_nas.errors import WeightsError
+from dla_nas.errors import OptionError, WeightsError
 from dla_nas.results import RunStore
 from dla_nas.train.checkpoint import save_checkpoint
 from dla_nas.train.trainer import TrainConfig
@@ -184,6 +184,16 @@ def test_more_workers_than_cores_are_refused(tmp_path, capsys, monkeypatch):
     assert main(["search", "--space", str(space), "--workers", "3", "--out", str(out)]) == 2
     error_line(capsys, "--workers: 3 is not allowed (at most 2")
     assert not out.exists()
+
+
+def test_gpu_workers_are_not_capped_at_the_cores(monkeypatch):
+    """Workers on GPUs (a 2-core job with 4 GPUs, say) are spread over the GPUs."""
+    from dla_nas.search.core import SearchOptions, check_workers
+
+    monkeypatch.setattr(dla_nas.search.core, "cpu_cores", lambda: 2)
+    check_workers(SearchOptions(space="s.yaml", trials=4, out="o", workers=4), "cuda")
+    with pytest.raises(OptionError, match="--workers: 4 is not allowed"):
+        check_workers(SearchOptions(space="s.yaml", trials=4, out="o", workers=4), "cpu")
 
 
 # ---- 3: argparse errors are one line --------------------------------------------------------

@@ -163,7 +163,7 @@ def test_checkpoint_with_code_is_refused(tmp_path, monkeypatch):
 def test_eval_refuses_a_dataset_with_other_classes(tmp_path, capsys):
     path = tmp_path / "tiny.yaml"
     Genome.from_dict(TINY).to_yaml(path)
-    assert main(["train", str(path), "--epochs", "1", "--out", str(tmp_path / "r"), "--json"]) == 0
+    assert main(["train", str(path), "--epochs", "1", "--min-steps", "0", "--out", str(tmp_path / "r"), "--json"]) == 0
     capsys.readouterr()
     folder = tmp_path / "imgs"
     from PIL import Image

@@ -71,9 +71,6 @@ class SearchOptions:
             raise OptionError(f"--trials: {self.trials} is not allowed (>= 1)")
         if self.workers < 1:
             raise OptionError(f"--workers: {self.workers} is not allowed (>= 1)")
-        if self.workers > cpu_cores():  # more only share the cores and multiply the memory
-            raise OptionError(f"--workers: {self.workers} is not allowed (at most "
-                              f"{cpu_cores()}, the CPU cores this process may use)")
         if self.sampler is not None and self.sampler not in SAMPLERS:
             raise OptionError(f"--sampler: {self.sampler!r} is not allowed "
                               f"(one of {', '.join(SAMPLERS)})")
@@ -101,6 +98,15 @@ class SearchOptions:
     def deadline(self) -> float | None:
         """When to start no new trial (``--timeout`` from now), or None."""
         return time.time() + self.timeout if self.timeout else None
+
+
+def check_workers(opts: SearchOptions, device_type: str) -> None:
+    """Refuse more CPU workers than cores: more only share the cores and multiply the
+    memory (1,000 once spawned 145 processes and 5 GB before a trial). GPU workers are
+    spread over the GPUs and are not capped here."""
+    if device_type == "cpu" and opts.workers > cpu_cores():
+        raise OptionError(f"--workers: {opts.workers} is not allowed (at most {cpu_cores()}, "
+                          "the CPU cores this process may use)")
 
 
 def check_storage(url: str) -> None:

@@ -32,6 +32,7 @@ from .core import (
     Run,
     SearchEvent,
     SearchOptions,
+    check_workers,
     cpu_cores,
     evaluate_baselines,
     find_reuse,
@@ -186,7 +187,8 @@ def start(opts: SearchOptions) -> tuple[Run, optuna.Study]:
     """Check the options and the data, create or reopen the run, and open its study."""
     from ..train.trainer import resolve_device
 
-    resolve_device(opts.device)  # a device this machine lacks is refused before run.yaml
+    # a device this machine lacks, or more CPU workers than cores, refused before run.yaml
+    check_workers(opts, resolve_device(opts.device).type)
     run = open_run(opts, BACKEND)
     study = trials.open_study(run.store, run.space, opts)
     with run.store.lock():
