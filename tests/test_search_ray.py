@@ -436,3 +436,20 @@ def test_a_trial_a_dead_driver_drew_but_never_ran_is_drawn_again(tmp_path):
     assert (again["hash"], again["number"]) == (drawn.hash, 0)
     states = [t.state for t in trials.open_study(store, space, opts).trials]
     assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING]
+
+
+def test_a_tune_state_that_cannot_be_restored_is_said_and_the_run_goes_on(tmp_path, local_ray):
+    """A Tune experiment whose state files are broken (the driver died writing them) is
+    named in a note to the display, and a new experiment runs the trials."""
+    space, out = write_space(tmp_path, proxy={"epochs": 1, "batch_size": 128}), tmp_path / "run"
+    opts = SearchOptions(space=str(space), trials=1, out=str(out), seed=0, early_stopping="none")
+    assert run_ray_search(opts, cpus_per_trial=2) == 1
+    broken = out / "ray" / "search-0"
+    for state in broken.glob("experiment_state-*.json"):
+        state.write_text("{")  # half written
+    opts.trials = 2
+    events = []
+    assert run_ray_search(opts, cpus_per_trial=2, on_event=events.append) == 2
+    (note,) = [e for e in events if e.kind == "note"]
+    assert "cannot be restored" in note.message and "search-1" in note.message
+    check_run(out, 2, epochs=1)

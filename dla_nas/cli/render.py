@@ -97,6 +97,9 @@ def search_progress(console, opts):
         if event.kind == "start":
             start(event.run, event.finished)
             return
+        if event.kind == "note":
+            console.print(event.message, style="yellow", markup=False, highlight=False)
+            return
         if event.kind == "record":
             state["records"].append(event.record)
             console.print(record_line(event.record, event.resumed_after))

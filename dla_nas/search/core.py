@@ -213,14 +213,16 @@ class Run:
 class SearchEvent:
     """What a search reports as it goes, to one callback (``OnEvent``) that only the command
     line renders: ``start`` once the run is open, ``record`` for each trial or baseline
-    record written, ``poll`` now and then with the trials running (Optuna backend)."""
+    record written, ``poll`` now and then with the trials running (Optuna backend), ``note``
+    for anything else the user should know (``message``)."""
 
-    kind: str  # start, record or poll
+    kind: str  # start, record, poll or note
     run: Run
     finished: int  # search trials with a record
     running: int = 0
     record: TrialRecord | None = None
     resumed_after: int | None = None  # a Ray trial went on from this epoch's checkpoint
+    message: str = ""
 
 
 OnEvent = Callable[[SearchEvent], None]

@@ -252,9 +252,9 @@ def _run_stages(driver: Driver, settings: TrialSettings, resolution: int, gpus: 
         else:
             index = int(stages[-1].name[len(STAGE):]) + 1 if stages else 0
             if stages and stages[-1] not in restored:
-                print(f"{stages[-1]}: Tune's state cannot be restored (the driver died while "
-                      "writing it, or another dla-nas version wrote it); its unfinished trials "
-                      f"start again in {STAGE}{index}", flush=True)
+                driver.note(f"{stages[-1]}: Tune's state cannot be restored (the driver died "
+                            "while writing it, or another dla-nas version wrote it); its "
+                            f"unfinished trials start again in {STAGE}{index}")
             searcher = DlaNasSearcher(driver.run, space, opts, resolution)
             rungs = Rungs.for_budget(driver.epochs)
             if opts.early_stopping == "pareto":

@@ -5,7 +5,6 @@ of a run, which both reach through ``live_driver(run)`` while ``driving(driver)`
 from __future__ import annotations
 
 import contextlib
-import functools
 import pickle
 import socket
 import time
@@ -191,15 +190,19 @@ class Driver:
     def __init__(self, run: Run, opts: SearchOptions, device: str,
                  on_event: OnEvent | None = None) -> None:
         self.space, self.store, self.opts, self.epochs = run.space, run.store, opts, run.epochs
+        self.opened = run
         self.run = str(run.store.path.resolve())
         self.deadline = opts.deadline()
         self.emit = on_event or (lambda event: None)
-        self.recorder = Recorder(run.store, run.epochs, device, functools.partial(
-            self.recorded, run))
+        self.recorder = Recorder(run.store, run.epochs, device, self.recorded)
 
-    def recorded(self, run: Run, record: TrialRecord, resumed_after: int | None = None) -> None:
-        self.emit(SearchEvent("record", run, len(self.numbers()), record=record,
+    def recorded(self, record: TrialRecord, resumed_after: int | None = None) -> None:
+        self.emit(SearchEvent("record", self.opened, len(self.numbers()), record=record,
                               resumed_after=resumed_after))
+
+    def note(self, message: str) -> None:
+        """Something the user should know that is not a record (``SearchEvent`` "note")."""
+        self.emit(SearchEvent("note", self.opened, len(self.numbers()), message=message))
 
     def past_deadline(self) -> bool:
         return self.deadline is not None and time.time() >= self.deadline
