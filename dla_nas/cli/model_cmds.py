@@ -121,6 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..arch.builder import build_model, resolve_genome
     from ..arch.cost import model_cost
     from ..data import load_dataset, make_loader
+    from ..data.report import data_report, warnings
     from ..train.checkpoint import save_checkpoint
     from ..train.trainer import (
         FINE_TUNING,
@@ -148,6 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         else None
     resolution = args.resolution or (PRETRAINED_RESOLUTION if args.pretrained else None)
     data = load_dataset(_data_config(args, resolution))
+    report = data_report(data)  # before the data moves to the device
     genome.feature_sizes(data.resolution)
     device = resolve_device(cfg.device)
     import torch
@@ -156,6 +158,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = build_model(genome, data.num_classes, data.in_chans,
                         zero_init_residual=cfg.zero_init_residual, pretrained=weights)
     log = stderr_console(args.json)
+    for line in warnings(report):
+        log.print(f"[yellow]warning[/]: {line}", highlight=False)
     extra = {}
     if model.transfer_report is not None:
         log.print(model.transfer_report.summary())
@@ -178,7 +182,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = {
         "genome": label, "hash": digest, "dataset": data.name, "resolution": data.resolution,
         "class_names": data.class_names, "params": cost.params, "macs": cost.macs,
-        **result.to_dict(), **test.to_dict("test_"), **extra,
+        **result.to_dict(), **test.to_dict("test_"), **extra, "data_report": report.to_dict(),
     }
     save_checkpoint(out / "checkpoint.pt", model, cfg, data, {"metrics": metrics, **extra})
     write_file(out / "metrics.json", json.dumps(metrics, indent=2))

@@ -11,6 +11,7 @@ from ..analysis.ablation import BY
 from ..arch.genome import MAX_INPUT
 from ..checks import MAX_SEED
 from ..train.trainer import FINE_TUNING, TrainConfig
+from .data_cmds import cmd_data
 from .model_cmds import cmd_eval, cmd_show, cmd_train
 from .run_cmds import cmd_export, cmd_pareto, cmd_status
 from .search_cmds import cmd_confirm, cmd_search
@@ -89,19 +90,24 @@ def gpu_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed (GPU indices such as 0,1)") from None
 
 
-def add_data_args(p: argparse.ArgumentParser, resolution_help: str) -> None:
-    p.add_argument("--dataset", default="digits", metavar="NAME",
-                   help="digits (embedded, default), cifar10, cifar100 or folder:PATH "
-                        "(PATH/<class>/*.png|jpg)")
+def add_source_args(p: argparse.ArgumentParser, resolution_help: str) -> None:
+    """Where the data is, its image size and its split: what loading a dataset needs."""
     p.add_argument("--data-dir", default=None,
                    help="where CIFAR archives or folders are (default ~/.cache/dla-nas/data)")
     p.add_argument("--download", action="store_true",
                    help="download the CIFAR archive when it is not in --data-dir")
     p.add_argument("--resolution", type=resolution_px, default=None, help=resolution_help)
-    p.add_argument("--train-fraction", type=float, default=1.0,
-                   help="stratified fraction of the train split to use (default 1.0)")
     p.add_argument("--split-seed", type=seed_int, default=0,
                    help="seed of the train/val/test split (default 0; fixed across runs)")
+
+
+def add_data_args(p: argparse.ArgumentParser, resolution_help: str) -> None:
+    p.add_argument("--dataset", default="digits", metavar="NAME",
+                   help="digits (embedded, default), cifar10, cifar100 or folder:PATH "
+                        "(PATH/<class>/*.png|jpg)")
+    add_source_args(p, resolution_help)
+    p.add_argument("--train-fraction", type=float, default=1.0,
+                   help="stratified fraction of the train split to use (default 1.0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
 
 
@@ -193,6 +199,22 @@ def build_parser() -> argparse.ArgumentParser:
                          "(without it, such a folder is refused)")
     tr.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     tr.set_defaults(func=cmd_train)
+
+    da = sub.add_parser(
+        "data", help="report a dataset: class counts per split, image sizes, duplicates",
+        description="Load a dataset as train and search would, and report what it holds: "
+                    "images per class in train/val/test, the imbalance ratio, image sizes, "
+                    "aspect ratios, modes and formats on disk (folders), and images whose "
+                    "content appears in train and in val/test; then the warnings these call "
+                    "for, each naming the option that addresses it.",
+    )
+    da.add_argument("dataset", metavar="DATASET",
+                    help="digits, cifar10, cifar100 or folder:PATH (PATH/<class>/*.png|jpg)")
+    add_source_args(da, "image size in px the report judges against (default: the dataset's "
+                        "own, 8 for digits, 32 for CIFAR and folders)")
+    da.add_argument("--json", action="store_true",
+                    help="print the report and its warnings as one JSON object")
+    da.set_defaults(func=cmd_data, train_fraction=1.0)
 
     ev = sub.add_parser(
         "eval", help="re-evaluate a saved checkpoint",

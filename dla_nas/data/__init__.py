@@ -7,8 +7,8 @@ train and val. Batches are augmented and normalised on the device, vectorised ov
 the batch, so training never runs a per-sample Python loop.
 
 Modules: ``config`` (DataConfig, Augment), ``dataset`` (the split containers), ``splits``,
-``images``, ``download``, ``sources`` (one module per source, and ``load_dataset``) and
-``loaders``.
+``images``, ``download``, ``sources`` (one module per source, and ``load_dataset``),
+``loaders`` and ``report`` (what a loaded dataset holds, and the warnings it calls for).
 """
 
 from __future__ import annotations

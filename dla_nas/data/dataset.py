@@ -52,7 +52,8 @@ class FileSplit:
 class Dataset:
     """A loaded dataset: disjoint splits plus what a model and a loader need to know.
 
-    `mean`/`std` are per channel in 0..1 units, computed on the train split only.
+    `mean`/`std` are per channel in 0..1 units, computed on the train split only. `files`:
+    an in-memory folder's image files, in the order ``Split.index`` counts (empty otherwise).
     """
 
     name: str
@@ -67,6 +68,7 @@ class Dataset:
     augment: Augment
     class_names: list[str]
     skipped: int = 0
+    files: tuple[str, ...] = ()
 
     @property
     def streaming(self) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,8 @@ from ..arch import zoo
 from ..arch.baselines import baseline_genome
 from ..arch.genome import MAX_INPUT
 from ..checks import MAX_SEED, check, integer, optional
+from ..data.report import data_report
+from ..data.report import warnings as report_warnings
 from ..errors import DataError, GenomeError, OptionError, RunError
 from ..files import check_out_file
 from ..results import RunStore, TrialRecord
@@ -241,9 +244,13 @@ def data_info(space: SearchSpace, opts: SearchOptions) -> dict[str, Any]:
     except DataError as exc:
         where = "--dataset" if opts.dataset else f"{space.path}: task.dataset"
         raise DataError(f"{where}: {exc}") from None
+    report = data_report(data)
+    for line in report_warnings(report):  # once, before the workers start
+        print(f"dla-nas search: warning: {line}", file=sys.stderr)
     return {"name": data.name, "resolution": data.resolution, "in_chans": data.in_chans,
             "num_classes": data.num_classes, "class_names": list(data.class_names),
-            "train_size": len(data.train), "augment": data.augment.describe()}
+            "train_size": len(data.train), "augment": data.augment.describe(),
+            "report": report.to_dict()}
 
 
 def run_info(space: SearchSpace, opts: SearchOptions, data: dict, backend: str) -> dict:

@@ -14,9 +14,10 @@ def _augment(cfg: DataConfig) -> Augment:
 
 def _in_memory_dataset(
     cfg: DataConfig, parts: tuple[Split, Split, Split], class_names: list[str],
-    skipped: int = 0,
+    skipped: int = 0, files: tuple[str, ...] = (),
 ) -> Dataset:
-    """Apply train_fraction, resize, and compute train statistics."""
+    """Apply train_fraction, resize, and compute train statistics; ``files``: the images'
+    paths, by ``Split.index``, for a folder."""
     train, val, test = parts
     train = train.take(_subsample(train.labels.numpy(), cfg.train_fraction, cfg.seed))
     res = cfg.image_size
@@ -24,4 +25,4 @@ def _in_memory_dataset(
                          for s in (train, val, test))
     mean, std = _channel_stats(train.images)
     return Dataset(cfg.name, train, val, test, len(class_names), train.images.shape[1], res,
-                   mean, std, _augment(cfg), class_names, skipped)
+                   mean, std, _augment(cfg), class_names, skipped, files)

@@ -80,7 +80,8 @@ def _load_folder(cfg: DataConfig) -> Dataset:
         whole = Split(torch.from_numpy(np.stack(arrays)), torch.from_numpy(label_arr),
                       torch.arange(len(paths)))
         train, val, test = (whole.take(i) for i in idx)
-        return _in_memory_dataset(cfg, (train, val, test), names, skipped=skipped)
+        return _in_memory_dataset(cfg, (train, val, test), names, skipped=skipped,
+                                  files=tuple(paths))
     files = FileSplit(tuple(paths), torch.from_numpy(label_arr))
     f_train, f_val, f_test = (files.take(i) for i in idx)
     f_train = f_train.take(_subsample(f_train.labels.numpy(), cfg.train_fraction, cfg.seed))

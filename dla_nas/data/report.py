@@ -1,0 +1,187 @@
+"""What a loaded dataset holds, read before any training: images per class and split, image
+sizes, modes and formats on disk (folders), and identical images that fall in train and in
+val/test; and ``warnings``, the plain-language lines these figures call for."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .dataset import Dataset, FileSplit
+from .images import _map_safely
+
+SPLITS = ("train", "val", "test")
+# above this largest/smallest class ratio, plain accuracy mostly measures the large class
+# (the magnetic-tile set, 952 against 32, scored well by answering "Free" every time)
+IMBALANCE_RATIO = 3.0
+# width/height outside this range (3:4 to 4:3) is visibly squashed by the square resize
+SQUARE_ASPECT = (0.75, 1.33)
+# a median side below resolution / this is blown up so far that the extra pixels carry
+# nothing and only cost compute
+UPSCALE_FACTOR = 2.0
+DUPLICATE_EXAMPLES = 3  # example pairs kept: enough to find the files, short enough to print
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """One image file as its header and bytes tell it, without decoding the pixels."""
+
+    width: int
+    height: int
+    mode: str
+    format: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class SizeStats:
+    """Image sizes on disk: (min, median, max) of width and height, (min, max) of w/h."""
+
+    width: tuple[int, int, int]
+    height: tuple[int, int, int]
+    aspect: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class DataReport:
+    """A dataset's figures; ``sizes``, ``modes`` and ``formats`` are known for folders only."""
+
+    name: str
+    resolution: int
+    channels: int
+    class_names: tuple[str, ...]
+    counts: tuple[tuple[int, ...], ...]  # per split (SPLITS order), images per class
+    leaks: int = 0  # val/test images whose content also appears in train
+    leak_examples: tuple[str, ...] = ()
+    sizes: SizeStats | None = None
+    modes: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ()
+
+    @property
+    def totals(self) -> tuple[int, ...]:
+        """Images per class over all splits."""
+        return tuple(int(n) for n in np.sum(self.counts, axis=0))
+
+    @property
+    def imbalance(self) -> float:
+        """Largest class over smallest class, over all splits."""
+        return max(self.totals) / max(min(self.totals), 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists and dicts, for JSON and YAML."""
+        per_class = {split: dict(zip(self.class_names, c)) for split, c in zip(SPLITS, self.counts)}
+        out: dict[str, Any] = {
+            "name": self.name, "resolution": self.resolution, "channels": self.channels,
+            "counts": {**per_class, "total": dict(zip(self.class_names, self.totals))},
+            "imbalance_ratio": round(self.imbalance, 2),
+            "duplicates_across_splits": {"count": self.leaks,
+                                         "examples": list(self.leak_examples)},
+        }
+        if self.sizes is not None:
+            s = self.sizes
+            out["sizes"] = {"width": list(s.width), "height": list(s.height),
+                            "aspect": list(s.aspect)}
+            out["modes"], out["formats"] = list(self.modes), list(self.formats)
+        return out
+
+
+def data_report(data: Dataset) -> DataReport:
+    """The report of a loaded dataset: a folder's files are read again for their headers and
+    bytes (no pixel decoding); embedded data is hashed as the arrays it was loaded as."""
+    counts = tuple(tuple(int(n) for n in np.bincount(getattr(data, s).labels.cpu().numpy(),
+                                                     minlength=data.num_classes))
+                   for s in SPLITS)
+    base = DataReport(data.name, data.resolution, data.in_chans, tuple(data.class_names), counts)
+    paths = {s: _split_paths(data, s) for s in SPLITS}
+    if not paths["train"]:
+        names = {s: [f"{s} #{i}" for i in range(len(getattr(data, s)))] for s in SPLITS}
+        leaks, examples = _leaks(names, {s: _array_digests(data, s) for s in SPLITS})
+        return replace(base, leaks=leaks, leak_examples=examples)
+    facts = {s: [f for f in _map_safely(_file_facts, p) if isinstance(f, FileFacts)]
+             for s, p in paths.items()}
+    everything = [f for s in SPLITS for f in facts[s]]
+    leaks, examples = _leaks(paths, {s: [f.digest for f in facts[s]] for s in SPLITS})
+    return replace(base, leaks=leaks, leak_examples=examples, sizes=_size_stats(everything),
+                    modes=tuple(sorted({f.mode for f in everything})),
+                    formats=tuple(sorted({f.format for f in everything})))
+
+
+def _split_paths(data: Dataset, split: str) -> tuple[str, ...]:
+    """The files of a split (empty for embedded data)."""
+    part = getattr(data, split)
+    if isinstance(part, FileSplit):
+        return part.paths
+    if not data.files or part.index is None:
+        return ()
+    return tuple(data.files[i] for i in part.index.tolist())
+
+
+def _file_facts(path: str) -> FileFacts:
+    """Size, mode and format from the header, and a digest of the bytes: one read per file."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    with Image.open(io.BytesIO(raw)) as im:  # opening reads the header only
+        return FileFacts(im.width, im.height, im.mode, im.format or "?",
+                         hashlib.blake2b(raw, digest_size=16).hexdigest())
+
+
+def _array_digests(data: Dataset, split: str) -> list[str]:
+    images = getattr(data, split).images.cpu().numpy()
+    return [hashlib.blake2b(a.tobytes(), digest_size=16).hexdigest() for a in images]
+
+
+def _leaks(names: dict[str, Sequence[str]],
+           digests: dict[str, Sequence[str]]) -> tuple[int, tuple[str, ...]]:
+    """How many val/test items have the content of a train item, and a few examples."""
+    train = dict(zip(digests["train"], names["train"]))
+    pairs = [f"{name} = {train[d]}" for s in ("val", "test")
+             for name, d in zip(names[s], digests[s]) if d in train]
+    return len(pairs), tuple(pairs[:DUPLICATE_EXAMPLES])
+
+
+def _size_stats(facts: Sequence[FileFacts]) -> SizeStats | None:
+    if not facts:
+        return None
+    w = np.array([f.width for f in facts])
+    h = np.array([f.height for f in facts])
+    aspect = w / h
+    return SizeStats(_spread(w), _spread(h),
+                     (round(float(aspect.min()), 2), round(float(aspect.max()), 2)))
+
+
+def _spread(values: np.ndarray) -> tuple[int, int, int]:
+    return int(values.min()), int(np.median(values)), int(values.max())
+
+
+def warnings(report: DataReport) -> list[str]:
+    """One plain line per problem found, each naming what addresses it."""
+    return list(_warning_lines(report))
+
+
+def _warning_lines(r: DataReport) -> Iterator[str]:
+    totals = dict(zip(r.class_names, r.totals))
+    big, small = max(totals, key=totals.get), min(totals, key=totals.get)
+    if r.imbalance > IMBALANCE_RATIO:
+        yield (f"classes are imbalanced ({big} {totals[big]}, {small} {totals[small]}: "
+               f"{r.imbalance:.0f}x); accuracy will flatter a model that answers {big}: rank by "
+               "balanced accuracy (objectives: {val_balanced_acc: maximize}) and consider "
+               "--balanced-loss (a space: proxy.balanced_loss: true)")
+    s = r.sizes
+    if s is not None and (s.aspect[0] < SQUARE_ASPECT[0] or s.aspect[1] > SQUARE_ASPECT[1]):
+        yield (f"images are squashed to {r.resolution}x{r.resolution}: their aspect ratios "
+               f"(w/h) run from {s.aspect[0]:g} to {s.aspect[1]:g}; crop them to near-square "
+               "first if shapes matter")
+    if s is not None and min(s.width[1], s.height[1]) * UPSCALE_FACTOR < r.resolution:
+        side = min(s.width[1], s.height[1])
+        yield (f"images are upscaled: their median side is {side} px, against "
+               f"--resolution {r.resolution}; a --resolution near {side} costs less and "
+               "loses nothing")
+    if r.leaks:
+        yield (f"{r.leaks} images in val/test also appear in train (e.g. "
+               f"{r.leak_examples[0]}): the scores will flatter; remove the copies")
