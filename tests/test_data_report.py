@@ -3,7 +3,6 @@ splits, the warnings they call for, ``dla-nas data``, and the report that train 
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -137,14 +136,6 @@ def test_train_prints_the_warnings_and_keeps_the_report(tmp_path, capsys):
     assert report["sizes"]["width"] == [8, 8, 8]
 
 
-def test_the_report_is_cheap_on_an_in_memory_folder(tmp_path):
-    root = write_folder(tmp_path / "f", {"a": 100, "b": 100})
-    data = load_dataset(DataConfig(f"folder:{root}", resolution=8))
-    start = time.perf_counter()
-    data_report(data)
-    assert time.perf_counter() - start < 2  # headers and bytes only: ~0.1 s per 1,000 files
-
-
 def test_search_keeps_the_report_in_the_data_of_run_yaml(tmp_path, capsys):
     from conftest import HAND_SPACE, write_space
 
@@ -157,5 +148,6 @@ def test_search_keeps_the_report_in_the_data_of_run_yaml(tmp_path, capsys):
     info = data_info(load_space(opts), opts)
     assert info["report"]["counts"]["total"] == {"Free": 24, "Fray": 3}
     assert yaml.safe_load(yaml.safe_dump(info)) == info  # run.yaml can hold it
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "warning: classes are imbalanced" in err
+    (warning,) = info["warnings"]  # the display prints them when the run opens
+    assert warning.startswith("classes are imbalanced")
+    assert capsys.readouterr().err == ""  # the core prints nothing itself

@@ -87,6 +87,8 @@ def search_progress(console, opts):
                       f"{where}")
         console.print(f"run folder {run.store.path}"
                       + (f" (resuming: {finished} trials finished)" if run.resumed else ""))
+        for line in data.get("warnings", []):
+            console.print(f"[yellow]warning[/]: {line}", highlight=False)
         state["objectives"] = space.objectives
         state["records"] = run.store.records()
         progress.start()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -245,12 +244,10 @@ def data_info(space: SearchSpace, opts: SearchOptions) -> dict[str, Any]:
         where = "--dataset" if opts.dataset else f"{space.path}: task.dataset"
         raise DataError(f"{where}: {exc}") from None
     report = data_report(data)
-    for line in report_warnings(report):  # once, before the workers start
-        print(f"dla-nas search: warning: {line}", file=sys.stderr)
     return {"name": data.name, "resolution": data.resolution, "in_chans": data.in_chans,
             "num_classes": data.num_classes, "class_names": list(data.class_names),
             "train_size": len(data.train), "augment": data.augment.describe(),
-            "report": report.to_dict()}
+            "report": report.to_dict(), "warnings": report_warnings(report)}
 
 
 def run_info(space: SearchSpace, opts: SearchOptions, data: dict, backend: str) -> dict:
