@@ -151,3 +151,18 @@ def test_search_keeps_the_report_in_the_data_of_run_yaml(tmp_path, capsys):
     (warning,) = info["warnings"]  # the display prints them when the run opens
     assert warning.startswith("classes are imbalanced")
     assert capsys.readouterr().err == ""  # the core prints nothing itself
+
+
+def test_confirm_prints_the_warnings_of_its_data(tmp_path, capsys):
+    from conftest import HAND_SPACE, write_space
+
+    root = write_folder(tmp_path / "tiles", {"Free": 40, "Fray": 4}, size=8)
+    space = write_space(tmp_path, HAND_SPACE, task={"dataset": f"folder:{root}",
+                                                    "resolution": 8})
+    out = tmp_path / "run"
+    assert main(["search", "--space", str(space), "--trials", "1", "--out", str(out),
+                 "--warm-start", "none"]) == 0
+    capsys.readouterr()
+    assert main(["confirm", str(out), "--trial", "0", "--seeds", "0", "--epochs", "1",
+                 "--min-steps", "0", "--device", "cpu"]) == 0
+    assert "warning: classes are imbalanced (Free 40, Fray 4: 10x)" in capsys.readouterr().err

@@ -92,6 +92,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     )
     from ..arch.baselines import LINE
     from ..data import Augment
+    from ..data.report import data_report, warnings
     from ..results import RunStore
     from ..search.evaluator import load_task_data
     from ..search.space import SearchSpace
@@ -137,6 +138,8 @@ def cmd_confirm(args: argparse.Namespace) -> int:
               f"{data.summary()}; {cfg.epochs_for(len(data.train))} epochs each; device "
               f"{device}; {todo} to train, {len(candidates) * len(seeds) - todo} already in "
               f"{store.path}")
+    for line in warnings(data_report(data)):
+        log.print(f"[yellow]warning[/]: {line}", highlight=False)
 
     def on_done(r, i: int, n: int) -> None:
         log.print(f"[{i}/{n}] {r.label} seed {r.seed}: test acc {r.test_acc:.4f} (balanced "
