@@ -137,12 +137,12 @@ def test_knee_of_a_short_front_is_its_most_accurate_point():
 
 
 # ---- plots ----------------------------------------------------------------------------------
-def make_run(path, records, sampler="nsga2"):
+def make_run(path, records, sampler="nsga2", objectives=ACC_MACS):
     store = RunStore(path)
     store.create_or_check({
         "backend": "optuna", "space_fingerprint": "test",
         "space": {"name": "tiny", "task": {"dataset": "digits", "resolution": 16, "classes": 10}},
-        "objectives": [list(o) for o in ACC_MACS], "sampler": sampler, "options": {}})
+        "objectives": [list(o) for o in objectives], "sampler": sampler, "options": {}})
     for r in records:
         store.append(r)
     return path
@@ -413,3 +413,25 @@ def test_without_confirm_jsonl_there_are_no_confirmed_lines(tmp_path, png_figure
     plot_pareto([make_run(tmp_path / "run", sample_records())], out=tmp_path / "p")
     assert not any("confirmed" in t or "hand-designed" in t
                    for t in legend_texts(png_figures["pareto.png"]))
+
+
+def test_a_run_ranked_by_balanced_accuracy_shows_it_everywhere(tmp_path, capsys):
+    """With val_balanced_acc as the objective, status, the front table, the progress line and
+    the tooltips show it, not plain accuracy (which flatters a majority-class model)."""
+    from dla_nas.cli.render import record_line
+
+    records = [rec(0, 0.9, 5000), rec(1, 0.7, 2000)]
+    for r, balanced in zip(records, (0.31, 0.52)):
+        r.val_balanced_acc = balanced
+    run = make_run(tmp_path / "run", records,
+                   objectives=[("val_balanced_acc", "maximize"), ("macs", "minimize")])
+    capsys.readouterr()
+    assert main(["status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "val_balanced_acc" in out and "0.3100" in out and "0.5200" in out
+    assert "0.9000" not in out and "0.7000" not in out
+    assert record_line(records[0], metric="val_balanced_acc") == (
+        "trial 0: ok val_balanced_acc 0.3100, 0.005M MACs")
+    assert main(["pareto", str(run), "--out", str(tmp_path / "plots")]) == 0
+    page = (tmp_path / "plots" / "pareto.html").read_text()
+    assert "val_balanced_acc 0.3100" in page

@@ -69,6 +69,12 @@ def run_objectives(info: dict[str, Any]) -> list[tuple[str, str]]:
     return [(m, d) for m, d in info.get("objectives") or DEFAULT_OBJECTIVES]
 
 
+def accuracy_metric(objectives: Sequence[tuple[str, str]]) -> str:
+    """The accuracy a run ranks by, and so the one it shows: its first maximised objective
+    (``val_acc`` unless the space chose ``val_balanced_acc``, say)."""
+    return next((m for m, d in objectives if d == "maximize"), "val_acc")
+
+
 def objective_vector(record: TrialRecord, objectives: Sequence[tuple[str, str]]) -> list[float]:
     """A record's objective values in the objective space (see the module docstring)."""
     return [scale(m, record.value(m)) for m, _ in objectives]

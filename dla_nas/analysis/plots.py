@@ -45,7 +45,15 @@ from ..files import staged_folder, write_file
 from ..results import RunStore, TrialRecord, load_run
 from .ablation import BY, GLYPHS, Colouring, genome_property, run_style, svg_point
 from .confirm import Confirmed, load_confirmed
-from .pareto import eligible, front, hypervolume_history, knee, reference_point, run_objectives
+from .pareto import (
+    accuracy_metric,
+    eligible,
+    front,
+    hypervolume_history,
+    knee,
+    reference_point,
+    run_objectives,
+)
 
 X_METRICS = ("macs", "params", "latency_ms")
 Y_METRICS = ("val_acc", "val_balanced_acc")
@@ -111,7 +119,7 @@ def plot_pareto(runs: list[Path], x: str = "macs", y: str | None = None, *,
     trials by that property of their genome."""
     if y is None and runs:
         info = RunStore(Path(runs[0])).info()
-        y = next((m for m, d in run_objectives(info) if d == "maximize"), "val_acc")
+        y = accuracy_metric(run_objectives(info))
     if x not in X_METRICS:
         raise OptionError(f"--x: {x!r} is not allowed (one of {', '.join(X_METRICS)})")
     if y not in Y_METRICS:
@@ -223,8 +231,9 @@ def _tooltip(r: TrialRecord, run: RunPlot, by: str | None = None) -> str:
     line."""
     lines = [r.hash, f"trial {r.trial} ({r.status}{', ' + r.name if r.name else ''}) "
              f"in {run.label}"]
-    if r.val_acc is not None:
-        lines.append(f"val_acc {r.val_acc:.4f}")
+    for metric in dict.fromkeys((accuracy_metric(run.objectives), "val_acc")):
+        if r.value(metric) is not None:  # the run's ranking accuracy first
+            lines.append(f"{metric} {r.value(metric):.4f}")
     if r.stopped_rung is not None:
         lines.append(f"stopped early after epoch {r.stopped_rung}")
     lines += [f"{SHORT_NAMES[m]} {r.value(m):,}" for m in LOG_METRICS if r.value(m) is not None]

@@ -67,7 +67,7 @@ def search_progress(console, opts):
         TimeRemainingColumn,
     )
 
-    from ..analysis.pareto import front
+    from ..analysis.pareto import accuracy_metric, front
 
     progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
@@ -90,6 +90,7 @@ def search_progress(console, opts):
         for line in data.get("warnings", []):
             console.print(f"[yellow]warning[/]: {line}", highlight=False)
         state["objectives"] = space.objectives
+        state["accuracy"] = accuracy_metric(space.objectives)
         state["records"] = run.store.records()
         progress.start()
         state["task"] = progress.add_task("search", total=opts.trials, completed=finished,
@@ -104,13 +105,15 @@ def search_progress(console, opts):
             return
         if event.kind == "record":
             state["records"].append(event.record)
-            console.print(record_line(event.record, event.resumed_after))
+            console.print(record_line(event.record, event.resumed_after, state["accuracy"]))
         else:
             state["running"] = event.running
         records = state["records"]
-        accs = [r.val_acc for r in records if r.feasible_and_trained and r.kind == "search"]
+        metric = state["accuracy"]
+        accs = [r.value(metric) for r in records if r.feasible_and_trained
+                and r.kind == "search" and r.value(metric) is not None]
         stats = f"running {state['running']}" if state["running"] else ""
-        stats += f"  best val_acc {max(accs):.4f}" if accs else ""
+        stats += f"  best {metric} {max(accs):.4f}" if accs else ""
         stats += f"  front {len(front(records, state['objectives']))}"
         progress.update(state["task"], completed=min(event.finished, opts.trials),
                         stats=stats.strip())
@@ -122,13 +125,14 @@ def search_progress(console, opts):
             progress.stop()
 
 
-def record_line(record, resumed_after: int | None = None) -> str:
-    """One line for a record just written: ``trial 3: ok val_acc 0.9, 1.2M MACs, ...``."""
+def record_line(record, resumed_after: int | None = None, metric: str = "val_acc") -> str:
+    """One line for a record just written: ``trial 3: ok val_acc 0.9, 1.2M MACs, ...``, with
+    the accuracy the run ranks by (``metric``)."""
     from ..results import TRAINED
 
     what = record.status
-    if record.val_acc is not None and record.status in TRAINED:
-        what += f" val_acc {record.val_acc:.4f}"
+    if record.value(metric) is not None and record.status in TRAINED:
+        what += f" {metric} {record.value(metric):.4f}"
     if record.macs is not None:
         what += f", {record.macs / 1e6:.3g}M MACs"
     if record.stopped_rung is not None:
@@ -143,10 +147,15 @@ def record_line(record, resumed_after: int | None = None) -> str:
     return f"{who}: {what}"
 
 
+def figure(value: float | None) -> str:
+    """A 0-1 figure with four decimals, or - when it was not measured."""
+    return "-" if value is None else f"{value:.4f}"
+
+
 def print_summary(console, store, objectives) -> None:
     from rich.table import Table
 
-    from ..analysis.pareto import front
+    from ..analysis.pareto import accuracy_metric, front
 
     records = store.records()
     search = [r for r in records if r.kind == "search"]
@@ -155,12 +164,13 @@ def print_summary(console, store, objectives) -> None:
     stopped = sum(r.stopped_rung is not None and r.status == "ok" for r in search)
     console.print("finished " + ", ".join(f"{n} {s}" for s, n in by_status.items() if n)
                   + (f" ({stopped} of the ok stopped early at a rung)" if stopped else ""))
+    metric = accuracy_metric(objectives)  # the accuracy the run ranks by
     table = Table(title=f"Pareto front ({', '.join(m for m, _ in objectives)})")
-    for col in ("trial", "hash", "val_acc", "MACs", "params", "epochs", "seconds"):
+    for col in ("trial", "hash", metric, "MACs", "params", "epochs", "seconds"):
         table.add_column(col, justify="right")
     for r in front(records, objectives):
-        table.add_row(str(r.trial), r.hash, f"{r.val_acc:.4f}", f"{r.macs:,}", f"{r.params:,}",
-                      str(r.epochs_run), f"{r.wall_seconds:.1f}")
+        table.add_row(str(r.trial), r.hash, figure(r.value(metric)), f"{r.macs:,}",
+                      f"{r.params:,}", str(r.epochs_run), f"{r.wall_seconds:.1f}")
     console.print(table)
     named = [f"trial {r.trial} is {r.name}" for r in front(records, objectives) if r.name]
     if named:
@@ -168,10 +178,10 @@ def print_summary(console, store, objectives) -> None:
     baselines = [r for r in records if r.kind == "baseline"]
     if baselines:
         bt = Table(title="baselines (same proxy)")
-        for col in ("name", "status", "val_acc", "MACs", "params"):
+        for col in ("name", "status", metric, "MACs", "params"):
             bt.add_column(col, justify="right")
         for r in baselines:
-            bt.add_row(r.name, r.status, "-" if r.val_acc is None else f"{r.val_acc:.4f}",
+            bt.add_row(r.name, r.status, figure(r.value(metric)),
                        "-" if r.macs is None else f"{r.macs:,}",
                        "-" if r.params is None else f"{r.params:,}")
         console.print(bt)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from ..errors import OptionError
 from ..files import check_out_folder
-from .render import print_confirmed, print_summary
+from .render import figure, print_confirmed, print_summary
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ..analysis.pareto import run_objectives
+    from ..analysis.pareto import accuracy_metric, run_objectives
     from ..results import RunStore, load_run
 
     store = RunStore(args.run)
@@ -27,7 +27,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     console.print(f"[bold]{store.path}[/]: space {space.get('name', '?')}, backend "
                   f"{info.get('backend', '?')}, created {info.get('created', '?')}")
     table = Table()
-    for col in ("trial", "kind", "status", "hash", "val_acc", "MACs", "params", "epochs",
+    metric = accuracy_metric(objectives)  # the accuracy the run ranks by
+    for col in ("trial", "kind", "status", "hash", metric, "MACs", "params", "epochs",
                 "seconds", "note"):
         table.add_column(col, justify="left" if col in ("kind", "status", "hash", "note") else "right")
     for r in sorted(records, key=lambda r: r.trial):
@@ -37,7 +38,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if r.name and r.kind == "search":  # a hand design that the search drew
             note = r.name + ("; " + note if note else "")
         table.add_row(str(r.trial), r.name if r.kind == "baseline" else r.kind, r.status, r.hash,
-                      "-" if r.val_acc is None else f"{r.val_acc:.4f}",
+                      figure(r.value(metric)),
                       "-" if r.macs is None else f"{r.macs:,}",
                       "-" if r.params is None else f"{r.params:,}", str(r.epochs_run),
                       f"{r.wall_seconds:.1f}", note)

@@ -78,6 +78,7 @@ from pathlib import Path
 import optuna
 from ray import tune
 
+from ..analysis.pareto import accuracy_metric
 from ..errors import OptionError
 from ..results import RunStore, TrialRecord
 from . import trials
@@ -261,7 +262,7 @@ def _run_stages(driver: Driver, settings: TrialSettings, resolution: int, gpus: 
                 sched = ParetoScheduler(ParetoStopping(RunStore(driver.run), rungs,
                                                        space.objectives))
             elif opts.early_stopping == "asha":
-                accuracy = next((m for m, d in space.objectives if d == "maximize"), "val_acc")
+                accuracy = accuracy_metric(space.objectives)
                 sched = ASHAScheduler(time_attr="epoch", metric=accuracy, mode="max",
                                       max_t=driver.epochs, grace_period=rungs.min_epochs,
                                       reduction_factor=ASHA_REDUCTION_FACTOR)
