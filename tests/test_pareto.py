@@ -137,12 +137,12 @@ def test_knee_of_a_short_front_is_its_most_accurate_point():
 
 
 # ---- plots ----------------------------------------------------------------------------------
-def make_run(path, records, sampler="nsga2", objectives=ACC_MACS):
+def make_run(path, records, sampler="nsga2", objectives=ACC_MACS, **info):
     store = RunStore(path)
     store.create_or_check({
         "backend": "optuna", "space_fingerprint": "test",
         "space": {"name": "tiny", "task": {"dataset": "digits", "resolution": 16, "classes": 10}},
-        "objectives": [list(o) for o in objectives], "sampler": sampler, "options": {}})
+        "objectives": [list(o) for o in objectives], "sampler": sampler, "options": {}, **info})
     for r in records:
         store.append(r)
     return path
@@ -435,3 +435,17 @@ def test_a_run_ranked_by_balanced_accuracy_shows_it_everywhere(tmp_path, capsys)
     assert main(["pareto", str(run), "--out", str(tmp_path / "plots")]) == 0
     page = (tmp_path / "plots" / "pareto.html").read_text()
     assert "val_balanced_acc 0.3100" in page
+
+
+def test_the_plot_draws_what_a_model_that_learnt_nothing_scores(tmp_path):
+    """Plain accuracy: always answering the largest val class (from the data report);
+    balanced accuracy, or no report: a guess among the classes."""
+    report = {"counts": {"val": {"Free": 6, "Fray": 2}}}
+    run = make_run(tmp_path / "run", sample_records(), data={"num_classes": 2, "report": report})
+    assert plot_pareto([run], out=tmp_path / "p1")["chance"] == [0.75, "always the largest class"]
+    assert plot_pareto([run], y="val_balanced_acc", out=tmp_path / "p2")["chance"] == [
+        0.5, "chance (1 of 2 classes)"]
+    four = make_run(tmp_path / "four", sample_records(), data={"num_classes": 4})
+    assert plot_pareto([four], out=tmp_path / "p3")["chance"][0] == pytest.approx(0.25)
+    bare = make_run(tmp_path / "bare", sample_records())  # run.yaml without its data
+    assert plot_pareto([bare], out=tmp_path / "p4")["chance"] is None

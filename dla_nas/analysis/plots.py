@@ -64,6 +64,7 @@ AXIS_LABELS = {
     "val_acc": "validation accuracy (proxy)",
     "val_balanced_acc": "validation balanced accuracy (proxy)",
 }
+TEST_LABELS = {"val_acc": "test accuracy", "val_balanced_acc": "test balanced accuracy"}
 SHORT_NAMES = {"macs": "MACs", "params": "params", "latency_ms": "latency ms",
                "val_acc": "val_acc", "val_balanced_acc": "balanced acc"}
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -150,7 +151,9 @@ def plot_pareto(runs: list[Path], x: str = "macs", y: str | None = None, *,
         write_file(stage / "pareto.html", _pareto_html(loaded, x, y, colouring))
     files = {"pareto_png": out / "pareto.png", "hypervolume_png": out / "hypervolume.png",
              "pareto_html": out / "pareto.html"}
+    chance = chance_level(loaded[0].info, y)
     return {"x": x, "y": y, "objectives": [list(o) for o in objectives],
+            "chance": list(chance) if chance else None,
             "reference": reference, "files": {k: str(v) for k, v in files.items()},
             "runs": [_summary(run, x, y) for run in loaded],
             "by": {"property": by, "counts": {v: n for v, n, _ in colouring.entries}}
@@ -341,9 +344,12 @@ def _pareto_png(runs: list[RunPlot], x: str, y: str, path: Path,
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _si(v)))
         ax.xaxis.set_minor_formatter(FuncFormatter(_log_minor_label))
     ax.set_xlabel(AXIS_LABELS[x])
+    chance = chance_level(runs[0].info, y)
+    if chance is not None and bottom < chance[0] < top:
+        ax.axhline(chance[0], color="#999999", linestyle=":", linewidth=1, label=chance[1])
     ylabel = AXIS_LABELS[y]
-    if any(run.confirmed for run in runs):
-        ylabel += "; diamonds: test accuracy (confirmed)"
+    if any(run.confirmed for run in runs):  # the test figure that matches y (_confirmed_y)
+        ylabel += f"; diamonds: {TEST_LABELS[y]} (confirmed)"
     ax.set_ylabel(ylabel)
     ax.set_title("\n".join(textwrap.wrap(_title(runs), 60)), fontsize=10)  # long folder paths
     ax.grid(True, which="major", alpha=0.35)
@@ -351,6 +357,21 @@ def _pareto_png(runs: list[RunPlot], x: str, y: str, path: Path,
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
+
+
+def chance_level(info: dict[str, Any], y: str) -> tuple[float, str] | None:
+    """What a model that learnt nothing scores on ``y``, and its legend label, from a run's
+    run.yaml: always answering the largest val class (plain accuracy, when the data report
+    gives the val counts), else a guess among the classes (1 / classes, which is balanced
+    accuracy's chance level whatever the class sizes); None when run.yaml does not say."""
+    data = info.get("data") or {}
+    val = ((data.get("report") or {}).get("counts") or {}).get("val") or {}
+    if y == "val_acc" and sum(val.values()) > 0:
+        return max(val.values()) / sum(val.values()), "always the largest class"
+    classes = data.get("num_classes")
+    if isinstance(classes, int) and classes > 1:
+        return 1 / classes, f"chance (1 of {classes} classes)"
+    return None
 
 
 def _confirmed_y(c: Confirmed, y: str) -> tuple[float, float, float]:
