@@ -112,6 +112,7 @@ def test_confirm_cli_then_status_pareto_and_export_show_the_figures(searched, ca
     exported = yaml.safe_load(next((out / "export").glob(f"*trial{trial}-*.yaml")).read_text())
     meta = exported["metadata"]
     assert meta["in_chans"] == 1 and meta["num_classes"] == 3
+    assert meta["class_names"] == ["crack", "ok", "spot"]  # what each output means
     assert meta["confirmed"]["seeds"] == [0, 1] and 0 <= meta["confirmed"]["test_acc"]["mean"] <= 1
     capsys.readouterr()
     config = next((out / "export").glob(f"*trial{trial}-*.yaml"))

@@ -347,6 +347,8 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
         "resolution": resolution,
         "in_chans": in_chans,
         "num_classes": shape.num_classes,
+        # the outputs' names, in output order (a run.yaml from before the data section: none)
+        "class_names": (info.get("data") or {}).get("class_names"),
         "shape_source": shape.source,
         "fidelity": space.get("proxy", {}),
         "recipe": training_recipe(_proxy(run, info), record, resolution),
