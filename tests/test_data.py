@@ -544,7 +544,12 @@ def test_flip_is_random_mirror_and_no_flip_never_flips(axis: str) -> None:
 def test_augment_parse_and_errors() -> None:
     assert Augment.parse("none") == Augment()
     assert Augment.parse("hflip, shift") == Augment(hflip=True, shift=0.125)
-    with pytest.raises(DataError, match=r"augment: 'rotate' is not allowed \(none, or a comma"):
+    # the named presets, in the words a user thinks of their images in
+    assert Augment.parse("textures") == Augment(hflip=True, vflip=True, shift=0.125)
+    assert Augment.parse("objects") == Augment(hflip=True, shift=0.125)
+    assert Augment.parse(" shift ") == Augment(shift=0.125)
+    with pytest.raises(DataError, match=r"augment: 'rotate' is not allowed \(textures, "
+                                        r"objects, shift, none, or a comma list"):
         Augment.parse("rotate")
     with pytest.raises(DataError, match=r"augment.pad_mode: 'edge' is not allowed"):
         Augment(pad_mode="edge")

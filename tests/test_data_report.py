@@ -18,8 +18,9 @@ from dla_nas.data.report import data_report, warnings
 TINY = {"stem": {"kernel": 3, "levels": [{"channels": 4}]}, "stages": [{"channels": 4}]}
 
 
-def report_of(root: Path, resolution: int = 16):
-    return data_report(load_dataset(DataConfig(f"folder:{root}", resolution=resolution)))
+def report_of(root: Path, resolution: int = 16, resize: str = "squash"):
+    return data_report(load_dataset(DataConfig(f"folder:{root}", resolution=resolution,
+                                               resize=resize)))
 
 
 def write_images(root: Path, images: dict[str, list[tuple[int, int, str, str]]]) -> Path:
@@ -43,8 +44,11 @@ def test_an_imbalanced_folder_is_counted_per_split_and_warned_about(tmp_path):
     lines = warnings(report)
     assert len(lines) == 1
     assert "imbalanced (Free 30, Fray 3: 10x)" in lines[0]
-    assert "answers Free" in lines[0] and "val_balanced_acc" in lines[0]
-    assert "--balanced-loss" in lines[0]
+    assert "answers Free" in lines[0] and "ranks by balanced accuracy" in lines[0]
+    assert "batches are class-balanced (--sampling auto" in lines[0]
+    # where training draws uniform batches, the line says so and what would balance them
+    uniform = warnings(report, balanced=False)[0]
+    assert "not class-balanced (--sampling balanced" in uniform and "ranks by" not in uniform
 
 
 def test_a_balanced_square_folder_gets_no_warning(tmp_path):
@@ -68,6 +72,11 @@ def test_odd_sizes_and_mixed_formats_are_read_from_the_files(tmp_path):
     assert report.channels == 3
     squashed = [w for w in warnings(report) if "squashed" in w]
     assert len(squashed) == 1 and "16x16" in squashed[0] and "0.5 to 3" in squashed[0]
+    assert "--resize pad keeps their shape" in squashed[0]
+    padded = report_of(tmp_path / "odd", resize="pad")
+    assert padded.resize == "pad" and padded.to_dict()["resize"] == "pad"
+    assert [w for w in warnings(padded) if "aspect" in w] == [
+        "images are made square by pad: their aspect ratios (w/h) run from 0.5 to 3"]
 
 
 def test_small_images_at_a_large_resolution_are_said_to_be_upscaled(tmp_path):

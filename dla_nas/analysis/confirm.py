@@ -183,9 +183,15 @@ def recipe_of(cfg: TrainConfig, data: Dataset, pretrained: Pretrained | None = N
     ignored = ("seed", "device", "threads", "compile", "eval_batch_size")
     recipe = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ignored},
               "dataset": data.name, "resolution": data.resolution,
-              "augment": data.augment.describe()}
-    for key in ("backbone_lr_mult", "freeze_epochs", "freeze_bn"):  # fine-tuning only: files
-        if recipe[key] == getattr(TrainConfig, key):  # written before it still compare equal
+              "augment": data.augment.describe(),
+              "sampling": "balanced" if cfg.balanced(data) else "uniform", "resize": data.resize}
+    # settings that files written before them did not have: at the value those files ran
+    # with, left out, so that they still compare equal
+    for key, before in (("backbone_lr_mult", TrainConfig.backbone_lr_mult),
+                        ("freeze_epochs", TrainConfig.freeze_epochs),
+                        ("freeze_bn", TrainConfig.freeze_bn), ("sampling", "uniform"),
+                        ("resize", "squash")):
+        if recipe[key] == before:
             del recipe[key]
     if pretrained is not None:
         recipe["pretrained"] = pretrained.file.source.label

@@ -90,14 +90,22 @@ def _describe_levels(genome) -> list[str]:
     return out + ["pool + 1x1 conv"]
 
 
-def _data_config(args: argparse.Namespace, resolution: int | None):
+def given(**flags):
+    """The flags that were given (not None): what overrides a default kept elsewhere."""
+    return {k: v for k, v in flags.items() if v is not None}
+
+
+def _data_config(args: argparse.Namespace, resolution: int | None, resize: str | None = None):
+    """The data of ``train`` and ``eval``; ``resize``: the mode when ``--resize`` is not
+    given (eval: the checkpoint's)."""
     from ..data import Augment, DataConfig
 
+    resize = args.resize or resize
     augment = Augment.for_dataset(args.augment, args.dataset) if getattr(args, "augment", None) \
         else None
     return DataConfig(args.dataset, resolution=resolution, train_fraction=args.train_fraction,
                       seed=args.split_seed, data_dir=args.data_dir, download=args.download,
-                      augment=augment)
+                      augment=augment, **given(resize=resize))
 
 
 def _default_out(prefix: str, label: str) -> Path:
@@ -141,7 +149,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
                       lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
                       compile=args.compile, schedule=args.schedule,
-                      balanced_loss=args.balanced_loss, freeze_bn=args.freeze_bn, **tuning)
+                      balanced_loss=bool(args.balanced_loss), freeze_bn=args.freeze_bn,
+                      **given(sampling=args.sampling), **tuning)
     out = check_out_folder(args.out) if args.out else _default_out("train", label)
     _check_no_result(out, args.overwrite)
     # fetched and checked before the data is loaded: a missing file fails at once
@@ -158,7 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = build_model(genome, data.num_classes, data.in_chans,
                         zero_init_residual=cfg.zero_init_residual, pretrained=weights)
     log = stderr_console(args.json)
-    for line in warnings(report):
+    for line in warnings(report, cfg.balanced(data)):
         log.print(f"[yellow]warning[/]: {line}", highlight=False)
     extra = {}
     if model.transfer_report is not None:
@@ -172,7 +181,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     log.print(f"[bold]{label}[/] ({digest}): {cost.params:,} params, {cost.macs:,} MACs at "
               f"{data.resolution}px")
     epochs = cfg.epochs_for(len(data.train))
-    log.print(data.summary() + f"; device {device}; {epochs} epochs of "
+    log.print(f"{data.summary()}; {cfg.describe(data)}; device {device}; {epochs} epochs of "
               f"{cfg.steps_per_epoch(len(data.train))} steps")
     with epoch_progress(log, epochs, args.json) as on_epoch:
         result = train(model, data, cfg, callback=on_epoch)
@@ -204,7 +213,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     ckpt = load_checkpoint(args.checkpoint)
     meta = ckpt["data"]
-    data = load_dataset(_data_config(args, args.resolution or meta["resolution"]))
+    data = load_dataset(_data_config(args, args.resolution or meta["resolution"],
+                                     meta.get("resize")))
     diffs = data.differences(meta)  # class names when the checkpoint has them, else the count
     if diffs:
         raise DataError(f"--dataset {args.dataset}: not the data that {args.checkpoint} was "

@@ -10,6 +10,7 @@ from .. import __version__
 from ..analysis.ablation import BY
 from ..arch.genome import MAX_INPUT
 from ..checks import MAX_SEED
+from ..data.config import IMBALANCE_RATIO, RESIZE_MODES, SAMPLINGS
 from ..train.trainer import FINE_TUNING, TrainConfig
 from .data_cmds import cmd_data
 from .model_cmds import cmd_eval, cmd_show, cmd_train
@@ -99,6 +100,29 @@ def add_source_args(p: argparse.ArgumentParser, resolution_help: str) -> None:
     p.add_argument("--resolution", type=resolution_px, default=None, help=resolution_help)
     p.add_argument("--split-seed", type=seed_int, default=0,
                    help="seed of the train/val/test split (default 0; fixed across runs)")
+    add_resize_arg(p, "squash; eval: the checkpoint's")
+
+
+def add_resize_arg(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--resize", choices=RESIZE_MODES, default=None,
+                   help="how a folder's images that are not square become square: squash "
+                        "(stretch), pad (fit the longer side and mirror the image into the "
+                        "rest: shapes keep their aspect ratio) or crop (fit the shorter side, "
+                        f"keep the centre); default {default}")
+
+
+def add_sampling_args(p: argparse.ArgumentParser, default: str) -> None:
+    """How a network sees the data: augmentation and class balance."""
+    p.add_argument("--augment", default=None, metavar="NAME|LIST",
+                   help="textures (both flips and a shift: surfaces that read the same "
+                        "mirrored), objects (left-right flip and a shift: photos of things), "
+                        "shift (no flip: digits, text, oriented parts), none, or a comma list "
+                        f"of hflip, vflip, shift; default {default}")
+    p.add_argument("--sampling", choices=SAMPLINGS, default=None,
+                   help="how batches are drawn: balanced (every class equally often), "
+                        "uniform (every image equally often) or auto (balanced when the "
+                        f"largest train class has over {IMBALANCE_RATIO:g}x the images of the "
+                        f"smallest); default {default}")
 
 
 def add_data_args(p: argparse.ArgumentParser, resolution_help: str) -> None:
@@ -122,12 +146,12 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
                    help=f"default {TRAIN_DEFAULTS.batch_size}")
     p.add_argument("--lr", type=float, default=TRAIN_DEFAULTS.lr,
                    help=f"peak learning rate (default {TRAIN_DEFAULTS.lr})")
-    p.add_argument("--augment", default=None, metavar="LIST",
-                   help="none, or a comma list of hflip, vflip, shift (default: by dataset; "
-                        "digits: shift; CIFAR: hflip,shift; folders: hflip,vflip,shift with "
-                        "reflect padding)")
-    p.add_argument("--balanced-loss", action="store_true",
-                   help="weight each class's loss by 1 / its frequency (imbalanced data)")
+    add_sampling_args(p, "the search's for confirm, else by dataset: digits and folders "
+                         "shift, CIFAR objects; sampling auto")
+    p.add_argument("--balanced-loss", action=argparse.BooleanOptionalAction, default=None,
+                   help="weight each class's loss by 1 / its frequency, an alternative to "
+                        "balanced sampling (both at once correct twice); default off, for "
+                        "confirm the search's")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads (default: torch's choice)")
 
@@ -278,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "cifar10, cifar100 or folder:PATH (PATH/<class>/*.png|jpg)")
     se.add_argument("--resolution", type=resolution_px, default=None, metavar="PX",
                     help="image size instead of the space's task.resolution")
+    add_sampling_args(se, "the space's task.augment and proxy.sampling, else by dataset")
+    add_resize_arg(se, "the space's task.resize, else squash")
     se.add_argument("--address", default=None, metavar="auto|ray://HOST:PORT",
                     help="ray: join this cluster (default: start a local Ray, loopback only, "
                          "no dashboard)")

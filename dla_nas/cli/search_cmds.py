@@ -24,8 +24,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         space=args.space, trials=args.trials, out=args.out or "", sampler=args.sampler,
         seed=args.seed, workers=args.workers or 1, storage=args.storage, timeout=args.timeout,
         device=args.device, gpus=args.gpus, baselines=args.baselines, data_dir=args.data_dir,
-        dataset=args.dataset, resolution=args.resolution,
-        early_stopping=args.early_stopping or args.scheduler, warm_start=args.warm_start)
+        dataset=args.dataset, resolution=args.resolution, augment=args.augment,
+        resize=args.resize, sampling=args.sampling, early_stopping=args.early_stopping or args.scheduler, warm_start=args.warm_start)
     if args.scheduler is not None:
         print("dla-nas search: --scheduler is deprecated; it is --early-stopping now, for "
               "both backends", file=sys.stderr)
@@ -111,9 +111,13 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     seeds = args.seeds
     space = SearchSpace.of_run(info)
     proxy = space.proxy  # a search from pretrained weights is confirmed from them too
+    # the search's sampling, loss and (through the space's task) augmentation and resize,
+    # unless a flag says otherwise: the confirmed network is trained as it was ranked
+    balanced_loss = proxy.balanced_loss if args.balanced_loss is None else args.balanced_loss
     cfg = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
                       lr=args.lr, device=args.device, threads=args.threads,
-                      balanced_loss=args.balanced_loss, backbone_lr_mult=proxy.backbone_lr_mult,
+                      sampling=args.sampling or proxy.sampling, balanced_loss=balanced_loss,
+                      backbone_lr_mult=proxy.backbone_lr_mult,
                       freeze_epochs=frozen_epochs(proxy.freeze_epochs, args.epochs),
                       freeze_bn=proxy.freeze_bn)
     pretrained = Pretrained(proxy.pretrained) if proxy.pretrained is not None else None
@@ -135,10 +139,10 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     done = {r.key for r in store.records()}
     todo = sum((c.unit, s) not in done for c in candidates for s in seeds)
     log.print(f"[bold]confirm[/] {len(candidates)} candidate(s) x {len(seeds)} seed(s) on "
-              f"{data.summary()}; {cfg.epochs_for(len(data.train))} epochs each; device "
-              f"{device}; {todo} to train, {len(candidates) * len(seeds) - todo} already in "
-              f"{store.path}")
-    for line in warnings(data_report(data)):
+              f"{data.summary()}; {cfg.epochs_for(len(data.train))} epochs each; "
+              f"{cfg.describe(data)}; device {device}; {todo} to train, "
+              f"{len(candidates) * len(seeds) - todo} already in {store.path}")
+    for line in warnings(data_report(data), cfg.balanced(data)):
         log.print(f"[yellow]warning[/]: {line}", highlight=False)
 
     def on_done(r, i: int, n: int) -> None:

@@ -69,6 +69,7 @@ class Dataset:
     class_names: list[str]
     skipped: int = 0
     files: tuple[str, ...] = ()
+    resize: str = "squash"  # how a folder's images became square (config.RESIZE_MODES)
 
     @property
     def streaming(self) -> bool:

@@ -52,8 +52,25 @@ def _probe(path: str) -> str:
         return im.mode
 
 
-def _decode(path: str, chans: int, res: int) -> np.ndarray:
-    """One image file as uint8 [chans, res, res]: converted, then resized bilinearly."""
+def _fit(im: Image.Image, res: int, resize: str) -> np.ndarray:
+    """``im`` as a res x res array (H, W[, C]) by ``resize`` (config.RESIZE_MODES)."""
+    w, h = im.size
+    if resize == "squash" or w == h:
+        return np.array(im.resize((res, res), Image.Resampling.BILINEAR), dtype=np.uint8)
+    scale = (min if resize == "pad" else max)(res / w, res / h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    arr = np.array(im.resize(size, Image.Resampling.BILINEAR), dtype=np.uint8)
+    if resize == "crop":
+        top, left = (size[1] - res) // 2, (size[0] - res) // 2
+        return np.ascontiguousarray(arr[top : top + res, left : left + res])
+    top, left = (res - size[1]) // 2, (res - size[0]) // 2
+    edges = ((top, res - size[1] - top), (left, res - size[0] - left)) + ((0, 0),) * (arr.ndim - 2)
+    return np.pad(arr, edges, mode="symmetric")  # mirrored: no edge a network could key on
+
+
+def _decode(path: str, chans: int, res: int, resize: str = "squash") -> np.ndarray:
+    """One image file as uint8 [chans, res, res]: converted, then resized bilinearly by
+    ``resize`` (squash, pad or crop)."""
     with Image.open(path) as im:
         im.draft("L" if chans == 1 else "RGB", (res, res))  # JPEG: decode at a reduced scale
         im = ImageOps.exif_transpose(im)
@@ -62,8 +79,7 @@ def _decode(path: str, chans: int, res: int) -> np.ndarray:
             im = Image.fromarray(scaled.astype(np.uint8))
         elif im.mode == "P" and "transparency" in im.info:
             im = im.convert("RGBA")  # avoids Pillow's palette-transparency warning
-        im = im.convert("L" if chans == 1 else "RGB").resize((res, res), Image.Resampling.BILINEAR)
-        arr = np.array(im, dtype=np.uint8)  # a writable copy, as torch.from_numpy wants
+        arr = _fit(im.convert("L" if chans == 1 else "RGB"), res, resize)  # a writable copy
     return arr[None] if chans == 1 else np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 

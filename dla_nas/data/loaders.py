@@ -75,19 +75,29 @@ def _check_batch_size(batch_size: int) -> None:
     check("batch_size", batch_size, integer(1), DataError)
 
 
+def class_balanced_weights(labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample draw weights, 1 / the size of the sample's class: every class is drawn
+    equally often."""
+    counts = torch.bincount(labels)
+    return 1.0 / counts[labels].double()
+
+
 class DeviceLoader:
-    """Batches of an in-memory Split that lives on the target device; yields (x, y)."""
+    """Batches of an in-memory Split that lives on the target device; yields (x, y).
+    ``balanced``: each epoch draws len(split) samples with replacement, every class with the
+    same chance (``class_balanced_weights``), instead of a permutation."""
 
     mode = "in-memory"
 
     def __init__(self, split: Split, batch_size: int, *, mean: Sequence[float],
                  std: Sequence[float], shuffle: bool = False, augment: Augment = Augment(),
                  pad: int = 0, seed: int | torch.Generator = 0, drop_last: bool = False,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, balanced: bool = False) -> None:
         _check_batch_size(batch_size)
         device = split.images.device
         self.split, self.batch_size = split, batch_size
         self.shuffle, self.drop_last = shuffle, drop_last
+        self.weights = class_balanced_weights(split.labels) if balanced else None
         self.generator = (seed if isinstance(seed, torch.Generator)
                           else torch.Generator(device=device).manual_seed(seed))
         self._transform = _BatchTransform(mean, std, augment, pad, self.generator, device,
@@ -99,8 +109,13 @@ class DeviceLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, device = len(self.split), self.split.images.device
-        order = (torch.randperm(n, generator=self.generator, device=device) if self.shuffle
-                 else torch.arange(n, device=device))
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, n, replacement=True,
+                                      generator=self.generator)
+        elif self.shuffle:
+            order = torch.randperm(n, generator=self.generator, device=device)
+        else:
+            order = torch.arange(n, device=device)
         for i in range(len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             yield self._transform(self.split.images[idx]), self.split.labels[idx]
@@ -109,15 +124,16 @@ class DeviceLoader:
 class _ImageFiles(torch.utils.data.Dataset):
     """Decodes one file per item inside DataLoader workers; unreadable files yield None."""
 
-    def __init__(self, split: FileSplit, chans: int, res: int) -> None:
+    def __init__(self, split: FileSplit, chans: int, res: int, resize: str) -> None:
         self.paths, self.labels, self.chans, self.res = split.paths, split.labels, chans, res
+        self.resize = resize
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         try:
-            image = _decode(self.paths[i], self.chans, self.res)
+            image = _decode(self.paths[i], self.chans, self.res, self.resize)
         except Exception as e:  # a file that broke after loading: skip it, don't kill training
             warnings.warn(f"skipping unreadable image {self.paths[i]}: {e}")
             return None
@@ -135,7 +151,8 @@ def _collate_readable(
 
 
 class StreamLoader:
-    """Batches of a FileSplit decoded by DataLoader workers, then augmented on the device."""
+    """Batches of a FileSplit decoded by DataLoader workers, then augmented on the device;
+    ``balanced`` as in ``DeviceLoader``."""
 
     mode = "streaming"
 
@@ -143,13 +160,19 @@ class StreamLoader:
                  device: torch.device | str, *, mean: Sequence[float], std: Sequence[float],
                  shuffle: bool = False, augment: Augment = Augment(), pad: int = 0,
                  seed: int = 0, drop_last: bool = False, channels_last: bool = False,
-                 num_workers: int | None = None) -> None:
+                 num_workers: int | None = None, balanced: bool = False,
+                 resize: str = "squash") -> None:
         _check_batch_size(batch_size)
         self.device = torch.device(device)
         workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+        generator = torch.Generator().manual_seed(seed)
+        sampler = (torch.utils.data.WeightedRandomSampler(
+            class_balanced_weights(split.labels), len(split), generator=generator)
+            if balanced else None)
         self._loader = torch.utils.data.DataLoader(
-            _ImageFiles(split, in_chans, resolution), batch_size=batch_size, shuffle=shuffle,
-            generator=torch.Generator().manual_seed(seed), num_workers=workers,
+            _ImageFiles(split, in_chans, resolution, resize), batch_size=batch_size,
+            shuffle=shuffle and sampler is None, sampler=sampler, generator=generator,
+            num_workers=workers,
             persistent_workers=workers > 0, pin_memory=self.device.type == "cuda",
             drop_last=drop_last, collate_fn=_collate_readable,
         )
@@ -170,11 +193,12 @@ class StreamLoader:
 
 def make_loader(dataset: Dataset, split: str, batch_size: int, device: torch.device | str,
                 train: bool, seed: int, channels_last: bool = False, *,
-                shuffle: bool | None = None,
-                num_workers: int | None = None) -> DeviceLoader | StreamLoader:
+                shuffle: bool | None = None, num_workers: int | None = None,
+                balanced: bool = False) -> DeviceLoader | StreamLoader:
     """The loader for one split. train=True augments with ``dataset.augment``, shuffles and
     drops the last partial batch; train=False keeps every sample, unaugmented, in order
-    unless ``shuffle`` (a class-mixed sample of a split sorted by class)."""
+    unless ``shuffle`` (a class-mixed sample of a split sorted by class). ``balanced``:
+    class-balanced draws (``DeviceLoader``)."""
     if split not in ("train", "val", "test"):
         raise DataError(f"split: {split!r} is not known (allowed: train, val, test)")
     part = getattr(dataset, split)
@@ -186,7 +210,7 @@ def make_loader(dataset: Dataset, split: str, batch_size: int, device: torch.dev
         return StreamLoader(part, dataset.in_chans, dataset.resolution, batch_size, device,
                             mean=dataset.mean, std=dataset.std, shuffle=shuffle, augment=augment,
                             pad=pad, seed=seed, drop_last=drop_last, channels_last=channels_last,
-                            num_workers=num_workers)
+                            num_workers=num_workers, balanced=balanced, resize=dataset.resize)
     return DeviceLoader(to_device(part, device), batch_size, mean=dataset.mean, std=dataset.std,
                         shuffle=shuffle, augment=augment, pad=pad, seed=seed, drop_last=drop_last,
-                        channels_last=channels_last)
+                        channels_last=channels_last, balanced=balanced)

@@ -13,13 +13,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .config import IMBALANCE_RATIO, imbalance
 from .dataset import Dataset, FileSplit
 from .images import _map_safely
 
 SPLITS = ("train", "val", "test")
-# above this largest/smallest class ratio, plain accuracy mostly measures the large class
-# (the magnetic-tile set, 952 against 32, scored well by answering "Free" every time)
-IMBALANCE_RATIO = 3.0
 # width/height outside this range (3:4 to 4:3) is visibly squashed by the square resize
 SQUARE_ASPECT = (0.75, 1.33)
 # a median side below resolution / this is blown up so far that the extra pixels carry
@@ -62,6 +60,7 @@ class DataReport:
     sizes: SizeStats | None = None
     modes: tuple[str, ...] = ()
     formats: tuple[str, ...] = ()
+    resize: str = "squash"
 
     @property
     def totals(self) -> tuple[int, ...]:
@@ -71,13 +70,14 @@ class DataReport:
     @property
     def imbalance(self) -> float:
         """Largest class over smallest class, over all splits."""
-        return max(self.totals) / max(min(self.totals), 1)
+        return imbalance(self.totals)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists and dicts, for JSON and YAML."""
         per_class = {split: dict(zip(self.class_names, c)) for split, c in zip(SPLITS, self.counts)}
         out: dict[str, Any] = {
             "name": self.name, "resolution": self.resolution, "channels": self.channels,
+            "resize": self.resize,
             "counts": {**per_class, "total": dict(zip(self.class_names, self.totals))},
             "imbalance_ratio": round(self.imbalance, 2),
             "duplicates_across_splits": {"count": self.leaks,
@@ -97,7 +97,8 @@ def data_report(data: Dataset) -> DataReport:
     counts = tuple(tuple(int(n) for n in np.bincount(getattr(data, s).labels.cpu().numpy(),
                                                      minlength=data.num_classes))
                    for s in SPLITS)
-    base = DataReport(data.name, data.resolution, data.in_chans, tuple(data.class_names), counts)
+    base = DataReport(data.name, data.resolution, data.in_chans, tuple(data.class_names), counts,
+                      resize=data.resize)
     paths = {s: _split_paths(data, s) for s in SPLITS}
     if not paths["train"]:
         names = {s: [f"{s} #{i}" for i in range(len(getattr(data, s)))] for s in SPLITS}
@@ -159,24 +160,29 @@ def _spread(values: np.ndarray) -> tuple[int, int, int]:
     return int(values.min()), int(np.median(values)), int(values.max())
 
 
-def warnings(report: DataReport) -> list[str]:
-    """One plain line per problem found, each naming what addresses it."""
-    return list(_warning_lines(report))
+def warnings(report: DataReport, balanced: bool | None = None) -> list[str]:
+    """One plain line per problem found, each naming what addresses it; ``balanced``: whether
+    training draws class-balanced batches (None: the default, ``--sampling auto``)."""
+    return list(_warning_lines(report, balanced))
 
 
-def _warning_lines(r: DataReport) -> Iterator[str]:
+def _warning_lines(r: DataReport, balanced: bool | None) -> Iterator[str]:
     totals = dict(zip(r.class_names, r.totals))
     big, small = max(totals, key=totals.get), min(totals, key=totals.get)
     if r.imbalance > IMBALANCE_RATIO:
-        yield (f"classes are imbalanced ({big} {totals[big]}, {small} {totals[small]}: "
-               f"{r.imbalance:.0f}x); accuracy will flatter a model that answers {big}: rank by "
-               "balanced accuracy (objectives: {val_balanced_acc: maximize}) and consider "
-               "--balanced-loss (a space: proxy.balanced_loss: true)")
+        head = f"classes are imbalanced ({big} {totals[big]}, {small} {totals[small]}: " \
+               f"{r.imbalance:.0f}x)"
+        yield (f"{head}: batches are class-balanced (--sampling auto; uniform turns it off) "
+               f"and a search ranks by balanced accuracy; plain accuracy flatters a model that "
+               f"answers {big}" if balanced is not False else
+               f"{head}: batches are not class-balanced (--sampling balanced would be); plain "
+               f"accuracy flatters a model that answers {big}: read balanced accuracy")
     s = r.sizes
     if s is not None and (s.aspect[0] < SQUARE_ASPECT[0] or s.aspect[1] > SQUARE_ASPECT[1]):
-        yield (f"images are squashed to {r.resolution}x{r.resolution}: their aspect ratios "
-               f"(w/h) run from {s.aspect[0]:g} to {s.aspect[1]:g}; crop them to near-square "
-               "first if shapes matter")
+        shape = f"their aspect ratios (w/h) run from {s.aspect[0]:g} to {s.aspect[1]:g}"
+        yield (f"images are squashed to {r.resolution}x{r.resolution}: {shape}; --resize "
+               "pad keeps their shape" if r.resize == "squash" else
+               f"images are made square by {r.resize}: {shape}")
     if s is not None and min(s.width[1], s.height[1]) * UPSCALE_FACTOR < r.resolution:
         side = min(s.width[1], s.height[1])
         yield (f"images are upscaled: their median side is {side} px, against "

@@ -19,7 +19,9 @@ import optuna
 from ..arch import zoo
 from ..arch.baselines import baseline_genome
 from ..arch.genome import MAX_INPUT
-from ..checks import MAX_SEED, check, integer, optional
+from ..checks import MAX_SEED, check, integer, one_of, optional
+from ..data import Augment
+from ..data.config import RESIZE_MODES, SAMPLINGS
 from ..data.report import data_report
 from ..data.report import warnings as report_warnings
 from ..errors import DataError, GenomeError, OptionError, RunError
@@ -60,6 +62,9 @@ class SearchOptions:
     data_dir: str | None = None
     dataset: str | None = None  # replaces the space's task.dataset
     resolution: int | None = None  # replaces the space's task.resolution
+    augment: str | None = None  # replaces the space's task.augment
+    resize: str | None = None  # replaces the space's task.resize
+    sampling: str | None = None  # replaces the space's proxy.sampling
     # pareto, asha (Ray only) or none (``early_stopping.py``); None: the run's, else the default
     early_stopping: str | None = None
     # baselines: a new run's first trials are the space's hand designs; None: the default
@@ -69,6 +74,13 @@ class SearchOptions:
         """Refuse values that cannot work, naming the flag (``OptionError``)."""
         check("--seed", self.seed, integer(0, MAX_SEED), OptionError)
         check("--resolution", self.resolution, optional(integer(1, MAX_INPUT)), OptionError)
+        check("--resize", self.resize, optional(one_of(RESIZE_MODES)), OptionError)
+        check("--sampling", self.sampling, optional(one_of(SAMPLINGS)), OptionError)
+        if self.augment is not None:
+            try:
+                Augment.parse(self.augment)
+            except DataError as exc:
+                raise OptionError(f"--{exc}") from None
         if self.trials < 1:
             raise OptionError(f"--trials: {self.trials} is not allowed (>= 1)")
         if self.workers < 1:
@@ -232,7 +244,9 @@ OnEvent = Callable[[SearchEvent], None]
 
 def load_space(opts: SearchOptions) -> SearchSpace:
     """The space of a search, with the task that ``--dataset``/``--resolution`` set."""
-    return SearchSpace.from_yaml(opts.space).with_task(opts.dataset, opts.resolution)
+    return SearchSpace.from_yaml(opts.space).with_task(
+        opts.dataset, opts.resolution, augment=opts.augment, resize=opts.resize,
+        sampling=opts.sampling)
 
 
 def data_info(space: SearchSpace, opts: SearchOptions) -> dict[str, Any]:
@@ -244,10 +258,12 @@ def data_info(space: SearchSpace, opts: SearchOptions) -> dict[str, Any]:
         where = "--dataset" if opts.dataset else f"{space.path}: task.dataset"
         raise DataError(f"{where}: {exc}") from None
     report = data_report(data)
+    balanced = space.proxy.train_config().balanced(data)
     return {"name": data.name, "resolution": data.resolution, "in_chans": data.in_chans,
             "num_classes": data.num_classes, "class_names": list(data.class_names),
             "train_size": len(data.train), "augment": data.augment.describe(),
-            "report": report.to_dict(), "warnings": report_warnings(report)}
+            "resize": data.resize, "sampling": "balanced" if balanced else "uniform",
+            "report": report.to_dict(), "warnings": report_warnings(report, balanced)}
 
 
 def run_info(space: SearchSpace, opts: SearchOptions, data: dict, backend: str) -> dict:
@@ -296,6 +312,9 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
     opts.early_stopping = opts.early_stopping or EARLY_STOPPING_DEFAULT
     opts.warm_start = opts.warm_start_name(space)
     data = data_info(space, opts)
+    kept = resumed and old.get("objectives") == [list(o) for o in space.objectives]
+    if data["sampling"] == "balanced" and not kept:  # a run made before this rule keeps its own
+        space = space.ranked_by_balanced_accuracy()
     if space.proxy.pretrained is not None:  # fetched and checked once, before the workers
         weights_file(parse_source(str(space.proxy.pretrained)))
     run = Run(space, store, data, {**run_info(space, opts, data, backend), **(extra or {})},

@@ -29,6 +29,7 @@ from ..arch import zoo
 from ..arch.genome import BLOCKS, STRIDES, Genome
 from ..checks import boolean, check, integer, number, odd, one_of, optional
 from ..data import Augment, DataConfig
+from ..data.config import RESIZE_MODES
 from ..errors import DataError, GenomeError, SpaceError, TrainError, WeightsError
 from ..files import read_yaml
 from ..train.trainer import TrainConfig, fine_tuning
@@ -89,14 +90,16 @@ class Recipe:
 
 @dataclass(frozen=True)
 class Task:
-    """The data a space is searched on. ``augment``: ``none`` or a comma list of hflip,
-    vflip, shift (default: the dataset's own, see ``dla_nas.data.DEFAULT_AUGMENT``).
-    ``resolution``: the nominal one when the space searches it (its first choice)."""
+    """The data a space is searched on. ``augment``: a preset (textures, objects, shift,
+    none) or a comma list of hflip, vflip, shift (default: the dataset's own, see
+    ``dla_nas.data.DEFAULT_AUGMENT``). ``resolution``: the nominal one when the space
+    searches it (its first choice). ``resize``: squash, pad or crop (default: DataConfig's)."""
 
     dataset: str
     resolution: int | None = None
     classes: int | None = None
     augment: str | None = None
+    resize: str | None = None
 
     @property
     def sizing_resolution(self) -> int:
@@ -121,6 +124,8 @@ class Proxy:
     seed: int = 0
     # the last BN of every residual branch starts at zero, so deep trees start shallow
     zero_init_residual: bool = True
+    # how batches are drawn (auto: class-balanced on imbalanced data; see TrainConfig)
+    sampling: str = TrainConfig.sampling
     # weight each class's loss by 1 / its frequency (imbalanced data)
     balanced_loss: bool = False
     # every trial starts from these weights where its tensors match them (``dla34``,
@@ -148,7 +153,7 @@ class Proxy:
                            batch_size=self.batch_size, lr=self.lr,
                            weight_decay=self.weight_decay, seed=self.seed,
                            zero_init_residual=self.zero_init_residual,
-                           balanced_loss=self.balanced_loss,
+                           sampling=self.sampling, balanced_loss=self.balanced_loss,
                            backbone_lr_mult=self.backbone_lr_mult,
                            freeze_epochs=self.freeze_epochs, freeze_bn=self.freeze_bn,
                            **settings)
@@ -205,6 +210,8 @@ class SearchSpace:
                 Augment.parse(str(task.augment))
             except DataError as exc:
                 raise SpaceError(f"task.{exc}") from None
+        if task.resize is not None:
+            check("task.resize", task.resize, one_of(RESIZE_MODES), SpaceError)
         proxy = Proxy.parse(raw.get("proxy", {}), recipe)
         check("proxy.train_fraction", proxy.train_fraction, number(0, 1, low_open=True),
               SpaceError)
@@ -306,8 +313,9 @@ class SearchSpace:
         if augment is None and self.task.augment:
             augment = Augment.for_dataset(self.task.augment, self.task.dataset)
         fraction = self.proxy.train_fraction if train_fraction is None else train_fraction
+        resize = {"resize": self.task.resize} if self.task.resize else {}
         return DataConfig(self.task.dataset, resolution=resolution or self.task.resolution,
-                          data_dir=data_dir, augment=augment, train_fraction=fraction)
+                          data_dir=data_dir, augment=augment, train_fraction=fraction, **resize)
 
     @classmethod
     def of_run(cls, info: Mapping[str, Any]) -> "SearchSpace":
@@ -315,19 +323,33 @@ class SearchSpace:
         applied), as its run.yaml keeps it."""
         return cls.from_dict(info["space"], info.get("space_path", "<run.yaml>"))
 
-    def with_task(self, dataset: str | None = None, resolution: int | None = None) -> SearchSpace:
-        """This space searched on another dataset or resolution (``search --dataset``): the
-        task is replaced, and so is ``classes``, which the new data decides."""
-        if dataset is None and resolution is None:
+    def with_task(self, dataset: str | None = None, resolution: int | None = None, *,
+                  augment: str | None = None, resize: str | None = None,
+                  sampling: str | None = None) -> SearchSpace:
+        """This space searched with the task and sampling that ``search``'s flags set
+        (``--dataset``, ``--resolution``, ``--augment``, ``--resize``, ``--sampling``); a new
+        dataset drops ``classes``, which the new data decides."""
+        task = {k: v for k, v in (("dataset", dataset), ("resolution", resolution),
+                                  ("augment", augment), ("resize", resize)) if v is not None}
+        if not task and sampling is None:
             return self
         raw = json.loads(json.dumps(self.raw, default=str))
-        task = dict(raw["task"])
-        if dataset is not None:
-            task["dataset"] = dataset
-            task.pop("classes", None)
-        if resolution is not None:
-            task["resolution"] = resolution
-        raw["task"] = task
+        raw["task"] = {k: v for k, v in raw["task"].items()
+                       if not (k == "classes" and dataset is not None)} | task
+        if sampling is not None:
+            raw["proxy"] = {**(raw.get("proxy") or {}), "sampling": sampling}
+        return SearchSpace.from_dict(raw, self.path)
+
+    def ranked_by_balanced_accuracy(self) -> SearchSpace:
+        """This space with a ``val_acc`` objective replaced by ``val_balanced_acc``: what a
+        search on imbalanced data ranks by, since plain accuracy there mostly measures the
+        largest class."""
+        metrics = dict(self.objectives)
+        if "val_acc" not in metrics or "val_balanced_acc" in metrics:
+            return self
+        raw = json.loads(json.dumps(self.raw, default=str))
+        raw["objectives"] = {("val_balanced_acc" if m == "val_acc" else m): d
+                             for m, d in self.objectives}
         return SearchSpace.from_dict(raw, self.path)
 
     def constraint_values(self, value: Callable[[str], float | None]) -> dict[str, float]:

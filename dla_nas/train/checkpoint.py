@@ -36,7 +36,8 @@ def save_checkpoint(path, model: nn.Module, cfg: TrainConfig, data: Dataset, ext
         "train_config": asdict(cfg),
         "data": {"name": data.name, "resolution": data.resolution, "in_chans": data.in_chans,
                  "num_classes": data.num_classes, "mean": list(data.mean),
-                 "std": list(data.std), "class_names": list(data.class_names)},
+                 "std": list(data.std), "class_names": list(data.class_names),
+                 "resize": data.resize},
         **extra,
     }, buffer)
     write_file(Path(path), buffer.getbuffer())

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..checks import boolean, check, check_fields, integer, number, one_of, optional
 from ..data import Dataset, make_loader
+from ..data.config import SAMPLINGS, balanced_sampling
 from ..errors import TrainError
 from .metrics import Metrics, classification_metrics
 
@@ -47,6 +48,7 @@ TRAIN_RULES = {
     "threads": optional(integer(1)), "eval_batch_size": integer(1), "seed": integer(0),
     "zero_init_residual": boolean, "balanced_loss": boolean, "compile": boolean,
     "backbone_lr_mult": number(0), "freeze_epochs": integer(0), "freeze_bn": boolean,
+    "sampling": one_of(SAMPLINGS),
 }
 
 
@@ -77,6 +79,9 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     zero_init_residual: bool = True
     bn_recalibration_batches: int = 4
+    # how batches are drawn (data.config.SAMPLINGS): auto is class-balanced on imbalanced
+    # data, which made the magnetic-tile set learn its rare defects (README "Imbalanced data")
+    sampling: str = "auto"
     balanced_loss: bool = False  # weight each class's loss by 1 / its train frequency
     seed: int = 0
     device: str = "auto"
@@ -99,6 +104,18 @@ class TrainConfig:
         """Optimiser steps in one epoch (the last partial batch is dropped unless it is the
         only one)."""
         return max(1, train_size // self.batch_size)
+
+    def balanced(self, data: Dataset) -> bool:
+        """Whether this recipe draws class-balanced batches from ``data``'s train split."""
+        return balanced_sampling(self.sampling, torch.bincount(data.train.labels.cpu()).tolist())
+
+    def describe(self, data: Dataset) -> str:
+        """How ``data`` is seen in training, for the lines that say what ran: sampling, loss,
+        augmentation and resize."""
+        loss = "class-weighted" if self.balanced_loss else "plain"
+        resize = f", resize {data.resize}" if data.name.startswith("folder:") else ""
+        return (f"{'balanced' if self.balanced(data) else 'uniform'} sampling, {loss} loss, "
+                f"augment {data.augment.describe()}{resize}")
 
     def epochs_for(self, train_size: int) -> int:
         """Epochs to run on ``train_size`` images: ``epochs``, or more to reach ``min_steps``."""
@@ -137,6 +154,7 @@ class TrainResult:
     peak_memory_mb: float
     seed: int
     device: str
+    sampling: str = "uniform"  # what ran: balanced or uniform
     diverged: bool = False
     stopped_early: bool = False
     divergence: str = ""
@@ -283,8 +301,9 @@ def train(
     if cuda:
         model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if cfg.compile else model
+    balanced = cfg.balanced(data)
     train_loader = make_loader(data, "train", cfg.batch_size, device, train=True, seed=cfg.seed,
-                               channels_last=cuda)
+                               channels_last=cuda, balanced=balanced)
     val_loader = make_loader(data, "val", cfg.eval_batch_size, device, train=False,
                              seed=cfg.seed, channels_last=cuda)
     weight = class_weights(data, device) if cfg.balanced_loss else None
@@ -301,7 +320,7 @@ def train(
         opt, lambda s: lr_factor(s, total, warmup, cfg.schedule))
 
     result = TrainResult(0.0, float("inf"), [], [], [], 0, 0.0, 0.0, 0.0, cfg.seed,
-                         describe_device(device))
+                         describe_device(device), "balanced" if balanced else "uniform")
     images, train_time, step, start = 0, 0.0, 0, 0
     generator = getattr(train_loader, "generator", None)  # the shuffling and augmentation RNG
 
@@ -369,10 +388,12 @@ def train(
             break
         if cfg.bn_recalibration_batches and not (frozen or cfg.freeze_bn):
             # a fresh, seeded, class-mixed sample per epoch (a folder's split is sorted by
-            # class); seeded by epoch so that a resumed run draws what an unbroken one would
+            # class), drawn as training draws (balanced or not: the layers after each BN
+            # learnt its statistics of such batches); seeded by epoch so that a resumed run
+            # draws what an unbroken one would
             calib_loader = make_loader(data, "train", cfg.batch_size, device, train=False,
                                        seed=cfg.seed * 100_003 + epoch + 1, channels_last=cuda,
-                                       shuffle=True, num_workers=0)
+                                       shuffle=True, num_workers=0, balanced=balanced)
             recalibrate_bn(model, [x for _, (x, _) in zip(range(cfg.bn_recalibration_batches),
                                                           calib_loader)])
         result.val = evaluate(model, val_loader, data.num_classes, cfg.label_smoothing,

@@ -25,4 +25,4 @@ def _in_memory_dataset(
                          for s in (train, val, test))
     mean, std = _channel_stats(train.images)
     return Dataset(cfg.name, train, val, test, len(class_names), train.images.shape[1], res,
-                   mean, std, _augment(cfg), class_names, skipped, files)
+                   mean, std, _augment(cfg), class_names, skipped, files, cfg.resize)

@@ -60,7 +60,7 @@ def _load_folder(cfg: DataConfig) -> Dataset:
     streaming = len(paths) * chans * res * res > cfg.max_in_memory_bytes
 
     def decode(path: str) -> np.ndarray:
-        return _decode(path, chans, res)
+        return _decode(path, chans, res, cfg.resize)
 
     arrays: list[np.ndarray] = []
     if not streaming:
@@ -96,4 +96,4 @@ def _load_folder(cfg: DataConfig) -> Dataset:
         decoded, chans = [a[:1] for a in decoded], 1
     mean, std = _channel_stats(torch.from_numpy(np.stack(decoded)))
     return Dataset(cfg.name, f_train, f_val, f_test, len(names), chans, res, mean, std,
-                   _augment(cfg), names, skipped)
+                   _augment(cfg), names, skipped, resize=cfg.resize)

@@ -1,0 +1,224 @@
+"""Data the defaults were not fitted to: imbalanced classes (class-balanced sampling, ranking by
+balanced accuracy), oriented content (no flip by default), odd sizes (squash, pad, crop), and
+one recipe from search to confirm."""
+
+import json
+
+import conftest
+import numpy as np
+import pytest
+import torch
+from conftest import write_folder
+from PIL import Image
+
+from dla_nas.cli import main
+from dla_nas.data import Augment, DataConfig, DeviceLoader, Split, load_dataset, make_loader
+from dla_nas.data.config import balanced_sampling
+from dla_nas.data.images import _decode
+from dla_nas.results import RunStore
+from dla_nas.train.trainer import TrainConfig
+
+SPACE = {
+    "name": "unseen-tiny",
+    "task": {"dataset": "digits", "resolution": 8},  # replaced by --dataset
+    "proxy": {"epochs": 1, "min_steps": 2, "batch_size": 16},
+    "objectives": {"val_acc": "maximize", "macs": "minimize"},
+    "genome": {"stem": {"kernel": 3, "levels": [{"channels": 4}]},
+               "stages": [{"channels": 8, "stride": 2}]},
+}
+RECIPE = ["--epochs", "1", "--min-steps", "2", "--batch-size", "16", "--seeds", "0"]
+
+
+def flat(text: str) -> str:
+    """Console output without the line breaks rich wraps it at."""
+    return " ".join(text.split())
+
+
+def _labels(counts):
+    return torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
+
+
+def test_auto_sampling_balances_only_past_the_imbalance_ratio():
+    assert balanced_sampling("auto", [30, 3])  # 10x
+    assert not balanced_sampling("auto", [30, 10])  # 3x: at the ratio, not past it
+    assert not balanced_sampling("auto", [5, 5, 0])  # a class with no train image is left out
+    assert balanced_sampling("balanced", [5, 5]) and not balanced_sampling("uniform", [30, 1])
+
+
+def test_balanced_batches_draw_every_class_equally_often():
+    labels = _labels([270, 30])
+    split = Split(torch.zeros(300, 1, 2, 2, dtype=torch.uint8), labels)
+    loader = DeviceLoader(split, 100, mean=[0], std=[1], shuffle=True, seed=0, balanced=True)
+    drawn = torch.cat([y for _ in range(20) for _, y in loader])
+    assert len(drawn) == 20 * 300  # an epoch is still len(split) samples
+    share = (drawn == 1).float().mean().item()
+    assert 0.45 < share < 0.55, share  # 0.1 when drawn uniformly
+    uniform = torch.cat([y for _, y in DeviceLoader(split, 100, mean=[0], std=[1],
+                                                   shuffle=True, seed=0)])
+    assert (uniform == 1).sum() == 30  # a permutation: each image once
+
+
+def test_an_imbalanced_folder_trains_with_balanced_batches_and_says_so(tmp_path, capsys):
+    root = write_folder(tmp_path / "tiles", {"Free": 40, "Fray": 5})
+    out = tmp_path / "run"
+    assert main(["train", "plain_cnn_8_16_32", "--dataset", f"folder:{root}", "--resolution",
+                 "16", "--epochs", "1", "--min-steps", "2", "--out", str(out)]) == 0
+    err = flat(capsys.readouterr().err)
+    assert "batches are class-balanced (--sampling auto" in err
+    assert "balanced sampling, plain loss, augment shift" in err
+    assert json.loads((out / "metrics.json").read_text())["sampling"] == "balanced"
+    assert main(["train", "plain_cnn_8_16_32", "--dataset", f"folder:{root}", "--resolution",
+                 "16", "--epochs", "1", "--min-steps", "2", "--out", str(out), "--overwrite",
+                 "--sampling", "uniform"]) == 0
+    assert "batches are not class-balanced" in flat(capsys.readouterr().err)
+    assert json.loads((out / "metrics.json").read_text())["sampling"] == "uniform"
+
+
+def _oriented_folder(root):
+    """Two classes of images whose top-left quarter is bright: the way up and the left side
+    mean something here, as in a digit or an arrow."""
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            img = rng.integers(0, 60, (16, 16)).astype(np.uint8)
+            img[:8, :8] += 180
+            Image.fromarray(img).save(root / name / f"{i}.png")
+    return root
+
+
+def test_a_folder_is_not_flipped_by_default(tmp_path):
+    """Every augmented training image keeps its bright corner top-left: a flip either way
+    (which this test exists to catch) would move it."""
+    data = load_dataset(DataConfig(f"folder:{_oriented_folder(tmp_path / 'arrows')}",
+                                   resolution=16))
+    assert data.augment == Augment(shift=0.125)
+    for seed in range(5):
+        for x, _ in make_loader(data, "train", 8, "cpu", train=True, seed=seed):
+            top, bottom = x[:, 0, :6].mean((1, 2)), x[:, 0, 10:].mean((1, 2))
+            left, right = x[:, 0, :, :6].mean((1, 2)), x[:, 0, :, 10:].mean((1, 2))
+            assert bool((top > bottom).all() and (left > right).all())
+    textures = load_dataset(DataConfig(f"folder:{tmp_path / 'arrows'}", resolution=16,
+                                       augment=Augment.parse("textures")))
+    x = torch.cat([x for x, _ in make_loader(textures, "train", 8, "cpu", train=True, seed=0)])
+    assert bool((x[:, 0, :, :6].mean((1, 2)) < x[:, 0, :, 10:].mean((1, 2))).any())
+
+
+def _wide_image(path, w=40, h=10):
+    """Two ramps, steep across and gentle down, so that a pixel's value tells where it came
+    from."""
+    ramp = (np.linspace(0, 200, w)[None, :] + np.linspace(0, 55, h)[:, None]).astype(np.uint8)
+    Image.fromarray(ramp).save(path)
+    return Image.fromarray(ramp)
+
+
+def test_pad_keeps_the_aspect_ratio_and_crop_keeps_the_centre(tmp_path):
+    image = _wide_image(tmp_path / "wide.png")
+    squash = _decode(str(tmp_path / "wide.png"), 1, 16, "squash")[0]
+    pad = _decode(str(tmp_path / "wide.png"), 1, 16, "pad")[0]
+    crop = _decode(str(tmp_path / "wide.png"), 1, 16, "crop")[0]
+    assert squash.shape == pad.shape == crop.shape == (16, 16)
+    # pad: the image at 16 x 4 (its 4:1 kept) in rows 6-9, mirrored above and below
+    fitted = np.array(image.resize((16, 4), Image.Resampling.BILINEAR))
+    assert np.array_equal(pad[6:10], fitted)
+    assert np.array_equal(pad[5], pad[6]) and np.array_equal(pad[10], pad[9])
+    # crop: the image at 64 x 16 (its 4:1 kept), the middle 16 columns
+    scaled = np.array(image.resize((64, 16), Image.Resampling.BILINEAR))
+    assert np.array_equal(crop, scaled[:, 24:40])
+    assert np.array_equal(squash, np.array(image.resize((16, 16), Image.Resampling.BILINEAR)))
+
+
+def test_resize_mode_is_kept_with_the_data_and_the_checkpoint(tmp_path, capsys):
+    root = tmp_path / "odd"
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            _wide_image(root / name / f"{i}.png", w=30 + 10 * (name == "b"), h=10 + i)
+    out = tmp_path / "run"
+    assert main(["train", "plain_cnn_8_16_32", "--dataset", f"folder:{root}", "--resolution",
+                 "16", "--epochs", "1", "--min-steps", "1", "--resize", "pad",
+                 "--out", str(out)]) == 0
+    assert "resize pad" in flat(capsys.readouterr().err)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["data"]["resize"] == "pad"
+    assert main(["eval", str(out / "checkpoint.pt"), "--dataset", f"folder:{root}", "--json",
+                 "--split", "val"]) == 0
+    padded = json.loads(capsys.readouterr().out.strip())
+    assert main(["eval", str(out / "checkpoint.pt"), "--dataset", f"folder:{root}", "--json",
+                 "--split", "val", "--resize", "squash"]) == 0
+    squashed = json.loads(capsys.readouterr().out.strip())
+    assert padded["loss"] != squashed["loss"]  # eval read the checkpoint's mode, not squash
+
+
+@pytest.fixture(scope="module")
+def imbalanced_run(tmp_path_factory):
+    """A one-trial search on an imbalanced folder (40 : 6) whose space ranks by val_acc and
+    trains with a class-weighted loss."""
+    tmp = tmp_path_factory.mktemp("unseen")
+    root = write_folder(tmp / "data", {"Free": 40, "Fray": 6})
+    space = conftest.write_space(tmp, SPACE, proxy={**SPACE["proxy"], "balanced_loss": True})
+    out = tmp / "run"
+    assert main(["search", "--space", str(space), "--dataset", f"folder:{root}",
+                 "--resolution", "16", "--trials", "1", "--out", str(out)]) == 0
+    return out, root, space
+
+
+def test_a_search_on_imbalanced_data_samples_balanced_and_ranks_by_balanced_accuracy(
+        imbalanced_run, tmp_path):
+    out, root, space = imbalanced_run
+    info = RunStore(out).info()
+    assert info["data"]["sampling"] == "balanced"
+    assert dict(info["objectives"]) == {"val_balanced_acc": "maximize", "macs": "minimize"}
+    assert any("class-balanced" in w for w in info["data"]["warnings"])
+    # uniform batches: plain accuracy stays the objective the space asked for
+    uniform = tmp_path / "uniform"
+    assert main(["search", "--space", str(space), "--dataset", f"folder:{root}",
+                 "--resolution", "16", "--trials", "1", "--sampling", "uniform",
+                 "--out", str(uniform)]) == 0
+    info = RunStore(uniform).info()
+    assert info["data"]["sampling"] == "uniform" and info["space"]["proxy"]["sampling"] == \
+        "uniform"
+    assert dict(info["objectives"]) == {"val_acc": "maximize", "macs": "minimize"}
+
+
+def test_confirm_keeps_the_search_loss_and_sampling_unless_told(imbalanced_run, tmp_path,
+                                                               capsys):
+    out = imbalanced_run[0]
+    assert main(["confirm", str(out), "--trial", "0", *RECIPE]) == 0
+    assert "balanced sampling, class-weighted loss, augment shift" in flat(capsys.readouterr().err)
+    record = json.loads((out / "confirm.jsonl").read_text().splitlines()[0])
+    assert record["recipe"]["balanced_loss"] is True
+    assert record["recipe"]["sampling"] == "balanced"
+    other = tmp_path / "plain.jsonl"
+    assert main(["confirm", str(out), "--trial", "0", *RECIPE, "--no-balanced-loss",
+                 "--sampling", "uniform", "--out", str(other)]) == 0
+    assert "uniform sampling, plain loss" in flat(capsys.readouterr().err)
+    recipe = json.loads(other.read_text().splitlines()[0])["recipe"]
+    assert recipe["balanced_loss"] is False and "sampling" not in recipe  # uniform: as before
+
+
+@pytest.mark.parametrize("flag, message", [
+    (["--augment", "rotate"], "--augment: 'rotate' is not allowed (textures, objects"),
+    (["--resize", "stretch"], "--resize: invalid choice: 'stretch'"),
+    (["--sampling", "sqrt"], "--sampling: invalid choice: 'sqrt'"),
+])
+def test_bad_data_flags_of_search_are_one_line(flag, message, tmp_path, capsys):
+    space = conftest.write_space(tmp_path, SPACE)
+    try:  # argparse refuses a choice by exiting; the others come back as a status
+        code = main(["search", "--space", str(space), "--trials", "1", "--out",
+                     str(tmp_path / "run"), *flag])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_space_refuses_an_unknown_resize():
+    from dla_nas.errors import SpaceError
+    from dla_nas.search.space import SearchSpace
+
+    with pytest.raises(SpaceError, match=r"task.resize: 'stretch' is not allowed"):
+        SearchSpace.from_dict({**SPACE, "task": {"dataset": "digits", "resize": "stretch"}})
+    assert TrainConfig().sampling == "auto"
