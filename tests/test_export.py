@@ -110,8 +110,24 @@ def test_onnx_without_the_package_says_how_to_install_it(run, tmp_path, monkeypa
 
 def test_onnx_export_loads_and_checks(run, tmp_path):
     pytest.importorskip("onnx")
-    files = export_run(run[0], tmp_path, best="macs", onnx=True)
+    path = copy_run(run, tmp_path)  # with the data section a search writes
+    info = yaml.safe_load((path / "run.yaml").read_text())
+    info["data"] = {"name": "digits", "resolution": 16, "in_chans": 1, "num_classes": 10,
+                    "class_names": [str(i) for i in range(10)], "resize": "squash",
+                    "mean": [0.3], "std": [0.4]}
+    (path / "run.yaml").write_text(yaml.safe_dump(info))
+    files = export_run(path, tmp_path / "out", best="macs", onnx=True)
     assert [f.suffix for f in files] == [".yaml", ".onnx"] and files[1].stat().st_size > 0
+    # the runtime gets the outputs' names and the preprocessing with the graph
+    import onnx
+
+    props = {p.key: json.loads(p.value) for p in onnx.load(files[1]).metadata_props}
+    meta = yaml.safe_load(files[0].read_text())["metadata"]
+    assert props["class_names"] == meta["class_names"] == [str(i) for i in range(10)]
+    pre = props["preprocessing"]
+    assert pre == meta["preprocessing"]
+    assert (pre["resize"], pre["channels"], pre["size"]) == ("squash", "grey", [16, 16])
+    assert (pre["mean"], pre["std"]) == ([0.3], [0.4])
 
 
 def copy_run(run, tmp_path):

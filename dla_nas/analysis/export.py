@@ -16,6 +16,7 @@ else 1 for an all-grayscale folder) that reproduces the recorded params.
 from __future__ import annotations
 
 import dataclasses
+import json
 import io
 import shutil
 import warnings
@@ -190,7 +191,9 @@ def _training_metadata(checkpoint: Path, ckpt: dict[str, Any], genome: Genome,
         "class_names": data.get("class_names"),
         "recipe": {"resolution": resolution,
                    **{k: config[k] for k in ("lr", "weight_decay", "batch_size", "epochs",
-                                             "min_steps", "schedule", "seed") if k in config}},
+                                             "min_steps", "schedule", "seed", "sampling",
+                                             "balanced_loss") if k in config}},
+        "preprocessing": preprocessing(data, data["in_chans"], resolution),
         "val_acc": metrics.get("val_acc"),
         "test_acc": metrics.get("test_acc"),
         "params": metrics.get("params"),
@@ -292,6 +295,20 @@ def training_recipe(proxy: Proxy, record: TrialRecord, resolution: int) -> dict[
             "batch_size": proxy.batch_size, "searched": sorted(record.recipe)}
 
 
+def preprocessing(data: dict[str, Any], in_chans: int, resolution: int,
+                  normalisation: dict | None = None) -> dict[str, Any]:
+    """How an image file becomes the network's input, for code that runs the export outside
+    dla-nas: decoded (JPEG at a reduced scale where it is at least ``size``), converted to
+    grey or RGB, made square by ``resize`` with bilinear interpolation, scaled to 0..1 and
+    normalised per channel by ``mean`` and ``std`` (those of the weights' training; a run
+    from before they were recorded: None)."""
+    norm = normalisation or data
+    return {"channels": "grey" if in_chans == 1 else "RGB", "size": [resolution, resolution],
+            "resize": data.get("resize", "squash"), "interpolation": "bilinear",
+            "scale": "1/255", "mean": norm.get("mean"), "std": norm.get("std"),
+            "layout": "NCHW float32"}
+
+
 def _proxy(run: Path, info: dict[str, Any]) -> Proxy:
     """The proxy of a run's space (the defaults for a run.yaml without one)."""
     try:
@@ -352,6 +369,8 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
         "shape_source": shape.source,
         "fidelity": space.get("proxy", {}),
         "recipe": training_recipe(_proxy(run, info), record, resolution),
+        "preprocessing": preprocessing(info.get("data") or {}, in_chans, resolution,
+                                       weights.normalisation if weights is not None else None),
         "objectives": {m: record.value(m) for m, _ in run_objectives(info)},
         "params": record.params,
         "macs": record.macs,
@@ -457,10 +476,15 @@ def _write_onnx(run: Path, config: Path, model: nn.Module) -> Path:
                               input_names=["image"], output_names=["logits"],
                               dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
                               dynamo=False)
-        onnx.checker.check_model(onnx.load_from_string(buffer.getvalue()))
+        proto = onnx.load_from_string(buffer.getvalue())
+        onnx.checker.check_model(proto)
     except Exception as exc:  # the exporter's errors carry the whole graph: keep one line
         first = next((line for line in str(exc).splitlines() if line.strip()), "")
         raise RunError(f"{path.name}: cannot be exported to ONNX ({exc.__class__.__name__}: "
                        f"{first[:200]})") from None
-    write_file(path, buffer.getbuffer())
+    # what a runtime needs beside the graph: the outputs' names and the preprocessing
+    for key in ("class_names", "preprocessing"):
+        if meta.get(key) is not None:
+            proto.metadata_props.add(key=key, value=json.dumps(meta[key]))
+    write_file(path, proto.SerializeToString())
     return path

@@ -263,6 +263,7 @@ def data_info(space: SearchSpace, opts: SearchOptions) -> dict[str, Any]:
             "num_classes": data.num_classes, "class_names": list(data.class_names),
             "train_size": len(data.train), "augment": data.augment.describe(),
             "resize": data.resize, "sampling": "balanced" if balanced else "uniform",
+            "mean": list(data.mean), "std": list(data.std),
             "report": report.to_dict(), "warnings": report_warnings(report, balanced)}
 
 
