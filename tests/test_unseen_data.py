@@ -222,3 +222,38 @@ def test_a_space_refuses_an_unknown_resize():
     with pytest.raises(SpaceError, match=r"task.resize: 'stretch' is not allowed"):
         SearchSpace.from_dict({**SPACE, "task": {"dataset": "digits", "resize": "stretch"}})
     assert TrainConfig().sampling == "auto"
+
+
+def test_a_model_that_learnt_little_is_flagged():
+    from dla_nas.train.metrics import learnt_little
+
+    names = ["Blowhole", "Free", "Fray"]
+    # 268 of 269 images called Free, as the magnetic-tile model did
+    all_free = [[0, 20, 0], [0, 240, 0], [0, 8, 1]]
+    assert learnt_little(all_free, names) == (
+        "the model answers Free for 268 of 269 images: it has learnt little beyond the "
+        "largest class")
+    # no class dominates the answers, but the recalls average to chance (1/3)
+    chance = [[4, 8, 8], [80, 90, 70], [3, 3, 3]]
+    assert "at chance level (0.33 for 3 classes)" in learnt_little(chance, names)
+    good = [[15, 5, 0], [10, 220, 10], [1, 1, 7]]
+    assert learnt_little(good, names) is None
+    # a split where one class really is almost everything: answering it is no sign
+    assert learnt_little([[2, 0], [0, 98]], ["a", "b"]) is None
+
+
+def test_eval_warns_when_the_model_learnt_little(tmp_path, capsys):
+    """A checkpoint whose head is pushed to answer Free for everything is flagged by eval."""
+    root = write_folder(tmp_path / "tiles", {"Free": 40, "Fray": 5})
+    out = tmp_path / "run"
+    assert main(["train", "plain_cnn_8_16_32", "--dataset", f"folder:{root}", "--resolution",
+                 "16", "--epochs", "1", "--min-steps", "1", "--out", str(out)]) == 0
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    bias = [k for k in ckpt["state_dict"] if k.startswith("fc") and k.endswith("bias")]
+    assert len(bias) == 1
+    ckpt["state_dict"][bias[0]] = torch.tensor([-100.0, 100.0])  # Fray, Free
+    torch.save(ckpt, out / "checkpoint.pt")
+    capsys.readouterr()
+    assert main(["eval", str(out / "checkpoint.pt"), "--dataset", f"folder:{root}"]) == 0
+    assert "warning: test split: the model answers Free for 9 of 9 images" in flat(
+        capsys.readouterr().err)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -131,6 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..data import load_dataset, make_loader
     from ..data.report import data_report, warnings
     from ..train.checkpoint import save_checkpoint
+    from ..train.metrics import learnt_little
     from ..train.trainer import (
         FINE_TUNING,
         PRETRAINED_RESOLUTION,
@@ -203,12 +205,15 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"{test.balanced_acc:.4f}, macro F1 {test.macro_f1:.4f}), "
                   f"{result.train_seconds:.1f} s, {result.images_per_second:,.0f} images/s")
         log.print(f"wrote {out / 'checkpoint.pt'} and {out / 'metrics.json'}")
+    if (warning := learnt_little(test.confusion, data.class_names)) is not None:
+        log.print(f"[yellow]warning[/]: test split: {warning}", highlight=False)
     return 1 if result.diverged else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..data import load_dataset, make_loader
     from ..train.checkpoint import load_checkpoint
+    from ..train.metrics import learnt_little
     from ..train.trainer import evaluate, resolve_device
 
     ckpt = load_checkpoint(args.checkpoint)
@@ -231,6 +236,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(json.dumps(out) if args.json else
           f"{args.split} accuracy {m.acc:.4f} (balanced {m.balanced_acc:.4f}, macro F1 "
           f"{m.macro_f1:.4f}, loss {m.loss:.4f}) on {m.n} images of {data.name}")
+    if (warning := learnt_little(m.confusion, data.class_names)) is not None:
+        print(f"warning: {args.split} split: {warning}", file=sys.stderr)
     return 0
 
 

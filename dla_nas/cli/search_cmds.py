@@ -96,6 +96,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     from ..results import RunStore
     from ..search.evaluator import load_task_data
     from ..search.space import SearchSpace
+    from ..train.metrics import learnt_little
     from ..train.trainer import resolve_device
     from ..weights import Pretrained
 
@@ -149,6 +150,9 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         log.print(f"[{i}/{n}] {r.label} seed {r.seed}: test acc {r.test_acc:.4f} (balanced "
                   f"{r.test_balanced_acc:.4f}), val acc {r.val_acc:.4f}, "
                   f"{r.train_seconds:.0f} s")
+        if (warning := learnt_little(r.test_confusion, data.class_names)) is not None:
+            log.print(f"[yellow]warning[/]: {r.label} seed {r.seed}: {warning}",
+                      highlight=False)
 
     def on_wait(claims: list[dict]) -> None:
         who = ", ".join(sorted({f"pid {c.get('pid')} on {c.get('host')}" for c in claims}))

@@ -50,3 +50,31 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: 
         confusion=cm.astype(int).tolist(),
         n=n,
     )
+
+
+# within this much balanced accuracy of chance (1 / classes), a model has learnt little
+CHANCE_MARGIN = 0.05
+# a model that gives one class to at least this share of the images answers one class
+ONE_CLASS_SHARE = 0.95
+
+
+def learnt_little(confusion: list[list[int]], class_names: list[str] | None = None) -> str | None:
+    """A warning for a model at or near chance level, or one that answers one class for
+    almost every image (the magnetic-tile model that called all 269 test images "Free");
+    None for a model that does better. ``confusion``: rows true, columns predicted."""
+    cm = np.asarray(confusion)
+    support, predicted, n = cm.sum(1), cm.sum(0), int(cm.sum())
+    present = support > 0
+    if n == 0 or present.sum() < 2:
+        return None
+    top = int(predicted.argmax())
+    name = class_names[top] if class_names else f"class {top}"
+    if predicted[top] >= ONE_CLASS_SHARE * n and support[top] < ONE_CLASS_SHARE * n:
+        return (f"the model answers {name} for {predicted[top]} of {n} images: it has learnt "
+                "little beyond the largest class")
+    chance = 1 / present.sum()
+    balanced = float((np.diag(cm)[present] / support[present]).mean())
+    if balanced <= chance + CHANCE_MARGIN:
+        return (f"balanced accuracy {balanced:.2f} is at chance level ({chance:.2f} for "
+                f"{present.sum()} classes): the model has learnt little")
+    return None
