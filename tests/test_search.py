@@ -18,6 +18,7 @@ import yaml
 
 from dla_nas.analysis.confirm import hand_design_hashes
 from dla_nas.arch import zoo
+from dla_nas.arch.cost import genome_cost
 from dla_nas.cli import main
 from dla_nas.errors import OptionError
 from dla_nas.results import RunStore, TrialRecord, load_run
@@ -399,6 +400,28 @@ def test_a_hand_design_of_the_warm_start_trains_with_the_nominal_recipe(tmp_path
     genome, _, recipe = space.sample_trial(study.ask(), 8)
     assert genome.canonical_hash() == zoo.load("plain_cnn_8_16_32").canonical_hash()
     assert recipe.to_dict() == {"lr": space.proxy.lr} and 0.02 < space.proxy.lr < 0.2
+
+
+def test_the_warm_start_goes_cheapest_first_and_keeps_within_the_constraints(tmp_path):
+    """A CPU budget is spent on the cheap hand designs first; one over a constraint is not
+    trained at all (the magnetic-tile search began with the 39M and 49M-MAC designs)."""
+    from dla_nas.search.core import warm_start_points
+
+    names = ["plain_cnn_32_64_128", "plain_cnn_8_16_32", "plain_cnn"]
+    raw = dict(conftest.HAND_SPACE, baselines=names)
+    raw["genome"] = dict(raw["genome"], num_stages=[2, 3],
+                         stem={"kernel": 3, "channels": [8, 16, 32], "pool": [False, True]},
+                         stages=[{"channels": [8, 16, 32, 64, 128], "aggregation": ["none", "tree"],
+                                  "stride": 2, "downsample": ["strided", "pool_last"],
+                                  "level_root": False}] * 3)
+    data = {"resolution": 8, "in_chans": 1, "num_classes": 10}
+    opts = SearchOptions(space="x", trials=1, out=str(tmp_path), warm_start="baselines")
+    space = SearchSpace.from_dict(raw)
+    assert list(warm_start_points(opts, space, data)) == [
+        "plain_cnn_8_16_32", "plain_cnn", "plain_cnn_32_64_128"]
+    macs = genome_cost(zoo.load("plain_cnn"), (1, 8, 8), 10).macs
+    capped = SearchSpace.from_dict({**raw, "constraints": {"max_macs": macs}})
+    assert list(warm_start_points(opts, capped, data)) == ["plain_cnn_8_16_32", "plain_cnn"]
 
 
 @pytest.mark.parametrize("sampler, warm_start, enqueued", [

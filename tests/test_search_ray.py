@@ -348,9 +348,11 @@ def test_the_ray_searcher_draws_the_hand_designs_first_and_survives_pickling(tmp
     from dla_nas.arch import zoo
     from dla_nas.results import TrialRecord
     from dla_nas.search import trials
+    from dla_nas.search.core import warm_start_points
     from dla_nas.search.ray_searcher import DlaNasSearcher
     from dla_nas.search.space import SearchSpace
 
+    data8 = {"resolution": 8, "in_chans": 1, "num_classes": 10}
     raw = dict(conftest.HAND_SPACE, baselines=["plain_cnn_8_16_32", "plain_cnn"])
     raw["genome"] = {**raw["genome"], "stem": {**raw["genome"]["stem"], "channels": [8, 16]},
                      "stages": [dict(raw["genome"]["stages"][0], channels=[16, 32]),
@@ -362,13 +364,13 @@ def test_the_ray_searcher_draws_the_hand_designs_first_and_survives_pickling(tmp
                              warm_start="baselines")
         shutil.rmtree(tmp_path)
         tmp_path.mkdir()
-        trials.warm_start(trials.open_study(store, space, opts), opts, space, 8)
+        trials.warm_start(trials.open_study(store, space, opts), opts, space, data8)
         searcher = DlaNasSearcher(str(tmp_path), space, opts, 8)
         first = searcher.suggest("t0")["dla"]
         copy = pickle.loads(pickle.dumps(searcher))  # as Tune saves it with its experiment
         second = copy.suggest("t1")["dla"]
-        assert [first["hash"], second["hash"]] == [zoo.load(n).canonical_hash()
-                                                   for n in raw["baselines"]]
+        assert [first["hash"], second["hash"]] == [  # the cheapest first
+            zoo.load(n).canonical_hash() for n in warm_start_points(opts, space, data8)]
         assert [first["number"], second["number"]] == [0, 1]
         store.append(TrialRecord(0, "ok", first["hash"], val_acc=0.5, macs=10, params=1))
         copy.on_trial_complete("t0", {"record": json.dumps(store.records()[0].to_dict())})

@@ -10,7 +10,7 @@ import sqlite3
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import urlparse
 
 import numpy as np
@@ -18,6 +18,7 @@ import optuna
 
 from ..arch import zoo
 from ..arch.baselines import baseline_genome
+from ..arch.cost import genome_cost
 from ..arch.genome import MAX_INPUT
 from ..checks import MAX_SEED, check, integer, one_of, optional
 from ..data import Augment
@@ -344,24 +345,32 @@ def find_reuse(records: list[TrialRecord], key: str) -> TrialRecord | None:
 
 # ---- warm start --------------------------------------------------------------------------------
 def warm_start_points(opts: SearchOptions, space: SearchSpace,
-                      resolution: int) -> dict[str, dict[str, Any]]:
+                      data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The sampler parameters of a run's first trials, by name: under ``--warm-start
-    baselines``, the space's hand designs (``baselines``) in their order, each with the
-    nominal training settings a baseline gets where the space searches them (``recipe``).
-    One that the space cannot draw at ``resolution`` is left out."""
+    baselines``, the space's hand designs (``baselines``), each with the nominal training
+    settings a baseline gets where the space searches them (``recipe``). They come cheapest
+    first (MACs at the run's ``data`` size), so a budget spent early buys most designs; one
+    over a params or MACs constraint, or one the space cannot draw, is left out."""
     if opts.warm_start_name(space) != "baselines":
         return {}
+    resolution = data["resolution"]
     nominal = {"resolution": resolution, "lr": space.proxy.lr,
                "weight_decay": space.proxy.weight_decay}
     searched = dict(space.recipe)
     settings = {param: nominal[key] for key, param in RECIPE if key in searched}
-    points = {}
+    shape = (data["in_chans"], resolution, resolution)
+    points = []
     for name in space.baselines:
+        genome = zoo.load(name)
         try:
-            points[name] = {**space.find(zoo.load(name), resolution), **settings}
-        except Unreachable:
+            params = {**space.find(genome, resolution), **settings}
+            cost = genome_cost(genome, shape, data["num_classes"])
+        except (Unreachable, GenomeError):
             continue
-    return points
+        measured = {"macs": cost.macs, "params": cost.params}
+        if all(v <= 0 for v in space.constraint_values(measured.get).values()):
+            points.append((cost.macs, name, params))
+    return {name: params for _, name, params in sorted(points, key=lambda p: p[0])}
 
 
 # ---- baselines -----------------------------------------------------------------------------------

@@ -192,7 +192,7 @@ def start(opts: SearchOptions) -> tuple[Run, optuna.Study]:
     run = open_run(opts, BACKEND)
     study = trials.open_study(run.store, run.space, opts)
     with run.store.lock():
-        trials.warm_start(study, opts, run.space, run.data["resolution"])
+        trials.warm_start(study, opts, run.space, run.data)
     return run, study
 
 

@@ -200,7 +200,7 @@ def run_ray_search(opts: SearchOptions, *, address: str | None = None,
             run.create()
             with run.store.lock():  # a new run's first trials are the hand designs
                 trials.warm_start(trials.open_study(run.store, run.space, opts), opts,
-                                  run.space, run.data["resolution"])
+                                  run.space, run.data)
             driver.emit(SearchEvent("start", run, len(driver.numbers())))
             with driving(driver):
                 _run_baselines(driver, settings, opts.baselines, gpus_per_trial,

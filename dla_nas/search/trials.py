@@ -13,7 +13,7 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import optuna
 from optuna.trial import TrialState
@@ -150,11 +150,12 @@ def open_study(store: RunStore, space: SearchSpace, opts: SearchOptions,
 
 
 def warm_start(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
-               resolution: int) -> None:
+               data: Mapping[str, Any]) -> None:
     """Queue the warm start's hand designs as a new study's first trials (call under the run
-    lock; a study with trials is left as it is, so a resume never draws them again)."""
+    lock; a study with trials is left as it is, so a resume never draws them again); ``data``:
+    the run's (run.yaml ``data``)."""
     if not study.get_trials(deepcopy=False):
-        for params in warm_start_points(opts, space, resolution).values():
+        for params in warm_start_points(opts, space, data).values():
             study.enqueue_trial(params)
 
 
