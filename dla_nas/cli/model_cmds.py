@@ -1,4 +1,4 @@
-"""``show``, ``train`` and ``eval``: one network at a time."""
+"""``show``, ``train``, ``eval`` and ``predict``: one network at a time."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CheckpointError, DataError, GenomeError, OptionError
-from ..files import check_out_folder, safe_name, write_file
+from ..files import check_out_file, check_out_folder, safe_name, write_file
 from .render import epoch_progress, stderr_console
 
 if TYPE_CHECKING:
@@ -238,6 +238,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"{m.macro_f1:.4f}, loss {m.loss:.4f}) on {m.n} images of {data.name}")
     if (warning := learnt_little(m.confusion, data.class_names)) is not None:
         print(f"warning: {args.split} split: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ..analysis.predict import find_images, load_predictor, predict
+
+    out = check_out_file(args.out) if args.out else None  # before any work
+    paths = find_images(args.path)
+    predictor = load_predictor(args.model, args.device)
+    result = predict(predictor, paths, args.batch_size)
+    for path, reason in result.skipped:
+        print(f"warning: skipping unreadable image {path}: {reason}", file=sys.stderr)
+    if not result.rows:
+        raise DataError(f"PATH {args.path}: none of its {len(paths)} image file(s) could be "
+                        "read")
+    text = result.to_json_lines() if args.json else result.to_csv()
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        write_file(out, text)
+    counts = ", ".join(f"{name} {n}" for name, n in result.counts(predictor.class_names).items())
+    skipped = f"; skipped {len(result.skipped)} unreadable" if result.skipped else ""
+    wrote = f"; wrote {out}" if out is not None else ""
+    print(f"{len(result.rows)} image(s) predicted by {predictor.path} ({predictor.kind}, "
+          f"{predictor.device}): {counts}{skipped}{wrote}", file=sys.stderr)
     return 0
 
 

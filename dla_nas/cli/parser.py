@@ -10,10 +10,10 @@ from .. import __version__
 from ..analysis.ablation import BY
 from ..arch.genome import MAX_INPUT
 from ..checks import MAX_SEED
-from ..data.config import IMBALANCE_RATIO, RESIZE_MODES, SAMPLINGS
+from ..data.config import IMAGE_EXTENSIONS, IMBALANCE_RATIO, RESIZE_MODES, SAMPLINGS
 from ..train.trainer import FINE_TUNING, TrainConfig
 from .data_cmds import cmd_data
-from .model_cmds import cmd_eval, cmd_show, cmd_train
+from .model_cmds import cmd_eval, cmd_predict, cmd_show, cmd_train
 from .run_cmds import cmd_export, cmd_pareto, cmd_status
 from .search_cmds import cmd_confirm, cmd_search
 
@@ -250,6 +250,35 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", choices=["test", "val"], default="test", help="default test")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser(
+        "predict", help="predict the classes of image files with a trained network",
+        description="Predict the class of each image file with a trained network, the files "
+                    "preprocessed exactly as its training and evaluation data were (channels, "
+                    "size, resize mode, mean and std travel with the model). Prints CSV "
+                    "(path,class,confidence; confidence: the softmax probability of the "
+                    "predicted class) or, with --json, one JSON object per line; a summary "
+                    "goes to stderr. Unreadable files are skipped with a warning.",
+    )
+    pr.add_argument("model", metavar="MODEL",
+                    help="a `dla-nas train` folder or its checkpoint.pt; a config exported "
+                         "with `dla-nas export ... --weights` (.yaml, its .safetensors "
+                         "beside it); or an .onnx file from `dla-nas export ... --onnx` (run "
+                         "with onnxruntime on the CPU: pip install onnxruntime)")
+    pr.add_argument("path", metavar="PATH",
+                    help="an image file, or a folder searched at any depth for "
+                         f"{', '.join(IMAGE_EXTENSIONS)} files (hidden ones left out), "
+                         "predicted in order of path")
+    pr.add_argument("--out", default=None, metavar="FILE",
+                    help="write the predictions to FILE (e.g. predictions.csv) instead of "
+                         "stdout")
+    pr.add_argument("--json", action="store_true",
+                    help="one JSON object per line (path, class, confidence) instead of CSV")
+    pr.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
+                    help="images decoded and predicted at a time (default 64)")
+    pr.add_argument("--device", default="auto",
+                    help="cpu, cuda, cuda:N or auto (default); an .onnx model runs on the CPU")
+    pr.set_defaults(func=cmd_predict)
 
     se = sub.add_parser(
         "search", help="search a space for the best accuracy per MAC (Optuna)",
