@@ -17,7 +17,7 @@ from PIL import Image
 
 from dla_nas.analysis.predict import Preprocessing, find_images, load_predictor
 from dla_nas.cli import main
-from dla_nas.cli.model_cmds import _checkpoint_model
+from dla_nas.train.checkpoint import checkpoint_model
 from dla_nas.data import DataConfig, load_dataset, make_loader
 from dla_nas.train.checkpoint import load_checkpoint
 
@@ -62,7 +62,7 @@ def product_val(root: Path, checkpoint: Path, resize: str = "squash"):
     data = load_dataset(DataConfig(f"folder:{root}", resolution=16, resize=resize))
     assert not data.streaming and data.files  # in memory: val rows map to files
     data = dataclasses.replace(data, mean=tuple(meta["mean"]), std=tuple(meta["std"]))
-    model = _checkpoint_model(ckpt, str(checkpoint)).eval()
+    model = checkpoint_model(ckpt, str(checkpoint)).eval()
     xs, logits = [], []
     with torch.no_grad():
         for x, _ in make_loader(data, "val", 500, "cpu", train=False, seed=0):

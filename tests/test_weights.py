@@ -387,7 +387,7 @@ def test_a_train_folder_exports_its_network_with_its_weights(tmp_path: Path, off
                                                              capsys) -> None:
     import yaml
 
-    from dla_nas.cli.model_cmds import _checkpoint_model
+    from dla_nas.train.checkpoint import checkpoint_model
 
     root = write_folder(tmp_path / "data", {"a": 12, "b": 12, "c": 12}, size=24, mode="RGB")
     out = tmp_path / "run"
@@ -407,7 +407,7 @@ def test_a_train_folder_exports_its_network_with_its_weights(tmp_path: Path, off
     assert meta["test_acc"] == ckpt["metrics"]["test_acc"]
     tensors = config.with_suffix(".safetensors")
     rebuilt = build_model(config, 3, 1, pretrained=tensors).eval()
-    trained = _checkpoint_model(ckpt, str(out / "checkpoint.pt")).eval()
+    trained = checkpoint_model(ckpt, str(out / "checkpoint.pt")).eval()
     image = torch.rand(2, 1, 32, 32)
     with torch.no_grad():
         assert torch.equal(rebuilt(image), trained(image))

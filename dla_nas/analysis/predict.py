@@ -158,8 +158,7 @@ def _class_names(names: Any, num_classes: int, where: str,
 
 def _from_checkpoint(path: Path, device: str) -> Predictor:
     """A ``dla-nas train`` checkpoint, built as ``dla-nas eval`` builds it."""
-    from ..cli.model_cmds import _checkpoint_model
-    from ..train.checkpoint import load_checkpoint
+    from ..train.checkpoint import checkpoint_model, load_checkpoint
     from ..train.trainer import resolve_device
 
     ckpt = load_checkpoint(path)
@@ -173,7 +172,7 @@ def _from_checkpoint(path: Path, device: str) -> Predictor:
     names = _class_names(data.get("class_names"), ckpt["num_classes"], f"{path}: data",
                          CheckpointError)
     target = resolve_device(device)
-    model = _checkpoint_model(ckpt, str(path))
+    model = checkpoint_model(ckpt, str(path))
     return Predictor(path, "checkpoint", pre, names, target, _torch_forward(model, target))
 
 

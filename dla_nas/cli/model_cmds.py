@@ -212,7 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..data import load_dataset, make_loader
-    from ..train.checkpoint import load_checkpoint
+    from ..train.checkpoint import checkpoint_model, load_checkpoint
     from ..train.metrics import learnt_little
     from ..train.trainer import evaluate, resolve_device
 
@@ -226,7 +226,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                         f"trained on ({'; '.join(diffs)}); evaluate it on data with its "
                         f"{meta['num_classes']} classes and {meta['in_chans']} channel(s)")
     device = resolve_device(args.device)
-    model = _checkpoint_model(ckpt, args.checkpoint).to(device)
+    model = checkpoint_model(ckpt, args.checkpoint).to(device)
     # normalise with the statistics the model was trained with
     data = dataclasses.replace(data, mean=tuple(meta["mean"]), std=tuple(meta["std"])).to(device)
     loader = make_loader(data, args.split, 500, device, train=False, seed=0)
@@ -264,24 +264,3 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"{len(result.rows)} image(s) predicted by {predictor.path} ({predictor.kind}, "
           f"{predictor.device}): {counts}{skipped}{wrote}", file=sys.stderr)
     return 0
-
-
-def _checkpoint_model(ckpt: dict, path: str) -> nn.Module:
-    """The network of a checked checkpoint (``load_checkpoint``) with its weights loaded;
-    a genome or class count that does not match the weights raises ``CheckpointError``
-    naming the file."""
-    from ..arch.builder import build_model
-    from ..arch.genome import Genome
-
-    try:
-        model = build_model(Genome.from_dict(ckpt["genome"]), ckpt["num_classes"],
-                            ckpt["data"]["in_chans"])
-    except GenomeError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), "")
-        raise CheckpointError(f"{path}: its weights do not match its genome and num_classes "
-                              f"({ckpt['num_classes']}): {first[:150]}") from None
-    return model

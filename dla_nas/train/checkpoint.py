@@ -14,8 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..arch.builder import build_model
+from ..arch.genome import Genome
 from ..data import Dataset
-from ..errors import CheckpointError
+from ..errors import CheckpointError, GenomeError
 from ..files import write_file
 from ..weights.loading import first_non_finite, load_tensors_only, refused_global
 from .trainer import TrainConfig
@@ -118,3 +120,21 @@ def _check_checkpoint(path: str | Path, ckpt: dict) -> None:
             allowed = "a finite number > 0" if key == "std" else "a finite number"
             raise CheckpointError(f"{path}: data.{key}: {values!r:.60} is not allowed "
                                   f"({allowed} per input channel, {data['in_chans']} in all)")
+
+
+def checkpoint_model(ckpt: dict, path: str) -> nn.Module:
+    """The network of a checked checkpoint (``load_checkpoint``) with its weights loaded;
+    a genome or class count that does not match the weights raises ``CheckpointError``
+    naming the file."""
+    try:
+        model = build_model(Genome.from_dict(ckpt["genome"]), ckpt["num_classes"],
+                            ckpt["data"]["in_chans"])
+    except GenomeError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), "")
+        raise CheckpointError(f"{path}: its weights do not match its genome and num_classes "
+                              f"({ckpt['num_classes']}): {first[:150]}") from None
+    return model
