@@ -402,6 +402,28 @@ def test_a_hand_design_of_the_warm_start_trains_with_the_nominal_recipe(tmp_path
     assert recipe.to_dict() == {"lr": space.proxy.lr} and 0.02 < space.proxy.lr < 0.2
 
 
+def test_timeout_ends_a_running_trial_and_a_resume_draws_it_again(tmp_path):
+    """A trial that would train for minutes ends at the epoch in which --timeout passes,
+    leaves no record, and is drawn again by the next run of the command (it once ran 10
+    minutes past a --timeout of 600)."""
+    proxy = dict(conftest.HAND_SPACE["proxy"], epochs=5000)
+    space = conftest.write_space(tmp_path, conftest.HAND_SPACE, proxy=proxy)
+    out = tmp_path / "run"
+    started = time.monotonic()
+    assert main(["search", "--space", str(space), "--trials", "1", "--out", str(out),
+                 "--timeout", "15", "--warm-start", "none", "--early-stopping", "none"]) == 0
+    assert time.monotonic() - started < 120  # 5,000 epochs would take far longer
+    assert not RunStore(out).search_records()
+    study = open_study(RunStore(out), SearchSpace.from_yaml(space),
+                       SearchOptions(space=str(space), trials=1, out=str(out)))
+    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.FAIL]
+    with RunStore(out).lock():
+        recover(study, RunStore(out), SearchSpace.from_yaml(space))
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(waiting) == 1
+    assert waiting[0].system_attrs["fixed_params"] == study.trials[0].params
+
+
 def test_the_warm_start_goes_cheapest_first_and_keeps_within_the_constraints(tmp_path):
     """A CPU budget is spent on the cheap hand designs first; one over a constraint is not
     trained at all (the magnetic-tile search began with the 39M and 49M-MAC designs)."""

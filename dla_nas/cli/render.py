@@ -162,7 +162,8 @@ def print_summary(console, store, objectives) -> None:
     by_status = {s: sum(r.status == s for r in search) for s in ("ok", "reused", "infeasible",
                                                                   "diverged", "failed")}
     stopped = sum(r.stopped_rung is not None and r.status == "ok" for r in search)
-    console.print("finished " + ", ".join(f"{n} {s}" for s, n in by_status.items() if n)
+    console.print("finished " + (", ".join(f"{n} {s}" for s, n in by_status.items() if n)
+                                 or "no trial")
                   + (f" ({stopped} of the ok stopped early at a rung)" if stopped else ""))
     metric = accuracy_metric(objectives)  # the accuracy the run ranks by
     table = Table(title=f"Pareto front ({', '.join(m for m, _ in objectives)})")

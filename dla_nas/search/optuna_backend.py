@@ -97,11 +97,31 @@ def twin_record(study: optuna.Study, store: RunStore, key: str, owners: set[int]
         time.sleep(poll)
 
 
+class PastDeadline(trials.SchedulingError):
+    """The search's ``--timeout`` passed while a trial trained: the trial ends after its
+    epoch, leaves no record and is drawn again when the run goes on."""
+
+
+def _until(deadline: float | None, stopping: ParetoStopping | None):
+    """The epoch callback of a trial: ``stopping``'s, after a check of the deadline."""
+    if deadline is None:
+        return stopping
+
+    def on_epoch(record: TrialRecord, report) -> bool:
+        if time.time() >= deadline:
+            raise PastDeadline(f"--timeout passed in epoch {report.epoch} of trial "
+                               f"{record.trial}")
+        return bool(stopping(record, report)) if stopping is not None else False
+    return on_epoch
+
+
 def run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
               evaluator: ProxyEvaluator, store: RunStore, sampler: str = "",
-              stopping: ParetoStopping | None = None) -> TrialRecord:
+              stopping: ParetoStopping | None = None,
+              deadline: float | None = None) -> TrialRecord | None:
     """Propose, run, record and tell one trial (``trials``); returns its record. With
-    ``stopping``, the trial may stop at a rung (``stopped_rung``)."""
+    ``stopping``, the trial may stop at a rung (``stopped_rung``); past ``deadline`` (a
+    ``time.time()``), it ends after the epoch it is in, unrecorded: None."""
     try:
         with store.lock():  # tagging under the lock: of two twins, the first tagged trains
             proposal = trials.propose(space, trial, evaluator.data.resolution)
@@ -109,11 +129,13 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
             trial.set_user_attr("hash", proposal.hash)
             trial.set_user_attr("key", proposal.key)
         reuse = twin_record(study, store, proposal.key, owners) if proposal.key else None
-        record = trials.run(evaluator, proposal, reuse=reuse, callback=stopping,
-                            sampler=sampler)
-    except KeyboardInterrupt:
+        record = trials.run(evaluator, proposal, reuse=reuse,
+                            callback=_until(deadline, stopping), sampler=sampler)
+    except (PastDeadline, KeyboardInterrupt) as stop:
         study.tell(trial, state=TrialState.FAIL)  # no record: retried on resume
-        raise
+        if isinstance(stop, KeyboardInterrupt):
+            raise
+        return None
     store.append(record)
     trials.tell(study, trial, record, space)
     return record
@@ -162,7 +184,8 @@ def worker_main(opts_dict: dict, index: int, device: str, threads: int | None, p
                     break
                 trial = study.ask()
                 trials.tag(trial)
-            run_trial(study, trial, space, evaluator, store, opts.sampler_name(space), stopping)
+            run_trial(study, trial, space, evaluator, store, opts.sampler_name(space), stopping,
+                      deadline)
     except KeyboardInterrupt:
         pass  # the interrupted trial was marked failed; the driver reports
 
