@@ -1,16 +1,21 @@
-"""The multi-data yardstick: the default ``dla-nas train`` of a hand design on several data
-sets, beside a plain training script on the same split, so that no default is fitted to one
-set. Prints one JSON line per run and a summary (mean accuracy, balanced accuracy and macro F1
+"""The multi-data yardstick: the default ``dla-nas train`` of hand designs on several data
+sets, beside a plain training script on the same split (and, with ``--search``, a short
+default search and the confirmation of its front), so that no default is fitted to one set.
+Prints one JSON line per run and a summary (mean accuracy, balanced accuracy and macro F1
 over seeds, per data set and variant).
 
     python benchmarks/yardstick.py --data neu-steel=folder:../shared/data/neu-steel@64 \\
-        --data tiles=folder:../shared/data/magnetic-tiles@64 --data digits-folder@28 \\
-        [--variant shift="--augment shift"] [--seeds 0,1,2] [--threads 1] [--script]
+        --data tiles=folder:../shared/data/magnetic-tiles@64 --data digits=digits-folder@28 \\
+        [--nets plain_cnn,resnet8] [--variant shift="--augment shift"] [--seeds 0,1,2] \\
+        [--threads 1] [--script] [--search 14]
 
 ``--data NAME=DATASET@RES``: what ``dla-nas train --dataset`` takes, at a resolution.
 ``digits-folder`` is made by the benchmark: the embedded digits written as a class-sorted
 folder of 28 px PNGs, where a flip turns a 9 into a 6. ``--variant NAME="FLAGS"`` adds a
 run of ``dla-nas train`` with extra flags beside the default one (``default``).
+``--search N``: ``dla-nas search --space search_spaces/small-images.yaml`` with N trials and
+every default, then ``dla-nas confirm --pareto`` with the seeds; the variant ``search`` holds
+the confirmed candidate with the best mean test balanced accuracy.
 
 The plain script (``--script``) is the reference each default is held against: a plain CNN
 16-32-64-128 (3x3 conv, BN, ReLU, max-pool after the first three, global average pool,
@@ -43,6 +48,7 @@ from dla_nas.data import Augment, DataConfig, load_dataset, make_loader
 from dla_nas.train.metrics import classification_metrics
 
 FIGURES = ("test_acc", "test_balanced_acc", "test_macro_f1")
+SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "small-images.yaml"
 
 
 def make_digits_folder(dest: Path, side: int = 28) -> str:
@@ -58,16 +64,22 @@ def make_digits_folder(dest: Path, side: int = 28) -> str:
     return f"folder:{dest}"
 
 
-def run_default(dataset: str, resolution: int, seed: int, flags: list[str], threads: int,
-                out: Path) -> dict:
-    """One ``dla-nas train plain_cnn`` with the product's defaults plus ``flags``."""
-    cmd = [sys.executable, "-m", "dla_nas.cli", "train", "plain_cnn", "--dataset", dataset,
-           "--resolution", str(resolution), "--seed", str(seed), "--threads", str(threads),
-           "--device", "cpu", "--json", "--out", str(out), *flags]
+def dla_nas(*args: str) -> str:
+    """Run ``dla-nas ARGS``; its standard output (a failure ends the benchmark)."""
+    cmd = [sys.executable, "-m", "dla_nas.cli", *args]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{shlex.join(cmd)} failed:\n{done.stderr[-2000:]}")
-    metrics = json.loads(done.stdout.strip().splitlines()[-1])
+    return done.stdout
+
+
+def run_default(net: str, dataset: str, resolution: int, seed: int, flags: list[str],
+                threads: int, out: Path) -> dict:
+    """One ``dla-nas train NET`` with the product's defaults plus ``flags``."""
+    stdout = dla_nas("train", net, "--dataset", dataset, "--resolution", str(resolution),
+                     "--seed", str(seed), "--threads", str(threads), "--device", "cpu",
+                     "--json", "--out", str(out), *flags)
+    metrics = json.loads(stdout.strip().splitlines()[-1])
     return {k: metrics[k] for k in (*FIGURES, "test_per_class_recall", "train_seconds",
                                    "sampling")}
 
@@ -118,6 +130,24 @@ def run_script(dataset: str, resolution: int, seed: int, threads: int) -> dict:
             "train_seconds": seconds, "sampling": "balanced"}
 
 
+def run_search(dataset: str, resolution: int, trials: int, seeds: list[int], threads: int,
+               out: Path) -> list[dict]:
+    """A default search of ``trials`` trials and the confirmation of its front: one row per
+    seed of the confirmed candidate with the best mean test balanced accuracy."""
+    dla_nas("search", "--space", str(SPACE), "--dataset", dataset, "--resolution",
+            str(resolution), "--trials", str(trials), "--out", str(out))
+    dla_nas("confirm", str(out), "--pareto", "--seeds", ",".join(map(str, seeds)),
+            "--threads", str(threads))
+    units: dict[str, list[dict]] = {}
+    for line in (out / "confirm.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        units.setdefault(record["label"], []).append(record)
+    best = max(units.values(), key=lambda rs: statistics.mean(r["test_balanced_acc"] for r in rs))
+    return [{**{k: r[k] for k in (*FIGURES, "test_per_class_recall", "train_seconds")},
+             "sampling": r["recipe"].get("sampling", "uniform"), "seed": r["seed"],
+             "net": r["label"], "macs": r["macs"]} for r in best]
+
+
 def parse_data(text: str, digits_dir: Path) -> tuple[str, str, int]:
     name, _, rest = text.partition("=")
     dataset, _, res = (rest or name).rpartition("@")
@@ -131,40 +161,54 @@ def parse_data(text: str, digits_dir: Path) -> tuple[str, str, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", action="append", required=True, metavar="NAME=DATASET@RES")
+    ap.add_argument("--nets", default="plain_cnn", help="hand designs, comma-separated")
     ap.add_argument("--variant", action="append", default=[], metavar='NAME="FLAGS"')
     ap.add_argument("--no-default", action="store_true", help="run the variants only")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--script", action="store_true", help="run the plain script as well")
+    ap.add_argument("--search", type=int, default=0, metavar="TRIALS",
+                    help="a default search of this many trials, and confirm --pareto")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = ({} if args.no_default else {"default": []}) | {
         v.partition("=")[0]: shlex.split(v.partition("=")[2]) for v in args.variant}
     rows = []
+
+    def emit(row: dict) -> None:
+        row = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+        row["test_per_class_recall"] = [r if r is None else round(r, 3)
+                                        for r in row["test_per_class_recall"]]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         sets = [parse_data(d, Path(tmp) / "digits") for d in args.data]
         for name, dataset, res in sets:
-            for variant, flags in [*variants.items(), *([("script", None)] if args.script else [])]:
+            where = {"data": name, "resolution": res}
+            for net in args.nets.split(","):
+                for variant, flags in variants.items():
+                    for seed in seeds:
+                        out = Path(tmp) / f"{name}-{net}-{variant}-{seed}"
+                        emit({**where, "net": net, "variant": variant, "seed": seed,
+                              **run_default(net, dataset, res, seed, flags, args.threads, out)})
+            if args.script:
                 for seed in seeds:
-                    if flags is None:
-                        row = run_script(dataset, res, seed, args.threads)
-                    else:
-                        row = run_default(dataset, res, seed, flags, args.threads,
-                                          Path(tmp) / f"{name}-{variant}-{seed}")
-                    row = {"data": name, "resolution": res, "variant": variant, "seed": seed,
-                           **{k: (round(v, 4) if isinstance(v, float) else v)
-                              for k, v in row.items()}}
-                    row["test_per_class_recall"] = [round(r, 3)
-                                                    for r in row["test_per_class_recall"]]
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+                    emit({**where, "net": "script", "variant": "script", "seed": seed,
+                          **run_script(dataset, res, seed, args.threads)})
+            if args.search:
+                for row in run_search(dataset, res, args.search, seeds, args.threads,
+                                      Path(tmp) / f"{name}-search"):
+                    emit({**where, "variant": "search", **row})
     summary = {}
     for row in rows:
-        summary.setdefault(row["data"], {}).setdefault(row["variant"], []).append(row)
+        key = row["variant"] if row["variant"] in ("script", "search") else \
+            f"{row['net']} {row['variant']}"
+        summary.setdefault(row["data"], {}).setdefault(key, []).append(row)
     print(json.dumps({"benchmark": "yardstick", "seeds": seeds, "summary": {
-        data: {variant: {k: round(statistics.mean(r[k] for r in runs), 4) for k in FIGURES}
-               for variant, runs in by_variant.items()}
-        for data, by_variant in summary.items()}}))
+        data: {key: {k: round(statistics.mean(r[k] for r in runs), 4) for k in FIGURES}
+               for key, runs in by_key.items()}
+        for data, by_key in summary.items()}}))
 
 
 if __name__ == "__main__":
