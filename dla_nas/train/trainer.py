@@ -7,7 +7,8 @@ runs in batches there, and CUDA runs use bf16 autocast and channels_last.
 Choices made for fair ranking in few epochs (measured in ``benchmarks/proxy_ranking.py``):
 the last BN of every residual branch starts at zero (a deep net starts as a shallow one), the
 learning rate warms up for one epoch, and BN statistics are re-estimated before each
-evaluation on a shuffled, class-mixed sample of the training images.
+evaluation on a shuffled, class-mixed sample of the training images, drawn as training draws
+them (class-balanced on imbalanced data, ``sampling``).
 
 Small data sets give few optimiser steps per epoch, so a budget is ``epochs`` *and*
 ``min_steps``: training runs for whichever is longer (``TrainConfig.epochs_for``).
