@@ -65,7 +65,7 @@ def test_an_imbalanced_folder_trains_with_balanced_batches_and_says_so(tmp_path,
                  "16", "--epochs", "1", "--min-steps", "2", "--out", str(out)]) == 0
     err = flat(capsys.readouterr().err)
     assert "batches are class-balanced (--sampling auto" in err
-    assert "balanced sampling, plain loss, augment shift" in err
+    assert "augment shift 0.125 (reflect); balanced sampling, plain loss, resize squash" in err
     assert json.loads((out / "metrics.json").read_text())["sampling"] == "balanced"
     assert main(["train", "plain_cnn_8_16_32", "--dataset", f"folder:{root}", "--resolution",
                  "16", "--epochs", "1", "--min-steps", "2", "--out", str(out), "--overwrite",
@@ -185,7 +185,7 @@ def test_confirm_keeps_the_search_loss_and_sampling_unless_told(imbalanced_run, 
                                                                capsys):
     out = imbalanced_run[0]
     assert main(["confirm", str(out), "--trial", "0", *RECIPE]) == 0
-    assert "balanced sampling, class-weighted loss, augment shift" in flat(capsys.readouterr().err)
+    assert "balanced sampling, class-weighted loss, resize squash" in flat(capsys.readouterr().err)
     record = json.loads((out / "confirm.jsonl").read_text().splitlines()[0])
     assert record["recipe"]["balanced_loss"] is True
     assert record["recipe"]["sampling"] == "balanced"

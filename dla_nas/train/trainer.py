@@ -111,12 +111,11 @@ class TrainConfig:
         return balanced_sampling(self.sampling, torch.bincount(data.train.labels.cpu()).tolist())
 
     def describe(self, data: Dataset) -> str:
-        """How ``data`` is seen in training, for the lines that say what ran: sampling, loss,
-        augmentation and resize."""
+        """How ``data`` is seen in training beyond what ``data.summary()`` says (it has the
+        augmentation), for the lines that say what ran: sampling, loss and resize."""
         loss = "class-weighted" if self.balanced_loss else "plain"
         resize = f", resize {data.resize}" if data.name.startswith("folder:") else ""
-        return (f"{'balanced' if self.balanced(data) else 'uniform'} sampling, {loss} loss, "
-                f"augment {data.augment.describe()}{resize}")
+        return f"{'balanced' if self.balanced(data) else 'uniform'} sampling, {loss} loss{resize}"
 
     def epochs_for(self, train_size: int) -> int:
         """Epochs to run on ``train_size`` images: ``epochs``, or more to reach ``min_steps``."""
