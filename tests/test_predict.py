@@ -17,9 +17,8 @@ from PIL import Image
 
 from dla_nas.analysis.predict import Preprocessing, find_images, load_predictor
 from dla_nas.cli import main
-from dla_nas.train.checkpoint import checkpoint_model
 from dla_nas.data import DataConfig, load_dataset, make_loader
-from dla_nas.train.checkpoint import load_checkpoint
+from dla_nas.train.checkpoint import checkpoint_model, load_checkpoint
 
 CLASSES = {"a": 10, "b": 10, "c": 10}
 TRAIN = ["--resolution", "16", "--epochs", "1", "--min-steps", "2", "--device", "cpu"]

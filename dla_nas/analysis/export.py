@@ -16,8 +16,8 @@ else 1 for an all-grayscale folder) that reproduces the recorded params.
 from __future__ import annotations
 
 import dataclasses
-import json
 import io
+import json
 import shutil
 import warnings
 from dataclasses import dataclass

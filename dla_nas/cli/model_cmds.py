@@ -8,14 +8,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ..errors import CheckpointError, DataError, GenomeError, OptionError
+from ..errors import DataError, OptionError
 from ..files import check_out_file, check_out_folder, safe_name, write_file
 from .render import epoch_progress, stderr_console
-
-if TYPE_CHECKING:
-    from torch import nn
 
 
 def cmd_show(args: argparse.Namespace) -> int:
