@@ -11,6 +11,7 @@ import torch
 from conftest import write_folder
 from PIL import Image
 
+from dla_nas.analysis.confirm import ConfirmRecord, summarize
 from dla_nas.cli import main
 from dla_nas.data import Augment, DataConfig, DeviceLoader, Split, load_dataset, make_loader
 from dla_nas.data.config import balanced_sampling
@@ -185,8 +186,12 @@ def test_confirm_keeps_the_search_loss_and_sampling_unless_told(imbalanced_run, 
                                                                capsys):
     out = imbalanced_run[0]
     assert main(["confirm", str(out), "--trial", "0", *RECIPE]) == 0
-    assert "balanced sampling, class-weighted loss, resize squash" in flat(capsys.readouterr().err)
+    printed = capsys.readouterr()
+    assert "balanced sampling, class-weighted loss, resize squash" in flat(printed.err)
+    assert "macro F1" in printed.out + printed.err  # beside accuracy and balanced accuracy
     record = json.loads((out / "confirm.jsonl").read_text().splitlines()[0])
+    assert summarize([ConfirmRecord.from_dict(record)])[0].test_macro_f1 == \
+        record["test_macro_f1"]
     assert record["recipe"]["balanced_loss"] is True
     assert record["recipe"]["sampling"] == "balanced"
     other = tmp_path / "plain.jsonl"

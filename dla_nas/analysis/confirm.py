@@ -402,6 +402,7 @@ class Confirmed:
     test_balanced_acc: tuple[float, float, float]
     val_acc: float  # mean over seeds
     proxy_val_acc: float | None
+    test_macro_f1: float = 0.0  # mean over seeds
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -423,7 +424,8 @@ def summarize(records: list[ConfirmRecord]) -> list[Confirmed]:
             first.label, first.kind, first.hash, first.trial, first.macs, first.params,
             sorted(r.seed for r in rs), _spread([r.test_acc for r in rs]),
             _spread([r.test_balanced_acc for r in rs]),
-            sum(r.val_acc for r in rs) / len(rs), first.proxy_val_acc))
+            sum(r.val_acc for r in rs) / len(rs), first.proxy_val_acc,
+            sum(r.test_macro_f1 for r in rs) / len(rs)))
     return sorted(out, key=lambda c: (c.macs, c.label))
 
 
