@@ -411,7 +411,7 @@ def test_timeout_ends_a_running_trial_and_a_resume_draws_it_again(tmp_path):
     out = tmp_path / "run"
     started = time.monotonic()
     assert main(["search", "--space", str(space), "--trials", "1", "--out", str(out),
-                 "--timeout", "15", "--warm-start", "none", "--early-stopping", "none"]) == 0
+                 "--timeout", "20", "--warm-start", "none", "--early-stopping", "none"]) == 0
     assert time.monotonic() - started < 120  # 5,000 epochs would take far longer
     assert not RunStore(out).search_records()
     study = open_study(RunStore(out), SearchSpace.from_yaml(space),
