@@ -25,7 +25,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         seed=args.seed, workers=args.workers or 1, storage=args.storage, timeout=args.timeout,
         device=args.device, gpus=args.gpus, baselines=args.baselines, data_dir=args.data_dir,
         dataset=args.dataset, resolution=args.resolution, augment=args.augment,
-        resize=args.resize, sampling=args.sampling, early_stopping=args.early_stopping or args.scheduler, warm_start=args.warm_start)
+        resize=args.resize, sampling=args.sampling,
+        early_stopping=args.early_stopping or args.scheduler, warm_start=args.warm_start)
     if args.scheduler is not None:
         print("dla-nas search: --scheduler is deprecated; it is --early-stopping now, for "
               "both backends", file=sys.stderr)
