@@ -262,3 +262,18 @@ def test_eval_warns_when_the_model_learnt_little(tmp_path, capsys):
     assert main(["eval", str(out / "checkpoint.pt"), "--dataset", f"folder:{root}"]) == 0
     assert "warning: test split: the model answers Free for 9 of 9 images" in flat(
         capsys.readouterr().err)
+
+
+def test_a_confirmed_candidate_that_learnt_little_carries_a_warning():
+    """Over its seeds together, a candidate that calls (nearly) everything Free is flagged in
+    the confirmed table and in what export writes."""
+    def record(seed, confusion):
+        return ConfirmRecord(kind="search", label="trial 3", hash="h", seed=seed, trial=3,
+                             test_confusion=confusion)
+
+    lazy = summarize([record(0, [[0, 5], [0, 45]]), record(1, [[1, 4], [0, 45]])],
+                     ["Fray", "Free"])[0]
+    assert lazy.warning == ("the model answers Free for 99 of 100 images: it has learnt "
+                            "little beyond the largest class")
+    fine = summarize([record(0, [[4, 1], [2, 43]]), record(1, [[5, 0], [1, 44]])])[0]
+    assert fine.warning is None

@@ -32,6 +32,7 @@ from ..errors import DataError, RunError
 from ..files import safe_name
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
 from ..search.space import Recipe
+from ..train.metrics import learnt_little
 from ..train.trainer import TrainConfig, evaluate, resolve_device, train
 from ..weights import Pretrained
 from ..weights.loading import write_state_dict
@@ -403,13 +404,17 @@ class Confirmed:
     val_acc: float  # mean over seeds
     proxy_val_acc: float | None
     test_macro_f1: float = 0.0  # mean over seeds
+    # ``learnt_little`` of the test predictions of every seed together: None, or a warning
+    warning: str | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def summarize(records: list[ConfirmRecord]) -> list[Confirmed]:
-    """Per candidate (in order of cost): mean, min and max over seeds. A (candidate, seed)
+def summarize(records: list[ConfirmRecord],
+              class_names: list[str] | None = None) -> list[Confirmed]:
+    """Per candidate (in order of cost): mean, min and max over seeds, and the warning of a
+    candidate that learnt little (naming ``class_names`` when given). A (candidate, seed)
     recorded twice (by two confirmations of an older dla-nas) counts once: its first record."""
     groups: dict[tuple[str, str], list[ConfirmRecord]] = {}
     seen: set = set()
@@ -425,8 +430,18 @@ def summarize(records: list[ConfirmRecord]) -> list[Confirmed]:
             sorted(r.seed for r in rs), _spread([r.test_acc for r in rs]),
             _spread([r.test_balanced_acc for r in rs]),
             sum(r.val_acc for r in rs) / len(rs), first.proxy_val_acc,
-            sum(r.test_macro_f1 for r in rs) / len(rs)))
+            sum(r.test_macro_f1 for r in rs) / len(rs), _learnt_little(rs, class_names)))
     return sorted(out, key=lambda c: (c.macs, c.label))
+
+
+def _learnt_little(records: list[ConfirmRecord], class_names: list[str] | None) -> str | None:
+    """``learnt_little`` of the seeds' test confusion matrices added up (records without
+    one, from an older dla-nas: None)."""
+    matrices = [r.test_confusion for r in records]
+    if not all(matrices) or len({len(m) for m in matrices}) != 1:
+        return None
+    return learnt_little([[sum(cells) for cells in zip(*rows)] for rows in zip(*matrices)],
+                         class_names)
 
 
 def _spread(values: list[float]) -> tuple[float, float, float]:
@@ -435,7 +450,8 @@ def _spread(values: list[float]) -> tuple[float, float, float]:
 
 def load_confirmed(run: str | Path) -> list[Confirmed]:
     """The confirmed figures of a run folder (empty when it has no ``confirm.jsonl``)."""
-    return summarize(ConfirmStore(Path(run) / CONFIRM_FILE).records())
+    names = (RunStore(run).info().get("data") or {}).get("class_names")
+    return summarize(ConfirmStore(Path(run) / CONFIRM_FILE).records(), names)
 
 
 def run_candidates(run: str | Path, *, pareto: bool, top: int | None, trials: list[int],

@@ -76,7 +76,8 @@ def export_run(run: Path, out: Path, *, pareto: bool = False, trial: int | None 
     shape = data_shape(run, info)
     confirmations = ConfirmStore(run / CONFIRM_FILE)
     confirm_records = confirmations.records()
-    confirmed = {(c.kind, c.hash): c for c in summarize(confirm_records)}
+    names = (info.get("data") or {}).get("class_names")
+    confirmed = {(c.kind, c.hash): c for c in summarize(confirm_records, names)}
     trained = {r.trial: _confirmed_weights(run, confirmations, confirm_records, r)
                for r in chosen} if weights else {}
     paths: list[Path] = []
@@ -387,8 +388,11 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
             "test_balanced_acc": {"mean": confirmed.test_balanced_acc[0],
                                   "min": confirmed.test_balanced_acc[1],
                                   "max": confirmed.test_balanced_acc[2]},
+            "test_macro_f1_mean": confirmed.test_macro_f1,
             "val_acc_mean": confirmed.val_acc,
         }
+        if confirmed.warning is not None:  # a model that learnt little is not exported silently
+            metadata["confirmed"]["warning"] = confirmed.warning
     tensors = path.with_suffix(".safetensors") if weights is not None else None
     if weights is not None:
         with atomic_path(tensors) as part:

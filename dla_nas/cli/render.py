@@ -51,6 +51,9 @@ def print_confirmed(console, confirmed) -> None:
             f"{c.test_balanced_acc[0]:.4f}", f"{c.test_macro_f1:.4f}", f"{c.val_acc:.4f}",
             "-" if c.proxy_val_acc is None else f"{c.proxy_val_acc:.4f}")
     console.print(table)
+    for c in confirmed:
+        if c.warning is not None:
+            console.print(f"[yellow]warning[/]: {c.label}: {c.warning}", highlight=False)
 
 
 @contextlib.contextmanager

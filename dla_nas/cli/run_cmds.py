@@ -82,7 +82,13 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..analysis.export import export_run, export_training, is_training, selectors
+    from ..analysis.export import (
+        export_run,
+        export_training,
+        exported_metadata,
+        is_training,
+        selectors,
+    )
 
     run = Path(args.run)
     out = check_out_folder(args.out or run / "export")
@@ -97,6 +103,10 @@ def cmd_export(args: argparse.Namespace) -> int:
                            knee=args.knee, onnx=args.onnx, weights=args.weights)
     for path in paths:
         print(path)
+        warning = (exported_metadata(path).get("confirmed") or {}).get("warning") \
+            if path.suffix == ".yaml" else None
+        if warning:
+            print(f"warning: {path.name}: {warning}", file=sys.stderr)
     print(f"exported {sum(p.suffix == '.yaml' for p in paths)} config(s); build one with "
           f"dla_nas.build_model(PATH, num_classes=...) or `dla-nas train PATH --dataset ...`"
           + ("; its trained weights with build_model(PATH, ..., pretrained=PATH.safetensors)"

@@ -168,7 +168,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
                   "same command to continue")
         return 130
     wanted = {c.unit for c in candidates}
-    print_confirmed(log, [c for c in summarize(records)
+    print_confirmed(log, [c for c in summarize(records, data.class_names)
                           if unit_of(c.kind, c.label, c.hash) in wanted])
     return 0
 
