@@ -349,7 +349,7 @@ def _pareto_png(runs: list[RunPlot], x: str, y: str, path: Path,
         ax.axhline(chance[0], color="#999999", linestyle=":", linewidth=1, label=chance[1])
     ylabel = AXIS_LABELS[y]
     if any(run.confirmed for run in runs):  # the test figure that matches y (_confirmed_y)
-        ylabel += f"; diamonds: {TEST_LABELS[y]} (confirmed)"
+        ylabel += f";\ndiamonds: {TEST_LABELS[y]} (confirmed)"  # two lines: it fits
     ax.set_ylabel(ylabel)
     ax.set_title("\n".join(textwrap.wrap(_title(runs), 60)), fontsize=10)  # long folder paths
     ax.grid(True, which="major", alpha=0.35)
