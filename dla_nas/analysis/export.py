@@ -40,6 +40,7 @@ from ..weights.loading import write_state_dict
 from .confirm import CONFIRM_FILE, Confirmed, ConfirmRecord, ConfirmStore, summarize
 from .pareto import best_record, eligible, front, run_objectives
 from .pareto import knee as front_knee  # export_run has a `knee` flag
+from .predict import preprocessing_metadata
 
 CIFAR_CLASSES = {"cifar10": 10, "cifar100": 100}
 
@@ -298,16 +299,11 @@ def training_recipe(proxy: Proxy, record: TrialRecord, resolution: int) -> dict[
 
 def preprocessing(data: dict[str, Any], in_chans: int, resolution: int,
                   normalisation: dict | None = None) -> dict[str, Any]:
-    """How an image file becomes the network's input, for code that runs the export outside
-    dla-nas: decoded (JPEG at a reduced scale where it is at least ``size``), converted to
-    grey or RGB, made square by ``resize`` with bilinear interpolation, scaled to 0..1 and
-    normalised per channel by ``mean`` and ``std`` (those of the weights' training; a run
-    from before they were recorded: None)."""
+    """The ``preprocessing`` metadata of a network trained on ``data`` (a run.yaml's or a
+    checkpoint's), normalised as its weights were (``normalisation``, else the data's)."""
     norm = normalisation or data
-    return {"channels": "grey" if in_chans == 1 else "RGB", "size": [resolution, resolution],
-            "resize": data.get("resize", "squash"), "interpolation": "bilinear",
-            "scale": "1/255", "mean": norm.get("mean"), "std": norm.get("std"),
-            "layout": "NCHW float32"}
+    return preprocessing_metadata(in_chans, resolution, data.get("resize", "squash"),
+                                  norm.get("mean"), norm.get("std"))
 
 
 def _proxy(run: Path, info: dict[str, Any]) -> Proxy:

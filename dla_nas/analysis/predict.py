@@ -37,6 +37,20 @@ MODEL_KINDS = ("a `dla-nas train` folder or its checkpoint.pt, a config exported
                "--weights (.yaml), or an exported .onnx file")
 
 
+def preprocessing_metadata(in_chans: int, resolution: int, resize: str,
+                           mean: Sequence[float] | None,
+                           std: Sequence[float] | None) -> dict[str, Any]:
+    """The ``preprocessing`` an export writes and ``Preprocessing.from_metadata`` reads: a
+    file is decoded (JPEG at a reduced scale where it stays at least ``size``), converted to
+    grey or RGB, made square by ``resize`` with bilinear interpolation, scaled to 0..1 and
+    normalised per channel by ``mean`` and ``std`` (None: a run from before they were
+    recorded)."""
+    return {"channels": "grey" if in_chans == 1 else "RGB", "size": [resolution, resolution],
+            "resize": resize, "interpolation": "bilinear", "scale": "1/255",
+            "mean": None if mean is None else list(mean),
+            "std": None if std is None else list(std), "layout": "NCHW float32"}
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How an image file becomes the network's input: decoded to ``in_chans`` channels (1:
@@ -51,7 +65,7 @@ class Preprocessing:
 
     @classmethod
     def from_metadata(cls, meta: Any, where: str) -> Preprocessing:
-        """The ``preprocessing`` an export writes (``export.preprocessing``); a value that is
+        """The ``preprocessing`` an export writes (``preprocessing_metadata``); a value that is
         missing or not allowed raises ``WeightsError`` naming ``where`` and the key."""
         if not isinstance(meta, Mapping):
             raise WeightsError(f"{where}: preprocessing: missing (export it again with this "

@@ -30,14 +30,19 @@ class Metrics:
         return {prefix + k: v for k, v in asdict(self).items()}
 
 
+def _recalls(cm: np.ndarray) -> np.ndarray:
+    """Per-class recall of a confusion matrix (rows true); NaN for a class with no image."""
+    support = cm.sum(1)
+    return np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
+
+
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
                            loss: float) -> Metrics:
     """Metrics of predictions ``y_pred`` against labels ``y_true`` (int arrays)."""
     labels = list(range(num_classes))
     cm = confusion_matrix(y_true, y_pred, labels=labels)
-    support = cm.sum(1)
-    present = support > 0
-    recall = np.where(present, np.diag(cm) / np.maximum(support, 1), np.nan)
+    recall = _recalls(cm)
+    present = ~np.isnan(recall)
     n = int(cm.sum())
     f1 = f1_score(y_true, y_pred, labels=[c for c in labels if present[c]], average="macro",
                   zero_division=0) if n else 0.0
@@ -73,7 +78,7 @@ def learnt_little(confusion: list[list[int]], class_names: list[str] | None = No
         return (f"the model answers {name} for {predicted[top]} of {n} images: it has learnt "
                 "little beyond the largest class")
     chance = 1 / present.sum()
-    balanced = float((np.diag(cm)[present] / support[present]).mean())
+    balanced = float(np.nanmean(_recalls(cm)))
     if balanced <= chance + CHANCE_MARGIN:
         return (f"balanced accuracy {balanced:.2f} is at chance level ({chance:.2f} for "
                 f"{present.sum()} classes): the model has learnt little")
