@@ -1,4 +1,4 @@
-"""Imbalanced inspection data: plain and class-balanced loss on a subset where one class
+"""Imbalanced inspection data: uniform and class-balanced batches on a subset where one class
 dominates. Prints JSON (test accuracy, balanced accuracy, macro F1, per-class recall).
 
 The subset is made of links into a folder dataset: ``--major`` keeps ``--major-count``
@@ -51,15 +51,14 @@ def main() -> None:
     test = make_loader(data, "test", 500, "cpu", train=False, seed=0)
     base = TrainConfig(min_steps=1000, device="cpu", threads=args.threads)
     rows = []
-    for balanced in (False, True):
+    for sampling in ("uniform", "balanced"):
         for seed in seeds:
             torch.manual_seed(seed)
-            model = build_model(args.net, data.num_classes, data.in_chans,
-                                zero_init_residual=True)
+            model = build_model(args.net, data.num_classes, data.in_chans, **base.build_options)
             started = time.perf_counter()
-            result = train(model, data, dataclasses.replace(base, seed=seed, balanced_loss=balanced))
+            result = train(model, data, dataclasses.replace(base, seed=seed, sampling=sampling))
             m = evaluate(model, test, data.num_classes)
-            rows.append({"balanced_loss": balanced, "seed": seed, "test_acc": round(m.acc, 4),
+            rows.append({"sampling": sampling, "seed": seed, "test_acc": round(m.acc, 4),
                          "test_balanced_acc": round(m.balanced_acc, 4),
                          "test_macro_f1": round(m.macro_f1, 4),
                          "test_per_class_recall": [round(r, 3) for r in m.per_class_recall],
@@ -67,9 +66,9 @@ def main() -> None:
                          "seconds": round(time.perf_counter() - started, 1)})
             print(json.dumps(rows[-1]), flush=True)
     summary = {}
-    for balanced in (False, True):
-        mine = [r for r in rows if r["balanced_loss"] is balanced]
-        summary["balanced_loss" if balanced else "plain_loss"] = {
+    for sampling in ("uniform", "balanced"):
+        mine = [r for r in rows if r["sampling"] == sampling]
+        summary[sampling] = {
             k: round(sum(r[k] for r in mine) / len(mine), 4)
             for k in ("test_acc", "test_balanced_acc", "test_macro_f1")}
     print(json.dumps({"benchmark": "imbalance", "net": args.net, "classes": data.class_names,

@@ -76,8 +76,8 @@ class TrialRecord:
     sampler: str = ""  # the sampler that proposed the genome (nsga2, tpe, random)
     input_shape: list[int] = field(default_factory=list)  # [channels, height, width]
     num_classes: int | None = None
-    # the training settings searched with the genome (resolution, lr, weight_decay); empty
-    # when the space searches none
+    # the training settings searched with the genome (resolution, lr, weight_decay,
+    # augment); empty when the space searches none
     recipe: dict[str, Any] = field(default_factory=dict)
     # the pretrained weights the trial started from (source, sha256, coverage: the fraction of
     # its parameters inherited); None when it started from random weights

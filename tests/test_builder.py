@@ -114,6 +114,20 @@ def test_official_init_statistics():
     assert (model.level5.tree1.bn2.weight == 1).all()
 
 
+def test_torch_init_keeps_pytorch_defaults_and_a_small_classifier():
+    """``init="torch"`` (the trainer's default) leaves the layers as PyTorch made them: convs
+    kaiming-uniform with a = sqrt(5), std 1 / sqrt(3 * fan_in), and the 1x1 classifier too,
+    where the official init gives it std sqrt(2 / classes)."""
+    model = build_model("plain_cnn", num_classes=6, init="torch", zero_init_residual=True)
+    conv = model.level1.block1.conv1.weight  # 3x3, 32 -> 64
+    assert abs(conv.std().item() - (1 / (3 * 9 * 32)) ** 0.5) < 3e-3
+    assert model.fc.weight.std().item() < 1.2 * (1 / (3 * 64)) ** 0.5
+    official = build_model("plain_cnn", num_classes=6)
+    assert abs(official.fc.weight.std().item() - (2 / 6) ** 0.5) < 0.1
+    with pytest.raises(GenomeError, match="init: 'kaiming' is not allowed"):
+        build_model("plain_cnn", num_classes=6, init="kaiming")
+
+
 def test_zero_init_residual_zeroes_last_bn_of_blocks_and_residual_roots():
     model = build_model("dla102", num_classes=10, zero_init_residual=True)
     assert (model.level5.tree1.bn3.weight == 0).all()

@@ -119,9 +119,15 @@ def test_the_data_command_prints_a_table_or_json(tmp_path, capsys):
     assert "Free" in out and "Fray" in out and "train" in out and "total" in out
     assert "imbalance (largest / smallest class): 10.0x" in out
     assert "warning: classes are imbalanced" in out
+    # which augmentation trains, and why: a folder is not flipped unless asked
+    assert "augmentation: shift 0.125 (reflect), no flip: a flip can change" in out
+    assert main(["data", f"folder:{root}", "--augment", "textures"]) == 0
+    assert "augmentation: hflip, vflip, shift 0.125 (reflect): flips assume" in \
+        capsys.readouterr().out.replace("\n", " ")
     assert main(["data", f"folder:{root}", "--json", "--split-seed", "3"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert got["counts"]["total"] == {"Free": 30, "Fray": 3} and got["resolution"] == 32
+    assert got["augment"] == "shift 0.125 (reflect)"
     assert got["sizes"]["aspect"] == [1, 1] and len(got["warnings"]) == 1
 
 

@@ -13,7 +13,7 @@ from dla_nas.cli import main
 from dla_nas.data import DataConfig, load_dataset, make_loader
 from dla_nas.train import trainer as training
 from dla_nas.train.metrics import classification_metrics
-from dla_nas.train.trainer import TrainConfig, class_weights, train
+from dla_nas.train.trainer import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -89,19 +89,6 @@ def test_metrics_fit_imbalanced_data():
     assert m.to_dict("val_")["val_balanced_acc"] == 0.5
 
 
-def test_class_weights_balance_an_imbalanced_split(tmp_path):
-    root = write_folder(tmp_path, {"big": 60, "small": 10})
-    data = load_dataset(DataConfig(f"folder:{root}"))
-    counts = torch.bincount(data.train.labels).double()
-    w = class_weights(data, torch.device("cpu")).double()
-    assert float(w[1]) > 4 * float(w[0])
-    assert torch.allclose(w * counts, (w * counts)[0].expand(2))  # equal total weight per class
-    result = train(build_model("plain_cnn_4_8", 2, 1), data,
-                   TrainConfig(min_steps=0, epochs=2, batch_size=16, device="cpu", balanced_loss=True))
-    assert not result.diverged and result.val is not None
-    assert len(result.val.per_class_recall) == 2
-
-
 def test_grey_images_saved_as_rgb_load_as_one_channel(tmp_path):
     root = write_folder(tmp_path / "g", {"a": 5, "b": 5}, mode="RGB", fmt="jpg")
     assert load_dataset(DataConfig(f"folder:{root}")).in_chans == 1
@@ -116,7 +103,7 @@ def test_train_a_baseline_on_a_folder_writes_inspection_metrics(tmp_path, capsys
     out = tmp_path / "run"
     assert main(["train", "resnet8", "--dataset", f"folder:{root}", "--resolution", "16",
                  "--epochs", "1", "--min-steps", "3", "--batch-size", "8", "--augment",
-                 "hflip,shift", "--balanced-loss", "--out", str(out), "--json"]) == 0
+                 "hflip,shift", "--out", str(out), "--json"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["class_names"] == ["a", "b", "c"] and metrics["epochs_run"] == 2
     assert len(metrics["test_confusion"]) == 3 and len(metrics["test_per_class_recall"]) == 3

@@ -21,6 +21,8 @@ from dla_nas.train.trainer import TrainConfig
 
 GENOME = {"stem": {"kernel": 3, "levels": [{"channels": 4}]},
           "stages": [{"channels": [8, 12], "stride": 1, "level_root": False}]}
+GENOME_8 = {"stem": {"kernel": 3, "levels": [{"channels": 4}]},
+            "stages": [{"channels": 8, "stride": 1, "level_root": False}]}
 
 
 def space_dict(**task_proxy):
@@ -70,6 +72,51 @@ def test_fixed_settings_draw_and_record_nothing():
 def test_bad_searched_settings_name_the_key(change, message):
     with pytest.raises(SpaceError, match=message):
         SearchSpace.from_dict(space_dict(**change))
+
+
+def test_augmentation_may_be_searched_and_each_trial_trains_with_its_own(monkeypatch):
+    """``task.augment: [shift, textures]`` lets the search find out whether flips help: the
+    choice is drawn with the genome, a baseline gets the first, and the evaluator and
+    confirm train on the data with the drawn augmentation."""
+    from dla_nas.analysis.confirm import Candidate
+    from dla_nas.search import evaluator as evaluator_module
+    from dla_nas.search.evaluator import ProxyEvaluator
+
+    raw = space_dict(task={"resolution": 8, "augment": ["shift", "textures"]},
+                     proxy={"lr": 0.1, "weight_decay": 5e-4})
+    space = SearchSpace.from_dict(raw)
+    assert [k for k, _ in space.recipe] == ["augment"] and space.task.augment == "shift"
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = set()
+    for _ in range(8):
+        trial = study.ask()
+        drawn.add(space.sample_trial(trial, 8)[2].augment)
+        assert "task.augment" in trial.params
+        study.tell(trial, 0.0)
+    assert drawn == {"shift", "textures"}
+
+    seen = []
+
+    def train(model, data, cfg, *args, **kwargs):  # what the trial would train on
+        seen.append(data.augment)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(evaluator_module, "train", train)
+    evaluator = ProxyEvaluator(space, "cpu")
+    record = evaluator.new_record(0, hash="h", recipe={"augment": "textures"})
+    with pytest.raises(RuntimeError, match="stop"):
+        evaluator.measure(evaluator.build(Genome.from_dict(GENOME_8)), record)
+    assert seen[0].hflip and seen[0].vflip and seen[0].shift
+    assert not evaluator.data.augment.hflip  # the shared data keeps the nominal one
+    cand = Candidate("trial 0", "search", "h", 0, GENOME_8, searched={"augment": "textures"})
+    assert cand.data(evaluator.data).augment == seen[0]
+    assert Candidate("b", "baseline", "h").data(evaluator.data) is evaluator.data
+
+
+@pytest.mark.parametrize("augment", [["shift", "rotate"], 3])
+def test_a_bad_searched_augmentation_names_the_key(augment):
+    with pytest.raises(SpaceError, match=r"task\.augment: .* is not allowed \(textures, "):
+        SearchSpace.from_dict(space_dict(task={"augment": augment}))
 
 
 def test_float_range_centre_and_values():

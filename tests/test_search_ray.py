@@ -27,6 +27,8 @@ from dla_nas.results import RunStore, load_run
 from dla_nas.search.core import SearchOptions
 from dla_nas.search.early_stopping import RungEntry, keep_going
 from dla_nas.search.ray_backend import check_ray_options, run_ray_search
+from dla_nas.search.space import SearchSpace
+from dla_nas.search.trials import open_study
 from dla_nas.train.trainer import TrainConfig, train
 
 # digits at native 8 px with tiny genomes; a MACs limit that most of the space fits
@@ -337,6 +339,22 @@ def test_balanced_accuracy_objective_a_step_budget_and_a_searched_lr(tmp_path, l
     for r in search_records(out):  # the lr is drawn with the genome and recorded with it
         assert set(r.recipe) == {"lr"} and r.recipe["lr"] in (0.05, 0.1)
         assert r.key == f"{r.hash}@lr={r.recipe['lr']!r}"
+
+
+def test_timeout_ends_a_running_ray_trial_and_its_proposal_is_drawn_again(tmp_path, local_ray):
+    """As with the Optuna backend: a trial that would train for minutes ends at the epoch in
+    which --timeout passes, leaves no record, and its proposal waits for the next run."""
+    space = write_space(tmp_path, proxy={"epochs": 5000, "batch_size": 128}, constraints={})
+    out = tmp_path / "run"
+    opts = SearchOptions(space=str(space), trials=1, out=str(out), seed=0,
+                         early_stopping="none", timeout=15)
+    assert run_ray_search(opts, cpus_per_trial=2) == 0
+    assert not RunStore(out).search_records()  # 5,000 epochs would have ended with a record
+    study = open_study(RunStore(out), SearchSpace.from_yaml(space), opts)
+    drawn, again = study.get_trials()  # drawn and cut, then queued with the same genome
+    assert drawn.state == optuna.trial.TrialState.FAIL
+    assert again.state == optuna.trial.TrialState.WAITING
+    assert again.system_attrs["fixed_params"] == drawn.params
 
 
 def test_the_ray_searcher_draws_the_hand_designs_first_and_survives_pickling(tmp_path):

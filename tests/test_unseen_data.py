@@ -17,6 +17,7 @@ from dla_nas.data import Augment, DataConfig, DeviceLoader, Split, load_dataset,
 from dla_nas.data.config import balanced_sampling
 from dla_nas.data.images import _decode
 from dla_nas.results import RunStore
+from dla_nas.search.space import SearchSpace
 from dla_nas.train.trainer import TrainConfig
 
 SPACE = {
@@ -66,7 +67,7 @@ def test_an_imbalanced_folder_trains_with_balanced_batches_and_says_so(tmp_path,
                  "16", "--epochs", "1", "--min-steps", "2", "--out", str(out)]) == 0
     err = flat(capsys.readouterr().err)
     assert "batches are class-balanced (--sampling auto" in err
-    assert "augment shift 0.125 (reflect); balanced sampling, plain loss, resize squash" in err
+    assert "augment shift 0.125 (reflect); balanced sampling, resize squash" in err
     assert json.loads((out / "metrics.json").read_text())["sampling"] == "balanced"
     assert main(["train", "plain_cnn_8_16_32", "--dataset", f"folder:{root}", "--resolution",
                  "16", "--epochs", "1", "--min-steps", "2", "--out", str(out), "--overwrite",
@@ -153,53 +154,92 @@ def test_resize_mode_is_kept_with_the_data_and_the_checkpoint(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def imbalanced_run(tmp_path_factory):
-    """A one-trial search on an imbalanced folder (40 : 6) whose space ranks by val_acc and
-    trains with a class-weighted loss."""
+    """A one-trial search on an imbalanced folder (40 : 6) whose space ranks by val_acc."""
     tmp = tmp_path_factory.mktemp("unseen")
     root = write_folder(tmp / "data", {"Free": 40, "Fray": 6})
-    space = conftest.write_space(tmp, SPACE, proxy={**SPACE["proxy"], "balanced_loss": True})
+    space = conftest.write_space(tmp, SPACE)
     out = tmp / "run"
     assert main(["search", "--space", str(space), "--dataset", f"folder:{root}",
                  "--resolution", "16", "--trials", "1", "--out", str(out)]) == 0
     return out, root, space
 
 
+@pytest.fixture(scope="module")
+def uniform_run(imbalanced_run, tmp_path_factory):
+    """The same search told to draw uniform batches."""
+    _, root, space = imbalanced_run
+    out = tmp_path_factory.mktemp("uniform") / "run"
+    assert main(["search", "--space", str(space), "--dataset", f"folder:{root}",
+                 "--resolution", "16", "--trials", "1", "--sampling", "uniform",
+                 "--out", str(out)]) == 0
+    return out
+
+
 def test_a_search_on_imbalanced_data_samples_balanced_and_ranks_by_balanced_accuracy(
-        imbalanced_run, tmp_path):
-    out, root, space = imbalanced_run
-    info = RunStore(out).info()
+        imbalanced_run, uniform_run):
+    info = RunStore(imbalanced_run[0]).info()
     assert info["data"]["sampling"] == "balanced"
     assert dict(info["objectives"]) == {"val_balanced_acc": "maximize", "macs": "minimize"}
     assert any("class-balanced" in w for w in info["data"]["warnings"])
     # uniform batches: plain accuracy stays the objective the space asked for
-    uniform = tmp_path / "uniform"
-    assert main(["search", "--space", str(space), "--dataset", f"folder:{root}",
-                 "--resolution", "16", "--trials", "1", "--sampling", "uniform",
-                 "--out", str(uniform)]) == 0
-    info = RunStore(uniform).info()
+    info = RunStore(uniform_run).info()
     assert info["data"]["sampling"] == "uniform" and info["space"]["proxy"]["sampling"] == \
         "uniform"
     assert dict(info["objectives"]) == {"val_acc": "maximize", "macs": "minimize"}
 
 
-def test_confirm_keeps_the_search_loss_and_sampling_unless_told(imbalanced_run, tmp_path,
-                                                               capsys):
-    out = imbalanced_run[0]
-    assert main(["confirm", str(out), "--trial", "0", *RECIPE]) == 0
+def test_confirm_keeps_the_search_sampling_unless_told(uniform_run, tmp_path, capsys):
+    # the search drew uniform batches where confirm's own default would balance them
+    assert main(["confirm", str(uniform_run), "--trial", "0", *RECIPE]) == 0
     printed = capsys.readouterr()
-    assert "balanced sampling, class-weighted loss, resize squash" in flat(printed.err)
+    assert "uniform sampling, resize squash" in flat(printed.err)
     assert "macro F1" in printed.out + printed.err  # beside accuracy and balanced accuracy
-    record = json.loads((out / "confirm.jsonl").read_text().splitlines()[0])
+    record = json.loads((uniform_run / "confirm.jsonl").read_text().splitlines()[0])
     assert summarize([ConfirmRecord.from_dict(record)])[0].test_macro_f1 == \
         record["test_macro_f1"]
-    assert record["recipe"]["balanced_loss"] is True
-    assert record["recipe"]["sampling"] == "balanced"
-    other = tmp_path / "plain.jsonl"
-    assert main(["confirm", str(out), "--trial", "0", *RECIPE, "--no-balanced-loss",
-                 "--sampling", "uniform", "--out", str(other)]) == 0
-    assert "uniform sampling, plain loss" in flat(capsys.readouterr().err)
-    recipe = json.loads(other.read_text().splitlines()[0])["recipe"]
-    assert recipe["balanced_loss"] is False and "sampling" not in recipe  # uniform: as before
+    assert "sampling" not in record["recipe"]  # uniform: as files before sampling existed
+    other = tmp_path / "balanced.jsonl"
+    assert main(["confirm", str(uniform_run), "--trial", "0", *RECIPE, "--sampling",
+                 "balanced", "--out", str(other)]) == 0
+    assert "balanced sampling, resize squash" in flat(capsys.readouterr().err)
+    assert json.loads(other.read_text().splitlines()[0])["recipe"]["sampling"] == "balanced"
+
+
+def test_the_confirmed_table_shows_the_accuracy_the_run_ranks_by(imbalanced_run, capsys):
+    out = imbalanced_run[0]
+    assert main(["confirm", str(out), "--trial", "0", *RECIPE]) == 0
+    assert "proxy val bal. acc" in capsys.readouterr().err
+    record = json.loads((out / "confirm.jsonl").read_text().splitlines()[0])
+    trial = next(r for r in RunStore(out).records() if r.trial == 0)
+    assert record["proxy_val_balanced_acc"] == trial.val_balanced_acc is not None
+    confirmed = summarize([ConfirmRecord.from_dict(record)])[0]
+    assert confirmed.val("val_balanced_acc") == (record["val_balanced_acc"],
+                                                 trial.val_balanced_acc)
+    assert confirmed.val("val_acc") == (record["val_acc"], trial.val_acc)
+    assert main(["status", str(out)]) == 0
+    assert "val bal. acc" in flat(capsys.readouterr().out)
+
+
+def test_a_run_keeps_its_init_and_one_made_before_that_started_official(imbalanced_run):
+    """run.yaml holds the init its trials started from, so a resume or confirm starts the
+    same way whatever the default becomes; the committed reference runs, made before it was
+    kept, started from the official init."""
+    info = RunStore(imbalanced_run[0]).info()
+    assert info["space"]["proxy"]["init"] == "torch" == SearchSpace.of_run(info).proxy.init
+    proxy = {k: v for k, v in info["space"]["proxy"].items() if k != "init"}
+    older = {**info, "space": {**info["space"], "proxy": proxy}}
+    assert SearchSpace.of_run(older).proxy.init == "official"
+
+
+def test_train_starts_from_the_init_asked_for(tmp_path):
+    root = write_folder(tmp_path / "data", {"a": 8, "b": 8})
+    for init in ("official", "torch"):
+        out = tmp_path / init
+        assert main(["train", "plain_cnn_4_8", "--dataset", f"folder:{root}", "--resolution",
+                     "8", "--epochs", "1", "--min-steps", "1", "--init", init, "--out",
+                     str(out), "--json"]) == 0
+        ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+        assert ckpt["train_config"]["init"] == init
 
 
 @pytest.mark.parametrize("flag, message", [

@@ -46,8 +46,8 @@ CONFIRM_FILE = "confirm.jsonl"
 class Candidate:
     """A network to confirm: a search trial (``trial``) or a baseline (``label`` is its
     name), with its genome. ``searched``: the training settings searched with the trial's
-    genome (resolution, lr, weight_decay), which replace the confirmation's own; ``hash``
-    then names both (``TrialRecord.key``)."""
+    genome (resolution, lr, weight_decay, augment), which replace the confirmation's own;
+    ``hash`` then names both (``TrialRecord.key``)."""
 
     label: str
     kind: str  # "search" or "baseline"
@@ -56,10 +56,11 @@ class Candidate:
     genome: dict | None = None
     proxy_val_acc: float | None = None
     searched: dict = field(default_factory=dict)
+    proxy_val_balanced_acc: float | None = None
 
-    def build(self, num_classes: int, in_chans: int, zero_init_residual: bool):
+    def build(self, num_classes: int, in_chans: int, cfg: TrainConfig):
         return build_model(Genome.from_dict(self.genome), num_classes, in_chans,
-                           zero_init_residual=zero_init_residual)
+                           **cfg.build_options)
 
     @property
     def unit(self) -> tuple[str, str]:
@@ -73,6 +74,10 @@ class Candidate:
     def config(self, cfg: TrainConfig, seed: int) -> TrainConfig:
         """``cfg`` with this seed and the searched lr and weight decay."""
         return Recipe.from_dict(self.searched).train_config(dataclasses.replace(cfg, seed=seed))
+
+    def data(self, data: Dataset) -> Dataset:
+        """``data`` (at the searched resolution) with the searched augmentation."""
+        return Recipe.from_dict(self.searched).on(data)
 
 
 @dataclass
@@ -93,6 +98,10 @@ class ConfirmRecord:
     test_per_class_recall: list = field(default_factory=list)
     test_confusion: list = field(default_factory=list)
     proxy_val_acc: float | None = None
+    # balanced accuracies on val, which a search on imbalanced data ranks by (None in files
+    # written before they were kept)
+    val_balanced_acc: float | None = None
+    proxy_val_balanced_acc: float | None = None
     searched: dict = field(default_factory=dict)  # the candidate's searched settings
     epochs_run: int = 0
     train_seconds: float = 0.0
@@ -125,7 +134,7 @@ def unit_of(kind: str, label: str, digest: str) -> tuple[str, str]:
 def search_candidate(record: TrialRecord) -> Candidate:
     label = f"trial {record.trial}" + (f" ({record.name})" if record.name else "")
     return Candidate(label, "search", record.key, record.trial, record.genome,
-                     record.val_acc, dict(record.recipe))
+                     record.val_acc, dict(record.recipe), record.val_balanced_acc)
 
 
 def baseline_candidate(name: str) -> Candidate:
@@ -191,7 +200,7 @@ def recipe_of(cfg: TrainConfig, data: Dataset, pretrained: Pretrained | None = N
     for key, before in (("backbone_lr_mult", TrainConfig.backbone_lr_mult),
                         ("freeze_epochs", TrainConfig.freeze_epochs),
                         ("freeze_bn", TrainConfig.freeze_bn), ("sampling", "uniform"),
-                        ("resize", "squash")):
+                        ("resize", "squash"), ("init", "official")):
         if recipe[key] == before:
             del recipe[key]
     if pretrained is not None:
@@ -343,10 +352,10 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
             raise RunError(f"{cand.label}: trained at {resolution} px, and no data at that "
                            "resolution was given")
         torch.manual_seed(seed)  # the seed fixes the initial weights too
-        model = cand.build(data.num_classes, data.in_chans, cfg.zero_init_residual)
+        model = cand.build(data.num_classes, data.in_chans, cfg)
         report = pretrained.load_into(model, require_match=False) if pretrained else None
         cost = model_cost(model, (data.in_chans, resolution, resolution))
-        result = train(model, cand_data, cand.config(cfg, seed))
+        result = train(model, cand.data(cand_data), cand.config(cfg, seed))
         test = evaluate(model, make_loader(cand_data, "test", cfg.eval_batch_size, device,
                                            train=False, seed=seed,
                                            channels_last=device.type == "cuda"),
@@ -357,6 +366,8 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
             test_acc=test.acc, test_balanced_acc=test.balanced_acc, test_macro_f1=test.macro_f1,
             test_per_class_recall=test.per_class_recall, test_confusion=test.confusion,
             proxy_val_acc=cand.proxy_val_acc, searched=cand.searched,
+            val_balanced_acc=result.val.balanced_acc if result.val is not None else None,
+            proxy_val_balanced_acc=cand.proxy_val_balanced_acc,
             epochs_run=result.epochs_run,
             train_seconds=result.train_seconds, device=result.device, diverged=result.diverged,
             recipe=recipe, finished_at=time.time(),
@@ -406,6 +417,15 @@ class Confirmed:
     test_macro_f1: float = 0.0  # mean over seeds
     # ``learnt_little`` of the test predictions of every seed together: None, or a warning
     warning: str | None = None
+    val_balanced_acc: float | None = None  # mean over seeds; None when a record lacks it
+    proxy_val_balanced_acc: float | None = None
+
+    def val(self, metric: str) -> tuple[float | None, float | None]:
+        """The confirmation's and the search's val figure of ``metric`` (``val_acc`` or
+        ``val_balanced_acc``, the accuracy a run ranks by)."""
+        if metric == "val_balanced_acc":
+            return self.val_balanced_acc, self.proxy_val_balanced_acc
+        return self.val_acc, self.proxy_val_acc
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -425,12 +445,15 @@ def summarize(records: list[ConfirmRecord],
     out = []
     for rs in groups.values():
         first = rs[0]
+        balanced = [r.val_balanced_acc for r in rs]
         out.append(Confirmed(
             first.label, first.kind, first.hash, first.trial, first.macs, first.params,
             sorted(r.seed for r in rs), _spread([r.test_acc for r in rs]),
             _spread([r.test_balanced_acc for r in rs]),
             sum(r.val_acc for r in rs) / len(rs), first.proxy_val_acc,
-            sum(r.test_macro_f1 for r in rs) / len(rs), _learnt_little(rs, class_names)))
+            sum(r.test_macro_f1 for r in rs) / len(rs), _learnt_little(rs, class_names),
+            None if None in balanced else math.fsum(balanced) / len(balanced),
+            first.proxy_val_balanced_acc))
     return sorted(out, key=lambda c: (c.macs, c.label))
 
 

@@ -193,8 +193,8 @@ def _training_metadata(checkpoint: Path, ckpt: dict[str, Any], genome: Genome,
         "class_names": data.get("class_names"),
         "recipe": {"resolution": resolution,
                    **{k: config[k] for k in ("lr", "weight_decay", "batch_size", "epochs",
-                                             "min_steps", "schedule", "seed", "sampling",
-                                             "balanced_loss") if k in config}},
+                                             "min_steps", "schedule", "seed", "sampling")
+                      if k in config}},
         "preprocessing": preprocessing(data, data["in_chans"], resolution),
         "val_acc": metrics.get("val_acc"),
         "test_acc": metrics.get("test_acc"),
@@ -290,11 +290,13 @@ def data_shape(run: Path, info: dict[str, Any]) -> DataShape:
 
 def training_recipe(proxy: Proxy, record: TrialRecord, resolution: int) -> dict[str, Any]:
     """The recommended way to train an exported network: the settings it was searched with
-    (its searched lr and weight decay, else the proxy's nominal ones), at its resolution.
-    ``confirm`` trains with the same lr and weight decay, for 1,000 steps by default."""
+    (its searched lr and weight decay, else the proxy's nominal ones, and its searched
+    augmentation), at its resolution. ``confirm`` trains with the same lr and weight decay,
+    for 1,000 steps by default."""
+    drawn = {"augment": record.recipe["augment"]} if "augment" in record.recipe else {}
     return {"resolution": resolution, "lr": record.recipe.get("lr", proxy.lr),
             "weight_decay": record.recipe.get("weight_decay", proxy.weight_decay),
-            "batch_size": proxy.batch_size, "searched": sorted(record.recipe)}
+            "batch_size": proxy.batch_size, **drawn, "searched": sorted(record.recipe)}
 
 
 def preprocessing(data: dict[str, Any], in_chans: int, resolution: int,

@@ -19,7 +19,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     from ..data.report import data_report, warnings
 
     report = data_report(load_dataset(_data_config(args, args.resolution)))
-    lines = warnings(report)
+    lines = warnings(report, None if args.sampling in (None, "auto") else
+                     args.sampling == "balanced")
     if args.json:
         print(json.dumps({**report.to_dict(), "warnings": lines}, indent=2))
         return 0
@@ -52,7 +53,9 @@ def report_table(report: DataReport) -> Table:
 
 
 def report_facts(report: DataReport) -> list[str]:
-    """Imbalance, sizes, modes, formats and duplicates, one short line each."""
+    """Imbalance, sizes, modes, formats, duplicates and augmentation, one short line each."""
+    from ..data.report import augment_note
+
     out = [f"imbalance (largest / smallest class): {report.imbalance:.1f}x"]
     s = report.sizes
     if s is not None:
@@ -61,4 +64,5 @@ def report_facts(report: DataReport) -> list[str]:
                 f"{s.aspect[0]:g} to {s.aspect[1]:g}",
                 f"modes {', '.join(report.modes)}; formats {', '.join(report.formats)}"]
     out.append(f"duplicates across splits (val/test images also in train): {report.leaks}")
+    out.append(augment_note(report))
     return out

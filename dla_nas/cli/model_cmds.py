@@ -147,8 +147,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
                       lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
                       compile=args.compile, schedule=args.schedule,
-                      balanced_loss=bool(args.balanced_loss), freeze_bn=args.freeze_bn,
-                      **given(sampling=args.sampling), **tuning)
+                      freeze_bn=args.freeze_bn,
+                      **given(sampling=args.sampling, init=args.init), **tuning)
     out = check_out_folder(args.out) if args.out else _default_out("train", label)
     _check_no_result(out, args.overwrite)
     # fetched and checked before the data is loaded: a missing file fails at once
@@ -163,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     torch.manual_seed(cfg.seed)  # the seed fixes the initial weights too
     model = build_model(genome, data.num_classes, data.in_chans,
-                        zero_init_residual=cfg.zero_init_residual, pretrained=weights)
+                        pretrained=weights, **cfg.build_options)
     log = stderr_console(args.json)
     for line in warnings(report, cfg.balanced(data)):
         log.print(f"[yellow]warning[/]: {line}", highlight=False)

@@ -8,6 +8,7 @@ from typing import Callable, NoReturn
 
 from .. import __version__
 from ..analysis.ablation import BY
+from ..arch.builder import INITS
 from ..arch.genome import MAX_INPUT
 from ..checks import MAX_SEED
 from ..data.config import IMAGE_EXTENSIONS, IMBALANCE_RATIO, RESIZE_MODES, SAMPLINGS
@@ -148,10 +149,10 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
                    help=f"peak learning rate (default {TRAIN_DEFAULTS.lr})")
     add_sampling_args(p, "the search's for confirm, else by dataset: digits and folders "
                          "shift, CIFAR objects; sampling auto")
-    p.add_argument("--balanced-loss", action=argparse.BooleanOptionalAction, default=None,
-                   help="weight each class's loss by 1 / its frequency, an alternative to "
-                        "balanced sampling (both at once correct twice); default off, for "
-                        "confirm the search's")
+    p.add_argument("--init", choices=INITS, default=None,
+                   help="how the weights start: torch (PyTorch's layer defaults) or official "
+                        f"(the DLA reference's); default the search's for confirm, else "
+                        f"{TRAIN_DEFAULTS.init}")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads (default: torch's choice)")
 
@@ -236,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="digits, cifar10, cifar100 or folder:PATH (PATH/<class>/*.png|jpg)")
     add_source_args(da, "image size in px the report judges against (default: the dataset's "
                         "own, 8 for digits, 32 for CIFAR and folders)")
+    add_sampling_args(da, "as train's: by dataset, digits and folders shift, CIFAR objects; "
+                          "sampling auto")
     da.add_argument("--json", action="store_true",
                     help="print the report and its warnings as one JSON object")
     da.set_defaults(func=cmd_data, train_fraction=1.0)

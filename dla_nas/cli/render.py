@@ -36,20 +36,22 @@ def epoch_progress(console, epochs: int, quiet: bool):
         yield on_epoch
 
 
-def print_confirmed(console, confirmed) -> None:
+def print_confirmed(console, confirmed, metric: str = "val_acc") -> None:
+    """The confirmed table; its val columns show ``metric``, the accuracy the run ranks by."""
     from rich.table import Table
 
     console.width = max(console.width, 130)  # the table needs ~125 columns
     table = Table(title="confirmed on the test split (mean over seeds, min-max in brackets)")
+    val = "val bal. acc" if metric == "val_balanced_acc" else "val acc"
     for col in ("candidate", "MACs", "params", "seeds", "test acc", "balanced acc",
-                "macro F1", "val acc", "proxy val"):
+                "macro F1", val, f"proxy {val}"):
         table.add_column(col, justify="left" if col == "candidate" else "right")
     for c in confirmed:
         table.add_row(
             c.label, f"{c.macs:,}", f"{c.params:,}", str(len(c.seeds)),
             f"{c.test_acc[0]:.4f} ({c.test_acc[1]:.3f}-{c.test_acc[2]:.3f})",
-            f"{c.test_balanced_acc[0]:.4f}", f"{c.test_macro_f1:.4f}", f"{c.val_acc:.4f}",
-            "-" if c.proxy_val_acc is None else f"{c.proxy_val_acc:.4f}")
+            f"{c.test_balanced_acc[0]:.4f}", f"{c.test_macro_f1:.4f}",
+            *(figure(v) for v in c.val(metric)))
     console.print(table)
     for c in confirmed:
         if c.warning is not None:

@@ -48,7 +48,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     confirmed = load_confirmed(args.run)
     if confirmed:
-        print_confirmed(console, confirmed)
+        print_confirmed(console, confirmed, metric)
     return 0
 
 

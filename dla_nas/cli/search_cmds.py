@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import sys
 from pathlib import Path
 
-from ..analysis.pareto import run_objectives
+from ..analysis.pareto import accuracy_metric, run_objectives
 from ..errors import OptionError, RunError
 from ..files import check_out_file, check_out_folder
 from ..results import RunStore
@@ -110,15 +111,17 @@ def cmd_confirm(args: argparse.Namespace) -> int:
                                 baselines=baselines)
     if not candidates:
         raise RunError("nothing to confirm: choose --pareto, --top K, --trial N or --baselines")
+    if args.augment:  # the flag's augmentation replaces one a trial drew
+        candidates = [dataclasses.replace(c, searched={k: v for k, v in c.searched.items()
+                                                       if k != "augment"}) for c in candidates]
     seeds = args.seeds
     space = SearchSpace.of_run(info)
     proxy = space.proxy  # a search from pretrained weights is confirmed from them too
-    # the search's sampling, loss and (through the space's task) augmentation and resize,
+    # the search's sampling, init and (through the space's task) augmentation and resize,
     # unless a flag says otherwise: the confirmed network is trained as it was ranked
-    balanced_loss = proxy.balanced_loss if args.balanced_loss is None else args.balanced_loss
     cfg = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
                       lr=args.lr, device=args.device, threads=args.threads,
-                      sampling=args.sampling or proxy.sampling, balanced_loss=balanced_loss,
+                      sampling=args.sampling or proxy.sampling, init=args.init or proxy.init,
                       backbone_lr_mult=proxy.backbone_lr_mult,
                       freeze_epochs=frozen_epochs(proxy.freeze_epochs, args.epochs),
                       freeze_bn=proxy.freeze_bn)
@@ -169,7 +172,8 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         return 130
     wanted = {c.unit for c in candidates}
     print_confirmed(log, [c for c in summarize(records, data.class_names)
-                          if unit_of(c.kind, c.label, c.hash) in wanted])
+                          if unit_of(c.kind, c.label, c.hash) in wanted],
+                    accuracy_metric(run_objectives(info)))
     return 0
 
 

@@ -61,6 +61,7 @@ class DataReport:
     modes: tuple[str, ...] = ()
     formats: tuple[str, ...] = ()
     resize: str = "squash"
+    augment: str = "none"  # the training augmentation (``Augment.describe``)
 
     @property
     def totals(self) -> tuple[int, ...]:
@@ -77,7 +78,7 @@ class DataReport:
         per_class = {split: dict(zip(self.class_names, c)) for split, c in zip(SPLITS, self.counts)}
         out: dict[str, Any] = {
             "name": self.name, "resolution": self.resolution, "channels": self.channels,
-            "resize": self.resize,
+            "resize": self.resize, "augment": self.augment,
             "counts": {**per_class, "total": dict(zip(self.class_names, self.totals))},
             "imbalance_ratio": round(self.imbalance, 2),
             "duplicates_across_splits": {"count": self.leaks,
@@ -98,7 +99,7 @@ def data_report(data: Dataset) -> DataReport:
                                                      minlength=data.num_classes))
                    for s in SPLITS)
     base = DataReport(data.name, data.resolution, data.in_chans, tuple(data.class_names), counts,
-                      resize=data.resize)
+                      resize=data.resize, augment=data.augment.describe())
     paths = {s: _split_paths(data, s) for s in SPLITS}
     if not paths["train"]:
         names = {s: [f"{s} #{i}" for i in range(len(getattr(data, s)))] for s in SPLITS}
@@ -158,6 +159,16 @@ def _size_stats(facts: Sequence[FileFacts]) -> SizeStats | None:
 
 def _spread(values: np.ndarray) -> tuple[int, int, int]:
     return int(values.min()), int(np.median(values)), int(values.max())
+
+
+def augment_note(report: DataReport) -> str:
+    """Which training augmentation is used, and why."""
+    if "flip" in report.augment:
+        return (f"augmentation: {report.augment}: flips assume a flipped image shows the same "
+                "class (true of textures); --augment shift leaves them out")
+    return (f"augmentation: {report.augment}, no flip: a flip can change what an image shows "
+            "(a 9 into a 6); --augment textures adds both flips for surfaces that look the "
+            "same flipped")
 
 
 def warnings(report: DataReport, balanced: bool | None = None) -> list[str]:

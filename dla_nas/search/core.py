@@ -288,8 +288,13 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
     space = load_space(opts)
     store = RunStore(opts.out)
     resumed = store.run_yaml.exists()
+    old = store.info() if resumed else {}
+    if "init" not in (space.raw.get("proxy") or {}):
+        # kept in run.yaml, so that a resume and confirm start weights as the run began,
+        # whatever the default is by then
+        kept = ((old.get("space") or {}).get("proxy") or {}).get("init")
+        space = space.with_proxy(init=kept or space.proxy.init)
     if resumed:
-        old = store.info()
         if old.get("backend", "optuna") != backend:
             raise RunError(f"{store.run_yaml}: this run was made with --backend "
                            f"{old.get('backend', 'optuna')}; continue it with that backend or "
@@ -355,7 +360,7 @@ def warm_start_points(opts: SearchOptions, space: SearchSpace,
         return {}
     resolution = data["resolution"]
     nominal = {"resolution": resolution, "lr": space.proxy.lr,
-               "weight_decay": space.proxy.weight_decay}
+               "weight_decay": space.proxy.weight_decay, "augment": space.task.augment}
     searched = dict(space.recipe)
     settings = {param: nominal[key] for key, param in RECIPE if key in searched}
     shape = (data["in_chans"], resolution, resolution)

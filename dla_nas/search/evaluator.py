@@ -41,8 +41,8 @@ def load_task_data(space: SearchSpace, data_dir: str | None = None, *,
 class ProxyEvaluator:
     """Evaluates candidates of one space on one device. The dataset is loaded and moved to
     the device once per resolution, then shared by every trial of this process. A trial's
-    recipe (``TrialRecord.recipe``) chooses the resolution, lr and weight decay it trains
-    with; the rest is the space's proxy."""
+    recipe (``TrialRecord.recipe``) chooses the resolution, lr, weight decay and augmentation
+    it trains with; the rest is the space's proxy."""
 
     def __init__(self, space: SearchSpace, device: str = "auto", threads: int | None = None,
                  data_dir: str | None = None, worker: str = "") -> None:
@@ -76,7 +76,7 @@ class ProxyEvaluator:
         and the proxy's pretrained tensors where they match (``model.transfer_report``)."""
         torch.manual_seed(self.train_config.seed)
         model = build_model(genome, self.data.num_classes, self.data.in_chans,
-                            zero_init_residual=self.train_config.zero_init_residual)
+                            **self.train_config.build_options)
         if self.pretrained is not None:
             model.transfer_report = self.pretrained.load_into(model, require_match=False)
         return model
@@ -129,7 +129,7 @@ class ProxyEvaluator:
             report = getattr(model, "transfer_report", None)
             record.pretrained = report.to_record(detail=False) if report is not None else None
             recipe = Recipe.from_dict(record.recipe)
-            result = train(model, self.data_at(recipe.resolution),
+            result = train(model, recipe.on(self.data_at(recipe.resolution)),
                            recipe.train_config(self.train_config), callback,
                            resume=resume)
             record.val_acc = result.val_acc

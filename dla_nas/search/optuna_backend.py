@@ -97,20 +97,13 @@ def twin_record(study: optuna.Study, store: RunStore, key: str, owners: set[int]
         time.sleep(poll)
 
 
-class PastDeadline(trials.SchedulingError):
-    """The search's ``--timeout`` passed while a trial trained: the trial ends after its
-    epoch, leaves no record and is drawn again when the run goes on."""
-
-
 def _until(deadline: float | None, stopping: ParetoStopping | None):
     """The epoch callback of a trial: ``stopping``'s, after a check of the deadline."""
     if deadline is None:
         return stopping
 
     def on_epoch(record: TrialRecord, report) -> bool:
-        if time.time() >= deadline:
-            raise PastDeadline(f"--timeout passed in epoch {report.epoch} of trial "
-                               f"{record.trial}")
+        trials.check_deadline(deadline, record.trial, report.epoch)
         return bool(stopping(record, report)) if stopping is not None else False
     return on_epoch
 
@@ -131,7 +124,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
         reuse = twin_record(study, store, proposal.key, owners) if proposal.key else None
         record = trials.run(evaluator, proposal, reuse=reuse,
                             callback=_until(deadline, stopping), sampler=sampler)
-    except (PastDeadline, KeyboardInterrupt) as stop:
+    except (trials.PastDeadline, KeyboardInterrupt) as stop:
         study.tell(trial, state=TrialState.FAIL)  # no record: retried on resume
         if isinstance(stop, KeyboardInterrupt):
             raise

@@ -187,7 +187,8 @@ def run_ray_search(opts: SearchOptions, *, address: str | None = None,
     settings = TrialSettings(space=run.space, out=driver.run,
                              data_dir=str(Path(opts.data_dir).resolve()) if opts.data_dir else None,
                              device=device, threads=max(1, int(cpus_per_trial)),
-                             sampler=opts.sampler_name(run.space), cwd=os.getcwd())
+                             sampler=opts.sampler_name(run.space), cwd=os.getcwd(),
+                             deadline=driver.deadline)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     import ray
 

@@ -20,7 +20,7 @@ from ray.tune.search import Searcher
 from ..results import RunStore, TrialRecord
 from . import trials
 from .core import OnEvent, Run, SearchEvent, SearchOptions, find_reuse
-from .ray_trial import record_of
+from .ray_trial import PAST_DEADLINE, record_of
 from .space import SearchSpace
 
 # The driver of each run in progress, set by ``driving``: Tune pickles the searcher and the
@@ -124,6 +124,11 @@ class DlaNasSearcher(Searcher):
         if entry is None:
             return
         study_trial, proposal = entry
+        if not error and (result or {}).get(PAST_DEADLINE):  # no record: drawn again later
+            trial = self._live.pop(study_trial, None)
+            self._retry(study_trial, trial.params if trial is not None else
+                        self._open().get_trials(deepcopy=False)[study_trial].params)
+            return
         record = None if error else record_of(result)
         if record is None:
             record = trials.failed(trials.Proposal.from_dict(proposal),
@@ -171,6 +176,8 @@ class Recorder:
 
     def record(self, result: dict, config: dict,
                reason: str = "the trial ended without a result") -> None:
+        if result.get(PAST_DEADLINE):
+            return  # --timeout ended it: no record, its number is drawn again
         record = record_of(result)
         if record is None:  # no result at all (Tune gave up on it): keep the numbers dense, say why
             proposal = trials.Proposal.from_dict({"number": -1, **(config or {}).get("dla", {})})

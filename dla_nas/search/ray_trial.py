@@ -25,6 +25,7 @@ from .space import SearchSpace
 METRICS = tuple(SPACE_METRICS.items())  # (metric, direction): every result carries all
 STAGE = "search-"  # Tune experiments of a run: ray/search-0, ray/search-1, ...
 STATE_FILE = "state.pt"
+PAST_DEADLINE = "past_deadline"  # the last result of a trial that --timeout ended
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +40,7 @@ class TrialSettings:
     threads: int
     sampler: str
     cwd: str  # the driver's folder: relative paths in the space (folder:PATH) resolve there
+    deadline: float | None = None  # --timeout as a time.time(): a trial ends at the epoch past it
 
     def _key(self) -> tuple:
         return (self.space.fingerprint(), self.out, self.data_dir, self.device, self.threads,
@@ -108,10 +110,16 @@ def _run_trial(proposal: trials.Proposal, settings: TrialSettings) -> None:
     evaluator = _evaluator(settings)
     evaluator.worker = f"{socket.gethostname()}:{tune.get_context().get_trial_id()}"
     reported: list[int] = []
-    record = trials.run(evaluator, proposal, reuse=find_reuse(records, proposal.key),
-                        measure=functools.partial(_train, evaluator, out=settings.out,
-                                                  reported=reported),
-                        sampler=settings.sampler)
+    try:
+        record = trials.run(evaluator, proposal, reuse=find_reuse(records, proposal.key),
+                            measure=functools.partial(_train, evaluator, out=settings.out,
+                                                      deadline=settings.deadline,
+                                                      reported=reported),
+                            sampler=settings.sampler)
+    except trials.PastDeadline:  # no record: the searcher asks for the proposal again
+        tune.report({**{m: 0.0 for m, _ in METRICS}, "status": PAST_DEADLINE,
+                     PAST_DEADLINE: True})
+        return
     if record.status == "ok" and reported:
         return  # the last epoch's report already carried the final record
     tune.report(_metrics(record))
@@ -138,9 +146,10 @@ def _latest_state(out: str) -> dict | None:
 
 
 def _train(evaluator: ProxyEvaluator, model, record: TrialRecord, *, out: str,
-           reported: list[int]) -> None:
+           deadline: float | None, reported: list[int]) -> None:
     """Cost, constraints, then proxy training with a report and checkpoint per epoch, filling
-    ``record``; the epochs reported go to ``reported``."""
+    ``record``, until ``deadline`` (``trials.check_deadline``); the epochs reported go to
+    ``reported``."""
     import torch
 
     resume = None
@@ -149,6 +158,7 @@ def _train(evaluator: ProxyEvaluator, model, record: TrialRecord, *, out: str,
         resume = saved["train"]
         record.started_at = saved["started_at"]
     def on_epoch(report) -> None:
+        trials.check_deadline(deadline, record.trial, report.epoch)
         state = report.state()
         partial = replace(record, val_acc=report.val_acc, epochs_run=report.epoch,
                           val_acc_per_epoch=list(state["history"]["val_acc_per_epoch"]),

@@ -28,8 +28,8 @@ from typing import Any, Callable, Mapping
 from ..arch import zoo
 from ..arch.genome import BLOCKS, STRIDES, Genome
 from ..checks import boolean, check, integer, number, odd, one_of, optional
-from ..data import Augment, DataConfig
-from ..data.config import RESIZE_MODES
+from ..data import Augment, DataConfig, Dataset
+from ..data.config import AUGMENTATIONS, PRESETS, RESIZE_MODES
 from ..errors import DataError, GenomeError, SpaceError, TrainError, WeightsError
 from ..files import read_yaml
 from ..train.trainer import TrainConfig, fine_tuning
@@ -61,7 +61,18 @@ ENUMERATION_LIMIT = 200_000
 # ---- the space -------------------------------------------------------------------------------
 # training settings a space may search (drawn per trial), with their parameter names
 RECIPE = (("resolution", "task.resolution"), ("lr", "proxy.lr"),
-          ("weight_decay", "proxy.weight_decay"))
+          ("weight_decay", "proxy.weight_decay"), ("augment", "task.augment"))
+
+
+def _augment_rule(value: Any) -> str | None:
+    """A task's augmentation: a preset or a comma list (``Augment.parse``)."""
+    if isinstance(value, str):
+        try:
+            Augment.parse(value)
+            return None
+        except DataError:
+            pass
+    return f"{', '.join(PRESETS)}, or a comma list of {', '.join(AUGMENTATIONS)}"
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,7 @@ class Recipe:
     resolution: int | None = None
     lr: float | None = None
     weight_decay: float | None = None
+    augment: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Recipe":
@@ -87,13 +99,19 @@ class Recipe:
         drawn = {k: v for k, v in self.to_dict().items() if k in ("lr", "weight_decay")}
         return dataclasses.replace(cfg, **drawn)
 
+    def on(self, data: Dataset) -> Dataset:
+        """``data`` (at this recipe's resolution) with this recipe's augmentation."""
+        if self.augment is None:
+            return data
+        return dataclasses.replace(data, augment=Augment.for_dataset(self.augment, data.name))
+
 
 @dataclass(frozen=True)
 class Task:
     """The data a space is searched on. ``augment``: a preset (textures, objects, shift,
     none) or a comma list of hflip, vflip, shift (default: the dataset's own, see
-    ``dla_nas.data.DEFAULT_AUGMENT``). ``resolution``: the nominal one when the space
-    searches it (its first choice). ``resize``: squash, pad or crop (default: DataConfig's)."""
+    ``dla_nas.data.DEFAULT_AUGMENT``). ``resolution`` and ``augment``: the nominal ones when
+    the space searches them (their first choice). ``resize``: squash, pad or crop (default: DataConfig's)."""
 
     dataset: str
     resolution: int | None = None
@@ -122,12 +140,12 @@ class Proxy:
     lr: float = 0.05
     weight_decay: float = 5e-4
     seed: int = 0
-    # the last BN of every residual branch starts at zero, so deep trees start shallow
+    # how weights start (TrainConfig.init); the last BN of every residual branch starts at
+    # zero, so deep trees start shallow
+    init: str = TrainConfig.init
     zero_init_residual: bool = True
     # how batches are drawn (auto: class-balanced on imbalanced data; see TrainConfig)
     sampling: str = TrainConfig.sampling
-    # weight each class's loss by 1 / its frequency (imbalanced data)
-    balanced_loss: bool = False
     # every trial starts from these weights where its tensors match them (``dla34``,
     # ``timm:dla34``, a file or a URL: see dla_nas.weights.sources), on ImageNet-normalised
     # inputs; the fine-tuning settings then default to the trainer's ``fine_tuning``
@@ -152,8 +170,8 @@ class Proxy:
         return TrainConfig(epochs=self.epochs, min_steps=self.min_steps,
                            batch_size=self.batch_size, lr=self.lr,
                            weight_decay=self.weight_decay, seed=self.seed,
-                           zero_init_residual=self.zero_init_residual,
-                           sampling=self.sampling, balanced_loss=self.balanced_loss,
+                           init=self.init, zero_init_residual=self.zero_init_residual,
+                           sampling=self.sampling,
                            backbone_lr_mult=self.backbone_lr_mult,
                            freeze_epochs=self.freeze_epochs, freeze_bn=self.freeze_bn,
                            **settings)
@@ -200,16 +218,12 @@ class SearchSpace:
                                        "constraints", "genome", "baselines"},
                       required={"task", "genome"})
         recipe: list[tuple[str, Spec]] = []
-        task_raw = _nominal(raw["task"], "task", {"resolution": optional(integer(8))}, recipe)
+        task_raw = _nominal(raw["task"], "task", {"resolution": optional(integer(8)),
+                                                  "augment": optional(_augment_rule)}, recipe)
         task = _dataclass(Task, task_raw, "task")
         if not isinstance(task.dataset, str):
             raise SpaceError(f"task.dataset: {task.dataset!r} is not allowed (digits, cifar10, "
                              "cifar100 or folder:PATH)")
-        if task.augment is not None:
-            try:
-                Augment.parse(str(task.augment))
-            except DataError as exc:
-                raise SpaceError(f"task.{exc}") from None
         if task.resize is not None:
             check("task.resize", task.resize, one_of(RESIZE_MODES), SpaceError)
         proxy = Proxy.parse(raw.get("proxy", {}), recipe)
@@ -321,7 +335,18 @@ class SearchSpace:
     def of_run(cls, info: Mapping[str, Any]) -> "SearchSpace":
         """The resolved space a run was made with (``--dataset`` and ``--resolution``
         applied), as its run.yaml keeps it."""
-        return cls.from_dict(info["space"], info.get("space_path", "<run.yaml>"))
+        space = cls.from_dict(info["space"], info.get("space_path", "<run.yaml>"))
+        if "init" not in (info["space"].get("proxy") or {}):
+            # a run made before its init was kept (the committed reference runs): official
+            space = dataclasses.replace(space, proxy=dataclasses.replace(space.proxy,
+                                                                         init="official"))
+        return space
+
+    def with_proxy(self, **settings: Any) -> SearchSpace:
+        """This space with ``settings`` written into its proxy."""
+        raw = json.loads(json.dumps(self.raw, default=str))
+        raw["proxy"] = {**(raw.get("proxy") or {}), **settings}
+        return SearchSpace.from_dict(raw, self.path)
 
     def with_task(self, dataset: str | None = None, resolution: int | None = None, *,
                   augment: str | None = None, resize: str | None = None,
@@ -331,13 +356,12 @@ class SearchSpace:
         dataset drops ``classes``, which the new data decides."""
         task = {k: v for k, v in (("dataset", dataset), ("resolution", resolution),
                                   ("augment", augment), ("resize", resize)) if v is not None}
-        if not task and sampling is None:
-            return self
-        raw = json.loads(json.dumps(self.raw, default=str))
+        space = self.with_proxy(sampling=sampling) if sampling is not None else self
+        if not task:
+            return space
+        raw = json.loads(json.dumps(space.raw, default=str))
         raw["task"] = {k: v for k, v in raw["task"].items()
                        if not (k == "classes" and dataset is not None)} | task
-        if sampling is not None:
-            raw["proxy"] = {**(raw.get("proxy") or {}), "sampling": sampling}
         return SearchSpace.from_dict(raw, self.path)
 
     def ranked_by_balanced_accuracy(self) -> SearchSpace:

@@ -38,6 +38,18 @@ class SchedulingError(Exception):
     sent): it passes through ``run`` instead of becoming the trial's failed record."""
 
 
+class PastDeadline(SchedulingError):
+    """The search's ``--timeout`` passed while a trial trained: the trial ends after its
+    epoch, leaves no record and is drawn again when the run goes on."""
+
+
+def check_deadline(deadline: float | None, trial: int, epoch: int) -> None:
+    """Raise ``PastDeadline`` once ``deadline`` (a ``time.time()``, or None) has passed; a
+    backend calls it after each epoch of a trial."""
+    if deadline is not None and time.time() >= deadline:
+        raise PastDeadline(f"--timeout passed in epoch {epoch} of trial {trial}")
+
+
 @dataclass
 class Proposal:
     """One trial to run: what the sampler drew, as plain data (a Ray config carries it)."""

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..arch.builder import INITS
 from ..checks import boolean, check, check_fields, integer, number, one_of, optional
 from ..data import Dataset, make_loader
 from ..data.config import SAMPLINGS, balanced_sampling
@@ -47,9 +48,9 @@ TRAIN_RULES = {
     "weight_decay": number(0), "label_smoothing": number(0, 1, high_open=True),
     "schedule": one_of(SCHEDULES), "bn_recalibration_batches": integer(0),
     "threads": optional(integer(1)), "eval_batch_size": integer(1), "seed": integer(0),
-    "zero_init_residual": boolean, "balanced_loss": boolean, "compile": boolean,
+    "zero_init_residual": boolean, "compile": boolean,
     "backbone_lr_mult": number(0), "freeze_epochs": integer(0), "freeze_bn": boolean,
-    "sampling": one_of(SAMPLINGS),
+    "sampling": one_of(SAMPLINGS), "init": one_of(INITS),
 }
 
 
@@ -78,12 +79,14 @@ class TrainConfig:
     label_smoothing: float = 0.1
     schedule: str = "onecycle"
     warmup_epochs: float = 1.0
+    # how the network's weights start (arch.builder.INITS), for whoever builds it: PyTorch's
+    # defaults beat the official init on neu-steel, the magnetic tiles and digits
+    init: str = "torch"
     zero_init_residual: bool = True
     bn_recalibration_batches: int = 4
     # how batches are drawn (data.config.SAMPLINGS): auto is class-balanced on imbalanced
     # data, which made the magnetic-tile set learn its rare defects (README "Imbalanced data")
     sampling: str = "auto"
-    balanced_loss: bool = False  # weight each class's loss by 1 / its train frequency
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -112,10 +115,14 @@ class TrainConfig:
 
     def describe(self, data: Dataset) -> str:
         """How ``data`` is seen in training beyond what ``data.summary()`` says (it has the
-        augmentation), for the lines that say what ran: sampling, loss and resize."""
-        loss = "class-weighted" if self.balanced_loss else "plain"
+        augmentation), for the lines that say what ran: sampling and resize."""
         resize = f", resize {data.resize}" if data.name.startswith("folder:") else ""
-        return f"{'balanced' if self.balanced(data) else 'uniform'} sampling, {loss} loss{resize}"
+        return f"{'balanced' if self.balanced(data) else 'uniform'} sampling{resize}"
+
+    @property
+    def build_options(self) -> dict:
+        """``build_model``'s keywords of this recipe: how the weights start."""
+        return {"init": self.init, "zero_init_residual": self.zero_init_residual}
 
     def epochs_for(self, train_size: int) -> int:
         """Epochs to run on ``train_size`` images: ``epochs``, or more to reach ``min_steps``."""
@@ -260,15 +267,6 @@ def evaluate(model: nn.Module, loader, num_classes: int, label_smoothing: float 
     return classification_metrics(y_true, y_pred, num_classes, loss_sum / max(len(y_true), 1))
 
 
-def class_weights(data: Dataset, device: torch.device) -> torch.Tensor:
-    """Per-class loss weights, inverse to the class's share of the train split (mean 1 over
-    the train images), so that every class weighs the same in the loss."""
-    counts = torch.bincount(data.train.labels.cpu(), minlength=data.num_classes).double()
-    weights = torch.where(counts > 0, counts.sum() / (data.num_classes * counts.clamp_min(1)),
-                          torch.zeros_like(counts))
-    return weights.float().to(device)
-
-
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -306,7 +304,6 @@ def train(
                                channels_last=cuda, balanced=balanced)
     val_loader = make_loader(data, "val", cfg.eval_batch_size, device, train=False,
                              seed=cfg.seed, channels_last=cuda)
-    weight = class_weights(data, device) if cfg.balanced_loss else None
     opt = torch.optim.SGD(param_groups(model, cfg.weight_decay, cfg.lr, cfg.backbone_lr_mult),
                           lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     backbone = backbone_parameters(model) if cfg.freeze_epochs else []  # held still at first
@@ -364,8 +361,7 @@ def train(
         epoch_images = 0
         for x, y in train_loader:
             with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-                loss = F.cross_entropy(step_model(x), y, weight=weight,
-                                       label_smoothing=cfg.label_smoothing)
+                loss = F.cross_entropy(step_model(x), y, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
