@@ -67,7 +67,7 @@ def test_an_imbalanced_folder_trains_with_balanced_batches_and_says_so(tmp_path,
                  "16", "--epochs", "1", "--min-steps", "2", "--out", str(out)]) == 0
     err = flat(capsys.readouterr().err)
     assert "batches are class-balanced (--sampling auto" in err
-    assert "augment shift 0.125 (reflect); balanced sampling, resize squash" in err
+    assert "augment shift 0.125 (reflect); balanced sampling, torch init, resize squash" in err
     assert json.loads((out / "metrics.json").read_text())["sampling"] == "balanced"
     assert main(["train", "plain_cnn_8_16_32", "--dataset", f"folder:{root}", "--resolution",
                  "16", "--epochs", "1", "--min-steps", "2", "--out", str(out), "--overwrite",
@@ -192,7 +192,7 @@ def test_confirm_keeps_the_search_sampling_unless_told(uniform_run, tmp_path, ca
     # the search drew uniform batches where confirm's own default would balance them
     assert main(["confirm", str(uniform_run), "--trial", "0", *RECIPE]) == 0
     printed = capsys.readouterr()
-    assert "uniform sampling, resize squash" in flat(printed.err)
+    assert "uniform sampling, torch init, resize squash" in flat(printed.err)
     assert "macro F1" in printed.out + printed.err  # beside accuracy and balanced accuracy
     record = json.loads((uniform_run / "confirm.jsonl").read_text().splitlines()[0])
     assert summarize([ConfirmRecord.from_dict(record)])[0].test_macro_f1 == \
@@ -201,7 +201,7 @@ def test_confirm_keeps_the_search_sampling_unless_told(uniform_run, tmp_path, ca
     other = tmp_path / "balanced.jsonl"
     assert main(["confirm", str(uniform_run), "--trial", "0", *RECIPE, "--sampling",
                  "balanced", "--out", str(other)]) == 0
-    assert "balanced sampling, resize squash" in flat(capsys.readouterr().err)
+    assert "balanced sampling, torch init, resize squash" in flat(capsys.readouterr().err)
     assert json.loads(other.read_text().splitlines()[0])["recipe"]["sampling"] == "balanced"
 
 
@@ -231,7 +231,53 @@ def test_a_run_keeps_its_init_and_one_made_before_that_started_official(imbalanc
     assert SearchSpace.of_run(older).proxy.init == "official"
 
 
-def test_train_starts_from_the_init_asked_for(tmp_path):
+def test_a_run_made_before_its_init_was_kept_resumes_and_confirms_as_it_began(
+        imbalanced_run, tmp_path, capsys):
+    """A run.yaml written before ``proxy.init`` and ``balanced_loss`` went (the committed
+    reference runs): the search resumes with the same fingerprint and the official init,
+    and confirm goes on in a confirm.jsonl whose recipe has ``balanced_loss: false``."""
+    import shutil
+
+    import yaml
+
+    from dla_nas.search.core import SearchOptions, open_run
+
+    out, root, space = imbalanced_run
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    (old / "confirm.jsonl").unlink(missing_ok=True)  # another test's, made with this init
+    info = RunStore(old).info()
+    del info["space"]["proxy"]["init"]
+    info["space_fingerprint"] = SearchSpace.from_dict(info["space"]).fingerprint()
+    (old / "run.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
+    opts = SearchOptions(space=str(space), trials=1, out=str(old), dataset=f"folder:{root}",
+                         resolution=16)
+    run = open_run(opts, "optuna")
+    assert run.space.proxy.init == "official" and run.resumed
+    assert main(["confirm", str(old), "--trial", "0", *RECIPE]) == 0
+    lines = (old / "confirm.jsonl").read_text().splitlines()
+    record = json.loads(lines[0])
+    assert record["recipe"].get("init") is None  # official: as the files before it
+    record["recipe"]["balanced_loss"] = False
+    (old / "confirm.jsonl").write_text(json.dumps(record) + "\n")
+    capsys.readouterr()
+    assert main(["confirm", str(old), "--trial", "0", *RECIPE]) == 0  # nothing left to train
+    assert "another recipe" not in capsys.readouterr().err
+    assert main(["confirm", str(old), "--trial", "0", *RECIPE, "--init", "torch"]) == 2
+    assert "made with another recipe (init None -> 'torch')" in capsys.readouterr().err
+
+
+def test_train_starts_from_the_init_asked_for(tmp_path, monkeypatch):
+    from dla_nas.arch import builder
+
+    built = []
+
+    def build_model(*args, **kwargs):
+        built.append(kwargs["init"])
+        return real(*args, **kwargs)
+
+    real = builder.build_model  # cmd_train imports it when it runs
+    monkeypatch.setattr(builder, "build_model", build_model)
     root = write_folder(tmp_path / "data", {"a": 8, "b": 8})
     for init in ("official", "torch"):
         out = tmp_path / init
@@ -240,6 +286,7 @@ def test_train_starts_from_the_init_asked_for(tmp_path):
                      str(out), "--json"]) == 0
         ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
         assert ckpt["train_config"]["init"] == init
+    assert built == ["official", "torch"]
 
 
 @pytest.mark.parametrize("flag, message", [

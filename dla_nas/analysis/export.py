@@ -34,7 +34,7 @@ from ..arch.genome import Genome
 from ..errors import CheckpointError, DataError, DlaNasError, GenomeError, RunError, SpaceError
 from ..files import atomic_path, safe_name, staged_folder, write_file
 from ..results import TRAINED, RunStore, TrialRecord, load_run
-from ..search.space import Proxy
+from ..search.space import Proxy, kept_init
 from ..weights import TransferReport
 from ..weights.loading import write_state_dict
 from .confirm import CONFIRM_FILE, Confirmed, ConfirmRecord, ConfirmStore, summarize
@@ -193,8 +193,8 @@ def _training_metadata(checkpoint: Path, ckpt: dict[str, Any], genome: Genome,
         "class_names": data.get("class_names"),
         "recipe": {"resolution": resolution,
                    **{k: config[k] for k in ("lr", "weight_decay", "batch_size", "epochs",
-                                             "min_steps", "schedule", "seed", "sampling")
-                      if k in config}},
+                                             "min_steps", "schedule", "seed", "sampling",
+                                             "init") if k in config}},
         "preprocessing": preprocessing(data, data["in_chans"], resolution),
         "val_acc": metrics.get("val_acc"),
         "test_acc": metrics.get("test_acc"),
@@ -291,12 +291,14 @@ def data_shape(run: Path, info: dict[str, Any]) -> DataShape:
 def training_recipe(proxy: Proxy, record: TrialRecord, resolution: int) -> dict[str, Any]:
     """The recommended way to train an exported network: the settings it was searched with
     (its searched lr and weight decay, else the proxy's nominal ones, and its searched
-    augmentation), at its resolution. ``confirm`` trains with the same lr and weight decay,
-    for 1,000 steps by default."""
+    augmentation), from the proxy's initial weights (``build_model(..., init=...)``), at its
+    resolution. ``confirm`` trains with the same lr, weight decay and init, for 1,000 steps
+    by default."""
     drawn = {"augment": record.recipe["augment"]} if "augment" in record.recipe else {}
     return {"resolution": resolution, "lr": record.recipe.get("lr", proxy.lr),
             "weight_decay": record.recipe.get("weight_decay", proxy.weight_decay),
-            "batch_size": proxy.batch_size, **drawn, "searched": sorted(record.recipe)}
+            "batch_size": proxy.batch_size, "init": proxy.init, **drawn,
+            "searched": sorted(record.recipe)}
 
 
 def preprocessing(data: dict[str, Any], in_chans: int, resolution: int,
@@ -311,7 +313,8 @@ def preprocessing(data: dict[str, Any], in_chans: int, resolution: int,
 def _proxy(run: Path, info: dict[str, Any]) -> Proxy:
     """The proxy of a run's space (the defaults for a run.yaml without one)."""
     try:
-        return Proxy.parse((info.get("space") or {}).get("proxy", {}))
+        stored = (info.get("space") or {}).get("proxy", {})
+        return kept_init(Proxy.parse(stored), stored)
     except SpaceError as exc:
         raise RunError(f"{RunStore(run).run_yaml}: space: {exc}") from None
 

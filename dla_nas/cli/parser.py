@@ -322,7 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default, except with nsga2, whose first generation they would "
                          "crowd); none: the sampler's own draws from the start")
     se.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                    help="start no new trial after this many seconds")
+                    help="stop after this many seconds: no new trial starts, and a running "
+                         "one ends after its epoch, unrecorded (the same command draws it "
+                         "again)")
     se.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     se.add_argument("--baselines", type=comma_list, default=[], metavar="NAMES",
                     help="comma-separated networks trained with the same proxy for comparison: "

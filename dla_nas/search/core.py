@@ -9,7 +9,7 @@ import os
 import sqlite3
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import urlparse
 
@@ -30,7 +30,7 @@ from ..files import check_out_file
 from ..results import RunStore, TrialRecord
 from ..weights import parse_source, weights_file
 from .evaluator import ProxyEvaluator, load_task_data
-from .space import RECIPE, SearchSpace
+from .space import RECIPE, SearchSpace, kept_init
 from .specs import Unreachable
 
 SAMPLERS = ("nsga2", "tpe", "random")
@@ -111,7 +111,8 @@ class SearchOptions:
         return self.warm_start or ("none" if self.sampler_name(space) == "nsga2" else "baselines")
 
     def deadline(self) -> float | None:
-        """When to start no new trial (``--timeout`` from now), or None."""
+        """When to start no new trial and end the running ones (``--timeout`` from now, a
+        ``time.time()``), or None."""
         return time.time() + self.timeout if self.timeout else None
 
 
@@ -289,11 +290,12 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
     store = RunStore(opts.out)
     resumed = store.run_yaml.exists()
     old = store.info() if resumed else {}
-    if "init" not in (space.raw.get("proxy") or {}):
+    stored = (old.get("space") or {}).get("proxy") or {}
+    before_init = resumed and "init" not in stored  # its space must stay as it was written
+    if "init" not in (space.raw.get("proxy") or {}) and not before_init:
         # kept in run.yaml, so that a resume and confirm start weights as the run began,
         # whatever the default is by then
-        kept = ((old.get("space") or {}).get("proxy") or {}).get("init")
-        space = space.with_proxy(init=kept or space.proxy.init)
+        space = space.with_proxy(init=stored.get("init") or space.proxy.init)
     if resumed:
         if old.get("backend", "optuna") != backend:
             raise RunError(f"{store.run_yaml}: this run was made with --backend "
@@ -322,6 +324,8 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
     kept = resumed and old.get("objectives") == [list(o) for o in space.objectives]
     if data["sampling"] == "balanced" and not kept:  # a run made before this rule keeps its own
         space = space.ranked_by_balanced_accuracy()
+    if before_init:
+        space = replace(space, proxy=kept_init(space.proxy, stored))
     if space.proxy.pretrained is not None:  # fetched and checked once, before the workers
         weights_file(parse_source(str(space.proxy.pretrained)))
     run = Run(space, store, data, {**run_info(space, opts, data, backend), **(extra or {})},

@@ -103,7 +103,7 @@ def _until(deadline: float | None, stopping: ParetoStopping | None):
         return stopping
 
     def on_epoch(record: TrialRecord, report) -> bool:
-        trials.check_deadline(deadline, record.trial, report.epoch)
+        trials.check_deadline(deadline, record.trial, report)
         return bool(stopping(record, report)) if stopping is not None else False
     return on_epoch
 

@@ -120,21 +120,21 @@ class DlaNasSearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        entry = self._running.pop(trial_id, None)
-        if entry is None:
+        if trial_id not in self._running:
             return
-        study_trial, proposal = entry
+        study = self._open()  # before the trial leaves _running: opening retries dead ones
+        study_trial, proposal = self._running.pop(trial_id)
         if not error and (result or {}).get(PAST_DEADLINE):  # no record: drawn again later
-            trial = self._live.pop(study_trial, None)
-            self._retry(study_trial, trial.params if trial is not None else
-                        self._open().get_trials(deepcopy=False)[study_trial].params)
+            self._live.pop(study_trial, None)
+            asked = next(t for t in study.get_trials(deepcopy=False) if t.number == study_trial)
+            self._retry(study_trial, asked.params)
             return
         record = None if error else record_of(result)
         if record is None:
             record = trials.failed(trials.Proposal.from_dict(proposal),
                                    "the trial ended without a result")
         # a trial asked before a restore is told without its constraint values
-        trials.tell(self._open(), self._live.pop(study_trial, study_trial), record, self._space)
+        trials.tell(study, self._live.pop(study_trial, study_trial), record, self._space)
 
 
 class DlaNasRecorder(tune.Callback):

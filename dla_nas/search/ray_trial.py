@@ -158,7 +158,7 @@ def _train(evaluator: ProxyEvaluator, model, record: TrialRecord, *, out: str,
         resume = saved["train"]
         record.started_at = saved["started_at"]
     def on_epoch(report) -> None:
-        trials.check_deadline(deadline, record.trial, report.epoch)
+        trials.check_deadline(deadline, record.trial, report)
         state = report.state()
         partial = replace(record, val_acc=report.val_acc, epochs_run=report.epoch,
                           val_acc_per_epoch=list(state["history"]["val_acc_per_epoch"]),

@@ -64,6 +64,13 @@ RECIPE = (("resolution", "task.resolution"), ("lr", "proxy.lr"),
           ("weight_decay", "proxy.weight_decay"), ("augment", "task.augment"))
 
 
+def kept_init(proxy: Proxy, stored: Mapping[str, Any] | None) -> Proxy:
+    """``proxy`` as a run whose run.yaml keeps the proxy ``stored`` trained: one without
+    ``init`` was made before run.yaml kept it (the committed reference runs), from the
+    official init."""
+    return proxy if "init" in (stored or {}) else dataclasses.replace(proxy, init="official")
+
+
 def _augment_rule(value: Any) -> str | None:
     """A task's augmentation: a preset or a comma list (``Augment.parse``)."""
     if isinstance(value, str):
@@ -336,11 +343,7 @@ class SearchSpace:
         """The resolved space a run was made with (``--dataset`` and ``--resolution``
         applied), as its run.yaml keeps it."""
         space = cls.from_dict(info["space"], info.get("space_path", "<run.yaml>"))
-        if "init" not in (info["space"].get("proxy") or {}):
-            # a run made before its init was kept (the committed reference runs): official
-            space = dataclasses.replace(space, proxy=dataclasses.replace(space.proxy,
-                                                                         init="official"))
-        return space
+        return dataclasses.replace(space, proxy=kept_init(space.proxy, info["space"].get("proxy")))
 
     def with_proxy(self, **settings: Any) -> SearchSpace:
         """This space with ``settings`` written into its proxy."""

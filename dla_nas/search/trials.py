@@ -43,11 +43,11 @@ class PastDeadline(SchedulingError):
     epoch, leaves no record and is drawn again when the run goes on."""
 
 
-def check_deadline(deadline: float | None, trial: int, epoch: int) -> None:
+def check_deadline(deadline: float | None, trial: int, report: EpochReport) -> None:
     """Raise ``PastDeadline`` once ``deadline`` (a ``time.time()``, or None) has passed; a
-    backend calls it after each epoch of a trial."""
-    if deadline is not None and time.time() >= deadline:
-        raise PastDeadline(f"--timeout passed in epoch {epoch} of trial {trial}")
+    backend calls it after each epoch of a trial. A trial whose last epoch is done is kept."""
+    if deadline is not None and time.time() >= deadline and report.epoch < report.epochs:
+        raise PastDeadline(f"--timeout passed in epoch {report.epoch} of trial {trial}")
 
 
 @dataclass

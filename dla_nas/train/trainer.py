@@ -115,9 +115,10 @@ class TrainConfig:
 
     def describe(self, data: Dataset) -> str:
         """How ``data`` is seen in training beyond what ``data.summary()`` says (it has the
-        augmentation), for the lines that say what ran: sampling and resize."""
+        augmentation), for the lines that say what ran: sampling, initial weights, resize."""
         resize = f", resize {data.resize}" if data.name.startswith("folder:") else ""
-        return f"{'balanced' if self.balanced(data) else 'uniform'} sampling{resize}"
+        return (f"{'balanced' if self.balanced(data) else 'uniform'} sampling, {self.init} "
+                f"init{resize}")
 
     @property
     def build_options(self) -> dict:
@@ -140,6 +141,7 @@ class EpochReport:
     seconds: float
     images_per_second: float
     val: Metrics | None = None  # this epoch's full validation metrics
+    epochs: int = 0  # the epochs this run trains in all (0: not said)
     # state() -> the training state after this epoch, for ``train(..., resume=state)``:
     # model, optimiser, schedule and shuffling state plus the history so far (tensors and
     # plain types only, so ``torch.save`` / ``torch.load(weights_only=True)`` round-trip it)
@@ -402,7 +404,8 @@ def train(
             result.diverged, result.divergence = True, f"non-finite validation loss in epoch {epoch + 1}"
             break
         report = EpochReport(epoch + 1, train_loss, val_acc, val_loss, time.perf_counter() - t0,
-                             epoch_images / epoch_train_time, val=result.val, state=state)
+                             epoch_images / epoch_train_time, val=result.val, epochs=epochs,
+                             state=state)
         if callback is not None and callback(report):
             result.stopped_early = epoch + 1 < epochs
             break
