@@ -194,13 +194,14 @@ def recipe_of(cfg: TrainConfig, data: Dataset, pretrained: Pretrained | None = N
     recipe = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ignored},
               "dataset": data.name, "resolution": data.resolution,
               "augment": data.augment.describe(),
-              "sampling": "balanced" if cfg.balanced(data) else "uniform", "resize": data.resize}
+              "sampling": "balanced" if cfg.balanced(data) else "uniform", "resize": data.resize,
+              "labels_per_class": data.labels_per_class}
     # settings that files written before them did not have: at the value those files ran
     # with, left out, so that they still compare equal
     for key, before in (("backbone_lr_mult", TrainConfig.backbone_lr_mult),
                         ("freeze_epochs", TrainConfig.freeze_epochs),
                         ("freeze_bn", TrainConfig.freeze_bn), ("sampling", "uniform"),
-                        ("resize", "squash"), ("init", "official")):
+                        ("resize", "squash"), ("init", "official"), ("labels_per_class", None)):
         if recipe[key] == before:
             del recipe[key]
     if pretrained is not None:

@@ -102,7 +102,9 @@ def _data_config(args: argparse.Namespace, resolution: int | None, resize: str |
         else None
     return DataConfig(args.dataset, resolution=resolution, train_fraction=args.train_fraction,
                       seed=args.split_seed, data_dir=args.data_dir, download=args.download,
-                      augment=augment, **given(resize=resize))
+                      augment=augment, **given(resize=resize,
+                                               labels_per_class=getattr(args, "labels_per_class",
+                                                                        None)))
 
 
 def _default_out(prefix: str, label: str) -> Path:

@@ -126,6 +126,13 @@ def add_sampling_args(p: argparse.ArgumentParser, default: str) -> None:
                         f"smallest); default {default}")
 
 
+def add_labels_arg(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--labels-per-class", type=positive_int, default=None, metavar="N",
+                   help="few labels: train on a seeded, stratified subset of the train split "
+                        "with N images a class (val and test unchanged); default "
+                        f"{default}")
+
+
 def add_data_args(p: argparse.ArgumentParser, resolution_help: str) -> None:
     p.add_argument("--dataset", default="digits", metavar="NAME",
                    help="digits (embedded, default), cifar10, cifar100 or folder:PATH "
@@ -195,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a genome/exported YAML path, a zoo name, or a baseline (plain_cnn, "
                          "resnet20, dla34_cifar_x0.25, ...)")
     add_data_args(tr, "image size in px (default: the dataset's own, 8 for digits, 32 for CIFAR)")
+    add_labels_arg(tr, "all")
     add_recipe_args(tr)
     tr.add_argument("--pretrained", default=None, metavar="SOURCE",
                     help="start from ImageNet weights: official (the DLA authors' file for "
@@ -338,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="image size instead of the space's task.resolution")
     add_sampling_args(se, "the space's task.augment and proxy.sampling, else by dataset")
     add_resize_arg(se, "the space's task.resize, else squash")
+    add_labels_arg(se, "the space's task.labels_per_class, else all")
     se.add_argument("--address", default=None, metavar="auto|ray://HOST:PORT",
                     help="ray: join this cluster (default: start a local Ray, loopback only, "
                          "no dashboard)")
@@ -372,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--seeds", type=seed_list, default=[0, 1, 2], metavar="S,...",
                     help="training seeds (default 0,1,2)")
     add_recipe_args(co)
+    add_labels_arg(co, "the search's")
     co.add_argument("--data-dir", default=None, help="where CIFAR archives or folders are")
     co.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     co.add_argument("--out", default=None, metavar="FILE",

@@ -26,7 +26,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         seed=args.seed, workers=args.workers or 1, storage=args.storage, timeout=args.timeout,
         device=args.device, gpus=args.gpus, baselines=args.baselines, data_dir=args.data_dir,
         dataset=args.dataset, resolution=args.resolution, augment=args.augment,
-        resize=args.resize, sampling=args.sampling,
+        resize=args.resize, sampling=args.sampling, labels_per_class=args.labels_per_class,
         early_stopping=args.early_stopping or args.scheduler, warm_start=args.warm_start)
     if args.scheduler is not None:
         print("dla-nas search: --scheduler is deprecated; it is --early-stopping now, for "
@@ -128,6 +128,8 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     pretrained = Pretrained(proxy.pretrained) if proxy.pretrained is not None else None
     store = ConfirmStore(out)
     augment = Augment.for_dataset(args.augment, space.task.dataset) if args.augment else None
+    if args.labels_per_class:  # instead of the search's
+        space = space.with_task(labels_per_class=args.labels_per_class)
     data_dir = args.data_dir or (info.get("options") or {}).get("data_dir")
     device = resolve_device(cfg.device)
 

@@ -43,7 +43,7 @@ DATA_RULES = {"resolution": optional(integer(8)),
               "val_fraction": number(0, 1, low_open=True, high_open=True),
               "test_fraction": number(0, 1, low_open=True, high_open=True),
               "seed": integer(0), "download": boolean, "max_in_memory_bytes": integer(0),
-              "resize": one_of(RESIZE_MODES)}
+              "resize": one_of(RESIZE_MODES), "labels_per_class": optional(integer(1))}
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,9 @@ class DataConfig:
     max_in_memory_bytes: int = 2 * 1024**3
     augment: Augment | None = None  # None: the source's default (DEFAULT_AUGMENT)
     resize: str = "squash"  # RESIZE_MODES: how a folder's non-square images become square
+    # few labels: a seeded, stratified subset of the train split with at most this many
+    # images per class (val and test unchanged); instead of train_fraction
+    labels_per_class: int | None = None
 
     def __post_init__(self) -> None:
         is_folder = isinstance(self.name, str) and self.name.startswith("folder:")
@@ -145,6 +148,9 @@ class DataConfig:
                 "(allowed: digits, cifar10, cifar100, folder:PATH)"
             )
         check_fields(self, DATA_RULES, DataError)
+        if self.labels_per_class is not None and self.train_fraction != 1:
+            raise DataError("labels_per_class and train_fraction: give one of them (both "
+                            "choose a subset of the train split)")
         if self.val_fraction + self.test_fraction >= 1:
             raise DataError(
                 f"val_fraction + test_fraction: {self.val_fraction + self.test_fraction} "

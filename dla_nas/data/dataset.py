@@ -70,6 +70,7 @@ class Dataset:
     skipped: int = 0
     files: tuple[str, ...] = ()
     resize: str = "squash"  # how a folder's images became square (config.RESIZE_MODES)
+    labels_per_class: int | None = None  # the train split's cap per class (few labels)
 
     @property
     def streaming(self) -> bool:
@@ -112,8 +113,10 @@ class Dataset:
         """One line: split sizes, classes, resolution, channels and mode."""
         mode = "streaming" if self.streaming else "in-memory"
         skipped = f", skipped {self.skipped} unreadable" if self.skipped else ""
+        few = f" ({self.labels_per_class} a class)" if self.labels_per_class else ""
         return (
-            f"{self.name}: train {len(self.train)} / val {len(self.val)} / test {len(self.test)}, "
+            f"{self.name}: train {len(self.train)}{few} / val {len(self.val)} / test "
+            f"{len(self.test)}, "
             f"{self.num_classes} classes, {self.resolution}px, {self.in_chans} ch, {mode}{skipped}; "
             f"augment {self.augment.describe()}"
         )

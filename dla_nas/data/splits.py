@@ -58,6 +58,18 @@ def _split_by_fractions(
     return _stratified_split(labels, n_val, n_test, cfg.seed, class_names)
 
 
+def train_subset(labels: np.ndarray, cfg: DataConfig) -> np.ndarray:
+    """The positions of the train split that ``cfg`` keeps: ``labels_per_class`` images of
+    each class (all of a smaller one), or a ``train_fraction``; seeded by the split seed.
+    The first N of a seeded order per class: 5 labels a class are among the 10."""
+    if cfg.labels_per_class is None:
+        return _subsample(labels, cfg.train_fraction, cfg.seed)
+    rng = np.random.default_rng([cfg.seed, 1])  # own stream: independent of the split's draws
+    keep = [rng.permutation(np.flatnonzero(labels == c))[:cfg.labels_per_class]
+            for c in range(labels.max() + 1)]
+    return np.sort(np.concatenate(keep))
+
+
 def _subsample(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Seeded stratified subset of positions, keeping >= 1 sample per present class."""
     if fraction >= 1:

@@ -66,6 +66,7 @@ class SearchOptions:
     augment: str | None = None  # replaces the space's task.augment
     resize: str | None = None  # replaces the space's task.resize
     sampling: str | None = None  # replaces the space's proxy.sampling
+    labels_per_class: int | None = None  # replaces the space's task.labels_per_class
     # pareto, asha (Ray only) or none (``early_stopping.py``); None: the run's, else the default
     early_stopping: str | None = None
     # baselines: a new run's first trials are the space's hand designs; None: the default
@@ -77,6 +78,7 @@ class SearchOptions:
         check("--resolution", self.resolution, optional(integer(1, MAX_INPUT)), OptionError)
         check("--resize", self.resize, optional(one_of(RESIZE_MODES)), OptionError)
         check("--sampling", self.sampling, optional(one_of(SAMPLINGS)), OptionError)
+        check("--labels-per-class", self.labels_per_class, optional(integer(1)), OptionError)
         if self.augment is not None:
             try:
                 Augment.parse(self.augment)
@@ -248,7 +250,7 @@ def load_space(opts: SearchOptions) -> SearchSpace:
     """The space of a search, with the task that ``--dataset``/``--resolution`` set."""
     return SearchSpace.from_yaml(opts.space).with_task(
         opts.dataset, opts.resolution, augment=opts.augment, resize=opts.resize,
-        sampling=opts.sampling)
+        sampling=opts.sampling, labels_per_class=opts.labels_per_class)
 
 
 def data_info(space: SearchSpace, opts: SearchOptions) -> dict[str, Any]:
@@ -265,6 +267,7 @@ def data_info(space: SearchSpace, opts: SearchOptions) -> dict[str, Any]:
             "num_classes": data.num_classes, "class_names": list(data.class_names),
             "train_size": len(data.train), "augment": data.augment.describe(),
             "resize": data.resize, "sampling": "balanced" if balanced else "uniform",
+            "labels_per_class": data.labels_per_class,
             "mean": list(data.mean), "std": list(data.std),
             "report": report.to_dict(), "warnings": report_warnings(report, balanced)}
 

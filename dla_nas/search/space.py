@@ -125,6 +125,7 @@ class Task:
     classes: int | None = None
     augment: str | None = None
     resize: str | None = None
+    labels_per_class: int | None = None  # few labels: the train split's cap per class
 
     @property
     def sizing_resolution(self) -> int:
@@ -233,6 +234,7 @@ class SearchSpace:
                              "cifar100 or folder:PATH)")
         if task.resize is not None:
             check("task.resize", task.resize, one_of(RESIZE_MODES), SpaceError)
+        check("task.labels_per_class", task.labels_per_class, optional(integer(1)), SpaceError)
         proxy = Proxy.parse(raw.get("proxy", {}), recipe)
         check("proxy.train_fraction", proxy.train_fraction, number(0, 1, low_open=True),
               SpaceError)
@@ -336,7 +338,8 @@ class SearchSpace:
         fraction = self.proxy.train_fraction if train_fraction is None else train_fraction
         resize = {"resize": self.task.resize} if self.task.resize else {}
         return DataConfig(self.task.dataset, resolution=resolution or self.task.resolution,
-                          data_dir=data_dir, augment=augment, train_fraction=fraction, **resize)
+                          data_dir=data_dir, augment=augment, train_fraction=fraction,
+                          labels_per_class=self.task.labels_per_class, **resize)
 
     @classmethod
     def of_run(cls, info: Mapping[str, Any]) -> "SearchSpace":
@@ -353,12 +356,14 @@ class SearchSpace:
 
     def with_task(self, dataset: str | None = None, resolution: int | None = None, *,
                   augment: str | None = None, resize: str | None = None,
-                  sampling: str | None = None) -> SearchSpace:
+                  sampling: str | None = None,
+                  labels_per_class: int | None = None) -> SearchSpace:
         """This space searched with the task and sampling that ``search``'s flags set
         (``--dataset``, ``--resolution``, ``--augment``, ``--resize``, ``--sampling``); a new
         dataset drops ``classes``, which the new data decides."""
         task = {k: v for k, v in (("dataset", dataset), ("resolution", resolution),
-                                  ("augment", augment), ("resize", resize)) if v is not None}
+                                  ("augment", augment), ("resize", resize),
+                                  ("labels_per_class", labels_per_class)) if v is not None}
         space = self.with_proxy(sampling=sampling) if sampling is not None else self
         if not task:
             return space

@@ -39,7 +39,7 @@ def save_checkpoint(path, model: nn.Module, cfg: TrainConfig, data: Dataset, ext
         "data": {"name": data.name, "resolution": data.resolution, "in_chans": data.in_chans,
                  "num_classes": data.num_classes, "mean": list(data.mean),
                  "std": list(data.std), "class_names": list(data.class_names),
-                 "resize": data.resize},
+                 "resize": data.resize, "labels_per_class": data.labels_per_class},
         **extra,
     }, buffer)
     write_file(Path(path), buffer.getbuffer())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..config import DEFAULT_AUGMENT, Augment, DataConfig
 from ..dataset import Dataset, Split
 from ..images import _channel_stats, _resize
-from ..splits import _subsample
+from ..splits import train_subset
 
 
 def _augment(cfg: DataConfig) -> Augment:
@@ -19,10 +19,11 @@ def _in_memory_dataset(
     """Apply train_fraction, resize, and compute train statistics; ``files``: the images'
     paths, by ``Split.index``, for a folder."""
     train, val, test = parts
-    train = train.take(_subsample(train.labels.numpy(), cfg.train_fraction, cfg.seed))
+    train = train.take(train_subset(train.labels.numpy(), cfg))
     res = cfg.image_size
     train, val, test = (Split(_resize(s.images, res), s.labels, s.index)
                          for s in (train, val, test))
     mean, std = _channel_stats(train.images)
     return Dataset(cfg.name, train, val, test, len(class_names), train.images.shape[1], res,
-                   mean, std, _augment(cfg), class_names, skipped, files, cfg.resize)
+                   mean, std, _augment(cfg), class_names, skipped, files, cfg.resize,
+                   cfg.labels_per_class)

@@ -19,7 +19,7 @@ from ..images import (
     _map_safely,
     _probe,
 )
-from ..splits import _split_by_fractions, _subsample
+from ..splits import _split_by_fractions, train_subset
 from .common import _augment, _in_memory_dataset
 
 _STATS_SAMPLE = 1000  # images decoded to estimate mean/std of a streaming dataset
@@ -84,7 +84,7 @@ def _load_folder(cfg: DataConfig) -> Dataset:
                                   files=tuple(paths))
     files = FileSplit(tuple(paths), torch.from_numpy(label_arr))
     f_train, f_val, f_test = (files.take(i) for i in idx)
-    f_train = f_train.take(_subsample(f_train.labels.numpy(), cfg.train_fraction, cfg.seed))
+    f_train = f_train.take(train_subset(f_train.labels.numpy(), cfg))
     # estimate mean/std from a seeded sample rather than decoding the whole train split
     rng = np.random.default_rng([cfg.seed, 2])
     sample = rng.choice(len(f_train), min(_STATS_SAMPLE, len(f_train)), replace=False)
@@ -96,4 +96,5 @@ def _load_folder(cfg: DataConfig) -> Dataset:
         decoded, chans = [a[:1] for a in decoded], 1
     mean, std = _channel_stats(torch.from_numpy(np.stack(decoded)))
     return Dataset(cfg.name, f_train, f_val, f_test, len(names), chans, res, mean, std,
-                   _augment(cfg), names, skipped, resize=cfg.resize)
+                   _augment(cfg), names, skipped, resize=cfg.resize,
+                   labels_per_class=cfg.labels_per_class)
