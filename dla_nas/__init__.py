@@ -1,8 +1,9 @@
 """dla-nas: neural architecture search over Deep Layer Aggregation topologies.
 
-Layout: ``arch`` (genome -> model, cost), ``data``, ``train``, ``search`` (space, evaluator,
-core, backends), ``results`` (the run store), ``analysis`` (pareto, plots, export, confirm) and
-``cli``. The module paths of 0.1 (``dla_nas.zoo``, ``dla_nas.training``, ...) still import.
+Layout: ``arch`` (genome -> model, cost), ``backbones`` (any model with named feature taps;
+``attach``), ``data``, ``train``, ``search`` (space, evaluator, core, backends), ``results``
+(the run store), ``analysis`` (pareto, plots, export, confirm) and ``cli``. The module paths
+of 0.1 (``dla_nas.zoo``, ``dla_nas.training``, ...) still import.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from types import ModuleType
 
 from .arch.builder import DLA, build_model
 from .arch.genome import Genome, Stage, Stem, StemLevel
+from .backbones import attach
 from .errors import DlaNasError, GenomeError
 
 __version__ = "0.1.0"
 
 __all__ = ["DLA", "DlaNasError", "Genome", "GenomeError", "Stage", "Stem", "StemLevel",
-           "build_model", "__version__"]
+           "attach", "build_model", "__version__"]
 
 # module paths of 0.1 -> where the module lives now
 MOVED = {"genome": "arch.genome", "blocks": "arch.blocks", "builder": "arch.builder",

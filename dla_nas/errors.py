@@ -48,3 +48,8 @@ class WeightsError(DlaNasError):
 class WriteError(DlaNasError):
     """An output file that cannot be written (no space left, no permission, a read-only
     disk); the message names the file, which keeps its previous content."""
+
+
+class BackboneError(DlaNasError):
+    """A backbone or feature tap that cannot be used; the message names the tap, the model or
+    the package to install."""
