@@ -54,7 +54,8 @@ def train_folder(folder: Path, genome: dict, resolution: int) -> Path:
     model = build_model(Genome.from_dict(genome), 10, 1)
     data = types.SimpleNamespace(name="digits", resolution=resolution, in_chans=1,
                                  num_classes=10, mean=(0.3,), std=(0.4,),
-                                 class_names=[str(i) for i in range(10)], resize="squash")
+                                 class_names=[str(i) for i in range(10)], resize="squash",
+                                 labels_per_class=None)
     folder.mkdir(parents=True)
     save_checkpoint(folder / "checkpoint.pt", model, TrainConfig(), data, {})
     return folder
