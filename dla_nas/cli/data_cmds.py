@@ -16,11 +16,11 @@ if TYPE_CHECKING:
 
 def cmd_data(args: argparse.Namespace) -> int:
     from ..data import load_dataset
+    from ..data.config import balanced_sampling
     from ..data.report import data_report, warnings
 
     report = data_report(load_dataset(_data_config(args, args.resolution)))
-    lines = warnings(report, None if args.sampling in (None, "auto") else
-                     args.sampling == "balanced")
+    lines = warnings(report, balanced_sampling(args.sampling or "auto", report.counts[0]))
     if args.json:
         print(json.dumps({**report.to_dict(), "warnings": lines}, indent=2))
         return 0
