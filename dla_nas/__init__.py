@@ -14,6 +14,7 @@ import importlib.util
 import sys
 from types import ModuleType
 
+from .arch.backbone_genome import BackboneGenome
 from .arch.builder import DLA, build_model
 from .arch.genome import Genome, Stage, Stem, StemLevel
 from .backbones import attach
@@ -21,8 +22,8 @@ from .errors import DlaNasError, GenomeError
 
 __version__ = "0.1.0"
 
-__all__ = ["DLA", "DlaNasError", "Genome", "GenomeError", "Stage", "Stem", "StemLevel",
-           "attach", "build_model", "__version__"]
+__all__ = ["DLA", "BackboneGenome", "DlaNasError", "Genome", "GenomeError", "Stage", "Stem",
+           "StemLevel", "attach", "build_model", "__version__"]
 
 # module paths of 0.1 -> where the module lives now
 MOVED = {"genome": "arch.genome", "blocks": "arch.blocks", "builder": "arch.builder",

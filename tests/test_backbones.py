@@ -55,11 +55,12 @@ def test_a_bad_tap_name_or_order_is_a_backbone_error():
 
 def test_zoo_networks_as_backbones():
     model, taps = dla_backbone("dla34_cifar_x0.25", num_classes=10, input_size=32)
-    assert info(FeatureTaps(model, taps, input_size=32)) == [("level4", 64, 4),
+    assert info(FeatureTaps(model, taps, input_size=32)) == [("level3", 32, 2),
+                                                             ("level4", 64, 4),
                                                              ("level5", 128, 8)]
     # plain_cnn's stages max-pool after their module: level1 gives its output at stride 4
     model, taps = dla_backbone("plain_cnn")
-    assert info(FeatureTaps(model, taps)) == [("level1", 64, 4)]
+    assert info(FeatureTaps(model, taps)) == [("level0", 32, 2), ("level1", 64, 4)]
 
 
 @pytest.mark.parametrize("aggregation", ["none", "ida"])
@@ -87,13 +88,13 @@ def test_lite0_loads_its_offline_weights_key_for_key():
     assert {k.split(".")[0] for k in state} >= {"_conv_stem", "_bn0", "_blocks", "_fc"}
     assert sum(p.numel() for p in model.parameters()) == 4_652_008
     assert taps == list(LITE0_TAPS)
-    assert info(FeatureTaps(model, taps)) == [("_blocks.2", 24, 4), ("_blocks.4", 40, 8),
-                                              ("_blocks.10", 112, 16), ("_blocks.15", 320, 32)]
     torch.manual_seed(0)
     x = torch.randn(1, 3, 64, 64)
     random = efficientnet_lite0(pretrained=False)[0]
     with torch.no_grad():
         assert not torch.allclose(model.eval()(x), random.eval()(x), atol=1e-3)
+    assert info(FeatureTaps(model, taps)) == [("_blocks.2", 24, 4), ("_blocks.4", 40, 8),
+                                              ("_blocks.10", 112, 16), ("_blocks.15", 320, 32)]
 
 
 def test_lite0_without_its_packages_says_what_to_install(monkeypatch):

@@ -22,16 +22,16 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from ..arch.backbone_genome import genome_from_dict
 from ..arch.baselines import LINE, baseline_genome
 from ..arch.builder import build_model
 from ..arch.cost import model_cost
-from ..arch.genome import Genome
 from ..data import Dataset, make_loader
 from ..dominance import non_dominated_sort
 from ..errors import DataError, RunError
 from ..files import safe_name
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
-from ..search.space import Recipe
+from ..search.space import Recipe, SearchSpace
 from ..train.metrics import learnt_little
 from ..train.trainer import TrainConfig, evaluate, resolve_device, train
 from ..weights import Pretrained
@@ -59,7 +59,7 @@ class Candidate:
     proxy_val_balanced_acc: float | None = None
 
     def build(self, num_classes: int, in_chans: int, cfg: TrainConfig):
-        return build_model(Genome.from_dict(self.genome), num_classes, in_chans,
+        return build_model(genome_from_dict(self.genome), num_classes, in_chans,
                            **cfg.build_options)
 
     @property
@@ -69,7 +69,7 @@ class Candidate:
     def check(self, resolution: int) -> None:
         """Raise GenomeError when the network cannot take its inputs: ``resolution`` px, or
         its searched resolution."""
-        Genome.from_dict(self.genome).feature_sizes(self.searched.get("resolution", resolution))
+        genome_from_dict(self.genome).feature_sizes(self.searched.get("resolution", resolution))
 
     def config(self, cfg: TrainConfig, seed: int) -> TrainConfig:
         """``cfg`` with this seed and the searched lr and weight decay."""
@@ -519,8 +519,10 @@ def check_run_data(run: str | Path, data: Dataset) -> None:
 def hand_design_hashes(run: str | Path) -> set[str]:
     """Genome hashes of the hand designs that a run's search trials may have drawn: the
     line's (``LINE``) and its space's ``baselines`` (its warm start)."""
-    space = RunStore(run).info().get("space") or {}
-    return {baseline_genome(n).canonical_hash() for n in {*LINE, *space.get("baselines", [])}}
+    info = RunStore(run).info()
+    own = SearchSpace.of_run(info) if info.get("space") else None
+    return {baseline_genome(n).canonical_hash() for n in LINE} | (
+        {own.hand_design(n).canonical_hash() for n in own.baselines} if own else set())
 
 
 def compare_with_line(confirmed: list[Confirmed],

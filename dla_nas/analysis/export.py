@@ -28,6 +28,7 @@ import torch
 import yaml
 from torch import nn
 
+from ..arch.backbone_genome import genome_from_dict
 from ..arch.builder import build_model
 from ..arch.cost import count_params, model_cost
 from ..arch.genome import Genome
@@ -119,7 +120,7 @@ def export_training(folder: Path, out: Path, *, onnx: bool = False,
     checkpoint = folder / "checkpoint.pt"
     ckpt = load_checkpoint(checkpoint)
     try:
-        genome = Genome.from_dict(ckpt["genome"])
+        genome = genome_from_dict(ckpt["genome"])
     except (GenomeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{checkpoint}: genome: {exc}") from None
     metrics = _mapping(ckpt, "metrics", checkpoint)
@@ -351,7 +352,7 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
     space = info.get("space") or {}
     name = space.get("name", run.name)
     path = out / f"{name}-trial{record.trial}-{record.hash}.yaml"
-    genome = dataclasses.replace(Genome.from_dict(record.genome), name=path.stem)
+    genome = dataclasses.replace(genome_from_dict(record.genome), name=path.stem)
     in_chans = _in_chans(genome, shape, record)
     resolution = record.recipe.get("resolution", shape.resolution)
     input_shape = (in_chans, resolution, resolution)
@@ -435,7 +436,7 @@ def _check_rebuild(config: Path, tensors: Path | None, origin: str,
         if cost is not None and (got.params, got.macs) != cost:
             problem = (f"rebuilding {origin} gives {got.params:,} params and {got.macs:,} MACs "
                        f"at {input_shape}, but it recorded {cost[0]:,} and {cost[1]:,}")
-        elif model.transfer_report is not None and not _whole(model.transfer_report):
+        elif tensors is not None and not _whole(model.transfer_report):
             problem = f"its weights do not load whole ({model.transfer_report.summary()})"
     if problem:
         config.unlink()

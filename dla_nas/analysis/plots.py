@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..arch.genome import Genome
+from ..arch.backbone_genome import BackboneGenome, genome_from_dict
 from ..dominance import LOG_METRICS, non_dominated_sort
 from ..errors import OptionError, RunError
 from ..files import staged_folder, write_file
@@ -243,11 +243,14 @@ def _tooltip(r: TrialRecord, run: RunPlot, by: str | None = None) -> str:
     if r.latency_ms is not None:
         lines.append(f"latency {r.latency_ms:.2f} ms")
     if r.genome:
-        genome = Genome.from_dict(r.genome)
-        lines.append(f"block {genome.block}")
-        lines.append("stages " + ", ".join(
-            f"tree d{st.depth} fan{st.fan_in}" if st.is_tree else f"chain x{st.blocks}"
-            for st in genome.stages))
+        genome = genome_from_dict(r.genome)
+        if isinstance(genome, BackboneGenome):
+            lines.append(genome.describe())
+        else:
+            lines.append(f"block {genome.block}")
+            lines.append("stages " + ", ".join(
+                f"tree d{st.depth} fan{st.fan_in}" if st.is_tree else f"chain x{st.blocks}"
+                for st in genome.stages))
         if by:
             lines.append(f"{by}: {genome_property(r.genome, by)}")
     if r.violations:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GenomeError
+from .backbone_genome import AnyGenome, BackboneGenome, genome_from_yaml
 from .blocks import BasicBlock, Bottleneck, Chain, Root, StageOptions, Tree, conv_bn
 from .genome import MAX_IN_CHANS, Genome
 
@@ -166,9 +167,10 @@ def zero_init_residual_branches(model: nn.Module) -> None:
             nn.init.zeros_(m.bn.weight)
 
 
-def resolve_genome(spec: Genome | str | Path) -> Genome:
-    """A Genome from a Genome, a YAML path (genome or exported config) or a zoo name."""
-    if isinstance(spec, Genome):
+def resolve_genome(spec: AnyGenome | str | Path) -> AnyGenome:
+    """A genome (a DLA's or a backbone's) from a genome, a YAML path (genome or exported
+    config) or a zoo name."""
+    if isinstance(spec, (Genome, BackboneGenome)):
         return spec.validate()
     from . import zoo  # zoo depends on genome only; imported late to keep import order simple
 
@@ -180,23 +182,23 @@ def resolve_genome(spec: Genome | str | Path) -> Genome:
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.exists():
             raise GenomeError(f"{path}: no such file")
-        return Genome.from_yaml(path)
+        return genome_from_yaml(path)
     raise GenomeError(f"{text!r} is neither a zoo name ({', '.join(zoo.names())}, "
                       f"{zoo.PATTERNS}) nor a YAML file")
 
 
 def build_model(
-    genome: Genome | str | Path,
+    genome: AnyGenome | str | Path,
     num_classes: int = 1000,
     in_chans: int = 3,
     zero_init_residual: bool = False,
     pretrained: str | Path | WeightsFile | None = None,
     init: str = "official",
-) -> DLA:
-    """Build a DLA network.
+) -> nn.Module:
+    """Build a DLA network, or an existing network with a head.
 
-    ``genome`` is a ``Genome``, a genome/exported YAML path, or a zoo name such as ``"dla34"``
-    or ``"resnet20"``.
+    ``genome`` is a ``Genome``, a ``BackboneGenome``, a genome/exported YAML path, or a zoo
+    name such as ``"dla34"`` or ``"resnet20"``.
     ``init``: ``"official"`` (the reference's initialisation, the default) or ``"torch"``
     (PyTorch's module defaults; see ``INITS``). ``zero_init_residual`` then starts every
     residual branch at zero (see ``zero_init_residual_branches``).
@@ -206,7 +208,8 @@ def build_model(
     module path and shape, so the head is new when ``num_classes`` is not 1000, and a genome
     near a zoo network inherits what it shares with it; ``model.transfer_report`` says what
     was loaded. Feed such a network ImageNet-normalised inputs
-    (``dla_nas.weights.imagenet_stats``)."""
+    (``dla_nas.weights.imagenet_stats``). A backbone genome with ``weights: imagenet`` loads
+    its backbone's ImageNet weights as it is built (``model.transfer_report``)."""
     if type(num_classes) is not int or num_classes < 1:
         raise GenomeError(f"num_classes: {num_classes!r} is not allowed (an integer >= 1)")
     if type(in_chans) is not int or not 1 <= in_chans <= MAX_IN_CHANS:
@@ -214,11 +217,18 @@ def build_model(
                           f"{MAX_IN_CHANS})")
     if init not in INITS:
         raise GenomeError(f"init: {init!r} is not allowed ({', '.join(INITS)})")
-    model = DLA(resolve_genome(genome), num_classes, in_chans)
-    if init == "official":
-        init_official(model)
-    if zero_init_residual:
-        zero_init_residual_branches(model)
+    genome = resolve_genome(genome)
+    if isinstance(genome, BackboneGenome):  # an existing network with a head
+        from ..backbones.build import build_backbone_model
+
+        model = build_backbone_model(genome, num_classes, in_chans, init=init,
+                                     zero_init_residual=zero_init_residual)
+    else:
+        model = DLA(genome, num_classes, in_chans)
+        if init == "official":
+            init_official(model)
+        if zero_init_residual:
+            zero_init_residual_branches(model)
     if pretrained is not None:
         from ..weights import load_pretrained  # weights -> download; only when asked for
 

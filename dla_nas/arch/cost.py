@@ -84,8 +84,8 @@ def model_cost(model: nn.Module, input_shape: tuple[int, int, int]) -> Cost:
     """Params and MACs of a built DLA model, with a per-level breakdown (and the head)."""
     counts = count_macs(model, input_shape)
     levels = []
-    genome: Genome | None = getattr(model, "genome", None)
-    if genome is not None:
+    genome = getattr(model, "genome", None)
+    if isinstance(genome, Genome):  # a DLA: per level (a backbone genome's model: totals)
         sizes = genome.feature_sizes(min(input_shape[1:]))
         stem_params = count_params(model.base_layer)
         for i, (info, size) in enumerate(zip(model.feature_info, sizes)):

@@ -28,7 +28,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -136,8 +136,25 @@ _TREE_ONLY = ("depth", "fan_in")
 _ROOT_ONLY = ("root_kernel", "root_residual")
 
 
+class GenomeText:
+    """What every kind of genome shares, from its ``to_dict`` and ``canonical``: YAML text
+    and the canonical hash."""
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """YAML text of ``to_dict()``; also written to ``path`` when given."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def canonical_hash(self) -> str:
+        """Short stable id: equal for genomes that build the same network."""
+        text = json.dumps(self.canonical().to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True)
-class Genome:
+class Genome(GenomeText):
     """A whole DLA network: stem, stages and block type. ``name`` is a label, not structure."""
 
     stem: Stem
@@ -157,14 +174,7 @@ class Genome:
     @classmethod
     def from_yaml(cls, path: str | Path) -> "Genome":
         """Read a genome YAML file. An exported model config (with a ``genome:`` key) works too."""
-        path = Path(path)
-        data = read_yaml(path, GenomeError)
-        if isinstance(data, dict) and isinstance(data.get("genome"), dict):
-            data = data["genome"]
-        try:
-            return cls.from_dict(data)
-        except GenomeError as exc:
-            raise GenomeError(f"{path}: {exc}") from None
+        return read_genome(path, cls.from_dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, ints, bools, strings) that ``from_dict`` reads back."""
@@ -175,13 +185,6 @@ class Genome:
         if not self.name:
             del out["name"]
         return out
-
-    def to_yaml(self, path: str | Path | None = None) -> str:
-        """YAML text of ``to_dict()``; also written to ``path`` when given."""
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
 
     # ---- identity ------------------------------------------------------------------------
     def canonical(self) -> "Genome":
@@ -196,11 +199,6 @@ class Genome:
         cardinality = self.cardinality if self.block == "bottleneckx" else 0
         return dataclasses.replace(self, stem=stem, stages=stages, cardinality=cardinality,
                                    name="")
-
-    def canonical_hash(self) -> str:
-        """Short stable id: equal for genomes that build the same network."""
-        text = json.dumps(self.canonical().to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     # ---- checks --------------------------------------------------------------------------
     def validate(self) -> "Genome":
@@ -358,6 +356,19 @@ class Genome:
 
 
 # ---- parsing helpers ---------------------------------------------------------------------
+def read_genome(path: str | Path, parse: Callable[[Any], Any]) -> Any:
+    """``parse`` of a genome YAML file, or of an exported config's ``genome:``; an error
+    names the file."""
+    path = Path(path)
+    data = read_yaml(path, GenomeError)
+    if isinstance(data, dict) and isinstance(data.get("genome"), dict):
+        data = data["genome"]
+    try:
+        return parse(data)
+    except GenomeError as exc:
+        raise GenomeError(f"{path}: {exc}") from None
+
+
 def _block_weights(block: str, channels: int, cardinality: int) -> int:
     """Conv weights of one block of ``channels`` in and out."""
     if block == "plain":

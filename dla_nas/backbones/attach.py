@@ -10,7 +10,7 @@ from torch import nn
 
 from ..arch.blocks import conv_bn
 from ..arch.builder import _adaptive_max_pool
-from ..checks import check_fields, integer, one_of, optional
+from ..checks import boolean, check_fields, integer, one_of, optional
 from ..errors import BackboneError
 from .taps import FeatureTaps
 
@@ -19,16 +19,19 @@ AGGREGATIONS = ("none", "ida")
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """How the taps become logits: ``aggregation`` (``AGGREGATIONS``), ``width`` (channels
-    of the IDA nodes, "ida" only; None: the deepest tap's) and ``num_classes``."""
+    """How the taps become logits: ``aggregation`` (``AGGREGATIONS``), and for "ida" the
+    nodes' ``width`` (None: the deepest tap's channels), ``kernel`` and ``residual``."""
 
     num_classes: int
     aggregation: str = "ida"
     width: int | None = None
+    kernel: int = 3
+    residual: bool = False
 
     def __post_init__(self) -> None:
         check_fields(self, {"num_classes": integer(1), "aggregation": one_of(AGGREGATIONS),
-                            "width": optional(integer(1))}, BackboneError)
+                            "width": optional(integer(1)), "kernel": one_of((1, 3)),
+                            "residual": boolean}, BackboneError)
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
@@ -46,18 +49,21 @@ class Deepest(nn.Module):
 class IDA(nn.Module):
     """Iterative deep aggregation, shallow to deep (the DLA paper): each tap projected to
     ``width`` channels (1x1 conv + BN + ReLU), then x = level 0 and, for each deeper level,
-    x = node(concat(x max-pooled to the level's size, level)), node = 3x3 conv + BN + ReLU."""
+    x = node(concat(x max-pooled to the level's size, level)), node = ``kernel`` conv + BN +
+    ReLU; with ``residual``, plus the level (as the paper's residual root)."""
 
-    def __init__(self, channels: list[int], width: int) -> None:
+    def __init__(self, channels: list[int], width: int, kernel: int = 3,
+                 residual: bool = False) -> None:
         super().__init__()
+        self.residual = residual
         self.project = nn.ModuleList(conv_bn_relu(c, width, 1) for c in channels)
-        self.nodes = nn.ModuleList(conv_bn_relu(2 * width, width, 3) for _ in channels[1:])
+        self.nodes = nn.ModuleList(conv_bn_relu(2 * width, width, kernel) for _ in channels[1:])
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         feats = [project(f) for project, f in zip(self.project, feats)]
         x = feats[0]
         for node, f in zip(self.nodes, feats[1:]):
-            x = node(torch.cat([max_pool_to(x, f), f], 1))
+            x = node(torch.cat([max_pool_to(x, f), f], 1)) + (f if self.residual else 0)
         return x
 
 
@@ -84,7 +90,7 @@ class TapClassifier(nn.Module):
         channels = [d["num_chs"] for d in self.feature_info]
         if head.aggregation == "ida":
             width = head.width or channels[-1]
-            self.neck: nn.Module = IDA(channels, width)
+            self.neck: nn.Module = IDA(channels, width, head.kernel, head.residual)
         else:
             width = channels[-1]
             self.neck = Deepest()
@@ -94,12 +100,20 @@ class TapClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.global_pool(self.neck(self.backbone(x))).flatten(1))
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        """What is new over the backbone (the aggregation and the classifier): what trains
+        at the full learning rate while the backbone is held still or slowed down."""
+        return [*self.neck.parameters(), *self.fc.parameters()]
+
 
 def attach(model: nn.Module, taps: list[str], num_classes: int, *, aggregation: str = "ida",
-           width: int | None = None, in_chans: int = 3, input_size: int = 64) -> TapClassifier:
+           width: int | None = None, kernel: int = 3, residual: bool = False,
+           in_chans: int = 3, input_size: int = 64) -> TapClassifier:
     """``model`` as a classifier of ``num_classes``: its ``taps`` (module names, shallow to
     deep) aggregated as ``aggregation`` says ("ida", or "none": the deepest tap alone, the
-    model as a plain feature extractor), pooled, and a new linear layer. The taps' channels
-    and strides come from one dry run on an ``in_chans`` x ``input_size`` px input."""
-    head = HeadConfig(num_classes, aggregation, width)
+    model as a plain feature extractor), pooled, and a new linear layer; IDA's nodes have
+    ``width`` channels (None: the deepest tap's), a ``kernel`` of 1 or 3, and a ``residual``.
+    The taps' channels and strides come from one dry run on an ``in_chans`` x
+    ``input_size`` px input."""
+    head = HeadConfig(num_classes, aggregation, width, kernel, residual)
     return TapClassifier(FeatureTaps(model, taps, in_chans, input_size), head)

@@ -7,9 +7,10 @@ from torch import nn
 from ..errors import BackboneError
 
 
-def timm_features(name: str, pretrained: bool = False) -> tuple[nn.Module, list[str]]:
-    """``timm.create_model(name, pretrained=pretrained)`` and the modules its ``feature_info``
-    names at stride 4 and deeper.
+def timm_features(name: str, pretrained: bool = False, in_chans: int = 3
+                  ) -> tuple[nn.Module, list[str]]:
+    """``timm.create_model(name, pretrained=pretrained, in_chans=in_chans)`` and the modules
+    its ``feature_info`` names at stride 4 and deeper.
 
     Not ``features_only=True``: that model renames the modules it keeps (``blocks.1`` becomes
     ``blocks_1``), so ``feature_info`` no longer names them; the whole network under
@@ -20,7 +21,7 @@ def timm_features(name: str, pretrained: bool = False) -> tuple[nn.Module, list[
         first = (str(e).splitlines() or [""])[0]
         raise BackboneError(f"timm cannot be imported here ({type(e).__name__}: {first})"
                             ) from None
-    model = timm.create_model(name, pretrained=pretrained)
+    model = timm.create_model(name, pretrained=pretrained, in_chans=in_chans)
     info = getattr(model, "feature_info", None)
     if not info:
         raise BackboneError(f"timm model {name!r} has no feature_info; name its taps yourself")

@@ -16,6 +16,7 @@ from .render import epoch_progress, stderr_console
 
 def cmd_show(args: argparse.Namespace) -> int:
     from ..analysis.export import exported_metadata
+    from ..arch.backbone_genome import BackboneGenome
     from ..arch.builder import build_model, resolve_genome
     from ..arch.cost import model_cost
 
@@ -27,6 +28,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     genome.check_input(shape)
     model = build_model(genome, num_classes=classes, in_chans=c)
     cost = model_cost(model, shape)
+    if isinstance(genome, BackboneGenome):
+        return _show_backbone(args, genome, model, cost, shape)
     levels = _describe_levels(genome)
     if args.json:
         out = {
@@ -64,6 +67,28 @@ def cmd_show(args: argparse.Namespace) -> int:
                   "stage J joins too, rootK root kernel K, r residual")
     console.print(f"MACs are conv+linear multiply-accumulates; batch norm and pooling add "
                   f"{cost.other_flops:,} more (see README, 'Cost').")
+    return 0
+
+
+def _show_backbone(args: argparse.Namespace, genome, model, cost, shape) -> int:
+    """``show`` of a backbone genome: its levels (taps) and totals."""
+    taps = getattr(model, "feature_info", [])  # the own head taps nothing
+    if args.json:
+        print(json.dumps({"name": genome.name or str(args.genome), "hash": genome.canonical_hash(),
+                          "input": list(shape), "params": cost.params, "macs": cost.macs,
+                          "other_flops": cost.other_flops, "taps": taps,
+                          "genome": genome.to_dict()}, indent=2))
+        return 0
+    from rich.console import Console
+
+    console = Console(width=max(Console().width, 110))
+    console.print(f"[bold]{genome.name or args.genome}[/]  hash {genome.canonical_hash()}: "
+                  f"{genome.describe()}", highlight=False)
+    for tap in taps:
+        console.print(f"  level {tap['module']}: {tap['num_chs']} channels at stride "
+                      f"{tap['reduction']}", highlight=False)
+    console.print(f"[bold]{cost.params:,} params, {cost.macs:,} MACs[/] at "
+                  f"{'x'.join(map(str, shape))}", highlight=False)
     return 0
 
 
@@ -144,7 +169,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     genome = resolve_genome(args.genome)
     label = genome.name or Path(str(args.genome)).stem
-    tuning = fine_tuning(args.epochs) if args.pretrained else {}  # the recipe; flags override
+    # weights from a file or URL, or a backbone genome's own (ImageNet) weights
+    pretrained = bool(args.pretrained) or getattr(genome, "pretrained", False)
+    tuning = fine_tuning(args.epochs) if pretrained else {}  # the recipe; flags override
     tuning.update({k: getattr(args, k) for k in FINE_TUNING if getattr(args, k) is not None})
     cfg = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
                       lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
@@ -156,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # fetched and checked before the data is loaded: a missing file fails at once
     weights = weights_file(parse_source(args.pretrained, genome.name)) if args.pretrained \
         else None
-    resolution = args.resolution or (PRETRAINED_RESOLUTION if args.pretrained else None)
+    resolution = args.resolution or (PRETRAINED_RESOLUTION if pretrained else None)
     data = load_dataset(_data_config(args, resolution))
     report = data_report(data)  # before the data moves to the device
     genome.feature_sizes(data.resolution)

@@ -214,10 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "the fine-tuning recipe below applies")
     tr.add_argument("--backbone-lr-mult", type=float, default=None, metavar="M",
                     help="the backbone's learning rate as a fraction of --lr, the head's "
-                         f"(default {FINE_TUNING['backbone_lr_mult']} with --pretrained, else 1)")
+                         f"(default {FINE_TUNING['backbone_lr_mult']} with --pretrained or a backbone "
+                         "genome's ImageNet weights, else 1)")
     tr.add_argument("--freeze-epochs", type=int, default=None, metavar="N",
                     help="train the head alone for the first N epochs (default "
-                         f"{FINE_TUNING['freeze_epochs']} with --pretrained, else 0)")
+                         f"{FINE_TUNING['freeze_epochs']} with --pretrained or a backbone genome's "
+                         "ImageNet weights, else 0)")
     tr.add_argument("--freeze-bn", action="store_true",
                     help="keep the BN statistics as loaded: no update while training and no "
                          "re-estimation before evaluation")

@@ -16,7 +16,6 @@ from urllib.parse import urlparse
 import numpy as np
 import optuna
 
-from ..arch import zoo
 from ..arch.baselines import baseline_genome
 from ..arch.cost import genome_cost
 from ..arch.genome import MAX_INPUT
@@ -367,13 +366,15 @@ def warm_start_points(opts: SearchOptions, space: SearchSpace,
         return {}
     resolution = data["resolution"]
     nominal = {"resolution": resolution, "lr": space.proxy.lr,
-               "weight_decay": space.proxy.weight_decay, "augment": space.task.augment}
+               "weight_decay": space.proxy.weight_decay, "augment": space.task.augment,
+               "backbone_lr_mult": space.proxy.backbone_lr_mult,
+               "freeze_epochs": space.proxy.freeze_epochs}
     searched = dict(space.recipe)
     settings = {param: nominal[key] for key, param in RECIPE if key in searched}
     shape = (data["in_chans"], resolution, resolution)
     points = []
     for name in space.baselines:
-        genome = zoo.load(name)
+        genome = space.hand_design(name)
         try:
             params = {**space.find(genome, resolution), **settings}
             cost = genome_cost(genome, shape, data["num_classes"])

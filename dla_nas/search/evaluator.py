@@ -9,7 +9,6 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..arch import zoo
 from ..arch.builder import build_model
 from ..arch.cost import measure_latency_ms, model_cost
 from ..arch.genome import Genome
@@ -26,11 +25,11 @@ def load_task_data(space: SearchSpace, data_dir: str | None = None, *,
                    resolution: int | None = None) -> Dataset:
     """The dataset of a space's task, checked against ``task.classes`` (see
     ``SearchSpace.data_config`` for ``train_fraction``, ``augment`` and ``resolution``),
-    ImageNet-normalised when the proxy starts from pretrained weights."""
+    ImageNet-normalised when trials start from ImageNet weights."""
     task = space.task
     data = load_dataset(space.data_config(data_dir, train_fraction=train_fraction,
                                           augment=augment, resolution=resolution))
-    if space.proxy.pretrained is not None:  # the statistics the weights were trained on
+    if space.imagenet_inputs:  # the statistics the weights were trained on
         data = imagenet_normalised(data)
     if task.classes is not None and task.classes != data.num_classes:
         raise DataError(f"{space.path}: task.classes is {task.classes}, but "
@@ -60,7 +59,8 @@ class ProxyEvaluator:
         self.pretrained = (Pretrained(space.proxy.pretrained)
                            if space.proxy.pretrained is not None else None)
         # a trial that draws one of the space's hand designs is named after it
-        self.hand_designs = {zoo.load(name).canonical_hash(): name for name in space.baselines}
+        self.hand_designs = {space.hand_design(name).canonical_hash(): name
+                             for name in space.baselines}
 
     def data_at(self, resolution: int | None) -> Dataset:
         """The task data at ``resolution`` px (None: the task's), loaded once."""
@@ -105,7 +105,7 @@ class ProxyEvaluator:
 
     def evaluate_baseline(self, name: str, trial: int) -> TrialRecord:
         """A hand design or zoo network, with the same proxy as the search trials."""
-        genome = zoo.load(name)
+        genome = self.space.hand_design(name)
         genome.feature_sizes(self.data.resolution)
         record = self.new_record(trial, hash=genome.canonical_hash(), kind="baseline",
                                  name=name, genome=genome.to_dict())

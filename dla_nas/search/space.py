@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..arch import zoo
+from ..arch.backbone_genome import AnyGenome, BackboneGenome
 from ..arch.genome import BLOCKS, STRIDES, Genome
 from ..checks import boolean, check, integer, number, odd, one_of, optional
 from ..data import Augment, DataConfig, Dataset
@@ -34,6 +35,7 @@ from ..errors import DataError, GenomeError, SpaceError, TrainError, WeightsErro
 from ..files import read_yaml
 from ..train.trainer import TrainConfig, fine_tuning
 from ..weights.sources import parse_source
+from .backbone_space import BackboneSpace
 from .specs import (
     STAGE_CHECKS,
     STAGE_DEFAULTS,
@@ -43,6 +45,7 @@ from .specs import (
     FloatRange,
     IntRange,
     RandomSuggester,
+    Recorder,
     Spec,
     Suggester,
     TargetSuggester,
@@ -61,7 +64,10 @@ ENUMERATION_LIMIT = 200_000
 # ---- the space -------------------------------------------------------------------------------
 # training settings a space may search (drawn per trial), with their parameter names
 RECIPE = (("resolution", "task.resolution"), ("lr", "proxy.lr"),
-          ("weight_decay", "proxy.weight_decay"), ("augment", "task.augment"))
+          ("weight_decay", "proxy.weight_decay"), ("augment", "task.augment"),
+          ("backbone_lr_mult", "proxy.backbone_lr_mult"),
+          ("freeze_epochs", "proxy.freeze_epochs"))
+TRAINING = ("lr", "weight_decay", "backbone_lr_mult", "freeze_epochs")  # TrainConfig's
 
 
 def kept_init(proxy: Proxy, stored: Mapping[str, Any] | None) -> Proxy:
@@ -91,6 +97,8 @@ class Recipe:
     lr: float | None = None
     weight_decay: float | None = None
     augment: str | None = None
+    backbone_lr_mult: float | None = None
+    freeze_epochs: int | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Recipe":
@@ -102,8 +110,9 @@ class Recipe:
         return {key: getattr(self, key) for key, _ in RECIPE if getattr(self, key) is not None}
 
     def train_config(self, cfg: TrainConfig) -> TrainConfig:
-        """``cfg`` with this recipe's lr and weight decay (its resolution is the data's)."""
-        drawn = {k: v for k, v in self.to_dict().items() if k in ("lr", "weight_decay")}
+        """``cfg`` with this recipe's training settings (``TRAINING``; its resolution is the
+        data's, its augmentation ``on``'s)."""
+        drawn = {k: v for k, v in self.to_dict().items() if k in TRAINING}
         return dataclasses.replace(cfg, **drawn)
 
     def on(self, data: Dataset) -> Dataset:
@@ -163,12 +172,17 @@ class Proxy:
     freeze_bn: bool = False
 
     @classmethod
-    def parse(cls, raw: Any, recipe: list[tuple[str, Spec]] | None = None) -> Proxy:
-        """A space's ``proxy`` mapping, with lr and weight decay at their nominal values when
-        they are searched (their specs are appended to ``recipe``)."""
-        raw = _nominal(raw, "proxy", {"lr": number(0, low_open=True), "weight_decay": number(0)},
+    def parse(cls, raw: Any, recipe: list[tuple[str, Spec]] | None = None,
+              fine_tune: bool = False) -> Proxy:
+        """A space's ``proxy`` mapping, with lr, weight decay and the fine-tuning settings at
+        their nominal values when they are searched (their specs are appended to
+        ``recipe``). Pretrained weights (``pretrained``, or ``fine_tune``: a backbone's own)
+        make the trainer's ``fine_tuning`` the defaults."""
+        raw = _nominal(raw, "proxy", {"lr": number(0, low_open=True), "weight_decay": number(0),
+                                      "backbone_lr_mult": number(0, low_open=True),
+                                      "freeze_epochs": integer(0)},
                        [] if recipe is None else recipe)
-        if isinstance(raw, dict) and raw.get("pretrained") is not None:
+        if isinstance(raw, dict) and (raw.get("pretrained") is not None or fine_tune):
             epochs = raw.get("epochs", cls.epochs)
             raw = {**fine_tuning(epochs if type(epochs) is int else cls.epochs), **raw}
         return _dataclass(cls, raw, "proxy")
@@ -196,19 +210,22 @@ class SearchSpace:
     proxy: Proxy
     objectives: tuple[tuple[str, str], ...]
     constraints: dict[str, float]
-    block: Spec
-    cardinality: Spec
-    width_multiplier: Spec
-    channel_divisor: int
-    stem_kernel: Spec
-    stem_stride: Spec
-    stem_channels: Spec | None
-    stem_pool: Spec
-    stem_levels: tuple[dict[str, Spec], ...]
-    num_stages: Spec
-    stages: tuple[dict[str, Spec], ...]
+    # a DLA space's genome section (None in a backbone space)
+    block: Spec | None = None
+    cardinality: Spec | None = None
+    width_multiplier: Spec | None = None
+    channel_divisor: int = 8
+    stem_kernel: Spec | None = None
+    stem_stride: Spec | None = None
+    stem_channels: Spec | None = None
+    stem_pool: Spec | None = None
+    stem_levels: tuple[dict[str, Spec], ...] = ()
+    num_stages: Spec | None = None
+    stages: tuple[dict[str, Spec], ...] = ()
     baselines: tuple[str, ...] = ()
     recipe: tuple[tuple[str, Spec], ...] = ()  # the searched training settings (RECIPE)
+    # a backbone space's section (``backbone_space``): aggregation over an existing network
+    backbone: BackboneSpace | None = None
 
     # ---- loading ---------------------------------------------------------------------------
     @classmethod
@@ -223,8 +240,12 @@ class SearchSpace:
     @classmethod
     def from_dict(cls, raw: Any, path: str = "<dict>") -> "SearchSpace":
         raw = mapping(raw, "space", {"name", "description", "task", "proxy", "objectives",
-                                       "constraints", "genome", "baselines"},
-                      required={"task", "genome"})
+                                       "constraints", "genome", "backbone", "baselines"},
+                      required={"task"})
+        if ("genome" in raw) == ("backbone" in raw):
+            raise SpaceError("space: exactly one of genome (a DLA space) or backbone (over an "
+                             "existing network) is required")
+        backbone = BackboneSpace.parse(raw["backbone"]) if "backbone" in raw else None
         recipe: list[tuple[str, Spec]] = []
         task_raw = _nominal(raw["task"], "task", {"resolution": optional(integer(8)),
                                                   "augment": optional(_augment_rule)}, recipe)
@@ -235,7 +256,8 @@ class SearchSpace:
         if task.resize is not None:
             check("task.resize", task.resize, one_of(RESIZE_MODES), SpaceError)
         check("task.labels_per_class", task.labels_per_class, optional(integer(1)), SpaceError)
-        proxy = Proxy.parse(raw.get("proxy", {}), recipe)
+        proxy = Proxy.parse(raw.get("proxy", {}), recipe,
+                            fine_tune=backbone is not None and backbone.weights == "imagenet")
         check("proxy.train_fraction", proxy.train_fraction, number(0, 1, low_open=True),
               SpaceError)
         try:
@@ -252,6 +274,27 @@ class SearchSpace:
         constraints = dict(mapping(raw.get("constraints", {}), "constraints", set(CONSTRAINTS)))
         for key, value in constraints.items():
             check(f"constraints.{key}", value, number(0, low_open=True), SpaceError)
+        common = dict(name=str(raw.get("name", Path(path).stem)), path=path, raw=raw,
+                      task=task, proxy=proxy, objectives=objectives, constraints=constraints,
+                      recipe=tuple(recipe))
+        if backbone is not None:
+            names = raw.get("baselines", [])
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise SpaceError(f"baselines: {names!r} is not allowed (a list of names)")
+            space = cls(**common, backbone=backbone, baselines=tuple(names))
+        else:
+            space = cls._dla(raw, common)
+        space._self_check()
+        for name in space.baselines:
+            try:
+                space.find(space.hand_design(name))
+            except Unreachable as exc:
+                raise SpaceError(f"baselines: {name} is not in this space ({exc})") from None
+        return space
+
+    @classmethod
+    def _dla(cls, raw: Mapping[str, Any], common: dict[str, Any]) -> SearchSpace:
+        """A DLA space: its ``genome`` section and zoo baselines."""
         g = mapping(raw["genome"], "genome",
                      {"block", "cardinality", "width_multiplier", "channel_divisor", "stem",
                       "num_stages", "stages"}, required={"stem", "stages"})
@@ -288,14 +331,8 @@ class SearchSpace:
                          f"genome.stages[{i}]" if stages_list is not None else "genome.stages",
                          STAGE_CHECKS, STAGE_DEFAULTS)
             for i in range(max_stages))
-        space = cls(
-            name=str(raw.get("name", Path(path).stem)),
-            path=path,
-            raw=raw,
-            task=task,
-            proxy=proxy,
-            objectives=objectives,
-            constraints=constraints,
+        return cls(
+            **common,
             block=parse_spec(g.get("block", "basic"), "genome.block", one_of(BLOCKS)),
             cardinality=parse_spec(g.get("cardinality", 32), "genome.cardinality", integer(1)),
             width_multiplier=parse_spec(g.get("width_multiplier", 1.0), "genome.width_multiplier",
@@ -310,15 +347,18 @@ class SearchSpace:
             num_stages=num_stages,
             stages=stages,
             baselines=_baseline_names(raw.get("baselines", [])),
-            recipe=tuple(recipe),
         )
-        space._self_check()
-        for name in space.baselines:
-            try:
-                space.find(zoo.load(name))
-            except Unreachable as exc:
-                raise SpaceError(f"baselines: {name} is not in this space ({exc})") from None
-        return space
+
+    def hand_design(self, name: str) -> AnyGenome:
+        """The genome of one of ``baselines``: a zoo network, or in a backbone space the
+        network as it is (``own``) or cut (``own_cut<N>``)."""
+        return self.backbone.hand_design(name) if self.backbone is not None else zoo.load(name)
+
+    @property
+    def imagenet_inputs(self) -> bool:
+        """Whether trials start from ImageNet weights, so their inputs are normalised so."""
+        return self.proxy.pretrained is not None or (
+            self.backbone is not None and self.backbone.weights == "imagenet")
 
     def _self_check(self) -> None:
         """Every sampled configuration must give a valid genome; check a few at random."""
@@ -429,7 +469,10 @@ class SearchSpace:
 
         Repairs: a stride-2 step that would receive a map smaller than 2x2 at ``resolution``
         becomes stride 1; bottleneck(x) widths are raised to the nearest width the block
-        allows. IDA edges are offered only from stages ``j <= i - 2``."""
+        allows. IDA edges are offered only from stages ``j <= i - 2``. A backbone space
+        draws its own section (``BackboneSpace.sample``)."""
+        if self.backbone is not None:
+            return self.backbone.sample(trial)
         repairs: list[str] = []
         block = self.block.draw(trial, "block")
         cardinality = self.cardinality.draw(trial, "cardinality")
@@ -499,6 +542,12 @@ class SearchSpace:
     def find(self, genome: Genome, resolution: int | None = None) -> dict[str, Any]:
         """Parameter values with which ``sample`` builds ``genome`` (the same canonical hash);
         raise ``Unreachable`` saying which value the space does not offer."""
+        if self.backbone is not None:
+            if not isinstance(genome, BackboneGenome):
+                raise Unreachable("a DLA genome, the space gives a backbone's")
+            return self.backbone.find(genome)
+        if not isinstance(genome, Genome):
+            raise Unreachable("a backbone genome, the space gives DLA genomes")
         resolution = resolution or self.task.sizing_resolution
         target = genome.canonical_hash()
         slots, k = range(len(self.stem_levels)), len(genome.stem.levels)
@@ -510,7 +559,7 @@ class SearchSpace:
                     lambda name, placed=placed: _field_value(genome, name, placed),
                     lambda name, choice, value, mult=mult: self._matches(genome, name, choice,
                                                                          value, mult))
-                recorder = _Recorder(suggester, values, mult)
+                recorder = Recorder(suggester, values, {"width_multiplier": mult})
                 try:
                     sampled, _ = self.sample(recorder, resolution)
                 except Unreachable as exc:
@@ -548,6 +597,8 @@ class SearchSpace:
         """(number of distinct genomes, exact?). Exact (by enumerating every configuration and
         hashing the genome) when there are at most 200,000 configurations; otherwise the
         number of configurations, an upper bound."""
+        if self.backbone is not None:
+            return self.backbone.count(), True
         specs = self._named_specs()
         total = math.prod(len(s.values()) for _, s in specs)  # upper bound over num_stages
         if total > ENUMERATION_LIMIT:
@@ -597,24 +648,6 @@ def _stage_configurations(spec: dict[str, Spec], i: int) -> int:
                 for a in spec["aggregation"].values())
     strides = sum(n("downsample") if s == 2 else 1 for s in spec["stride"].values())
     return shared * kinds * strides
-
-
-class _Recorder:
-    """Passes draws to ``inner`` and records them (``width_multiplier`` is answered with
-    ``mult``: ``find`` tries each)."""
-
-    def __init__(self, inner: Suggester, values: dict[str, Any], mult: float) -> None:
-        self.inner, self.values, self.mult = inner, values, mult
-
-    def suggest_categorical(self, name: str, choices: list) -> Any:
-        value = self.mult if name == "width_multiplier" else \
-            self.inner.suggest_categorical(name, choices)
-        self.values[name] = value
-        return value
-
-    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
-        self.values[name] = self.inner.suggest_int(name, low, high, step)
-        return self.values[name]
 
 
 def _field_value(genome: Genome, name: str, placed: tuple[int, ...]) -> Any:

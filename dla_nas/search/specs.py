@@ -198,6 +198,25 @@ class TargetSuggester:
         return self._pick(name, list(range(low, high + 1, step)))
 
 
+class Recorder:
+    """Passes draws to ``inner`` and records them in ``values``; a name in ``answers`` is
+    answered from there instead (``SearchSpace.find`` tries each width multiplier)."""
+
+    def __init__(self, inner: Suggester, values: dict[str, Any],
+                 answers: dict[str, Any] | None = None) -> None:
+        self.inner, self.values, self.answers = inner, values, answers or {}
+
+    def suggest_categorical(self, name: str, choices: list) -> Any:
+        value = self.answers[name] if name in self.answers else \
+            self.inner.suggest_categorical(name, choices)
+        self.values[name] = value
+        return value
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
+        self.values[name] = self.inner.suggest_int(name, low, high, step)
+        return self.values[name]
+
+
 class FixedSuggester:
     """Answers from a fixed assignment, for enumeration."""
 

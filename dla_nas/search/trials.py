@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import optuna
 from optuna.trial import TrialState
 
-from ..arch.genome import Genome
+from ..arch.backbone_genome import genome_from_dict
 from ..results import RunStore, TrialRecord, trial_key
 from ..train.trainer import EpochReport
 from .core import (
@@ -109,7 +109,7 @@ def run(evaluator: ProxyEvaluator, proposal: Proposal, *, reuse: TrialRecord | N
         record = evaluator.new_record(proposal.number, **fields)  # filled in as measured
         if reuse is not None:
             return evaluator.reused(record, reuse)
-        model = evaluator.build(Genome.from_dict(proposal.genome))
+        model = evaluator.build(genome_from_dict(proposal.genome))
         if measure is not None:
             measure(model, record)
             return record

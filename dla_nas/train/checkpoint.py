@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..arch.backbone_genome import genome_from_dict
 from ..arch.builder import build_model
-from ..arch.genome import Genome
 from ..data import Dataset
 from ..errors import CheckpointError, GenomeError
 from ..files import write_file
@@ -127,7 +127,7 @@ def checkpoint_model(ckpt: dict, path: str) -> nn.Module:
     a genome or class count that does not match the weights raises ``CheckpointError``
     naming the file."""
     try:
-        model = build_model(Genome.from_dict(ckpt["genome"]), ckpt["num_classes"],
+        model = build_model(genome_from_dict(ckpt["genome"]), ckpt["num_classes"],
                             ckpt["data"]["in_chans"])
     except GenomeError as exc:
         raise CheckpointError(f"{path}: {exc}") from None

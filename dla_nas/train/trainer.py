@@ -201,7 +201,7 @@ def param_groups(model: nn.Module, weight_decay: float, lr: float,
                  backbone_lr_mult: float = 1.0) -> list[dict]:
     """Optimiser groups: weight decay on conv and linear weights only (not on BN parameters
     or biases); with ``backbone_lr_mult`` other than 1, the backbone at ``lr *
-    backbone_lr_mult`` and the head (``model.fc``) at ``lr``. Groups are named ``all`` and
+    backbone_lr_mult`` and the head (see ``backbone_parameters``) at ``lr``. Groups are named ``all`` and
     ``all_no_decay``, or ``backbone``, ``backbone_no_decay``, ``head`` and ``head_no_decay``
     (two groups when the rates are equal, so a training state saved that way resumes)."""
     backbone = {id(p) for p in backbone_parameters(model)}
@@ -217,8 +217,11 @@ def param_groups(model: nn.Module, weight_decay: float, lr: float,
 
 
 def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Every parameter outside the head (``model.fc``): what ``freeze_epochs`` holds still."""
-    head = {id(p) for p in getattr(model, "fc", nn.Identity()).parameters()}
+    """Every parameter outside the head (``model.head_parameters()`` where the model says,
+    else ``model.fc``): what ``freeze_epochs`` holds still."""
+    own = getattr(model, "head_parameters", None)
+    head = {id(p) for p in (own() if own is not None
+                            else getattr(model, "fc", nn.Identity()).parameters())}
     return [p for p in model.parameters() if id(p) not in head]
 
 

@@ -83,9 +83,10 @@ def adapt_input_channels(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return weight.repeat(1, repeats, 1, 1)[:, :in_chans] * (weight.shape[1] / in_chans)
 
 
-def transfer_weights(model: nn.Module, state: dict[str, torch.Tensor],
-                     source: str) -> TransferReport:
-    """Copy each tensor of ``state`` whose module path and shape match ``model``'s into it."""
+def transfer_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str,
+                     first_conv: str = FIRST_CONV) -> TransferReport:
+    """Copy each tensor of ``state`` whose module path and shape match ``model``'s into it;
+    ``first_conv`` (the input conv's weight) is adapted to the model's input channels."""
     report = TransferReport(source)
     own = model.state_dict()
     with torch.no_grad():
@@ -94,7 +95,7 @@ def transfer_weights(model: nn.Module, state: dict[str, torch.Tensor],
             if target is None:
                 report.skipped.append((key, "not in this network"))
                 continue
-            if (key == FIRST_CONV and tensor.ndim == 4 and tensor.shape[1] != target.shape[1]
+            if (key == first_conv and tensor.ndim == 4 and tensor.shape[1] != target.shape[1]
                     and tensor.shape[1] == 3 and tensor.shape[2:] == target.shape[2:]):
                 tensor = adapt_input_channels(tensor, target.shape[1])
                 report.adapted.append(f"{key} (3 -> {target.shape[1]} input channels)")
@@ -122,10 +123,12 @@ class Pretrained:
             parse_source(str(source), network))
         self.state = read_state_dict(self.file.path)
 
-    def load_into(self, model: nn.Module, require_match: bool = True) -> TransferReport:
-        """Copy the matching tensors into ``model``; with ``require_match``, a file that
-        shares no tensor with it raises ``WeightsError``."""
-        report = transfer_weights(model, self.state, self.file.source.label)
+    def load_into(self, model: nn.Module, require_match: bool = True,
+                  first_conv: str = FIRST_CONV) -> TransferReport:
+        """Copy the matching tensors into ``model`` (``first_conv``: see
+        ``transfer_weights``); with ``require_match``, a file that shares no tensor with it
+        raises ``WeightsError``."""
+        report = transfer_weights(model, self.state, self.file.source.label, first_conv)
         report.file, report.sha256 = str(self.file.path), self.file.sha256
         report.checked = self.file.checked
         if require_match and not report.loaded:

@@ -1,0 +1,190 @@
+"""A genome over an existing network: a backbone, its weights, a cut and a head.
+
+This is the user's own model given aggregation, as data (the model itself is built by
+``dla_nas.backbones.build``):
+
+- ``backbone``: ``efficientnet_lite0`` (optional ``lite0`` packages), any zoo name or DLA
+  genome's zoo name (``plain_cnn``, ``resnet20``, ``dla34`` ...), or ``timm:NAME``;
+- ``weights``: ``imagenet`` (lite0 and timm: the weights they ship) or ``none`` (PyTorch's or
+  the recipe's init). ImageNet weights are fed ImageNet-normalised inputs;
+- ``cut``: how many of the deepest levels are dropped, so that aggregation over the levels
+  left can cost fewer MACs than the whole network;
+- ``head``: ``aggregation: none`` is the backbone as it is (its own pooling and classifier,
+  with a new last linear layer; the deepest level kept, pooled, when something is cut);
+  ``ida`` is the paper's iterative deep aggregation over the deepest ``levels`` levels kept,
+  shallow to deep, with nodes of ``kernel`` and ``width`` (and a ``residual`` from the deeper
+  level's projection).
+
+One canonical hash covers all of it, as for a DLA genome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..checks import boolean, check, integer, one_of, optional
+from ..errors import GenomeError
+from . import zoo
+from .genome import MIN_INPUT, Genome, GenomeText, read_genome
+
+LITE0 = "efficientnet_lite0"
+TIMM_PREFIX = "timm:"
+WEIGHTS = ("none", "imagenet")
+HEAD_AGGREGATIONS = ("none", "ida")
+NODE_KERNELS = (1, 3)
+# efficientnet_lite0's levels (``backbones.lite0.LITE0_TAPS``): strides 4, 8, 16 and 32
+LITE0_STRIDES = (4, 8, 16, 32)
+MAX_WIDTH = 4096
+
+@dataclass(frozen=True)
+class Head:
+    """How the kept levels become logits (see the module docstring). ``width`` None: the
+    deepest aggregated level's channels."""
+
+    aggregation: str = "none"
+    levels: int = 1
+    width: int | None = None
+    kernel: int = 3
+    residual: bool = False
+
+
+@dataclass(frozen=True)
+class BackboneGenome(GenomeText):
+    """An existing network with a head: the ``backbone``, its ``weights``, the deepest levels
+    ``cut`` off, and the ``head``. ``name`` is a label, not structure."""
+
+    backbone: str
+    weights: str = "none"
+    cut: int = 0
+    head: Head = field(default_factory=Head)
+    name: str = ""
+
+    # ---- serialisation -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BackboneGenome":
+        if not isinstance(data, Mapping):
+            raise GenomeError(f"genome: expected a mapping, got {type(data).__name__}")
+        raw = _known(cls, data, "")
+        if "head" in raw:
+            if not isinstance(raw["head"], Mapping):
+                raise GenomeError(f"head: expected a mapping, got {type(raw['head']).__name__}")
+            raw["head"] = Head(**_known(Head, raw["head"], "head."))
+        return cls(**raw).validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data; the head's unused fields (a node's with ``aggregation: none``) left out."""
+        out = dataclasses.asdict(self)
+        if self.head.aggregation == "none":
+            out["head"] = {"aggregation": "none"}
+        elif self.head.width is None:
+            del out["head"]["width"]
+        if not self.name:
+            del out["name"]
+        return out
+
+    def describe(self) -> str:
+        """One line: the backbone, its weights, the cut and the head."""
+        head = self.head
+        if head.aggregation == "none":
+            text = "its own head" if not self.cut else "the deepest level kept, pooled, linear"
+        else:
+            text = (f"IDA over the deepest {head.levels} levels kept (nodes {head.kernel}x"
+                    f"{head.kernel}, width {head.width or 'of the deepest'}"
+                    f"{', residual' if head.residual else ''})")
+        return f"{self.backbone} ({self.weights} weights), cut {self.cut}: {text}"
+
+    # ---- identity ------------------------------------------------------------------------
+    def canonical(self) -> "BackboneGenome":
+        head = self.head if self.head.aggregation != "none" else Head()
+        return dataclasses.replace(self, head=head, name="")
+
+    # ---- checks --------------------------------------------------------------------------
+    def validate(self) -> "BackboneGenome":
+        """Raise ``GenomeError`` naming the first offending field and what is allowed. The
+        level count of a zoo or timm backbone is checked when it is built."""
+        if not isinstance(self.backbone, str) or not (
+                self.backbone == LITE0 or self.backbone.startswith(TIMM_PREFIX)
+                and len(self.backbone) > len(TIMM_PREFIX) or zoo.find(self.backbone)):
+            raise GenomeError(f"backbone: {self.backbone!r} is not allowed ({LITE0}, a zoo "
+                              f"name such as plain_cnn or dla34, or {TIMM_PREFIX}NAME)")
+        check("weights", self.weights, one_of(WEIGHTS), GenomeError)
+        if self.weights == "imagenet" and self.zoo is not None:
+            raise GenomeError(f"weights: 'imagenet' is not allowed with backbone "
+                              f"{self.backbone} (none: zoo networks start from the recipe's "
+                              "init; official DLA weights come through --pretrained)")
+        check("cut", self.cut, integer(0, self.level_count - 1 if self.level_count else None),
+              GenomeError)
+        head = self.head
+        check("head.aggregation", head.aggregation, one_of(HEAD_AGGREGATIONS), GenomeError)
+        check("head.width", head.width, optional(integer(1, MAX_WIDTH)), GenomeError)
+        check("head.kernel", head.kernel, one_of(NODE_KERNELS), GenomeError)
+        check("head.residual", head.residual, boolean, GenomeError)
+        if head.aggregation == "none":
+            check("head.levels", head.levels, one_of((1,)), GenomeError)
+        else:
+            kept = self.level_count - self.cut if self.level_count else None
+            check("head.levels", head.levels, integer(2, kept), GenomeError)
+        if not isinstance(self.name, str):
+            raise GenomeError(f"name: {self.name!r} is not allowed (a string)")
+        return self
+
+    @property
+    def zoo(self) -> Genome | None:
+        """The zoo genome of a zoo backbone, else None."""
+        return zoo.find(self.backbone) if not self.backbone.startswith(TIMM_PREFIX) else None
+
+    @property
+    def level_count(self) -> int | None:
+        """The backbone's levels when known before building (lite0), else None."""
+        return len(LITE0_STRIDES) if self.backbone == LITE0 else None
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the weights expect ImageNet-normalised inputs."""
+        return self.weights == "imagenet"
+
+    # ---- geometry ------------------------------------------------------------------------
+    def feature_sizes(self, size: int) -> list[int]:
+        """Spatial size of each level for a square input of ``size`` px (a zoo backbone's
+        own; lite0's at strides 4-32). Raises ``GenomeError`` below ``min_input_size``."""
+        if self.zoo is not None:
+            return self.zoo.feature_sizes(size)
+        if size < self.min_input_size():
+            raise GenomeError(f"input size {size} px is not allowed for {self.backbone} "
+                              f"(>= {self.min_input_size()})")
+        return [math.ceil(size / s) for s in LITE0_STRIDES]
+
+    def check_input(self, shape: tuple[int, int, int]) -> list[int]:
+        return self.feature_sizes(min(shape[1:]))
+
+    def min_input_size(self) -> int:
+        if self.zoo is not None:
+            return self.zoo.min_input_size()
+        return max(MIN_INPUT, LITE0_STRIDES[-1])
+
+
+AnyGenome = Genome | BackboneGenome
+
+
+def genome_from_dict(data: Any) -> AnyGenome:
+    """A DLA genome, or a backbone genome where ``data`` names a ``backbone``."""
+    if isinstance(data, Mapping) and "backbone" in data:
+        return BackboneGenome.from_dict(data)
+    return Genome.from_dict(data)
+
+
+def genome_from_yaml(path: str | Path) -> AnyGenome:
+    """A genome YAML file of either kind (an exported model config, with ``genome:``, too)."""
+    return read_genome(path, genome_from_dict)
+
+
+def _known(cls: type, data: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    known = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in known:
+            raise GenomeError(f"{prefix}{key}: unknown field (allowed: {', '.join(known)})")
+    return dict(data)

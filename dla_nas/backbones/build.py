@@ -1,0 +1,91 @@
+"""The model of a ``BackboneGenome``: the backbone network, cut, with its head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..arch.backbone_genome import LITE0, TIMM_PREFIX, BackboneGenome
+from ..errors import GenomeError
+from .attach import HeadConfig, TapClassifier
+from .lite0 import CLASSIFIER, efficientnet_lite0
+from .taps import FeatureTaps
+from .timm_backbone import timm_features
+from .zoo import dla_backbone
+
+# the input side of the dry run that finds the taps' channels and strides
+DRY_RUN_SIZE = 64
+
+
+class OwnHead(nn.Module):
+    """A network as it is, with its own pooling and classifier (the module ``classifier``,
+    which is new for the task)."""
+
+    def __init__(self, net: nn.Module, classifier: str) -> None:
+        super().__init__()
+        self.net = net
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.net.get_submodule(self.classifier).parameters())
+
+
+def new_classifier(net: nn.Module, name: str, num_classes: int) -> None:
+    """Replace the linear layer ``name`` of ``net`` by a new one for ``num_classes``."""
+    old = net.get_submodule(name)
+    parent, _, leaf = name.rpartition(".")
+    setattr(net.get_submodule(parent) if parent else net, leaf,
+            nn.Linear(old.in_features, num_classes))
+
+
+def network_taps(genome: BackboneGenome, in_chans: int, **build: object
+                 ) -> tuple[nn.Module, list[str], str]:
+    """``genome``'s backbone network for ``in_chans`` inputs (with its ImageNet weights where
+    the genome says), its levels (module names, shallow to deep) and its classifier's name."""
+    if genome.zoo is not None:
+        net, taps = dla_backbone(genome.zoo, in_chans=in_chans, input_size=DRY_RUN_SIZE,
+                                 **build)
+        return net, taps, "fc"
+    if genome.backbone == LITE0:
+        return (*efficientnet_lite0(genome.pretrained, in_chans), CLASSIFIER)
+    net, taps = timm_features(genome.backbone.removeprefix(TIMM_PREFIX), genome.pretrained,
+                              in_chans)
+    return net, taps, net.default_cfg.get("classifier", "")
+
+
+def build_backbone_model(genome: BackboneGenome, num_classes: int, in_chans: int = 3,
+                         **build: object) -> nn.Module:
+    """``genome``'s model for ``num_classes`` and ``in_chans`` input channels; ``build``
+    (``init``, ``zero_init_residual``) goes to ``build_model`` for a zoo backbone.
+    ``model.transfer_report`` says what ImageNet weights were loaded (None: none);
+    ``model.genome`` is ``genome``, as checkpoints record it."""
+    own_head = genome.head.aggregation == "none" and genome.cut == 0
+    if genome.zoo is not None and own_head:  # the zoo network as it is
+        from ..arch.builder import build_model
+
+        model: nn.Module = OwnHead(build_model(genome.zoo, num_classes, in_chans, **build), "fc")
+        model.transfer_report, model.genome = None, genome
+        return model
+    net, taps, classifier = network_taps(genome, in_chans, **build)
+    report = getattr(net, "transfer_report", None)
+    if own_head:
+        new_classifier(net, classifier, num_classes)
+        model = OwnHead(net, classifier)
+    else:
+        kept = len(taps) - genome.cut
+        if kept < 1:
+            raise GenomeError(f"cut: {genome.cut} is not allowed for {genome.backbone} (it has "
+                              f"{len(taps)} levels: 0 to {len(taps) - 1})")
+        if genome.head.levels > kept:
+            raise GenomeError(f"head.levels: {genome.head.levels} is not allowed (at most {kept}:"
+                              f" {genome.backbone} has {len(taps)} levels, cut {genome.cut})")
+        head = genome.head
+        model = TapClassifier(
+            FeatureTaps(net, taps[kept - head.levels:kept], in_chans, DRY_RUN_SIZE),
+            HeadConfig(num_classes, head.aggregation, head.width, head.kernel, head.residual))
+    model.transfer_report = report
+    model.genome = genome
+    return model
