@@ -170,13 +170,12 @@ def test_bad_space_file_errors_name_the_file(tmp_path):
 
 @pytest.mark.parametrize("path", SPACES, ids=[p.name for p in SPACES])
 def test_every_listed_baseline_is_reachable_by_sample(path):
-    from dla_nas.arch import zoo
-
     space = SearchSpace.from_yaml(path)
     for name in space.baselines:
-        values = space.find(zoo.load(name))
-        genome, repairs = space.sample(FixedSuggester(values), space.task.resolution or 32)
-        assert repairs == [] and genome.canonical_hash() == zoo.load(name).canonical_hash()
+        values = space.find(space.hand_design(name))
+        genome, repairs = space.sample(FixedSuggester(values), space.task.sizing_resolution)
+        assert repairs == [] and genome.canonical_hash() == \
+            space.hand_design(name).canonical_hash()
 
 
 def test_the_small_spaces_contain_the_plain_cnns_and_resnets():

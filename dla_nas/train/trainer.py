@@ -11,11 +11,14 @@ evaluation on a shuffled, class-mixed sample of the training images, drawn as tr
 them (class-balanced on imbalanced data, ``sampling``).
 
 Small data sets give few optimiser steps per epoch, so a budget is ``epochs`` *and*
-``min_steps``: training runs for whichever is longer (``TrainConfig.epochs_for``).
+``min_steps``: training runs for whichever is longer (``TrainConfig.epochs_for``). An epoch
+over a train split of fewer than ``min_epoch_images`` images (a few labels a class) is
+several passes over it, so that the evaluation after each epoch stays a small share.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import resource
 import time
@@ -50,6 +53,7 @@ TRAIN_RULES = {
     "threads": optional(integer(1)), "eval_batch_size": integer(1), "seed": integer(0),
     "zero_init_residual": boolean, "compile": boolean,
     "backbone_lr_mult": number(0), "freeze_epochs": integer(0), "freeze_bn": boolean,
+    "min_epoch_images": integer(0),
     "sampling": one_of(SAMPLINGS), "init": one_of(INITS),
 }
 
@@ -92,6 +96,11 @@ class TrainConfig:
     threads: int | None = None
     compile: bool = False
     eval_batch_size: int = 500
+    # where min_steps stretches training over many passes of a small train split, an epoch
+    # is several passes, of at least this many images: with few labels a pass is a step or
+    # two, and the val pass (and BN re-estimation) after each epoch would cost several times
+    # the training (0: an epoch is one pass)
+    min_epoch_images: int = 512
     # fine-tuning (see ``FINE_TUNING``): the backbone's share of ``lr``, epochs that train the
     # head alone, and BN statistics kept as loaded (no update, no recalibration)
     backbone_lr_mult: float = 1.0
@@ -104,10 +113,23 @@ class TrainConfig:
         check("freeze_epochs", self.freeze_epochs, integer(0, self.epochs - 1), TrainError)
         resolve_device(self.device)
 
-    def steps_per_epoch(self, train_size: int) -> int:
-        """Optimiser steps in one epoch (the last partial batch is dropped unless it is the
-        only one)."""
+    def steps_per_pass(self, train_size: int) -> int:
+        """Optimiser steps in one pass over the train split (the last partial batch is
+        dropped unless it is the only one)."""
         return max(1, train_size // self.batch_size)
+
+    def passes_per_epoch(self, train_size: int) -> int:
+        """Passes over the train split in one epoch: enough for ``min_epoch_images``, but no
+        more than ``min_steps`` asks for beyond ``epochs`` passes (so the steps in all stay
+        what ``epochs`` and ``min_steps`` say, give or take one epoch)."""
+        steps = self.steps_per_pass(train_size)
+        seen = steps * min(self.batch_size, max(train_size, 1))
+        wanted = math.ceil(self.min_epoch_images / seen)
+        stretched = math.ceil(self.min_steps / (self.epochs * steps))
+        return max(1, min(wanted, stretched))
+
+    def steps_per_epoch(self, train_size: int) -> int:
+        return self.steps_per_pass(train_size) * self.passes_per_epoch(train_size)
 
     def balanced(self, data: Dataset) -> bool:
         """Whether this recipe draws class-balanced batches from ``data``'s train split."""
@@ -314,7 +336,8 @@ def train(
     backbone = backbone_parameters(model) if cfg.freeze_epochs else []  # held still at first
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] \
         if cfg.freeze_bn else []
-    steps_per_epoch = len(train_loader)
+    passes = cfg.passes_per_epoch(len(data.train))
+    steps_per_epoch = len(train_loader) * passes
     epochs = cfg.epochs_for(len(data.train))
     total = epochs * steps_per_epoch
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
@@ -364,7 +387,7 @@ def train(
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         epoch_images = 0
-        for x, y in train_loader:
+        for x, y in itertools.chain.from_iterable(train_loader for _ in range(passes)):
             with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
                 loss = F.cross_entropy(step_model(x), y, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
