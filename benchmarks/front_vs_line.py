@@ -9,6 +9,10 @@ A search trial that drew a hand design (the line's, or one of the space's baseli
 warm start draws first) is not counted as a finding.
 
     python benchmarks/front_vs_line.py results/reference-digits-aggregation
+    python benchmarks/front_vs_line.py RUN --share 0.667 --point-macs 1.1   # over a backbone
+
+A run over a backbone (a ``backbone:`` space) has its hand designs (``own``, ``own_cut<N>``)
+as search trials of its warm start: confirmed with ``--trial``, they are its line.
 """
 
 from __future__ import annotations
@@ -22,8 +26,15 @@ from dla_nas.analysis.confirm import compare_with_line, hand_design_hashes, load
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a run folder with a confirm.jsonl")
+    parser.add_argument("--share", type=float, default=0.5,
+                        help="a candidate must reach the best hand design at <= this share "
+                             "of its MACs (default 0.5)")
+    parser.add_argument("--point-macs", type=float, default=1.0,
+                        help="... or beat it by 1 point at <= this multiple of its MACs "
+                             "(default 1.0)")
     args = parser.parse_args()
-    out = compare_with_line(load_confirmed(args.run), hand_design_hashes(args.run))
+    out = compare_with_line(load_confirmed(args.run), hand_design_hashes(args.run),
+                            args.share, args.point_macs)
     print(json.dumps({"run": args.run, **out}, indent=1))
 
 

@@ -58,3 +58,23 @@ def test_replay_stops_a_beaten_trial_and_counts_the_training_it_saves():
     # the order of arrival matters: alone at its rung, 3 continues
     first = [record(3, 0.60, 0.50, 2_000_000, 0.0), *records[1:3]]
     assert replay(first, Rungs(4, 2, eta=3), OBJECTIVES) == (set(), 0.0)
+
+
+def test_the_learning_curve_reads_transfer_runs_and_draws_them(tmp_path, capsys, monkeypatch):
+    import json
+
+    rows = {5: [0.7, 0.8, 0.75], 10: [0.9, 0.85, 0.8]}
+    paths = []
+    for n, accs in rows.items():
+        path = tmp_path / f"n{n}.jsonl"
+        lines = [{"labels": n, "route": "lite0-imagenet", "seed": s, "test_acc": a}
+                 for s, a in enumerate(accs)]
+        lines.append({"benchmark": "transfer", "labels": n, "summary": {}})
+        path.write_text("\n".join(map(json.dumps, lines)) + "\n")
+        paths.append(str(path))
+    monkeypatch.setattr("sys.argv", ["learning_curve.py", str(tmp_path / "c.png"), *paths])
+    load("learning_curve").main()
+    summary = json.loads(capsys.readouterr().out)["summary"]["lite0-imagenet"]
+    assert summary["5"] == {"mean": 0.75, "low": 0.7, "high": 0.8, "seeds": 3}
+    assert summary["10"]["mean"] == 0.85 and summary["10"]["low"] == 0.8
+    assert (tmp_path / "c.png").stat().st_size > 1000

@@ -221,14 +221,20 @@ def test_compare_with_line_finds_the_targets_and_the_gap():
     assert [r["label"] for r in out["one_point"]] == ["trial 2"]
     assert out["gap"] == pytest.approx(0.001)
     assert out["hypervolume"]["front"] > out["hypervolume"]["line"]
-    # a search trial that drew a hand design (the warm start does) is no finding: one of the
-    # confirmed line, or one named by hand_designs (with its recipe in the key)
-    redrawn = row("small", "search", 100, 0.96, 0.95, 0.97)
+    # a search trial that drew a hand design (the warm start does) is no finding but one of
+    # the line: one of the confirmed line, or one named by hand_designs (with its recipe in
+    # the key); trained by the search's recipe, it may be the line's best
+    redrawn = row("small", "search", 100, 0.90, 0.88, 0.92)
     assert compare_with_line(line + [half, redrawn])["half_macs"] == out["half_macs"]
     warm = row("hd@lr=0.1", "search", 100, 0.96, 0.95, 0.97)
     assert [r["label"] for r in compare_with_line(line + [half, warm])["half_macs"]] == \
         ["trial 1", "hd@lr=0.1"]
-    assert compare_with_line(line + [half, warm], {"hd"})["half_macs"] == out["half_macs"]
+    own = compare_with_line(line + [half, warm], {"hd"})
+    assert own["best_hand_design"]["label"] == "hd@lr=0.1" and own["half_macs"] == []
+    # the thresholds of another target: 2/3 of the MACs, or a point better at 1.1x
+    wider = compare_with_line(line + [half, row("trial 4", "search", 1050, 0.97, 0.965, 0.975)],
+                              share=2 / 3, point_macs=1.1)
+    assert [r["label"] for r in wider["one_point"]] == ["trial 4"]
     short = compare_with_line(line + [row("trial 3", "search", 500, 0.93, 0.92, 0.94)])
     assert short["half_macs"] == [] and short["one_point"] == []
     assert short["gap"] == pytest.approx(-0.02)

@@ -525,32 +525,34 @@ def hand_design_hashes(run: str | Path) -> set[str]:
         {own.hand_design(n).canonical_hash() for n in own.baselines} if own else set())
 
 
-def compare_with_line(confirmed: list[Confirmed],
-                      hand_designs: Iterable[str] = ()) -> dict[str, Any]:
+def compare_with_line(confirmed: list[Confirmed], hand_designs: Iterable[str] = (),
+                      share: float = 0.5, point_macs: float = 1.0) -> dict[str, Any]:
     """Does the confirmed front beat the hand-designed line? On mean test accuracy over seeds,
-    against the best hand design (the baseline of highest mean):
+    against the best hand design (the baseline of highest mean; a confirmed search trial
+    that drew one of ``hand_designs`` is a baseline too):
 
-    - ``half_macs``: a search candidate reaches its mean at <= 1/2 its MACs;
-    - ``one_point``: one beats its mean by >= 1 point at <= its MACs, its lowest seed above
-      the hand design's highest;
+    - ``half_macs``: a search candidate reaches its mean at <= ``share`` of its MACs;
+    - ``one_point``: one beats its mean by >= 1 point at <= ``point_macs`` x its MACs, its
+      lowest seed above the hand design's highest;
     - ``hypervolume``: of (mean test accuracy, log10 MACs) for the confirmed search candidates
       and for the baselines, against one reference point: 0.01 below the lowest mean, and
       log10 of 1.1 x the largest MACs.
 
-    ``gap`` is the best mean of the candidates within half the MACs minus the hand design's
-    (negative: short of the target). A search trial that drew a hand design (the warm start
-    does) is no finding: one whose genome is a confirmed baseline's or in ``hand_designs``
-    (genome hashes, ``hand_design_hashes``) is left out of the candidates."""
-    line = [c for c in confirmed if c.kind == "baseline"]
-    hand = {c.hash for c in line} | set(hand_designs)
-    found = [c for c in confirmed if c.kind == "search" and c.hash.split("@")[0] not in hand]
+    ``gap`` is the best mean of the candidates within ``share`` of the MACs minus the hand
+    design's (negative: short of the target). A search trial that drew a hand design (the
+    warm start does) is no finding: one whose genome is a confirmed baseline's or in
+    ``hand_designs`` (genome hashes, ``hand_design_hashes``) is left out of the
+    candidates."""
+    hand = {c.hash for c in confirmed if c.kind == "baseline"} | set(hand_designs)
+    line = [c for c in confirmed if c.kind == "baseline" or c.hash.split("@")[0] in hand]
+    found = [c for c in confirmed if c not in line]
     if not line or not found:
         raise RunError("compare: needs confirmed baselines and confirmed search trials that "
                        "are not hand designs")
     best = max(line, key=lambda c: c.test_acc[0])
-    half = [c for c in found if c.macs <= best.macs / 2]
-    one_point = [c for c in found if c.macs <= best.macs and c.test_acc[0] >= best.test_acc[0]
-                 + 0.01 and c.test_acc[1] > best.test_acc[2]]
+    half = [c for c in found if c.macs <= best.macs * share]
+    one_point = [c for c in found if c.macs <= best.macs * point_macs
+                 and c.test_acc[0] >= best.test_acc[0] + 0.01 and c.test_acc[1] > best.test_acc[2]]
     reference = [min(c.test_acc[0] for c in confirmed) - 0.01,
                  math.log10(1.1 * max(c.macs for c in confirmed))]
 
