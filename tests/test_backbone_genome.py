@@ -188,3 +188,18 @@ def test_search_confirm_and_export_over_a_backbone(tmp_path, capsys):
                  "--min-steps", "2"]) == 0
     assert main(["export", str(run), "--pareto", "--out", str(tmp_path / "exp")]) == 0
     assert list((tmp_path / "exp").glob("*.yaml"))
+
+
+def test_a_weights_file_of_the_backbone_network_alone_loads_into_it(tmp_path):
+    from safetensors.torch import save_file
+
+    net = build_model("dla34_cifar_x0.25", 10, 3)  # the user's own network, trained elsewhere
+    path = tmp_path / "mine.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    model = build_model(genome_from_dict(IDA), 4, 1, pretrained=path)
+    report = model.transfer_report
+    assert report.adapted == ["base_layer.0.weight (3 -> 1 input channels)"]
+    assert {k for k, _ in report.skipped} >= {"fc.weight", "fc.bias"}  # its own classifier
+    inner = model.backbone.model
+    assert torch.equal(inner.level3.tree1.tree1.conv1.weight, net.level3.tree1.tree1.conv1.weight)
+    assert torch.equal(inner.base_layer[0].weight, net.base_layer[0].weight.sum(1, keepdim=True))

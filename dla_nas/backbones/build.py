@@ -7,8 +7,9 @@ from torch import nn
 
 from ..arch.backbone_genome import LITE0, TIMM_PREFIX, BackboneGenome
 from ..errors import GenomeError
+from ..weights.transfer import FIRST_CONV
 from .attach import HeadConfig, TapClassifier
-from .lite0 import CLASSIFIER, efficientnet_lite0
+from .lite0 import CLASSIFIER, STEM, efficientnet_lite0
 from .taps import FeatureTaps
 from .timm_backbone import timm_features
 from .zoo import dla_backbone
@@ -42,18 +43,20 @@ def new_classifier(net: nn.Module, name: str, num_classes: int) -> None:
 
 
 def network_taps(genome: BackboneGenome, in_chans: int, **build: object
-                 ) -> tuple[nn.Module, list[str], str]:
+                 ) -> tuple[nn.Module, list[str], str, str]:
     """``genome``'s backbone network for ``in_chans`` inputs (with its ImageNet weights where
-    the genome says), its levels (module names, shallow to deep) and its classifier's name."""
+    the genome says), its levels (module names, shallow to deep), its classifier's name and
+    its first conv's weight (which a weights file adapts to ``in_chans``)."""
     if genome.zoo is not None:
         net, taps = dla_backbone(genome.zoo, in_chans=in_chans, input_size=DRY_RUN_SIZE,
                                  **build)
-        return net, taps, "fc"
+        return net, taps, "fc", FIRST_CONV
     if genome.backbone == LITE0:
-        return (*efficientnet_lite0(genome.pretrained, in_chans), CLASSIFIER)
+        return (*efficientnet_lite0(genome.pretrained, in_chans), CLASSIFIER, f"{STEM}.weight")
     net, taps = timm_features(genome.backbone.removeprefix(TIMM_PREFIX), genome.pretrained,
                               in_chans)
-    return net, taps, net.default_cfg.get("classifier", "")
+    cfg = net.default_cfg
+    return net, taps, cfg.get("classifier", ""), f"{cfg.get('first_conv', '')}.weight"
 
 
 def build_backbone_model(genome: BackboneGenome, num_classes: int, in_chans: int = 3,
@@ -61,15 +64,18 @@ def build_backbone_model(genome: BackboneGenome, num_classes: int, in_chans: int
     """``genome``'s model for ``num_classes`` and ``in_chans`` input channels; ``build``
     (``init``, ``zero_init_residual``) goes to ``build_model`` for a zoo backbone.
     ``model.transfer_report`` says what ImageNet weights were loaded (None: none);
-    ``model.genome`` is ``genome``, as checkpoints record it."""
+    ``model.genome`` is ``genome``, as checkpoints record it; ``model.network`` is the
+    backbone network and its first conv's weight, for a weights file of that network alone
+    (``weights.load_pretrained``)."""
     own_head = genome.head.aggregation == "none" and genome.cut == 0
     if genome.zoo is not None and own_head:  # the zoo network as it is
         from ..arch.builder import build_model
 
-        model: nn.Module = OwnHead(build_model(genome.zoo, num_classes, in_chans, **build), "fc")
-        model.transfer_report, model.genome = None, genome
+        net = build_model(genome.zoo, num_classes, in_chans, **build)
+        model: nn.Module = OwnHead(net, "fc")
+        model.transfer_report, model.genome, model.network = None, genome, (net, FIRST_CONV)
         return model
-    net, taps, classifier = network_taps(genome, in_chans, **build)
+    net, taps, classifier, first_conv = network_taps(genome, in_chans, **build)
     report = getattr(net, "transfer_report", None)
     if own_head:
         new_classifier(net, classifier, num_classes)
@@ -86,6 +92,5 @@ def build_backbone_model(genome: BackboneGenome, num_classes: int, in_chans: int
         model = TapClassifier(
             FeatureTaps(net, taps[kept - head.levels:kept], in_chans, DRY_RUN_SIZE),
             HeadConfig(num_classes, head.aggregation, head.width, head.kernel, head.residual))
-    model.transfer_report = report
-    model.genome = genome
+    model.transfer_report, model.genome, model.network = report, genome, (net, first_conv)
     return model

@@ -140,9 +140,17 @@ class Pretrained:
 
 def load_pretrained(model: nn.Module, source: str | Path | WeightsFile) -> TransferReport:
     """Load the weights ``source`` names (see ``weights.sources`` for the forms), or an
-    already resolved ``WeightsFile``, into ``model`` and report what was loaded."""
+    already resolved ``WeightsFile``, into ``model`` and report what was loaded. A model over
+    a backbone network (``model.network``: the network and its first conv's weight) also
+    takes a file of that network alone: the user's own weights for it."""
     genome = getattr(model, "genome", None)
-    return Pretrained(source, getattr(genome, "name", "") or "").load_into(model)
+    weights = Pretrained(source, getattr(genome, "name", "") or "")
+    network = getattr(model, "network", None)
+    report = weights.load_into(model, require_match=network is None)
+    if network is not None and not report.loaded:
+        net, first_conv = network
+        report = weights.load_into(net, first_conv=first_conv)
+    return report
 
 
 def imagenet_stats(in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
