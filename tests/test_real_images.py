@@ -62,17 +62,25 @@ def test_a_class_sorted_folder_is_learned_and_evaluated_right(sorted_folder):
     data = load_dataset(DataConfig(f"folder:{sorted_folder}"))
     torch.manual_seed(0)
     model = build_model("plain_cnn_8_16", 3, 1)
-    result = train(model, data, TrainConfig(epochs=1, min_steps=60, batch_size=16, lr=0.05,
-                                            device="cpu"))
+    cfg = TrainConfig(epochs=1, min_steps=60, batch_size=16, lr=0.05, device="cpu")
+    result = train(model, data, cfg)
     again = training.evaluate(model, make_loader(data, "val", 50, "cpu", train=False, seed=0), 3)
     assert result.val_acc == pytest.approx(again.acc)
-    assert result.val_acc >= 0.8 and result.epochs_run == 60 // (len(data.train) // 16) + 1
+    # 144 train images, 9 steps a pass: epochs of 4 passes (576 images), 2 of them for 60 steps
+    assert len(data.train) == 144 and cfg.steps_per_epoch(144) == 36
+    assert result.val_acc >= 0.8 and result.epochs_run == 2
 
 
 def test_min_steps_scales_epochs_to_the_data():
+    one_pass = TrainConfig(epochs=3, min_steps=100, batch_size=10, min_epoch_images=0)
+    assert one_pass.steps_per_epoch(95) == 9 and one_pass.epochs_for(95) == 12
+    # a small split that min_steps stretches: epochs of several passes, the same steps in all
     cfg = TrainConfig(epochs=3, min_steps=100, batch_size=10)
-    assert cfg.steps_per_epoch(95) == 9 and cfg.epochs_for(95) == 12
-    assert cfg.epochs_for(10_000) == 3  # enough steps already
+    assert cfg.passes_per_epoch(95) == 4 and cfg.steps_per_epoch(95) == 36
+    assert cfg.epochs_for(95) == 3 and cfg.epochs_for(95) * cfg.steps_per_epoch(95) == 108
+    assert cfg.epochs_for(10_000) == 3 and cfg.passes_per_epoch(10_000) == 1  # enough steps
+    # never more passes than min_steps asks for: 2 steps over 24 images stay 2 steps
+    assert TrainConfig(epochs=1, min_steps=2, batch_size=64).steps_per_epoch(24) == 2
     assert TrainConfig(min_steps=0, epochs=3, batch_size=64).epochs_for(5) == 3  # one step per epoch
     with pytest.raises(training.TrainError, match=r"min_steps: -1 is not allowed \(>= 0\)"):
         TrainConfig(min_steps=-1)
@@ -105,7 +113,8 @@ def test_train_a_baseline_on_a_folder_writes_inspection_metrics(tmp_path, capsys
                  "--epochs", "1", "--min-steps", "3", "--batch-size", "8", "--augment",
                  "hflip,shift", "--out", str(out), "--json"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["class_names"] == ["a", "b", "c"] and metrics["epochs_run"] == 2
+    # 16 train images, 2 steps a pass: 3 steps are one epoch of 2 passes (4 steps)
+    assert metrics["class_names"] == ["a", "b", "c"] and metrics["epochs_run"] == 1
     assert len(metrics["test_confusion"]) == 3 and len(metrics["test_per_class_recall"]) == 3
     assert 0 <= metrics["test_balanced_acc"] <= 1 and "val_macro_f1" in metrics
     capsys.readouterr()
