@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from ..arch.backbone_genome import (
     HEAD_AGGREGATIONS,
@@ -130,7 +130,8 @@ class BackboneSpace:
             yield dict(zip(names, combo))
 
 
-def _unreachable(genome: BackboneGenome, space: BackboneSpace):
+def _unreachable(genome: BackboneGenome, space: BackboneSpace) -> NoReturn:
+    """Raise ``Unreachable`` naming the first value of ``genome`` the space does not offer."""
     if (genome.backbone, genome.weights) != (space.name, space.weights):
         raise Unreachable(f"backbone {genome.backbone} ({genome.weights} weights), the space "
                           f"gives {space.name} ({space.weights})")
