@@ -14,6 +14,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from dla_nas.files import atomic_path
+
 
 def read_runs(paths: list[Path]) -> dict[str, dict[int, list[float]]]:
     """route -> labels a class -> the seeds' test accuracies (summary lines skipped)."""
@@ -57,7 +59,8 @@ def main() -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(args.plot, dpi=120)
+    with atomic_path(args.plot) as part:  # never a half-written figure
+        fig.savefig(part, format=args.plot.suffix.lstrip(".") or "png", dpi=120)
     print(json.dumps({"benchmark": "learning_curve", "plot": str(args.plot),
                       "summary": summary}))
 

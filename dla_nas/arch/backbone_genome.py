@@ -21,6 +21,7 @@ One canonical hash covers all of it, as for a DLA genome.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,9 +133,9 @@ class BackboneGenome(GenomeText):
             raise GenomeError(f"name: {self.name!r} is not allowed (a string)")
         return self
 
-    @property
+    @functools.cached_property
     def zoo(self) -> Genome | None:
-        """The zoo genome of a zoo backbone, else None."""
+        """The zoo genome of a zoo backbone, else None (read once: a DLA's is a YAML file)."""
         return zoo.find(self.backbone) if not self.backbone.startswith(TIMM_PREFIX) else None
 
     @property
