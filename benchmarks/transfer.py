@@ -8,6 +8,9 @@ JSON line per run and a summary (mean test accuracy, balanced accuracy, macro F1
         [--val-fraction 0.05] [--threads 1] \\
         [--routes lite0-imagenet,lite0-scratch,plain_cnn]
 
+``--labels all`` trains on the whole train split; its rows then give the largest class's
+count as ``labels``, the x of the learning curve.
+
 Routes: ``lite0-imagenet`` (``dla_nas.backbones.efficientnet_lite0`` with its ImageNet
 weights, the model's own pooling and a new linear head: ``attach(..., aggregation="none")``;
 ImageNet-normalised inputs; the fine-tuning recipe, backbone at 0.1x the lr after one epoch
@@ -76,10 +79,15 @@ def run(route: str, data, seed: int, steps: int, batch: int, threads: int) -> di
             "seconds": round(time.perf_counter() - started, 1)}
 
 
+def labels_arg(text: str) -> int | None:
+    return None if text == "all" else int(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", required=True)
-    ap.add_argument("--labels", type=int, required=True, help="labelled images a class")
+    ap.add_argument("--labels", type=labels_arg, required=True,
+                    help="labelled images a class, or 'all' (the whole train split)")
     ap.add_argument("--resolution", type=int, default=96)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, default=300)
@@ -92,16 +100,18 @@ def main() -> None:
     data = load_dataset(DataConfig(args.dataset, resolution=args.resolution,
                                    labels_per_class=args.labels,
                                    val_fraction=args.val_fraction))
+    # the curve's x for the whole split: its largest class, which every class has at most
+    labels = args.labels or int(torch.bincount(data.train.labels).max())
     rows = []
     for route in args.routes.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             rows.append(run(route, data, seed, args.steps, args.batch_size, args.threads))
-            print(json.dumps({"data": data.name, "labels": args.labels, **rows[-1]}), flush=True)
+            print(json.dumps({"data": data.name, "labels": labels, **rows[-1]}), flush=True)
     summary = {route: {k: round(statistics.mean(r[k] for r in rows if r["route"] == route), 4)
                        for k in FIGURES} for route in args.routes.split(",")}
-    print(json.dumps({"benchmark": "transfer", "data": data.name, "labels": args.labels,
-                      "resolution": args.resolution, "steps": args.steps,
-                      "batch_size": args.batch_size, "val_size": len(data.val),
+    print(json.dumps({"benchmark": "transfer", "data": data.name, "labels": labels,
+                      "all_labels": args.labels is None, "resolution": args.resolution,
+                      "steps": args.steps, "batch_size": args.batch_size, "val_size": len(data.val),
                       "test_size": len(data.test),
                       "train_size": len(data.train), "summary": summary}))
 
