@@ -61,6 +61,26 @@ def test_a_bad_backbone_genome_names_the_field(data, message):
         genome_from_dict(data)
 
 
+def test_a_tree_over_two_levels_is_ida_and_dla_up_builds_at_the_shallowest_level():
+    def genome(aggregation, levels):
+        return BackboneGenome("dla34_cifar_x0.25", head=Head(aggregation, levels, 8))
+
+    assert genome("tree", 2).canonical_hash() == genome("ida", 2).canonical_hash()
+    assert genome("tree", 3).canonical_hash() != genome("ida", 3).canonical_hash()
+    assert genome("dla_up", 2).canonical_hash() != genome("ida", 2).canonical_hash()
+    up = genome("dla_up", 3)
+    assert genome_from_dict(yaml.safe_load(up.to_yaml())) == up
+    assert "DLA-up over the deepest 3 levels kept" in up.describe()
+    shape = (1, 32, 32)
+    costs = {agg: model_cost(build_model(genome(agg, 3), 4, 1), shape).macs
+             for agg in ("ida", "tree", "dla_up")}
+    # the tree's nodes both run at the deepest level's size, IDA's first one level shallower,
+    # and DLA-up's last ones at the shallowest's
+    assert costs["tree"] < costs["ida"] < costs["dla_up"]
+    model = build_model(up, 4, 1)
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 4)
+
+
 def test_what_the_backbone_lacks_is_found_when_it_is_built():
     genome = genome_from_dict({"backbone": "plain_cnn", "cut": 1,
                                "head": {"aggregation": "ida", "levels": 2}})
@@ -156,6 +176,14 @@ def test_a_backbone_space_draws_repairs_and_finds_its_hand_designs(tmp_path):
         "backbone.cut": 1, "backbone.aggregation": "ida", "backbone.width": 8}), 16)
     assert genome.head.aggregation == "none"  # one level kept: nothing to aggregate
     assert repairs == ["backbone.aggregation: ida -> none (cut 1 keeps 1 level)"]
+    # a tree over the two levels is IDA (one hash); DLA-up is one more network a width
+    every = {**BACKBONE_SPACE["backbone"], "aggregation": ["none", "ida", "tree", "dla_up"]}
+    wider = SearchSpace.from_yaml(conftest.write_space(tmp_path, BACKBONE_SPACE,
+                                                       backbone=every))
+    assert wider.count() == (6, True)
+    drawn, _ = wider.sample(FixedSuggester({"backbone.cut": 0, "backbone.aggregation": "dla_up",
+                                            "backbone.width": 16}), 16)
+    assert drawn.head == Head("dla_up", 2, 16)
     assert dict(space.recipe)["backbone_lr_mult"].values() == [1.0, 0.5]
 
 

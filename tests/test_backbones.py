@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from dla_nas import attach, build_model
+from dla_nas.arch.backbone_genome import HEAD_AGGREGATIONS
 from dla_nas.backbones import FeatureTaps, dla_backbone, efficientnet_lite0, timm_features
+from dla_nas.backbones.attach import bilinear_up
 from dla_nas.backbones.lite0 import LITE0_TAPS
 from dla_nas.errors import BackboneError
 
@@ -63,7 +65,7 @@ def test_zoo_networks_as_backbones():
     assert info(FeatureTaps(model, taps)) == [("level0", 32, 2), ("level1", 64, 4)]
 
 
-@pytest.mark.parametrize("aggregation", ["none", "ida"])
+@pytest.mark.parametrize("aggregation", HEAD_AGGREGATIONS)
 def test_attach_to_a_users_own_model(aggregation):
     torch.manual_seed(0)
     backbone = small_cnn()
@@ -74,9 +76,57 @@ def test_attach_to_a_users_own_model(aggregation):
     assert logits.shape == (4, 5)
     logits.square().mean().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in backbone.parameters())
-    assert model.fc.in_features == (12 if aggregation == "ida" else 32)
+    assert model.fc.in_features == (32 if aggregation == "none" else 12)
     with pytest.raises(BackboneError, match=r"^aggregation: 'dense' is not allowed \(one of"):
         attach(backbone, ["5"], 5, aggregation="dense")
+
+
+def deep_cnn() -> nn.Sequential:
+    """Four levels, strides 2 to 16, the last by a conv that rounds odd sides down."""
+    return nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1),
+                         nn.ReLU(), nn.Conv2d(16, 24, 3, 2, 1), nn.ReLU(),
+                         nn.Conv2d(24, 32, 2, 2, 0), nn.ReLU())
+
+
+def test_how_tree_and_dla_up_are_wired():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 44, 44)  # levels 22, 11, 6 and 3 px
+    heads = {agg: attach(deep_cnn(), ["1", "3", "5", "7"], 4, aggregation=agg, width=8,
+                         input_size=44).eval() for agg in ("ida", "tree", "dla_up")}
+    feats = heads["ida"].backbone(x)
+    # a tree is as deep as log2 of its levels: l0 and l1 merged, l2 and l3, then the two
+    tree = heads["tree"]
+    tree.load_state_dict(heads["ida"].state_dict())  # the same modules, other wiring
+    p = [proj(f) for proj, f in zip(tree.neck.project, feats)]
+    node = tree.neck.nodes
+    left = node[0](torch.cat([nn.functional.max_pool2d(p[0], 2), p[1]], 1))
+    right = node[1](torch.cat([nn.functional.max_pool2d(p[2], 2, ceil_mode=True), p[3]], 1))
+    pooled = nn.functional.adaptive_max_pool2d(left, 3)
+    with torch.no_grad():
+        assert torch.allclose(tree.neck(feats), node[2](torch.cat([pooled, right], 1)))
+        assert not torch.allclose(tree(x), heads["ida"](x))
+    # DLA-up gives the shallowest level's resolution; IDA and the tree the deepest's
+    with torch.no_grad():
+        assert [tuple(heads[a].neck(feats).shape[-2:]) for a in heads] == [(3, 3), (3, 3),
+                                                                          (22, 22)]
+    # its last step merges every level at 22 px: three nodes, three upsamplings
+    assert [len(step.nodes) for step in heads["dla_up"].neck.steps] == [1, 2, 3]
+    # a tree over two levels is IDA, weights and all
+    two = {agg: attach(deep_cnn(), ["5", "7"], 4, aggregation=agg, input_size=44)
+           for agg in ("ida", "tree")}
+    two["tree"].load_state_dict(two["ida"].state_dict())
+    with torch.no_grad():
+        assert torch.equal(two["tree"].eval()(x), two["ida"].eval()(x))
+
+
+def test_dla_up_upsamples_bilinearly_before_it_learns():
+    x = torch.randn(1, 5, 6, 7)
+    up = bilinear_up(5, 2)
+    inside = nn.functional.interpolate(x, scale_factor=2, mode="bilinear")[..., 1:-1, 1:-1]
+    with torch.no_grad():
+        assert up(x).shape[-2:] == (12, 14)
+        assert torch.allclose(up(x)[..., 1:-1, 1:-1], inside, atol=1e-6)  # zero-padded edges
+    assert isinstance(bilinear_up(5, 1), nn.Identity)
 
 
 def test_lite0_loads_its_offline_weights_key_for_key():
@@ -119,10 +169,13 @@ def test_timm_features():
                                               ("layer3", 256, 16), ("layer4", 512, 32)]
 
 
-def test_attach_exports_to_onnx():
+@pytest.mark.parametrize("aggregation", ["ida", "dla_up"])
+def test_attach_exports_to_onnx(aggregation):
     ort = pytest.importorskip("onnxruntime")
-    model = attach(small_cnn(), ["1", "3", "5"], 5, input_size=36).eval()
-    x = torch.randn(2, 3, 36, 36)  # 18 -> 9 -> 5: the last IDA node pools 9 to 5 px
+    model = attach(small_cnn(), ["1", "3", "5"], 5, aggregation=aggregation,
+                   input_size=36).eval()
+    # 18 -> 9 -> 5: the last IDA node pools 9 to 5 px; DLA-up crops 10 to 9
+    x = torch.randn(2, 3, 36, 36)
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the legacy exporter's deprecation and tracer notes
         warnings.simplefilter("ignore")

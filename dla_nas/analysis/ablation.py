@@ -64,11 +64,12 @@ def ida(genome: Genome) -> str:
 
 def genome_property(genome: Genome, by: str) -> str:
     """The value of property ``by`` (one of ``BY``) for ``genome``. For a backbone genome:
-    its head's aggregation, its backbone (as the block), and whether its head is IDA."""
+    its head's aggregation, its backbone (as the block), and whether its head iterates
+    across levels (ida, dla_up)."""
     if "backbone" in genome:
         head = (genome.get("head") or {}).get("aggregation", "none")
         return {"aggregation": head, "block": genome["backbone"],
-                "ida": "IDA edges" if head == "ida" else "no IDA"}[by]
+                "ida": "IDA edges" if head in ("ida", "dla_up") else "no IDA"}[by]
     functions: dict[str, Callable[[Genome], str]] = {
         "aggregation": aggregation, "block": block, "ida": ida}
     return functions[by](genome)

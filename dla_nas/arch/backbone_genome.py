@@ -12,8 +12,11 @@ This is the user's own model given aggregation, as data (the model itself is bui
 - ``head``: ``aggregation: none`` is the backbone as it is (its own pooling and classifier,
   with a new last linear layer; the deepest level kept, pooled, when something is cut);
   ``ida`` is the paper's iterative deep aggregation over the deepest ``levels`` levels kept,
-  shallow to deep, with nodes of ``kernel`` and ``width`` (and a ``residual`` from the deeper
-  level's projection).
+  shallow to deep; ``tree`` a balanced binary tree over them (over two levels, ``ida``: the
+  same hash); ``dla_up`` the paper's DLA-up, deep to shallow, at the shallowest aggregated
+  level's resolution (the dense-prediction decoder, pooled here). Their nodes have a
+  ``kernel`` and a ``width`` (and a ``residual``: each node's second input added to its
+  output). ``dla_nas.backbones.attach`` says exactly how each one is wired.
 
 One canonical hash covers all of it, as for a DLA genome.
 """
@@ -35,7 +38,7 @@ from .genome import MIN_INPUT, Genome, GenomeText, read_genome
 LITE0 = "efficientnet_lite0"
 TIMM_PREFIX = "timm:"
 WEIGHTS = ("none", "imagenet")
-HEAD_AGGREGATIONS = ("none", "ida")
+HEAD_AGGREGATIONS = ("none", "ida", "tree", "dla_up")
 NODE_KERNELS = (1, 3)
 # efficientnet_lite0's levels (``backbones.lite0.LITE0_TAPS``): strides 4, 8, 16 and 32
 LITE0_STRIDES = (4, 8, 16, 32)
@@ -93,14 +96,19 @@ class BackboneGenome(GenomeText):
         if head.aggregation == "none":
             text = "its own head" if not self.cut else "the deepest level kept, pooled, linear"
         else:
-            text = (f"IDA over the deepest {head.levels} levels kept (nodes {head.kernel}x"
+            kind = {"ida": "IDA", "tree": "a tree", "dla_up": "DLA-up"}[head.aggregation]
+            text = (f"{kind} over the deepest {head.levels} levels kept (nodes {head.kernel}x"
                     f"{head.kernel}, width {head.width or 'of the deepest'}"
                     f"{', residual' if head.residual else ''})")
         return f"{self.backbone} ({self.weights} weights), cut {self.cut}: {text}"
 
     # ---- identity ------------------------------------------------------------------------
     def canonical(self) -> "BackboneGenome":
-        head = self.head if self.head.aggregation != "none" else Head()
+        head = self.head
+        if head.aggregation == "none":
+            head = Head()
+        elif head.aggregation == "tree" and head.levels == 2:  # the same network as IDA
+            head = dataclasses.replace(head, aggregation="ida")
         return dataclasses.replace(self, head=head, name="")
 
     # ---- checks --------------------------------------------------------------------------

@@ -1,4 +1,19 @@
-"""A classifier over any backbone's taps: a new head, with or without aggregation."""
+"""A classifier over any backbone's taps: a new head, with or without aggregation.
+
+The aggregations (``HEAD_AGGREGATIONS``) over taps l0 (shallowest) .. lk (deepest), each first
+projected to ``width`` channels, every node a ``kernel`` conv + BN + ReLU over the
+concatenation of two inputs brought to one size:
+
+- ``none``: lk alone;
+- ``ida``: a chain, shallow to deep: x = node(x pooled, l_i) for i = 1..k (the paper's IDA);
+- ``tree``: a balanced binary tree: the shallower half's tree pooled and the deeper half's
+  merged by one node, recursively, so no level is more than ceil(log2(k+1)) nodes from the
+  root (HDA's idea over a backbone's levels); over two levels it is ``ida``;
+- ``dla_up``: the paper's DLA-up for dense prediction, deep to shallow: step j merges levels
+  k-j-1 .. k at level k-j-1's resolution (IDA-up: the deeper ones upsampled by bilinear-
+  initialised depthwise transposed convs, then a chain of nodes), and its node outputs replace
+  the deeper levels for the next step; the output is at l0's resolution.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +23,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..arch.backbone_genome import HEAD_AGGREGATIONS, NODE_KERNELS
 from ..arch.blocks import conv_bn
 from ..arch.builder import _adaptive_max_pool
 from ..checks import boolean, check_fields, integer, one_of, optional
 from ..errors import BackboneError
 from .taps import FeatureTaps
 
-AGGREGATIONS = ("none", "ida")
-
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """How the taps become logits: ``aggregation`` (``AGGREGATIONS``), and for "ida" the
-    nodes' ``width`` (None: the deepest tap's channels), ``kernel`` and ``residual``."""
+    """How the taps become logits: ``aggregation`` (``HEAD_AGGREGATIONS``), and for all but
+    "none" the nodes' ``width`` (None: the deepest tap's channels), ``kernel`` and
+    ``residual``."""
 
     num_classes: int
     aggregation: str = "ida"
@@ -29,8 +44,9 @@ class HeadConfig:
     residual: bool = False
 
     def __post_init__(self) -> None:
-        check_fields(self, {"num_classes": integer(1), "aggregation": one_of(AGGREGATIONS),
-                            "width": optional(integer(1)), "kernel": one_of((1, 3)),
+        check_fields(self, {"num_classes": integer(1),
+                            "aggregation": one_of(HEAD_AGGREGATIONS),
+                            "width": optional(integer(1)), "kernel": one_of(NODE_KERNELS),
                             "residual": boolean}, BackboneError)
 
 
@@ -46,25 +62,130 @@ class Deepest(nn.Module):
         return feats[-1]
 
 
-class IDA(nn.Module):
-    """Iterative deep aggregation, shallow to deep (the DLA paper): each tap projected to
-    ``width`` channels (1x1 conv + BN + ReLU), then x = level 0 and, for each deeper level,
-    x = node(concat(x max-pooled to the level's size, level)), node = ``kernel`` conv + BN +
-    ReLU; with ``residual``, plus the level (as the paper's residual root)."""
+def projections(channels: list[int], width: int) -> nn.ModuleList:
+    """Each tap projected to ``width`` channels: 1x1 conv + BN + ReLU."""
+    return nn.ModuleList(conv_bn_relu(c, width, 1) for c in channels)
+
+
+class Nodes(nn.Module):
+    """``count`` aggregation nodes, each a ``kernel`` conv + BN + ReLU over two inputs of
+    ``width`` channels concatenated; with ``residual`` a node's output adds its second input
+    (as the paper's residual root)."""
+
+    def __init__(self, width: int, kernel: int, residual: bool, count: int) -> None:
+        super().__init__()
+        self.residual = residual
+        self.nodes = nn.ModuleList(conv_bn_relu(2 * width, width, kernel) for _ in range(count))
+
+    def merge(self, i: int, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Node ``i`` over ``a`` and ``b`` (the same size)."""
+        return self.nodes[i](torch.cat([a, b], 1)) + (b if self.residual else 0)
+
+
+class IDA(Nodes):
+    """Iterative deep aggregation, shallow to deep (the DLA paper): x = level 0 and, for each
+    deeper level, x = node(x max-pooled to the level's size, level)."""
 
     def __init__(self, channels: list[int], width: int, kernel: int = 3,
                  residual: bool = False) -> None:
-        super().__init__()
-        self.residual = residual
-        self.project = nn.ModuleList(conv_bn_relu(c, width, 1) for c in channels)
-        self.nodes = nn.ModuleList(conv_bn_relu(2 * width, width, kernel) for _ in channels[1:])
+        super().__init__(width, kernel, residual, len(channels) - 1)
+        self.project = projections(channels, width)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         feats = [project(f) for project, f in zip(self.project, feats)]
         x = feats[0]
-        for node, f in zip(self.nodes, feats[1:]):
-            x = node(torch.cat([max_pool_to(x, f), f], 1)) + (f if self.residual else 0)
+        for i, f in enumerate(feats[1:]):
+            x = self.merge(i, max_pool_to(x, f), f)
         return x
+
+
+class TreeAggregation(Nodes):
+    """A balanced binary tree over the levels: the shallower half's tree, max-pooled, and the
+    deeper half's merged by one node (nodes numbered in the order they run, so that over two
+    levels it is ``IDA``, weights and all)."""
+
+    def __init__(self, channels: list[int], width: int, kernel: int = 3,
+                 residual: bool = False) -> None:
+        super().__init__(width, kernel, residual, len(channels) - 1)
+        self.project = projections(channels, width)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        feats = [project(f) for project, f in zip(self.project, feats)]
+        return self._tree(feats, iter(range(len(self.nodes))))
+
+    def _tree(self, feats: list[torch.Tensor], order) -> torch.Tensor:
+        if len(feats) == 1:
+            return feats[0]
+        half = len(feats) // 2  # the deeper half takes the odd level
+        shallow, deep = self._tree(feats[:half], order), self._tree(feats[half:], order)
+        return self.merge(next(order), max_pool_to(shallow, deep), deep)
+
+
+class DLAUp(nn.Module):
+    """The paper's DLA-up (see the module docstring): ``forward`` gives the features at the
+    shallowest level's resolution with ``width`` channels. ``reductions`` are the levels'
+    strides as a dry run measured them; each upsampling is by the nearest whole ratio of
+    two neighbours' (at least 1), and its output is cropped or edge-padded to the size of the
+    level it meets, so any rounding of odd sides fits."""
+
+    def __init__(self, channels: list[int], reductions: list[int], width: int,
+                 kernel: int = 3, residual: bool = False) -> None:
+        super().__init__()
+        self.project = projections(channels, width)
+        # the step from level ``start`` merges it with the deeper ones, which the step before
+        # left at level start + 1's resolution
+        self.steps = nn.ModuleList(
+            IDAUp([max(1, round(reductions[start + 1] / reductions[start]))]
+                  * (len(channels) - start - 1), width, kernel, residual)
+            for start in reversed(range(len(channels) - 1)))
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        feats = [project(f) for project, f in zip(self.project, feats)]
+        for step in self.steps:
+            start = len(feats) - len(step.up) - 1
+            feats[start + 1:] = step(feats[start:])
+        return feats[-1]
+
+
+class IDAUp(Nodes):
+    """One step of DLA-up: ``levels[0]`` and the deeper ``levels[1:]`` (each upsampled by
+    its ``factors`` entry, then brought to ``levels[0]``'s size) merged as a chain of nodes,
+    shallow to deep, x = node(x, level); returns every node's output."""
+
+    def __init__(self, factors: list[int], width: int, kernel: int, residual: bool) -> None:
+        super().__init__(width, kernel, residual, len(factors))
+        self.up = nn.ModuleList(bilinear_up(width, f) for f in factors)
+
+    def forward(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
+        x, outs = levels[0], []
+        for i, (up, f) in enumerate(zip(self.up, levels[1:])):
+            x = self.merge(i, x, fit_to(up(f), x))
+            outs.append(x)
+        return outs
+
+
+def bilinear_up(width: int, factor: int) -> nn.Module:
+    """A depthwise transposed conv that upsamples by ``factor`` (output ``factor`` x the
+    input, plus one where ``factor`` is odd), its kernel set to bilinear interpolation, as
+    the paper's ``fill_up_weights``; it then learns. Factor 1: nothing."""
+    if factor == 1:
+        return nn.Identity()
+    up = nn.ConvTranspose2d(width, width, 2 * factor, factor, factor // 2, groups=width,
+                            bias=False)
+    centre = (2 * factor - 1) / 2
+    ramp = 1 - (torch.arange(2 * factor) - centre).abs() / factor
+    with torch.no_grad():
+        up.weight.copy_((ramp[:, None] * ramp[None, :]).expand_as(up.weight))
+    return up
+
+
+def fit_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``x`` cropped, or padded by repeating its last row and column, to ``like``'s size
+    (sizes read as constants, so an ONNX export fixes them)."""
+    (h, w), (m, n) = ([int(s) for s in t.shape[-2:]] for t in (x, like))
+    if m > h or n > w:
+        x = F.pad(x, (0, max(0, n - w), 0, max(0, m - h)), mode="replicate")
+    return x[..., :m, :n]
 
 
 def max_pool_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -88,12 +209,15 @@ class TapClassifier(nn.Module):
         self.head_config = head
         self.feature_info = backbone.feature_info
         channels = [d["num_chs"] for d in self.feature_info]
-        if head.aggregation == "ida":
-            width = head.width or channels[-1]
-            self.neck: nn.Module = IDA(channels, width, head.kernel, head.residual)
-        else:
-            width = channels[-1]
+        width = head.width or channels[-1] if head.aggregation != "none" else channels[-1]
+        if head.aggregation == "dla_up":
+            self.neck: nn.Module = DLAUp(channels, [d["reduction"] for d in self.feature_info],
+                                         width, head.kernel, head.residual)
+        elif head.aggregation == "none":
             self.neck = Deepest()
+        else:
+            neck = IDA if head.aggregation == "ida" else TreeAggregation
+            self.neck = neck(channels, width, head.kernel, head.residual)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(width, head.num_classes)
 
@@ -110,10 +234,10 @@ def attach(model: nn.Module, taps: list[str], num_classes: int, *, aggregation: 
            width: int | None = None, kernel: int = 3, residual: bool = False,
            in_chans: int = 3, input_size: int = 64) -> TapClassifier:
     """``model`` as a classifier of ``num_classes``: its ``taps`` (module names, shallow to
-    deep) aggregated as ``aggregation`` says ("ida", or "none": the deepest tap alone, the
-    model as a plain feature extractor), pooled, and a new linear layer; IDA's nodes have
-    ``width`` channels (None: the deepest tap's), a ``kernel`` of 1 or 3, and a ``residual``.
-    The taps' channels and strides come from one dry run on an ``in_chans`` x
-    ``input_size`` px input."""
+    deep) aggregated as ``aggregation`` says ("ida", "tree", "dla_up", or "none": the deepest
+    tap alone, the model as a plain feature extractor), pooled, and a new linear layer; nodes
+    have ``width`` channels (None: the deepest tap's), a ``kernel`` of 1 or 3, and a
+    ``residual`` (see the module docstring). The taps' channels and strides come from one
+    dry run on an ``in_chans`` x ``input_size`` px input."""
     head = HeadConfig(num_classes, aggregation, width, kernel, residual)
     return TapClassifier(FeatureTaps(model, taps, in_chans, input_size), head)

@@ -5,17 +5,18 @@ backbone:
   name: efficientnet_lite0      # fixed: the network (BackboneGenome.backbone)
   weights: imagenet             # fixed: imagenet or none
   cut: [0, 1, 2]                # searched like any genome field: value, choice list or range
-  aggregation: [none, ida]
-  levels: [2, 3]                # ida only: the deepest levels kept that are aggregated
-  width: [32, 64]               # ida only
+  aggregation: [none, ida]      # also tree, dla_up (dla_nas.backbones.attach)
+  levels: [2, 3]                # not for none: the deepest levels kept that are aggregated
+  width: [32, 64]               # not for none
   kernel: [1, 3]
   residual: [false, true]
 baselines: [own, own_cut1]      # hand designs: the network as it is, and cut
 ```
 
-A trial draws ``cut`` and ``aggregation``, and the node's fields only for ``ida``. Repairs,
-each reported: ``levels`` above the levels kept becomes that many; ``ida`` with one level
-kept becomes ``none``.
+A trial draws ``cut`` and ``aggregation``, and the node's fields only for an aggregation
+other than ``none``. Repairs, each reported: ``levels`` above the levels kept becomes that
+many; an aggregation with one level kept becomes ``none``. A tree over two levels is IDA
+(one hash).
 """
 
 from __future__ import annotations
@@ -81,11 +82,12 @@ class BackboneSpace:
         head: dict[str, Any] = {"aggregation": self.spec("aggregation").draw(
             trial, "backbone.aggregation")}
         kept = self.levels_total - cut
-        if head["aggregation"] == "ida":
+        if head["aggregation"] != "none":
             head.update({key: self.spec(key).draw(trial, f"backbone.{key}")
                          for key in NODE_FIELDS})
             if kept < 2:
-                repairs.append(f"backbone.aggregation: ida -> none (cut {cut} keeps 1 level)")
+                repairs.append(f"backbone.aggregation: {head['aggregation']} -> none (cut {cut}"
+                               " keeps 1 level)")
                 head = {"aggregation": "none"}
             elif head["levels"] > kept:
                 repairs.append(f"backbone.levels: {head['levels']} -> {kept} (the levels kept "
@@ -137,7 +139,7 @@ def _unreachable(genome: BackboneGenome, space: BackboneSpace) -> NoReturn:
                           f"gives {space.name} ({space.weights})")
     for key, spec in space.specs:
         value = genome.cut if key == "cut" else getattr(genome.head, key)
-        if (key in ("cut", "aggregation") or genome.head.aggregation == "ida") \
+        if (key in ("cut", "aggregation") or genome.head.aggregation != "none") \
                 and value not in spec.values():
             raise Unreachable(f"backbone.{key} {value!r}, the space gives {spec.values()}")
     raise Unreachable("no draw of the space builds it")
