@@ -196,6 +196,9 @@ def test_a_backbone_space_draws_repairs_and_finds_its_hand_designs(tmp_path):
     ({"backbone": {"name": "plain_cnn", "weights": "imagenet"}},
      r"backbone.weights: 'imagenet' is not allowed with backbone plain_cnn"),
     ({"backbone": {"cut": 0}}, r"backbone.name: missing required key"),
+    # a searched value is checked as a fixed one is: one epoch leaves none to freeze
+    ({"proxy": {"epochs": 1, "freeze_epochs": [0, 1]}},
+     r"^proxy.freeze_epochs: 1 is not allowed \(at most 0\)$"),
     ({"genome": conftest.HAND_SPACE["genome"]}, r"space: exactly one of genome"),
 ])
 def test_a_bad_backbone_space_is_one_line(tmp_path, changes, message):

@@ -260,8 +260,11 @@ class SearchSpace:
                             fine_tune=backbone is not None and backbone.weights == "imagenet")
         check("proxy.train_fraction", proxy.train_fraction, number(0, 1, low_open=True),
               SpaceError)
-        try:
-            proxy.train_config()  # the trainer's own rules check the rest
+        searched = [(key, v) for key, spec in recipe if key in TRAINING for v in spec.values()]
+        try:  # the trainer's own rules check the rest, and every searched value (its ends)
+            proxy.train_config()
+            for key, value in searched:
+                dataclasses.replace(proxy, **{key: value}).train_config()
         except TrainError as exc:
             raise SpaceError(f"proxy.{exc}") from None
         try:
