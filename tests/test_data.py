@@ -116,7 +116,8 @@ def test_mean_std_come_from_train_split(digits: data.Dataset) -> None:
     ("kwargs", "message"),
     [
         ({"name": "mnist"},
-         r"dataset: 'mnist' is not known \(allowed: digits, cifar10, cifar100, folder:PATH\)"),
+         r"dataset: 'mnist' is not known \(allowed: digits, cifar10, cifar100, folder:PATH, "
+         r"seg:PATH\)"),
         ({"name": "folder:"}, r"dataset: 'folder:' is not known"),
         ({"name": "digits", "train_fraction": 0},
          r"train_fraction: 0 is not allowed \(0 < x <= 1\)"),

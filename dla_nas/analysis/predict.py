@@ -95,7 +95,7 @@ class Preprocessing:
         transform = _BatchTransform(self.mean, self.std, Augment(), 0,
                                     torch.Generator(device=images.device), images.device,
                                     channels_last=False)
-        return transform(images)
+        return transform.normalise(images)
 
 
 def _per_channel(values: Any, key: str, in_chans: int, where: str) -> tuple[float, ...]:
@@ -345,6 +345,10 @@ def predict(predictor: Predictor, paths: Sequence[str | Path],
             continue
         images = torch.from_numpy(np.stack(arrays)).to(predictor.device)
         logits = predictor.forward(pre.normalise(images))
+        if logits.dim() != 2:
+            raise OptionError(f"MODEL {predictor.path}: a dense (segmentation) model, which "
+                              "gives a class a pixel; predict gives one class an image "
+                              "(dla-nas eval scores a dense model on masks)")
         index = logits.argmax(1)  # as evaluation picks the class
         confidence = logits.softmax(1).gather(1, index[:, None])[:, 0]
         out.rows += [Prediction(path, int(i), predictor.class_names[int(i)], float(c))

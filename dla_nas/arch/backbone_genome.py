@@ -18,6 +18,11 @@ This is the user's own model given aggregation, as data (the model itself is bui
   ``kernel`` and a ``width`` (and a ``residual``: each node's second input added to its
   output). ``dla_nas.backbones.attach`` says exactly how each one is wired.
 
+- ``task``: ``classify`` (the default: one class an image) or ``dense`` (a class a pixel:
+  segmentation; the aggregation's output scored by a 1x1 conv and upsampled bilinearly to
+  the input's size; with ``dla_up`` that is the paper's DLA-up segmentation network, with
+  ``none`` an FCN over the deepest level kept).
+
 One canonical hash covers all of it, as for a DLA genome.
 """
 
@@ -39,6 +44,7 @@ LITE0 = "efficientnet_lite0"
 TIMM_PREFIX = "timm:"
 WEIGHTS = ("none", "imagenet")
 HEAD_AGGREGATIONS = ("none", "ida", "tree", "dla_up")
+TASKS = ("classify", "dense")
 NODE_KERNELS = (1, 3)
 # efficientnet_lite0's levels (``backbones.lite0.LITE0_TAPS``): strides 4, 8, 16 and 32
 LITE0_STRIDES = (4, 8, 16, 32)
@@ -65,6 +71,7 @@ class BackboneGenome(GenomeText):
     weights: str = "none"
     cut: int = 0
     head: Head = field(default_factory=Head)
+    task: str = "classify"
     name: str = ""
 
     # ---- serialisation -------------------------------------------------------------------
@@ -88,19 +95,24 @@ class BackboneGenome(GenomeText):
             del out["head"]["width"]
         if not self.name:
             del out["name"]
+        if self.task == "classify":  # the default: left out, so older genomes keep their hash
+            del out["task"]
         return out
 
     def describe(self) -> str:
         """One line: the backbone, its weights, the cut and the head."""
         head = self.head
-        if head.aggregation == "none":
+        if head.aggregation == "none" and self.task == "dense":
+            text = "an FCN over the deepest level kept"
+        elif head.aggregation == "none":
             text = "its own head" if not self.cut else "the deepest level kept, pooled, linear"
         else:
             kind = {"ida": "IDA", "tree": "a tree", "dla_up": "DLA-up"}[head.aggregation]
             text = (f"{kind} over the deepest {head.levels} levels kept (nodes {head.kernel}x"
                     f"{head.kernel}, width {head.width or 'of the deepest'}"
                     f"{', residual' if head.residual else ''})")
-        return f"{self.backbone} ({self.weights} weights), cut {self.cut}: {text}"
+        dense = "; a class a pixel, upsampled to the input" if self.task == "dense" else ""
+        return f"{self.backbone} ({self.weights} weights), cut {self.cut}: {text}{dense}"
 
     # ---- identity ------------------------------------------------------------------------
     def canonical(self) -> "BackboneGenome":
@@ -125,6 +137,7 @@ class BackboneGenome(GenomeText):
             raise GenomeError(f"weights: 'imagenet' is not allowed with backbone "
                               f"{self.backbone} (none: zoo networks start from the recipe's "
                               "init; official DLA weights come through --pretrained)")
+        check("task", self.task, one_of(TASKS), GenomeError)
         check("cut", self.cut, integer(0, self.level_count - 1 if self.level_count else None),
               GenomeError)
         head = self.head

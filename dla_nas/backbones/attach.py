@@ -199,6 +199,21 @@ def max_pool_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return _adaptive_max_pool(x, (m, n))
 
 
+def make_neck(feature_info: list[dict], head: HeadConfig) -> tuple[nn.Module, int, int]:
+    """``head``'s aggregation over taps of ``feature_info``: the module, its output's
+    channels and its output's stride (DLA-up's: the shallowest tap's; else the deepest's)."""
+    channels = [d["num_chs"] for d in feature_info]
+    reductions = [d["reduction"] for d in feature_info]
+    if head.aggregation == "none":
+        return Deepest(), channels[-1], reductions[-1]
+    width = head.width or channels[-1]
+    if head.aggregation == "dla_up":
+        return DLAUp(channels, reductions, width, head.kernel, head.residual), width, \
+            reductions[0]
+    neck = IDA if head.aggregation == "ida" else TreeAggregation
+    return neck(channels, width, head.kernel, head.residual), width, reductions[-1]
+
+
 class TapClassifier(nn.Module):
     """``backbone`` (a ``FeatureTaps``), an aggregation of its taps, global average pooling
     and a linear classifier; ``forward`` returns logits (N, num_classes)."""
@@ -208,16 +223,7 @@ class TapClassifier(nn.Module):
         self.backbone = backbone
         self.head_config = head
         self.feature_info = backbone.feature_info
-        channels = [d["num_chs"] for d in self.feature_info]
-        width = head.width or channels[-1] if head.aggregation != "none" else channels[-1]
-        if head.aggregation == "dla_up":
-            self.neck: nn.Module = DLAUp(channels, [d["reduction"] for d in self.feature_info],
-                                         width, head.kernel, head.residual)
-        elif head.aggregation == "none":
-            self.neck = Deepest()
-        else:
-            neck = IDA if head.aggregation == "ida" else TreeAggregation
-            self.neck = neck(channels, width, head.kernel, head.residual)
+        self.neck, width, _ = make_neck(self.feature_info, head)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(width, head.num_classes)
 
@@ -228,6 +234,30 @@ class TapClassifier(nn.Module):
         """What is new over the backbone (the aggregation and the classifier): what trains
         at the full learning rate while the backbone is held still or slowed down."""
         return [*self.neck.parameters(), *self.fc.parameters()]
+
+
+class TapSegmenter(nn.Module):
+    """A dense task over ``backbone``'s taps: their aggregation (DLA-up keeps the shallowest
+    tap's resolution), a 1x1 conv to class scores there, and bilinear upsampling to the
+    input's size; ``forward`` returns logits (N, num_classes, H, W). With no aggregation it
+    is an FCN over the deepest tap."""
+
+    def __init__(self, backbone: FeatureTaps, head: HeadConfig) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head_config = head
+        self.feature_info = backbone.feature_info
+        self.neck, width, self.output_stride = make_neck(self.feature_info, head)
+        self.classifier = nn.Conv2d(width, head.num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.classifier(self.neck(self.backbone(x)))
+        return F.interpolate(logits, size=[int(s) for s in x.shape[-2:]], mode="bilinear",
+                             align_corners=False)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The aggregation and the classifier (see ``TapClassifier.head_parameters``)."""
+        return [*self.neck.parameters(), *self.classifier.parameters()]
 
 
 def attach(model: nn.Module, taps: list[str], num_classes: int, *, aggregation: str = "ida",

@@ -8,7 +8,7 @@ from torch import nn
 from ..arch.backbone_genome import LITE0, TIMM_PREFIX, BackboneGenome
 from ..errors import GenomeError
 from ..weights.transfer import FIRST_CONV
-from .attach import HeadConfig, TapClassifier
+from .attach import HeadConfig, TapClassifier, TapSegmenter
 from .lite0 import CLASSIFIER, STEM, efficientnet_lite0
 from .taps import FeatureTaps
 from .timm_backbone import timm_features
@@ -67,7 +67,7 @@ def build_backbone_model(genome: BackboneGenome, num_classes: int, in_chans: int
     ``model.genome`` is ``genome``, as checkpoints record it; ``model.network`` is the
     backbone network and its first conv's weight, for a weights file of that network alone
     (``weights.load_pretrained``)."""
-    own_head = genome.head.aggregation == "none" and genome.cut == 0
+    own_head = genome.head.aggregation == "none" and genome.cut == 0 and genome.task != "dense"
     if genome.zoo is not None and own_head:  # the zoo network as it is
         from ..arch.builder import build_model
 
@@ -89,7 +89,7 @@ def build_backbone_model(genome: BackboneGenome, num_classes: int, in_chans: int
             raise GenomeError(f"head.levels: {genome.head.levels} is not allowed (at most {kept}:"
                               f" {genome.backbone} has {len(taps)} levels, cut {genome.cut})")
         head = genome.head
-        model = TapClassifier(
+        model = (TapSegmenter if genome.task == "dense" else TapClassifier)(
             FeatureTaps(net, taps[kept - head.levels:kept], in_chans, DRY_RUN_SIZE),
             HeadConfig(num_classes, head.aggregation, head.width, head.kernel, head.residual))
     model.transfer_report, model.genome, model.network = report, genome, (net, first_conv)

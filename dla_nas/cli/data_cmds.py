@@ -36,7 +36,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def report_table(report: DataReport) -> Table:
-    """Images per class (rows) and split (columns), with totals."""
+    """Images per class (rows) and split (columns), with totals; for masks, the images that
+    hold each class, and the images in all."""
     from rich.table import Table
 
     from ..data.report import SPLITS
@@ -47,8 +48,11 @@ def report_table(report: DataReport) -> Table:
         table.add_column(col, justify="right")
     for c, name in enumerate(report.class_names):
         table.add_row(name, *(str(n[c]) for n in report.counts), str(report.totals[c]))
-    table.add_row("all", *(str(sum(n)) for n in report.counts), str(sum(report.totals)),
-                  style="bold")
+    if report.dense:  # an image holds several classes; the background is in every one
+        table.title += " (masks: images that hold each class)"
+    else:
+        table.add_row("all", *(str(sum(n)) for n in report.counts), str(sum(report.totals)),
+                      style="bold")
     return table
 
 
@@ -56,7 +60,8 @@ def report_facts(report: DataReport) -> list[str]:
     """Imbalance, sizes, modes, formats, duplicates and augmentation, one short line each."""
     from ..data.report import augment_note
 
-    out = [f"imbalance (largest / smallest class): {report.imbalance:.1f}x"]
+    out = [] if report.dense else \
+        [f"imbalance (largest / smallest class): {report.imbalance:.1f}x"]
     s = report.sizes
     if s is not None:
         out += [f"sizes on disk: width {s.width[0]}/{s.width[1]}/{s.width[2]}, height "

@@ -112,6 +112,32 @@ def _describe_levels(genome) -> list[str]:
     return out + ["pool + 1x1 conv"]
 
 
+def check_task(genome, data, what: str) -> None:
+    """A dense genome for masks, a classifier for class folders: else a ``DataError``
+    naming ``what`` (the genome or checkpoint given)."""
+    dense = getattr(genome, "task", "classify") == "dense"
+    if dense != data.dense:
+        labels, need = (("masks", "a genome with task: dense (a backbone genome, its head "
+                         "aggregation dla_up, or none: an FCN)") if data.dense else
+                        ("one class an image", "a classifier (task: classify)"))
+        raise DataError(f"--dataset {data.name}: {labels} need {need}; {what} is "
+                        f"{'dense' if dense else 'a classifier'}")
+
+
+def scores(m, split: str) -> str:
+    """The figures of one evaluation, for a line of output."""
+    if hasattr(m, "miou"):
+        return (f"{split} mIoU {m.miou:.4f} (pixel accuracy {m.acc:.4f}, mPA "
+                f"{m.balanced_acc:.4f}, Dice {m.macro_f1:.4f})")
+    return (f"{split} accuracy {m.acc:.4f} (balanced {m.balanced_acc:.4f}, macro F1 "
+            f"{m.macro_f1:.4f})")
+
+
+def unit(data) -> str:
+    """What ``data``'s confusion matrices count."""
+    return "pixels" if data.dense else "images"
+
+
 def given(**flags):
     """The flags that were given (not None): what overrides a default kept elsewhere."""
     return {k: v for k, v in flags.items() if v is not None}
@@ -185,6 +211,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         else None
     resolution = args.resolution or (PRETRAINED_RESOLUTION if pretrained else None)
     data = load_dataset(_data_config(args, resolution))
+    check_task(genome, data, f"GENOME {args.genome}")
     report = data_report(data)  # before the data moves to the device
     genome.feature_sizes(data.resolution)
     device = resolve_device(cfg.device)
@@ -226,11 +253,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(json.dumps(metrics))
     else:
         status = "[red]diverged[/] " + result.divergence if result.diverged else "done"
-        log.print(f"{status}: val acc {result.val_acc:.4f}, test acc {test.acc:.4f} (balanced "
-                  f"{test.balanced_acc:.4f}, macro F1 {test.macro_f1:.4f}), "
+        val = f"val mIoU {result.val.miou:.4f}" if data.dense else \
+            f"val acc {result.val_acc:.4f}"
+        log.print(f"{status}: {val}, {scores(test, 'test')}, "
                   f"{result.train_seconds:.1f} s, {result.images_per_second:,.0f} images/s")
         log.print(f"wrote {out / 'checkpoint.pt'} and {out / 'metrics.json'}")
-    if (warning := learnt_little(test.confusion, data.class_names)) is not None:
+    if (warning := learnt_little(test.confusion, data.class_names, unit(data))) is not None:
         log.print(f"[yellow]warning[/]: test split: {warning}", highlight=False)
     return 1 if result.diverged else 0
 
@@ -252,6 +280,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                         f"{meta['num_classes']} classes and {meta['in_chans']} channel(s)")
     device = resolve_device(args.device)
     model = checkpoint_model(ckpt, args.checkpoint).to(device)
+    check_task(model.genome, data, f"CHECKPOINT {args.checkpoint}")
     # normalise with the statistics the model was trained with
     data = dataclasses.replace(data, mean=tuple(meta["mean"]), std=tuple(meta["std"])).to(device)
     loader = make_loader(data, args.split, 500, device, train=False, seed=0)
@@ -259,9 +288,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = {"checkpoint": str(args.checkpoint), "dataset": data.name, "split": args.split,
            "resolution": data.resolution, **m.to_dict(), "images": m.n}
     print(json.dumps(out) if args.json else
-          f"{args.split} accuracy {m.acc:.4f} (balanced {m.balanced_acc:.4f}, macro F1 "
-          f"{m.macro_f1:.4f}, loss {m.loss:.4f}) on {m.n} images of {data.name}")
-    if (warning := learnt_little(m.confusion, data.class_names)) is not None:
+          f"{scores(m, args.split)}, loss {m.loss:.4f}, on {len(getattr(data, args.split))} "
+          f"images of {data.name}")
+    if (warning := learnt_little(m.confusion, data.class_names, unit(data))) is not None:
         print(f"warning: {args.split} split: {warning}", file=sys.stderr)
     return 0
 

@@ -135,8 +135,10 @@ def add_labels_arg(p: argparse.ArgumentParser, default: str) -> None:
 
 def add_data_args(p: argparse.ArgumentParser, resolution_help: str) -> None:
     p.add_argument("--dataset", default="digits", metavar="NAME",
-                   help="digits (embedded, default), cifar10, cifar100 or folder:PATH "
-                        "(PATH/<class>/*.png|jpg)")
+                   help="digits (embedded, default), cifar10, cifar100, folder:PATH "
+                        "(PATH/<class>/*.png|jpg) or seg:PATH (PATH/images and PATH/masks, "
+                        "or PATH/{train,val,test}/{images,masks}: a dense task, train and "
+                        "eval only)")
     add_source_args(p, resolution_help)
     p.add_argument("--train-fraction", type=float, default=1.0,
                    help="stratified fraction of the train split to use (default 1.0)")
@@ -244,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "for, each naming the option that addresses it.",
     )
     da.add_argument("dataset", metavar="DATASET",
-                    help="digits, cifar10, cifar100 or folder:PATH (PATH/<class>/*.png|jpg)")
+                    help="digits, cifar10, cifar100, folder:PATH (PATH/<class>/*.png|jpg) or "
+                         "seg:PATH (images with masks)")
     add_source_args(da, "image size in px the report judges against (default: the dataset's "
                         "own, 8 for digits, 32 for CIFAR and folders)")
     add_sampling_args(da, "as train's: by dataset, digits and folders shift, CIFAR objects; "

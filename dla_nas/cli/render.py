@@ -29,9 +29,10 @@ def epoch_progress(console, epochs: int, quiet: bool):
         task = progress.add_task("train", total=epochs, stats="")
 
         def on_epoch(report) -> None:
+            val = (f"val mIoU {report.val.miou:.3f}" if hasattr(report.val, "miou") else
+                   f"val acc {report.val_acc:.3f}")
             progress.update(task, advance=1, stats=(
-                f"loss {report.train_loss:.3f}  val acc {report.val_acc:.3f}  "
-                f"{report.images_per_second:,.0f} img/s"))
+                f"loss {report.train_loss:.3f}  {val}  {report.images_per_second:,.0f} img/s"))
 
         yield on_epoch
 

@@ -13,9 +13,13 @@ from ..errors import DataError
 DEFAULT_DATA_DIR = "~/.cache/dla-nas/data"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _BUILTIN = ("digits", "cifar10", "cifar100")
+# sources given as KIND:PATH: a folder of class subfolders, and images with segmentation masks
+PATH_KINDS = ("folder", "seg")
 _NATIVE_RESOLUTION: Mapping[str, int] = MappingProxyType(
-    {"digits": 8, "cifar10": 32, "cifar100": 32, "folder": 32}
+    {"digits": 8, "cifar10": 32, "cifar100": 32, "folder": 32, "seg": 64}
 )
+# a mask pixel of this value is not scored (an unlabelled or uncertain region)
+IGNORE_INDEX = 255
 
 
 AUGMENTATIONS = ("hflip", "vflip", "shift")
@@ -80,7 +84,7 @@ class Augment:
     def for_dataset(cls, text: str, dataset: str) -> Augment:
         """``parse`` with the border fill that ``dataset`` uses by default (digits and CIFAR:
         zeros; folders: reflect)."""
-        kind = "folder" if dataset.startswith("folder:") else dataset
+        kind = dataset.partition(":")[0]
         default = DEFAULT_AUGMENT.get(kind, DEFAULT_AUGMENT["folder"])
         return cls.parse(text, pad_mode=default.pad_mode)
 
@@ -104,6 +108,7 @@ DEFAULT_AUGMENT: Mapping[str, Augment] = MappingProxyType({
     "cifar10": Augment(hflip=True, shift=0.125, pad_mode="zeros"),
     "cifar100": Augment(hflip=True, shift=0.125, pad_mode="zeros"),
     "folder": Augment(shift=0.125, pad_mode="reflect"),
+    "seg": Augment(shift=0.125, pad_mode="reflect"),  # as a folder: no flip assumed safe
 })
 
 
@@ -141,13 +146,19 @@ class DataConfig:
     labels_per_class: int | None = None
 
     def __post_init__(self) -> None:
-        is_folder = isinstance(self.name, str) and self.name.startswith("folder:")
-        if not (self.name in _BUILTIN or (is_folder and len(self.name) > len("folder:"))):
+        kind, colon, path = self.name.partition(":") if isinstance(self.name, str) else ("",) * 3
+        if not (self.name in _BUILTIN or (kind in PATH_KINDS and colon and path)):
             raise DataError(
                 f"dataset: {self.name!r} is not known "
-                "(allowed: digits, cifar10, cifar100, folder:PATH)"
+                "(allowed: digits, cifar10, cifar100, folder:PATH, seg:PATH)"
             )
         check_fields(self, DATA_RULES, DataError)
+        if self.kind == "seg" and self.labels_per_class is not None:
+            raise DataError("labels_per_class: not allowed with seg:PATH data (an image holds "
+                            "several classes; train_fraction takes a subset)")
+        if self.kind == "seg" and self.resize != "squash":
+            raise DataError(f"resize: {self.resize!r} is not allowed with seg:PATH data "
+                            "(squash: image and mask are resized alike)")
         if self.labels_per_class is not None and self.train_fraction != 1:
             raise DataError("labels_per_class and train_fraction: give one of them (both "
                             "choose a subset of the train split)")
@@ -159,8 +170,8 @@ class DataConfig:
 
     @property
     def kind(self) -> str:
-        """'digits', 'cifar10', 'cifar100' or 'folder'."""
-        return "folder" if self.name.startswith("folder:") else self.name
+        """'digits', 'cifar10', 'cifar100', 'folder' or 'seg'."""
+        return self.name.partition(":")[0]
 
     @property
     def image_size(self) -> int:

@@ -73,6 +73,11 @@ class Dataset:
     labels_per_class: int | None = None  # the train split's cap per class (few labels)
 
     @property
+    def dense(self) -> bool:
+        """True when the labels are masks (uint8 [N, H, W]): a segmentation task."""
+        return self.train.labels.dim() == 3
+
+    @property
     def streaming(self) -> bool:
         """True when images stay on disk and are decoded by loader workers."""
         return isinstance(self.train, FileSplit)

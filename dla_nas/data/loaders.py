@@ -13,14 +13,15 @@ import torch.nn.functional as F
 
 from ..checks import check, integer
 from ..errors import DataError
-from .config import Augment
+from .config import IGNORE_INDEX, Augment
 from .dataset import Dataset, FileSplit, Split, to_device
 from .images import _decode
 
 
 class _BatchTransform:
     """Batched on-device augmentation (random shift, flips) and normalisation of uint8
-    [B, C, H, W] to float32."""
+    [B, C, H, W] to float32; masks (uint8 [B, H, W], a dense task's labels) move with their
+    images, pixel for pixel, and become int64 (a zero border is ``IGNORE_INDEX``)."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], augment: Augment, pad: int,
                  generator: torch.Generator, device: torch.device, channels_last: bool) -> None:
@@ -51,22 +52,31 @@ class _BatchTransform:
                 idx = torch.where(idx > n - 1, 2 * (n - 1) - idx, idx)
         return idx
 
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+    def _augment(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # one gather for the whole batch: per-sample row/column windows
         b, c, h, w = x.shape
         dev = x.device
         rows = self._window(b, h, self.augment.vflip, dev)
         cols = self._window(b, w, self.augment.hflip, dev)
+        dense = y.dim() == 3
         if self.pad and self.augment.pad_mode == "zeros":
             p = self.pad
             x = F.pad(x, (p, p, p, p))
+            y = F.pad(y, (p, p, p, p), value=IGNORE_INDEX) if dense else y
         batch = torch.arange(b, device=dev).view(b, 1, 1, 1)
         chan = torch.arange(c, device=dev).view(1, c, 1, 1)
-        return x[batch, chan, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
+        rows, cols = rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)
+        if dense:
+            y = y[batch[:, 0], rows[:, 0], cols[:, 0]]
+        return x[batch, chan, rows, cols], y
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.pad or self.augment.hflip or self.augment.vflip:
-            x = self._augment(x)
+            x, y = self._augment(x, y)
+        return self.normalise(x), (y.long() if y.dim() == 3 else y)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> float32 ``(x / 255 - mean) / std`` (in the memory format used)."""
         x = x.to(torch.float32).mul_(self.scale).add_(self.bias)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
@@ -118,7 +128,7 @@ class DeviceLoader:
             order = torch.arange(n, device=device)
         for i in range(len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            yield self._transform(self.split.images[idx]), self.split.labels[idx]
+            yield self._transform(self.split.images[idx], self.split.labels[idx])
 
 
 class _ImageFiles(torch.utils.data.Dataset):
@@ -187,8 +197,8 @@ class StreamLoader:
         for batch in self._loader:
             if batch is None:  # every file of this batch was unreadable
                 continue
-            x = batch[0].to(self.device, non_blocking=True)
-            yield self._transform(x), batch[1].to(self.device, non_blocking=True)
+            yield self._transform(batch[0].to(self.device, non_blocking=True),
+                                  batch[1].to(self.device, non_blocking=True))
 
 
 def make_loader(dataset: Dataset, split: str, batch_size: int, device: torch.device | str,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from .config import IMBALANCE_RATIO, imbalance
@@ -54,7 +55,8 @@ class DataReport:
     resolution: int
     channels: int
     class_names: tuple[str, ...]
-    counts: tuple[tuple[int, ...], ...]  # per split (SPLITS order), images per class
+    # per split (SPLITS order), images per class (masks: images that hold the class)
+    counts: tuple[tuple[int, ...], ...]
     leaks: int = 0  # val/test images whose content also appears in train
     leak_examples: tuple[str, ...] = ()
     sizes: SizeStats | None = None
@@ -62,6 +64,7 @@ class DataReport:
     formats: tuple[str, ...] = ()
     resize: str = "squash"
     augment: str = "none"  # the training augmentation (``Augment.describe``)
+    dense: bool = False  # masks: a class a pixel
 
     @property
     def totals(self) -> tuple[int, ...]:
@@ -78,7 +81,7 @@ class DataReport:
         per_class = {split: dict(zip(self.class_names, c)) for split, c in zip(SPLITS, self.counts)}
         out: dict[str, Any] = {
             "name": self.name, "resolution": self.resolution, "channels": self.channels,
-            "resize": self.resize, "augment": self.augment,
+            "resize": self.resize, "augment": self.augment, "task": _task(self.dense),
             "counts": {**per_class, "total": dict(zip(self.class_names, self.totals))},
             "imbalance_ratio": round(self.imbalance, 2),
             "duplicates_across_splits": {"count": self.leaks,
@@ -95,11 +98,10 @@ class DataReport:
 def data_report(data: Dataset) -> DataReport:
     """The report of a loaded dataset: a folder's files are read again for their headers and
     bytes (no pixel decoding); embedded data is hashed as the arrays it was loaded as."""
-    counts = tuple(tuple(int(n) for n in np.bincount(getattr(data, s).labels.cpu().numpy(),
-                                                     minlength=data.num_classes))
+    counts = tuple(_class_counts(getattr(data, s).labels.cpu(), data.num_classes)
                    for s in SPLITS)
     base = DataReport(data.name, data.resolution, data.in_chans, tuple(data.class_names), counts,
-                      resize=data.resize, augment=data.augment.describe())
+                      resize=data.resize, augment=data.augment.describe(), dense=data.dense)
     paths = {s: _split_paths(data, s) for s in SPLITS}
     if not paths["train"]:
         names = {s: [f"{s} #{i}" for i in range(len(getattr(data, s)))] for s in SPLITS}
@@ -112,6 +114,19 @@ def data_report(data: Dataset) -> DataReport:
     return replace(base, leaks=leaks, leak_examples=examples, sizes=_size_stats(everything),
                     modes=tuple(sorted({f.mode for f in everything})),
                     formats=tuple(sorted({f.format for f in everything})))
+
+
+def _task(dense: bool) -> str:
+    return "dense" if dense else "classify"
+
+
+def _class_counts(labels: torch.Tensor, num_classes: int) -> tuple[int, ...]:
+    """Images per class; for masks (N, H, W), the images in which each class appears."""
+    if labels.dim() == 3:
+        present = torch.zeros(len(labels), num_classes + 1, dtype=torch.bool)
+        present.scatter_(1, labels.flatten(1).long().clamp(max=num_classes), True)
+        return tuple(int(n) for n in present[:, :num_classes].sum(0))
+    return tuple(int(n) for n in np.bincount(labels.numpy(), minlength=num_classes))
 
 
 def _split_paths(data: Dataset, split: str) -> tuple[str, ...]:
@@ -180,7 +195,7 @@ def warnings(report: DataReport, balanced: bool | None = None) -> list[str]:
 def _warning_lines(r: DataReport, balanced: bool | None) -> Iterator[str]:
     totals = dict(zip(r.class_names, r.totals))
     big, small = max(totals, key=totals.get), min(totals, key=totals.get)
-    if r.imbalance > IMBALANCE_RATIO:
+    if r.imbalance > IMBALANCE_RATIO and not r.dense:  # masks: no image is one class
         head = f"classes are imbalanced ({big} {totals[big]}, {small} {totals[small]}: " \
                f"{r.imbalance:.0f}x)"
         yield (f"{head}: batches are class-balanced (--sampling auto; uniform turns it off) "

@@ -1,13 +1,15 @@
-"""Classification metrics for one evaluation: accuracy and the figures that fit inspection
-data, where one class can dominate and plain accuracy hides a class that is never found.
+"""Metrics of one evaluation: accuracy and the figures that fit inspection data, where one
+class can dominate and plain accuracy hides a class that is never found; for a dense task
+(segmentation) the same figures over pixels, and the intersection over union.
 
-Computed with scikit-learn from the predictions; ``Metrics`` holds plain types only, so it
-goes into ``metrics.json``, checkpoints and trial records as it is.
+Classification metrics are computed with scikit-learn from the predictions, dense ones from
+the pixels' confusion matrix; ``Metrics`` holds plain types only, so it goes into
+``metrics.json``, checkpoints and trial records as it is.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score
@@ -57,16 +59,58 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: 
     )
 
 
+@dataclass(frozen=True)
+class DenseMetrics(Metrics):
+    """``Metrics`` over the scored pixels (``n``; ``IGNORE_INDEX`` left out): ``acc`` is the
+    pixel accuracy, ``balanced_acc`` the mean per-class pixel accuracy (mPA) over the classes
+    present, ``macro_f1`` the mean Dice; ``miou`` the mean intersection over union. A
+    class's IoU and Dice count where it is in the truth or the prediction (else None)."""
+
+    miou: float = 0.0
+    per_class_iou: list[float | None] = field(default_factory=list)
+    per_class_dice: list[float | None] = field(default_factory=list)
+
+
+def metrics_from_dict(data: dict) -> Metrics:
+    """``Metrics.to_dict()`` read back (a dense task's fields make ``DenseMetrics``)."""
+    return (DenseMetrics if "miou" in data else Metrics)(**data)
+
+
+def dense_metrics(cm: np.ndarray, loss: float) -> DenseMetrics:
+    """The figures of a pixel confusion matrix ``cm`` (rows true, columns predicted)."""
+    cm = np.asarray(cm, dtype=np.int64)
+    tp, truth, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
+    union = truth + predicted - tp
+    scored = union > 0
+    iou = np.where(scored, tp / np.maximum(union, 1), np.nan)
+    dice = np.where(scored, 2 * tp / np.maximum(truth + predicted, 1), np.nan)
+    recall = _recalls(cm)
+    n = int(cm.sum())
+
+    def mean(values: np.ndarray) -> float:
+        return float(np.nanmean(values)) if n and not np.isnan(values).all() else 0.0
+
+    def listed(values: np.ndarray) -> list[float | None]:
+        return [None if np.isnan(v) else float(v) for v in values]
+
+    return DenseMetrics(acc=float(tp.sum() / n) if n else 0.0, loss=float(loss),
+                        balanced_acc=mean(recall), macro_f1=mean(dice),
+                        per_class_recall=listed(recall), confusion=cm.tolist(), n=n,
+                        miou=mean(iou), per_class_iou=listed(iou), per_class_dice=listed(dice))
+
+
 # within this much balanced accuracy of chance (1 / classes), a model has learnt little
 CHANCE_MARGIN = 0.05
 # a model that gives one class to at least this share of the images answers one class
 ONE_CLASS_SHARE = 0.95
 
 
-def learnt_little(confusion: list[list[int]], class_names: list[str] | None = None) -> str | None:
+def learnt_little(confusion: list[list[int]], class_names: list[str] | None = None,
+                  unit: str = "images") -> str | None:
     """A warning for a model at or near chance level, or one that answers one class for
     almost every image (the magnetic-tile model that called all 269 test images "Free");
-    None for a model that does better. ``confusion``: rows true, columns predicted."""
+    None for a model that does better. ``confusion``: rows true, columns predicted, counts
+    of ``unit`` (images, or a dense task's pixels)."""
     cm = np.asarray(confusion)
     support, predicted, n = cm.sum(1), cm.sum(0), int(cm.sum())
     present = support > 0
@@ -75,11 +119,12 @@ def learnt_little(confusion: list[list[int]], class_names: list[str] | None = No
     top = int(predicted.argmax())
     name = class_names[top] if class_names else f"class {top}"
     if predicted[top] >= ONE_CLASS_SHARE * n and support[top] < ONE_CLASS_SHARE * n:
-        return (f"the model answers {name} for {predicted[top]} of {n} images: it has learnt "
+        return (f"the model answers {name} for {predicted[top]} of {n} {unit}: it has learnt "
                 "little beyond the largest class")
     chance = 1 / present.sum()
     balanced = float(np.nanmean(_recalls(cm)))
     if balanced <= chance + CHANCE_MARGIN:
-        return (f"balanced accuracy {balanced:.2f} is at chance level ({chance:.2f} for "
+        figure = "mean pixel accuracy" if unit == "pixels" else "balanced accuracy"
+        return (f"{figure} {balanced:.2f} is at chance level ({chance:.2f} for "
                 f"{present.sum()} classes): the model has learnt little")
     return None

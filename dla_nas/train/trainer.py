@@ -32,9 +32,9 @@ from torch import nn
 from ..arch.builder import INITS
 from ..checks import boolean, check, check_fields, integer, number, one_of, optional
 from ..data import Dataset, make_loader
-from ..data.config import SAMPLINGS, balanced_sampling
+from ..data.config import IGNORE_INDEX, SAMPLINGS, balanced_sampling
 from ..errors import TrainError
-from .metrics import Metrics, classification_metrics
+from .metrics import Metrics, classification_metrics, dense_metrics, metrics_from_dict
 
 SCHEDULES = ("onecycle", "cosine")
 # what `train --pretrained` changes from the defaults: the backbone learns at a tenth of the
@@ -132,7 +132,13 @@ class TrainConfig:
         return self.steps_per_pass(train_size) * self.passes_per_epoch(train_size)
 
     def balanced(self, data: Dataset) -> bool:
-        """Whether this recipe draws class-balanced batches from ``data``'s train split."""
+        """Whether this recipe draws class-balanced batches from ``data``'s train split
+        (never for masks: an image holds several classes)."""
+        if data.dense:
+            if self.sampling == "balanced":
+                raise TrainError("sampling: 'balanced' is not allowed for a dense task (auto "
+                                 "or uniform: an image holds several classes)")
+            return False
         return balanced_sampling(self.sampling, torch.bincount(data.train.labels.cpu()).tolist())
 
     def describe(self, data: Dataset) -> str:
@@ -279,16 +285,29 @@ def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:
 def evaluate(model: nn.Module, loader, num_classes: int, label_smoothing: float = 0.0,
              autocast: bool = False) -> Metrics:
     """Accuracy, balanced accuracy, macro F1, per-class recall, the confusion matrix and the
-    mean cross-entropy over a loader, in eval mode."""
+    mean cross-entropy over a loader, in eval mode; over pixels for masks (``DenseMetrics``,
+    with IoU)."""
     model.eval()
-    loss_sum, labels, preds = 0.0, [], []
+    loss_sum, labels, preds, n = 0.0, [], [], 0
+    cm = torch.zeros(num_classes * num_classes, dtype=torch.int64)
+    dense = False
     for x, y in loader:
         with torch.autocast("cuda", torch.bfloat16, enabled=autocast):
             logits = model(x)
+        dense = y.dim() == 3
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum",
-                                    label_smoothing=label_smoothing).item()
-        labels.append(y.cpu())
-        preds.append(logits.argmax(1).cpu())
+                                    label_smoothing=label_smoothing,
+                                    ignore_index=IGNORE_INDEX if dense else -100).item()
+        if dense:  # pixels: a running confusion matrix, not every prediction kept
+            scored = y != IGNORE_INDEX
+            n += int(scored.sum())
+            pairs = y[scored] * num_classes + logits.argmax(1)[scored]
+            cm += torch.bincount(pairs.cpu(), minlength=num_classes * num_classes)
+        else:
+            labels.append(y.cpu())
+            preds.append(logits.argmax(1).cpu())
+    if dense:
+        return dense_metrics(cm.view(num_classes, num_classes).numpy(), loss_sum / max(n, 1))
     y_true = torch.cat(labels).numpy() if labels else torch.zeros(0, dtype=torch.int64).numpy()
     y_pred = torch.cat(preds).numpy() if preds else y_true
     return classification_metrics(y_true, y_pred, num_classes, loss_sum / max(len(y_true), 1))
@@ -327,6 +346,7 @@ def train(
         model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if cfg.compile else model
     balanced = cfg.balanced(data)
+    ignore = IGNORE_INDEX if data.dense else -100  # -100: none (PyTorch's default)
     train_loader = make_loader(data, "train", cfg.batch_size, device, train=True, seed=cfg.seed,
                                channels_last=cuda, balanced=balanced)
     val_loader = make_loader(data, "val", cfg.eval_batch_size, device, train=False,
@@ -376,7 +396,7 @@ def train(
         if result.val_acc_per_epoch:
             result.val_acc, result.val_loss = result.val_acc_per_epoch[-1], result.val_loss_per_epoch[-1]
         if resume.get("val") is not None:
-            result.val = Metrics(**resume["val"])
+            result.val = metrics_from_dict(resume["val"])
     for epoch in range(start, epochs):
         frozen = epoch < cfg.freeze_epochs  # the backbone is a fixed feature extractor
         for p in backbone:
@@ -389,13 +409,14 @@ def train(
         epoch_images = 0
         for x, y in itertools.chain.from_iterable(train_loader for _ in range(passes)):
             with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-                loss = F.cross_entropy(step_model(x), y, label_smoothing=cfg.label_smoothing)
+                loss = F.cross_entropy(step_model(x), y, label_smoothing=cfg.label_smoothing,
+                                       ignore_index=ignore)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             loss_sum += loss.detach()
-            epoch_images += y.numel()
+            epoch_images += y.shape[0]
             step += 1
             if step % 25 == 0 and not torch.isfinite(loss_sum):  # a sync now and then only
                 break

@@ -10,6 +10,7 @@ from ..dataset import Dataset
 from .cifar import _load_cifar
 from .digits import _load_digits
 from .folder import _load_folder
+from .segmentation import _load_seg
 
 # the loader of each DataConfig.kind
 LOADERS: Mapping[str, Callable[[DataConfig], Dataset]] = MappingProxyType({
@@ -17,6 +18,7 @@ LOADERS: Mapping[str, Callable[[DataConfig], Dataset]] = MappingProxyType({
     "cifar10": _load_cifar,
     "cifar100": _load_cifar,
     "folder": _load_folder,
+    "seg": _load_seg,
 })
 
 

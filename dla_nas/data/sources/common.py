@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from ..config import DEFAULT_AUGMENT, Augment, DataConfig
 from ..dataset import Dataset, Split
 from ..images import _channel_stats, _resize
@@ -17,9 +19,10 @@ def _in_memory_dataset(
     skipped: int = 0, files: tuple[str, ...] = (),
 ) -> Dataset:
     """Apply train_fraction, resize, and compute train statistics; ``files``: the images'
-    paths, by ``Split.index``, for a folder."""
+    paths, by ``Split.index``, for a folder. Masks (dense labels) are one stratum."""
     train, val, test = parts
-    train = train.take(train_subset(train.labels.numpy(), cfg))
+    strata = train.labels if train.labels.dim() == 1 else torch.zeros(len(train), dtype=torch.int64)
+    train = train.take(train_subset(strata.numpy(), cfg))
     res = cfg.image_size
     train, val, test = (Split(_resize(s.images, res), s.labels, s.index)
                          for s in (train, val, test))

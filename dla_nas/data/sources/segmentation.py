@@ -1,0 +1,165 @@
+"""The segmentation source ``seg:PATH``: images with class-index masks, loaded in memory.
+
+Layouts: ``PATH/images/`` and ``PATH/masks/`` (split by seed, as a folder is), or
+``PATH/{train,val,test}/{images,masks}`` (the split given). A mask is the image's stem with
+any image extension (PNG for exact values), one channel of class indices;
+``IGNORE_INDEX`` (255) marks pixels that are not scored. Class names come from an optional
+``PATH/classes.txt`` (one a line, line i naming value i), else the values found ("0", "1",
+...). Images and masks are squashed to the resolution alike: bilinear for the image, nearest
+for the mask. The split's ``labels`` are the masks (uint8 [N, H, W]).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ...errors import DataError
+from ..config import IGNORE_INDEX, IMAGE_EXTENSIONS, DataConfig
+from ..dataset import Dataset, Split
+from ..images import _GRAY_MODES, _decode, _is_grey, _map_safely, _probe
+from ..splits import _count
+from .common import _in_memory_dataset
+
+SPLIT_DIRS = ("train", "val", "test")
+CLASSES_FILE = "classes.txt"
+
+
+def _pairs(folder: Path) -> list[tuple[str, str]]:
+    """(image, mask) paths of ``folder``'s ``images/`` and ``masks/``, matched by stem."""
+    found = {}
+    for kind in ("images", "masks"):
+        sub = folder / kind
+        if not sub.is_dir():
+            raise DataError(f"seg: {sub} is not a folder (layout: PATH/images and PATH/masks, "
+                            "or PATH/{train,val,test}/{images,masks})")
+        files = sorted(p for p in sub.iterdir()
+                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        stems: dict[str, Path] = {}
+        for p in files:
+            if p.stem in stems:
+                raise DataError(f"seg: {p} and {stems[p.stem]} share a stem (one file a stem)")
+            stems[p.stem] = p
+        found[kind] = stems
+    images, masks = found["images"], found["masks"]
+    if not images:
+        raise DataError(f"seg: {folder / 'images'} has no images (allowed: "
+                        f"{', '.join(IMAGE_EXTENSIONS)})")
+    for stem, path in images.items():
+        if stem not in masks:
+            raise DataError(f"seg: image {path} has no mask ({folder / 'masks' / stem}.png)")
+    for stem, path in masks.items():
+        if stem not in images:
+            raise DataError(f"seg: mask {path} has no image")
+    return [(str(images[s]), str(masks[s])) for s in sorted(images)]
+
+
+def _read_mask(path: str, size: tuple[int, int]) -> np.ndarray:
+    """A mask file as uint8 [H, W] class indices; its size must be the image's (w, h)."""
+    with Image.open(path) as im:
+        if im.mode not in ("L", "P", "I", "I;16", "1"):
+            raise DataError(f"seg: mask {path} has mode {im.mode} (one channel of class "
+                            "indices: L or P)")
+        if im.size != size:
+            raise DataError(f"seg: mask {path} is {im.size[0]}x{im.size[1]}, its image "
+                            f"{size[0]}x{size[1]} (the same size is required)")
+        values = np.asarray(im if im.mode != "1" else im.convert("L"))
+    if values.max(initial=0) > 255:
+        raise DataError(f"seg: mask {path} has value {int(values.max())} (0 to 254 are "
+                        f"classes, {IGNORE_INDEX} is ignored)")
+    return values.astype(np.uint8)
+
+
+def _image_size(path: str) -> tuple[int, int]:
+    """(w, h) as the image is shown, after its EXIF orientation (which ``_decode`` applies)."""
+    with Image.open(path) as im:
+        w, h = im.size
+        return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
+
+
+def _class_names(root: Path, masks: list[np.ndarray]) -> list[str]:
+    """From ``classes.txt``, checked against the mask values; else the values found."""
+    values = np.unique(np.concatenate([np.unique(m) for m in masks]))
+    values = values[values != IGNORE_INDEX]
+    listed = root / CLASSES_FILE
+    if listed.is_file():
+        names = [line.strip() for line in listed.read_text().splitlines() if line.strip()]
+        if len(names) < 2:
+            raise DataError(f"seg: {listed} names {len(names)} class(es); >= 2 are needed")
+    else:
+        names = [str(v) for v in range(int(values.max(initial=0)) + 1)]
+        if len(names) < 2:
+            raise DataError(f"seg: every mask under {root} is class 0; >= 2 classes are needed")
+    return names
+
+
+def _check_values(masks: list[np.ndarray], paths: list[str], names: list[str]) -> None:
+    for mask, path in zip(masks, paths):
+        bad = mask[(mask >= len(names)) & (mask != IGNORE_INDEX)]
+        if bad.size:
+            raise DataError(f"seg: mask {path} has value {int(bad[0])}, not a class (0 to "
+                            f"{len(names) - 1}: {', '.join(names)}; {IGNORE_INDEX} is ignored)")
+
+
+def _load(pairs: list[tuple[str, str]], chans: int, res: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (uint8 [N, chans, res, res]) and masks (uint8 [N, res, res], nearest)."""
+    def one(pair: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+        image, mask = pair
+        return _decode(image, chans, res), _read_mask(mask, _image_size(image))
+
+    loaded = _map_safely(one, pairs)
+    for (image, _), result in zip(pairs, loaded):
+        if isinstance(result, DataError):
+            raise result
+        if isinstance(result, Exception):
+            raise DataError(f"seg: {image} or its mask cannot be read ({result})")
+    images = torch.from_numpy(np.stack([a for a, _ in loaded]))
+    masks = [torch.from_numpy(m)[None, None].float() for _, m in loaded]
+    masks = torch.cat([F.interpolate(m, size=(res, res), mode="nearest") for m in masks])
+    return images, masks[:, 0].to(torch.uint8)
+
+
+def _load_seg(cfg: DataConfig) -> Dataset:
+    root = Path(cfg.name[len("seg:"):]).expanduser()
+    if not root.is_dir():
+        raise DataError(f"seg: {root} is not a folder")
+    given = all((root / s).is_dir() for s in SPLIT_DIRS)
+    groups = [_pairs(root / s) for s in SPLIT_DIRS] if given else [_pairs(root)]
+    pairs = [p for g in groups for p in g]
+    res = cfg.image_size
+    modes = _map_safely(_probe, [image for image, _ in pairs])
+    for (image, _), mode in zip(pairs, modes):
+        if isinstance(mode, Exception):
+            raise DataError(f"seg: image {image} cannot be read ({mode})")
+    chans = 1 if all(m in _GRAY_MODES for m in modes) else 3
+    if len(pairs) * (chans + 1) * res * res > cfg.max_in_memory_bytes:
+        raise DataError(f"seg: {root} needs {len(pairs) * (chans + 1) * res * res / 2**30:.1f} "
+                        f"GiB at {res} px (max_in_memory_bytes {cfg.max_in_memory_bytes}): "
+                        "a lower --resolution")
+    images, masks = _load(pairs, chans, res)
+    if chans == 3 and all(_is_grey(a) for a in images.numpy()):  # grey images saved as RGB
+        images, chans = images[:, :1].contiguous(), 1
+    names = _class_names(root, [m.numpy() for m in masks])
+    _check_values([m.numpy() for m in masks], [m for _, m in pairs], names)
+    whole = Split(images, masks, torch.arange(len(pairs)))
+    if given:
+        bounds = np.cumsum([0] + [len(g) for g in groups])
+        parts = [np.arange(a, b) for a, b in zip(bounds, bounds[1:])]
+    else:
+        parts = _seeded_split(cfg, len(pairs), root)
+    return _in_memory_dataset(cfg, tuple(whole.take(i) for i in parts), names,
+                              files=tuple(image for image, _ in pairs))
+
+
+def _seeded_split(cfg: DataConfig, n: int, root: Path) -> list[np.ndarray]:
+    n_val, n_test = _count(cfg.val_fraction, n), _count(cfg.test_fraction, n)
+    if n - n_val - n_test < 1:
+        raise DataError(f"seg: {root} has {n} image(s): too few to split into train/val/test "
+                        f"(needs >= {n_val + n_test + 1} with these val/test fractions)")
+    order = np.random.default_rng(cfg.seed).permutation(n)
+    return [np.sort(order[n_val + n_test:]), np.sort(order[n_test:n_test + n_val]),
+            np.sort(order[:n_test])]

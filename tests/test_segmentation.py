@@ -1,0 +1,154 @@
+"""Dense prediction: image-mask folders (seg:PATH), joint augmentation, pixel metrics, the
+DLA-up and FCN segmentation networks, and train / eval / export of a dense genome."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from dla_nas import build_model
+from dla_nas.arch.backbone_genome import genome_from_dict
+from dla_nas.cli import main
+from dla_nas.data import Augment, DataConfig, load_dataset, make_loader
+from dla_nas.data.config import IGNORE_INDEX
+from dla_nas.data.report import data_report
+from dla_nas.errors import DataError, OptionError
+from dla_nas.train.metrics import dense_metrics, learnt_little
+
+DENSE = {"backbone": "plain_cnn_8_16_32", "task": "dense",
+         "head": {"aggregation": "dla_up", "levels": 2, "width": 8}}
+
+
+def write_seg(root, n=12, size=(16, 16), seed=0, classes=("bg", "blob", "stripe")):
+    """``n`` grey images whose pixel value encodes their mask (class c is 80 * c + noise
+    below 20), with a blob and a stripe at random places, so content and mask agree."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    h, w = size
+    for i in range(n):
+        mask = np.zeros((h, w), np.uint8)
+        y, x = rng.integers(0, h - 6), rng.integers(0, w - 5)
+        mask[y:y + 6, x:x + 5] = 1
+        mask[:, rng.integers(0, w - 2):][:, :2] = 2
+        image = (mask * 80 + rng.integers(0, 20, (h, w))).astype(np.uint8)
+        Image.fromarray(image).save(root / "images" / f"{i:03d}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{i:03d}.png")
+    if classes:
+        (root / "classes.txt").write_text("\n".join(classes) + "\n")
+    return root
+
+
+def test_a_seg_folder_loads_with_its_masks_and_class_names(tmp_path):
+    root = write_seg(tmp_path / "seg", n=10)
+    data = load_dataset(DataConfig(f"seg:{root}", resolution=16))
+    assert data.dense and data.class_names == ["bg", "blob", "stripe"]
+    assert data.train.labels.shape[1:] == (16, 16) and data.train.labels.dtype == torch.uint8
+    assert (len(data.train), len(data.val), len(data.test)) == (6, 2, 2)
+    # the image's classes (its value // 80) are the mask's, pixel for pixel
+    assert torch.equal(data.train.images[:, 0].long() // 80, data.train.labels.long())
+    # squashed alike (bilinear and nearest): they differ at the edges only
+    odd = load_dataset(DataConfig(f"seg:{write_seg(tmp_path / 'odd', size=(23, 13))}",
+                                  resolution=16))
+    agree = (odd.train.images[:, 0].long() // 80 == odd.train.labels.long()).float().mean()
+    assert odd.train.labels.shape[1:] == (16, 16) and agree > 0.8
+    report = data_report(data).to_dict()
+    assert report["task"] == "dense" and report["counts"]["total"]["bg"] == 10
+    # the given split: PATH/{train,val,test}/{images,masks}; no classes.txt: values as names
+    for i, split in enumerate(("train", "val", "test")):
+        write_seg(tmp_path / "given" / split, n=(5, 3, 2)[i], seed=i, classes=())
+    given = load_dataset(DataConfig(f"seg:{tmp_path / 'given'}", resolution=16))
+    assert (len(given.train), len(given.val), len(given.test)) == (5, 3, 2)
+    assert given.class_names == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda r: (r / "masks" / "003.png").unlink(), r"image .*003.png has no mask"),
+    (lambda r: Image.new("L", (4, 4)).save(r / "masks" / "extra.png"),
+     r"mask .*extra.png has no image"),
+    (lambda r: Image.new("L", (9, 9)).save(r / "masks" / "004.png"),
+     r"mask .*004.png is 9x9, its image 16x16 \(the same size is required\)"),
+    (lambda r: Image.fromarray(np.full((16, 16), 7, np.uint8)).save(r / "masks" / "005.png"),
+     r"mask .*005.png has value 7, not a class \(0 to 2: bg, blob, stripe; 255 is ignored\)"),
+    (lambda r: Image.new("RGB", (16, 16)).save(r / "masks" / "006.png"),
+     r"mask .*006.png has mode RGB"),
+])
+def test_a_bad_seg_folder_is_one_line_naming_the_file(tmp_path, spoil, message):
+    root = write_seg(tmp_path / "seg")
+    spoil(root)
+    with pytest.raises(DataError, match=f"^seg: {message}"):
+        load_dataset(DataConfig(f"seg:{root}", resolution=16))
+
+
+def test_joint_augmentation_moves_the_mask_with_its_image(tmp_path):
+    root = write_seg(tmp_path / "seg", n=20, size=(24, 24))
+    for pad_mode in ("reflect", "zeros"):
+        aug = Augment(hflip=True, vflip=True, shift=0.25, pad_mode=pad_mode)
+        data = load_dataset(DataConfig(f"seg:{root}", resolution=24, augment=aug))
+        loader = make_loader(data, "train", 8, "cpu", train=True, seed=0)
+        stored = data.train.labels.long()
+        moved = 0
+        for x, y in loader:
+            assert y.dtype == torch.int64 and y.shape == x.shape[:1] + x.shape[2:]
+            raw = (x[:, 0] * data.std[0] + data.mean[0]) * 255  # back to the stored values
+            scored = y != IGNORE_INDEX
+            assert torch.equal(raw.round().long()[scored] // 80, y[scored])
+            if pad_mode == "zeros":  # the zero border is not scored
+                assert (raw.round()[~scored] == 0).all()
+            moved += sum(not any(torch.equal(m, s) for s in stored) for m in y)
+        assert moved  # the batches were augmented, not passed through
+
+
+def test_pixel_metrics_against_hand_computed_values():
+    cm = np.array([[50, 2, 0], [3, 5, 0], [0, 0, 0]])
+    m = dense_metrics(cm, 0.5)
+    assert m.n == 60 and m.acc == pytest.approx(55 / 60)
+    assert m.per_class_iou == pytest.approx([50 / 55, 5 / 10, None])
+    assert m.per_class_dice == pytest.approx([100 / 105, 10 / 15, None])
+    assert m.miou == pytest.approx((50 / 55 + 0.5) / 2)
+    assert m.balanced_acc == pytest.approx((50 / 52 + 5 / 8) / 2)  # mPA
+    assert m.macro_f1 == pytest.approx((100 / 105 + 10 / 15) / 2)  # mean Dice
+    # a class predicted but absent from the truth scores IoU 0
+    assert dense_metrics(np.array([[5, 1], [0, 0]]), 0).per_class_iou == [5 / 6, 0.0]
+    assert "answers bg for 60 of 60 pixels" in learnt_little([[56, 0], [4, 0]], ["bg", "x"],
+                                                              "pixels")
+
+
+@pytest.mark.parametrize("aggregation, levels", [("dla_up", 2), ("none", 1), ("ida", 2)])
+def test_a_dense_network_answers_at_the_input_size(aggregation, levels):
+    genome = genome_from_dict({**DENSE, "head": {"aggregation": aggregation, "levels": levels}})
+    model = build_model(genome, 3, 1).eval()
+    for h, w in ((37, 37), (29, 50), (16, 16)):
+        with torch.no_grad():
+            assert model(torch.randn(2, 1, h, w)).shape == (2, 3, h, w)
+    assert genome.to_dict()["task"] == "dense"
+    classify = genome_from_dict({**DENSE, "task": "classify"})
+    assert "task" not in classify.to_dict()  # the default: older genomes keep their hashes
+    assert classify.canonical_hash() != genome.canonical_hash()
+
+
+def test_train_eval_and_export_a_dense_genome(tmp_path, capsys):
+    root = write_seg(tmp_path / "seg", n=16)
+    (tmp_path / "up.yaml").write_text(yaml.safe_dump(DENSE))
+    run, seg = tmp_path / "run", f"seg:{root}"
+    assert main(["train", str(tmp_path / "up.yaml"), "--dataset", seg, "--resolution", "16",
+                 "--epochs", "2", "--batch-size", "4", "--threads", "1", "--json",
+                 "--out", str(run)]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0 <= metrics["test_miou"] <= 1 and len(metrics["test_per_class_iou"]) == 3
+    assert metrics["data_report"]["task"] == "dense"
+    assert main(["eval", str(run / "checkpoint.pt"), "--dataset", seg]) == 0
+    assert f"test mIoU {metrics['test_miou']:.4f}" in capsys.readouterr().out
+    assert main(["export", str(run), "--weights", "--out", str(tmp_path / "exp")]) == 0
+    (config,) = (tmp_path / "exp").glob("*.yaml")
+    rebuilt = build_model(config, 3, 1, pretrained=config.with_suffix(".safetensors")).eval()
+    assert rebuilt.genome.task == "dense"
+    # a classifier on masks, and predict of a dense model, are one-line errors
+    assert main(["train", "plain_cnn", "--dataset", seg, "--resolution", "16"]) == 2
+    assert "masks need a genome with task: dense" in capsys.readouterr().err
+    with pytest.raises(OptionError, match="a dense \\(segmentation\\) model"):
+        from dla_nas.analysis.predict import load_predictor, predict
+        predict(load_predictor(config), [str(p) for p in (root / "images").iterdir()], 4)
