@@ -37,7 +37,8 @@ STATUSES = ("ok", "infeasible", "reused", "diverged", "failed")
 # statuses whose metrics are real measurements of a trained network
 TRAINED = ("ok", "reused")
 # the validation metrics beside val_acc that a trained record carries
-VAL_METRICS = ("val_balanced_acc", "val_macro_f1", "val_per_class_recall", "val_confusion")
+VAL_METRICS = ("val_balanced_acc", "val_macro_f1", "val_per_class_recall", "val_confusion",
+               "val_miou")
 
 
 
@@ -56,6 +57,7 @@ class TrialRecord:
     val_macro_f1: float | None = None
     val_per_class_recall: list[float | None] = field(default_factory=list)
     val_confusion: list[list[int]] = field(default_factory=list)
+    val_miou: float | None = None  # a dense task's (pixel accuracy is then val_acc)
     macs: int | None = None
     params: int | None = None
     latency_ms: float | None = None
@@ -103,6 +105,7 @@ class TrialRecord:
         """Copy a validation ``Metrics`` (dla_nas.train.metrics) into the ``val_*`` fields."""
         self.val_balanced_acc, self.val_macro_f1 = val.balanced_acc, val.macro_f1
         self.val_per_class_recall, self.val_confusion = val.per_class_recall, val.confusion
+        self.val_miou = getattr(val, "miou", None)
 
     def sampler_value(self, metric: str, direction: str) -> float:
         """The value a sampler is told: a maximised metric (an accuracy) is 0 unless the
@@ -293,7 +296,7 @@ _COUNT = optional(number(0))
 # the values a trained network can have (a NaN or a negative cost would top a Pareto front)
 _TRIAL_RANGES: tuple[tuple[str, Rule], ...] = (
     ("val_acc", _FRACTION), ("val_balanced_acc", _FRACTION), ("val_macro_f1", _FRACTION),
-    ("macs", _COUNT), ("params", _COUNT), ("latency_ms", _COUNT))
+    ("val_miou", _FRACTION), ("macs", _COUNT), ("params", _COUNT), ("latency_ms", _COUNT))
 
 
 def _out_of_range(data: dict) -> str | None:

@@ -152,3 +152,50 @@ def test_train_eval_and_export_a_dense_genome(tmp_path, capsys):
     with pytest.raises(OptionError, match="a dense \\(segmentation\\) model"):
         from dla_nas.analysis.predict import load_predictor, predict
         predict(load_predictor(config), [str(p) for p in (root / "images").iterdir()], 4)
+
+
+SEG_SPACE = {
+    "name": "seg-test", "task": {"resolution": 16},
+    "proxy": {"epochs": 2, "batch_size": 4},
+    "objectives": {"val_acc": "maximize", "macs": "minimize"},
+    "baselines": ["own", "own_cut1"],
+    "backbone": {"name": "plain_cnn_8_16_32", "task": "dense", "cut": [0, 1],
+                 "aggregation": ["none", "dla_up"], "levels": 2, "width": [8, 16]},
+}
+
+
+def test_search_confirm_and_export_a_dense_space(tmp_path, capsys):
+    root = write_seg(tmp_path / "seg", n=16)
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({**SEG_SPACE, "task": {**SEG_SPACE["task"],
+                                                           "dataset": f"seg:{root}"}}))
+    run = tmp_path / "run"
+    assert main(["search", "--space", str(space), "--trials", "3", "--out", str(run)]) == 0
+    info = yaml.safe_load((run / "run.yaml").read_text())
+    # pixel accuracy mostly measures the background: a dense run ranks by mIoU
+    assert dict(info["objectives"]) == {"val_miou": "maximize", "macs": "minimize"}
+    assert info["data"]["task"] == "dense"
+    records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    trained = [r for r in records if r["status"] == "ok"]
+    assert trained and all(0 <= r["val_miou"] <= 1 for r in trained)
+    assert {r["name"] for r in records} >= {"own", "own_cut1"}  # the warm start: FCNs
+    assert all(r["genome"]["task"] == "dense" for r in records)
+    capsys.readouterr()
+    assert main(["confirm", str(run), "--pareto", "--seeds", "0", "--min-steps", "4",
+                 "--threads", "1"]) == 0
+    shown = capsys.readouterr()
+    assert "test mIoU" in shown.out + shown.err and "val mIoU" in shown.out + shown.err
+    confirmed = [json.loads(line) for line in (run / "confirm.jsonl").read_text().splitlines()]
+    assert confirmed and all(0 <= c["test_miou"] <= 1 and len(c["test_per_class_iou"]) == 3
+                             for c in confirmed)
+    assert main(["pareto", str(run)]) == 0
+    assert main(["export", str(run), "--pareto", "--weights", "--out",
+                 str(tmp_path / "exp")]) == 0
+    # a classifier space on masks, and a dense space on class folders: one line each
+    classify = {**SEG_SPACE["backbone"], "task": "classify"}
+    space.write_text(yaml.safe_dump({**SEG_SPACE, "backbone": classify,
+                                     "task": {"dataset": f"seg:{root}", "resolution": 16}}))
+    assert main(["search", "--space", str(space), "--trials", "1",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "masks need a space of dense networks" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -57,6 +57,7 @@ class Candidate:
     proxy_val_acc: float | None = None
     searched: dict = field(default_factory=dict)
     proxy_val_balanced_acc: float | None = None
+    proxy_val_miou: float | None = None
 
     def build(self, num_classes: int, in_chans: int, cfg: TrainConfig):
         return build_model(genome_from_dict(self.genome), num_classes, in_chans,
@@ -102,6 +103,11 @@ class ConfirmRecord:
     # written before they were kept)
     val_balanced_acc: float | None = None
     proxy_val_balanced_acc: float | None = None
+    # a dense task's mean IoU (None for a classifier)
+    test_miou: float | None = None
+    test_per_class_iou: list | None = None
+    val_miou: float | None = None
+    proxy_val_miou: float | None = None
     searched: dict = field(default_factory=dict)  # the candidate's searched settings
     epochs_run: int = 0
     train_seconds: float = 0.0
@@ -134,7 +140,8 @@ def unit_of(kind: str, label: str, digest: str) -> tuple[str, str]:
 def search_candidate(record: TrialRecord) -> Candidate:
     label = f"trial {record.trial}" + (f" ({record.name})" if record.name else "")
     return Candidate(label, "search", record.key, record.trial, record.genome,
-                     record.val_acc, dict(record.recipe), record.val_balanced_acc)
+                     record.val_acc, dict(record.recipe), record.val_balanced_acc,
+                     record.val_miou)
 
 
 def baseline_candidate(name: str) -> Candidate:
@@ -376,6 +383,9 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
             proxy_val_acc=cand.proxy_val_acc, searched=cand.searched,
             val_balanced_acc=result.val.balanced_acc if result.val is not None else None,
             proxy_val_balanced_acc=cand.proxy_val_balanced_acc,
+            test_miou=getattr(test, "miou", None),
+            test_per_class_iou=getattr(test, "per_class_iou", None),
+            val_miou=getattr(result.val, "miou", None), proxy_val_miou=cand.proxy_val_miou,
             epochs_run=result.epochs_run,
             train_seconds=result.train_seconds, device=result.device, diverged=result.diverged,
             recipe=recipe, finished_at=time.time(),
@@ -427,13 +437,26 @@ class Confirmed:
     warning: str | None = None
     val_balanced_acc: float | None = None  # mean over seeds; None when a record lacks it
     proxy_val_balanced_acc: float | None = None
+    test_miou: tuple[float, float, float] | None = None  # a dense task's
+    val_miou: float | None = None
+    proxy_val_miou: float | None = None
 
     def val(self, metric: str) -> tuple[float | None, float | None]:
-        """The confirmation's and the search's val figure of ``metric`` (``val_acc`` or
-        ``val_balanced_acc``, the accuracy a run ranks by)."""
+        """The confirmation's and the search's val figure of ``metric`` (``val_acc``,
+        ``val_balanced_acc`` or ``val_miou``: the accuracy a run ranks by)."""
         if metric == "val_balanced_acc":
             return self.val_balanced_acc, self.proxy_val_balanced_acc
+        if metric == "val_miou":
+            return self.val_miou, self.proxy_val_miou
         return self.val_acc, self.proxy_val_acc
+
+    def test(self, metric: str) -> tuple[float, float, float]:
+        """The test figure (mean, lowest and highest seed) that matches the val ``metric``."""
+        if metric == "val_balanced_acc":
+            return self.test_balanced_acc
+        if metric == "val_miou" and self.test_miou is not None:
+            return self.test_miou
+        return self.test_acc
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -454,6 +477,7 @@ def summarize(records: list[ConfirmRecord],
     for rs in groups.values():
         first = rs[0]
         balanced = [r.val_balanced_acc for r in rs]
+        mious, val_mious = [r.test_miou for r in rs], [r.val_miou for r in rs]
         out.append(Confirmed(
             first.label, first.kind, first.hash, first.trial, first.macs, first.params,
             sorted(r.seed for r in rs), _spread([r.test_acc for r in rs]),
@@ -461,7 +485,10 @@ def summarize(records: list[ConfirmRecord],
             sum(r.val_acc for r in rs) / len(rs), first.proxy_val_acc,
             sum(r.test_macro_f1 for r in rs) / len(rs), _learnt_little(rs, class_names),
             None if None in balanced else math.fsum(balanced) / len(balanced),
-            first.proxy_val_balanced_acc))
+            first.proxy_val_balanced_acc,
+            None if None in mious else _spread(mious),
+            None if None in val_mious else math.fsum(val_mious) / len(val_mious),
+            first.proxy_val_miou))
     return sorted(out, key=lambda c: (c.macs, c.label))
 
 

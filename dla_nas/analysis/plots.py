@@ -56,17 +56,19 @@ from .pareto import (
 )
 
 X_METRICS = ("macs", "params", "latency_ms")
-Y_METRICS = ("val_acc", "val_balanced_acc")
+Y_METRICS = ("val_acc", "val_balanced_acc", "val_miou")
 AXIS_LABELS = {
     "macs": "MACs (multiply-accumulates, log scale)",
     "params": "params (log scale)",
     "latency_ms": "latency (ms, CPU, batch 1)",
     "val_acc": "validation accuracy (proxy)",
     "val_balanced_acc": "validation balanced accuracy (proxy)",
+    "val_miou": "validation mIoU (proxy)",
 }
-TEST_LABELS = {"val_acc": "test accuracy", "val_balanced_acc": "test balanced accuracy"}
+TEST_LABELS = {"val_acc": "test accuracy", "val_balanced_acc": "test balanced accuracy",
+               "val_miou": "test mIoU"}
 SHORT_NAMES = {"macs": "MACs", "params": "params", "latency_ms": "latency ms",
-               "val_acc": "val_acc", "val_balanced_acc": "balanced acc"}
+               "val_acc": "val_acc", "val_balanced_acc": "balanced acc", "val_miou": "mIoU"}
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#17becf", "#bcbd22", "#7f7f7f")
 COST_ONLY_COLOUR = "#888888"
@@ -366,8 +368,11 @@ def chance_level(info: dict[str, Any], y: str) -> tuple[float, str] | None:
     """What a model that learnt nothing scores on ``y``, and its legend label, from a run's
     run.yaml: always answering the largest val class (plain accuracy, when the data report
     gives the val counts), else a guess among the classes (1 / classes, which is balanced
-    accuracy's chance level whatever the class sizes); None when run.yaml does not say."""
+    accuracy's chance level whatever the class sizes); None when run.yaml does not say, and
+    for masks (a pixel's chance depends on the classes' pixel shares, which it does not keep)."""
     data = info.get("data") or {}
+    if data.get("task") == "dense":
+        return None
     val = ((data.get("report") or {}).get("counts") or {}).get("val") or {}
     if y == "val_acc" and sum(val.values()) > 0:
         return max(val.values()) / sum(val.values()), "always the largest class"
@@ -379,7 +384,7 @@ def chance_level(info: dict[str, Any], y: str) -> tuple[float, str] | None:
 
 def _confirmed_y(c: Confirmed, y: str) -> tuple[float, float, float]:
     """The confirmed test figure that matches the plotted validation metric."""
-    return c.test_balanced_acc if y == "val_balanced_acc" else c.test_acc
+    return c.test(y)
 
 
 def _confirmed_points(ax, runs: list[RunPlot], x: str, y: str, several: bool) -> None:

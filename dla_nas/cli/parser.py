@@ -410,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("runs", nargs="+", metavar="RUN", help="run folders, e.g. results/demo")
     pa.add_argument("--x", default="macs", choices=["macs", "params", "latency_ms"],
                     help="cost axis (default macs, log scale)")
-    pa.add_argument("--y", default=None, choices=["val_acc", "val_balanced_acc"],
+    pa.add_argument("--y", default=None, choices=["val_acc", "val_balanced_acc", "val_miou"],
                     help="accuracy axis (default: the run's accuracy objective)")
     pa.add_argument("--out", default=None, metavar="DIR",
                     help="output folder (default: the first run's folder)")

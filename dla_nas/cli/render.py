@@ -43,14 +43,19 @@ def print_confirmed(console, confirmed, metric: str = "val_acc") -> None:
 
     console.width = max(console.width, 130)  # the table needs ~125 columns
     table = Table(title="confirmed on the test split (mean over seeds, min-max in brackets)")
-    val = "val bal. acc" if metric == "val_balanced_acc" else "val acc"
-    for col in ("candidate", "MACs", "params", "seeds", "test acc", "balanced acc",
-                "macro F1", val, f"proxy {val}"):
+    val = {"val_balanced_acc": "val bal. acc", "val_miou": "val mIoU"}.get(metric, "val acc")
+    # a dense task's mIoU first; pixel accuracy, mean pixel accuracy and Dice beside it
+    dense = metric == "val_miou"
+    figures = ("test mIoU", "pixel acc", "mPA", "Dice") if dense else \
+        ("test acc", "balanced acc", "macro F1")
+    for col in ("candidate", "MACs", "params", "seeds", *figures, val, f"proxy {val}"):
         table.add_column(col, justify="left" if col == "candidate" else "right")
     for c in confirmed:
+        spread = c.test(metric)
         table.add_row(
             c.label, f"{c.macs:,}", f"{c.params:,}", str(len(c.seeds)),
-            f"{c.test_acc[0]:.4f} ({c.test_acc[1]:.3f}-{c.test_acc[2]:.3f})",
+            f"{spread[0]:.4f} ({spread[1]:.3f}-{spread[2]:.3f})",
+            *([f"{c.test_acc[0]:.4f}"] if dense else []),
             f"{c.test_balanced_acc[0]:.4f}", f"{c.test_macro_f1:.4f}",
             *(figure(v) for v in c.val(metric)))
     console.print(table)

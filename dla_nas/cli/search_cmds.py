@@ -153,10 +153,13 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         log.print(f"[yellow]warning[/]: {line}", highlight=False)
 
     def on_done(r, i: int, n: int) -> None:
-        log.print(f"[{i}/{n}] {r.label} seed {r.seed}: test acc {r.test_acc:.4f} (balanced "
-                  f"{r.test_balanced_acc:.4f}), val acc {r.val_acc:.4f}, "
-                  f"{r.train_seconds:.0f} s")
-        if (warning := learnt_little(r.test_confusion, data.class_names)) is not None:
+        figures = (f"test mIoU {r.test_miou:.4f} (pixel acc {r.test_acc:.4f}), val mIoU "
+                   f"{r.val_miou:.4f}" if r.test_miou is not None else
+                   f"test acc {r.test_acc:.4f} (balanced {r.test_balanced_acc:.4f}), val acc "
+                   f"{r.val_acc:.4f}")
+        log.print(f"[{i}/{n}] {r.label} seed {r.seed}: {figures}, {r.train_seconds:.0f} s")
+        if (warning := learnt_little(r.test_confusion, data.class_names,
+                                     "pixels" if data.dense else "images")) is not None:
             log.print(f"[yellow]warning[/]: {r.label} seed {r.seed}: {warning}",
                       highlight=False)
 

@@ -4,6 +4,7 @@
 backbone:
   name: efficientnet_lite0      # fixed: the network (BackboneGenome.backbone)
   weights: imagenet             # fixed: imagenet or none
+  task: classify                # fixed: classify or dense (masks; own is then an FCN)
   cut: [0, 1, 2]                # searched like any genome field: value, choice list or range
   aggregation: [none, ida]      # also tree, dla_up (dla_nas.backbones.attach)
   levels: [2, 3]                # not for none: the deepest levels kept that are aggregated
@@ -31,6 +32,7 @@ from ..arch.backbone_genome import (
     LITE0,
     MAX_WIDTH,
     NODE_KERNELS,
+    TASKS,
     BackboneGenome,
     Head,
 )
@@ -55,11 +57,14 @@ class BackboneSpace:
     weights: str
     levels_total: int  # the network's levels (found by building it once)
     specs: tuple[tuple[str, Spec], ...]
+    task: str = "classify"
 
     @classmethod
     def parse(cls, raw: Any) -> "BackboneSpace":
-        raw = mapping(raw, "backbone", {"name", "weights", *FIELDS}, required={"name"})
+        raw = mapping(raw, "backbone", {"name", "weights", "task", *FIELDS}, required={"name"})
         weights = raw.get("weights", "none")
+        task = raw.get("task", "classify")
+        check("backbone.task", task, one_of(TASKS), SpaceError)
         try:
             genome = BackboneGenome(raw["name"], weights)
             genome.validate()
@@ -67,7 +72,7 @@ class BackboneSpace:
             raise SpaceError(f"backbone.{str(exc).removeprefix('backbone: ')}") from None
         specs = tuple((key, parse_spec(raw.get(key, DEFAULTS[key]), f"backbone.{key}", rule))
                       for key, rule in FIELDS.items())
-        space = cls(raw["name"], weights, _level_count(genome), specs)
+        space = cls(raw["name"], weights, _level_count(genome), specs, task)
         check("backbone.cut", max(space.spec("cut").values()),
               integer(0, space.levels_total - 1), SpaceError)
         return space
@@ -94,12 +99,13 @@ class BackboneSpace:
                                f"after cut {cut})")
                 head["levels"] = kept
         head.setdefault("levels", 1)
-        genome = BackboneGenome(self.name, self.weights, cut, Head(**head))
+        genome = BackboneGenome(self.name, self.weights, cut, Head(**head), self.task)
         return genome.validate(), repairs
 
     def hand_design(self, name: str) -> BackboneGenome:
         """``own`` or ``own_cut<N>``: the network as it is, or cut, with its own kind of head
-        (the deepest level kept, pooled, and a linear classifier)."""
+        (the deepest level kept, pooled, and a linear classifier; for a dense task, an FCN
+        over that level)."""
         found = _HAND.fullmatch(name)
         if found is None:
             raise SpaceError(f"baselines: {name!r} is not allowed in a backbone space "
@@ -108,7 +114,7 @@ class BackboneSpace:
         if cut >= self.levels_total:
             raise SpaceError(f"baselines: {name!r} is not allowed ({self.name} has "
                              f"{self.levels_total} levels: cut 0 to {self.levels_total - 1})")
-        return BackboneGenome(self.name, self.weights, cut, name=name)
+        return BackboneGenome(self.name, self.weights, cut, task=self.task, name=name)
 
     def find(self, genome: BackboneGenome) -> dict[str, Any]:
         """Parameter values with which ``sample`` builds ``genome``; ``Unreachable`` saying
@@ -137,6 +143,8 @@ def _unreachable(genome: BackboneGenome, space: BackboneSpace) -> NoReturn:
     if (genome.backbone, genome.weights) != (space.name, space.weights):
         raise Unreachable(f"backbone {genome.backbone} ({genome.weights} weights), the space "
                           f"gives {space.name} ({space.weights})")
+    if genome.task != space.task:
+        raise Unreachable(f"task {genome.task}, the space gives {space.task}")
     for key, spec in space.specs:
         value = genome.cut if key == "cut" else getattr(genome.head, key)
         if (key in ("cut", "aggregation") or genome.head.aggregation != "none") \

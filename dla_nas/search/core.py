@@ -262,7 +262,8 @@ def data_info(space: SearchSpace, opts: SearchOptions) -> dict[str, Any]:
         raise DataError(f"{where}: {exc}") from None
     report = data_report(data)
     balanced = space.proxy.train_config().balanced(data)
-    return {"name": data.name, "resolution": data.resolution, "in_chans": data.in_chans,
+    return {"name": data.name, "task": "dense" if data.dense else "classify",
+            "resolution": data.resolution, "in_chans": data.in_chans,
             "num_classes": data.num_classes, "class_names": list(data.class_names),
             "train_size": len(data.train), "augment": data.augment.describe(),
             "resize": data.resize, "sampling": "balanced" if balanced else "uniform",
@@ -324,8 +325,10 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
     opts.warm_start = opts.warm_start_name(space)
     data = data_info(space, opts)
     kept = resumed and old.get("objectives") == [list(o) for o in space.objectives]
-    if data["sampling"] == "balanced" and not kept:  # a run made before this rule keeps its own
-        space = space.ranked_by_balanced_accuracy()
+    if data["task"] == "dense" and not kept:  # pixel accuracy mostly measures the background
+        space = space.ranked_by("val_miou")
+    elif data["sampling"] == "balanced" and not kept:  # a run made before this rule keeps its own
+        space = space.ranked_by("val_balanced_acc")
     if before_init:
         space = replace(space, proxy=kept_init(space.proxy, stored))
     if space.proxy.pretrained is not None:  # fetched and checked once, before the workers

@@ -31,9 +31,11 @@ def load_task_data(space: SearchSpace, data_dir: str | None = None, *,
                                           augment=augment, resolution=resolution))
     if space.imagenet_inputs:  # the statistics the weights were trained on
         data = imagenet_normalised(data)
-    if data.dense:  # trials, their records and the front rank classifiers
-        raise DataError(f"{data.name}: masks (a dense task) are not searched or confirmed "
-                        "yet; train and evaluate a dense genome with dla-nas train and eval")
+    if data.dense != space.dense:
+        raise DataError(f"{data.name}: {'masks need' if data.dense else 'class folders need'} "
+                        f"a space of {'dense' if data.dense else 'classifying'} networks; "
+                        f"{space.path} is {'dense' if space.dense else 'a classifier space'}"
+                        f"{' (a backbone section with task: dense)' if data.dense else ''}")
     if task.classes is not None and task.classes != data.num_classes:
         raise DataError(f"{space.path}: task.classes is {task.classes}, but "
                         f"{data.name} has {data.num_classes} classes")

@@ -55,8 +55,8 @@ from .specs import (
     parse_spec,
 )
 
-METRICS = {"val_acc": "maximize", "val_balanced_acc": "maximize", "macs": "minimize",
-           "params": "minimize", "latency_ms": "minimize"}
+METRICS = {"val_acc": "maximize", "val_balanced_acc": "maximize", "val_miou": "maximize",
+           "macs": "minimize", "params": "minimize", "latency_ms": "minimize"}
 CONSTRAINTS = {"max_macs": "macs", "max_params": "params", "max_latency_ms": "latency_ms"}
 ENUMERATION_LIMIT = 200_000
 
@@ -415,16 +415,21 @@ class SearchSpace:
                        if not (k == "classes" and dataset is not None)} | task
         return SearchSpace.from_dict(raw, self.path)
 
-    def ranked_by_balanced_accuracy(self) -> SearchSpace:
-        """This space with a ``val_acc`` objective replaced by ``val_balanced_acc``: what a
-        search on imbalanced data ranks by, since plain accuracy there mostly measures the
-        largest class."""
+    @property
+    def dense(self) -> bool:
+        """Whether the space's networks give a class a pixel (a backbone section's task)."""
+        return self.backbone is not None and self.backbone.task == "dense"
+
+    def ranked_by(self, metric: str) -> SearchSpace:
+        """This space with a ``val_acc`` objective replaced by ``metric``: what a search on
+        imbalanced data ranks by (``val_balanced_acc``: plain accuracy there mostly measures
+        the largest class), or on masks (``val_miou``: pixel accuracy mostly measures the
+        background)."""
         metrics = dict(self.objectives)
-        if "val_acc" not in metrics or "val_balanced_acc" in metrics:
+        if "val_acc" not in metrics or metric in metrics:
             return self
         raw = json.loads(json.dumps(self.raw, default=str))
-        raw["objectives"] = {("val_balanced_acc" if m == "val_acc" else m): d
-                             for m, d in self.objectives}
+        raw["objectives"] = {(metric if m == "val_acc" else m): d for m, d in self.objectives}
         return SearchSpace.from_dict(raw, self.path)
 
     def constraint_values(self, value: Callable[[str], float | None]) -> dict[str, float]:
