@@ -10,6 +10,7 @@ warm start draws first) is not counted as a finding.
 
     python benchmarks/front_vs_line.py results/reference-digits-aggregation
     python benchmarks/front_vs_line.py RUN --share 0.667 --point-macs 1.1   # over a backbone
+    python benchmarks/front_vs_line.py RUN --metric val_miou               # a dense run
 
 A run over a backbone (a ``backbone:`` space) has its hand designs (``own``, ``own_cut<N>``)
 as search trials of its warm start: confirmed with ``--trial``, they are its line.
@@ -32,9 +33,12 @@ def main() -> None:
     parser.add_argument("--point-macs", type=float, default=1.0,
                         help="... or beat it by 1 point at <= this multiple of its MACs "
                              "(default 1.0)")
+    parser.add_argument("--metric", choices=["val_acc", "val_balanced_acc", "val_miou"],
+                        help="the test figure compared: the one matching this val metric "
+                             "(default: test accuracy; val_miou: test mIoU, for a dense run)")
     args = parser.parse_args()
     out = compare_with_line(load_confirmed(args.run), hand_design_hashes(args.run),
-                            args.share, args.point_macs)
+                            args.share, args.point_macs, args.metric or "val_acc")
     print(json.dumps({"run": args.run, **out}, indent=1))
 
 

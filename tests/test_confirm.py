@@ -238,6 +238,15 @@ def test_compare_with_line_finds_the_targets_and_the_gap():
     short = compare_with_line(line + [row("trial 3", "search", 500, 0.93, 0.92, 0.94)])
     assert short["half_macs"] == [] and short["one_point"] == []
     assert short["gap"] == pytest.approx(-0.02)
+    # a dense run compares mean test mIoU: the same rows, ranked by another figure
+    from dataclasses import replace
+
+    dense = [replace(c, test_miou=(m, m, m)) for c, m in
+             zip(line + [half, better], (0.50, 0.40, 0.45, 0.30))]
+    by_miou = compare_with_line(dense, metric="val_miou")
+    assert by_miou["best_hand_design"] == {"label": "small", "macs": 100,
+                                           "test_miou": [0.5, 0.5, 0.5]}
+    assert by_miou["half_macs"] == [] and by_miou["gap"] is None
     for rows in (line, line + [redrawn]):  # no search trial but a hand design
         with pytest.raises(RunError, match="confirmed search trials that are not hand designs"):
             compare_with_line(rows)
