@@ -209,8 +209,13 @@ def test_a_bad_backbone_space_is_one_line(tmp_path, changes, message):
 def test_search_confirm_and_export_over_a_backbone(tmp_path, capsys):
     space = conftest.write_space(tmp_path, BACKBONE_SPACE)
     run = tmp_path / "run"
-    assert main(["search", "--space", str(space), "--trials", "4", "--out", str(run)]) == 0
+    assert main(["search", "--space", str(space), "--trials", "4", "--out", str(run),
+                 "--baselines", "plain_cnn_8_16_32"]) == 0
     records = RunStore(run).records()
+    # a zoo network beside the backbone's own: a baseline of the same proxy
+    assert [(r.kind, r.name) for r in records if r.kind == "baseline"] == \
+        [("baseline", "plain_cnn_8_16_32")]
+    records = [r for r in records if r.kind == "search"]
     # the warm start: the network as it is and cut, cheapest first, then searched heads
     assert [r.name for r in records[:2]] == ["own_cut1", "own"]
     assert all("backbone" in r.genome for r in records if r.status == "ok")

@@ -10,12 +10,13 @@ import yaml
 from PIL import Image
 
 from dla_nas import build_model
-from dla_nas.arch.backbone_genome import genome_from_dict
+from dla_nas.arch.backbone_genome import BackboneGenome, genome_from_dict
+from dla_nas.arch.baselines import baseline_genome
 from dla_nas.cli import main
 from dla_nas.data import Augment, DataConfig, load_dataset, make_loader
 from dla_nas.data.config import IGNORE_INDEX
 from dla_nas.data.report import data_report
-from dla_nas.errors import DataError, OptionError
+from dla_nas.errors import DataError, GenomeError, OptionError
 from dla_nas.train.metrics import dense_metrics, learnt_little
 
 DENSE = {"backbone": "plain_cnn_8_16_32", "task": "dense",
@@ -130,6 +131,23 @@ def test_a_dense_network_answers_at_the_input_size(aggregation, levels):
     assert classify.canonical_hash() != genome.canonical_hash()
 
 
+def test_unet_is_a_dense_hand_design_at_any_input_size():
+    standard = build_model(BackboneGenome("unet", task="dense"), 4, 1)
+    assert 31_000_000 < sum(p.numel() for p in standard.parameters()) < 31_100_000
+    narrow = build_model(baseline_genome("unet_8_16_32"), 3, 1).eval()
+    for h, w in ((37, 37), (29, 50), (8, 8)):
+        with torch.no_grad():
+            assert narrow(torch.randn(2, 1, h, w)).shape == (2, 3, h, w)
+    assert baseline_genome("unet_8_16_32").describe() == \
+        "unet_8_16_32: a U-Net of widths 8-16-32"
+    for bad, message in ((BackboneGenome("unet_8", task="dense"), "two or more widths"),
+                         (BackboneGenome("unet_8_16"), r"^task: 'classify' is not allowed"),
+                         (BackboneGenome("unet_8_16", task="dense", cut=1),
+                          r"^cut: 1 is not allowed with backbone unet_8_16")):
+        with pytest.raises(GenomeError, match=message):
+            bad.validate()
+
+
 def test_train_eval_and_export_a_dense_genome(tmp_path, capsys):
     root = write_seg(tmp_path / "seg", n=16)
     (tmp_path / "up.yaml").write_text(yaml.safe_dump(DENSE))
@@ -170,7 +188,8 @@ def test_search_confirm_and_export_a_dense_space(tmp_path, capsys):
     space.write_text(yaml.safe_dump({**SEG_SPACE, "task": {**SEG_SPACE["task"],
                                                            "dataset": f"seg:{root}"}}))
     run = tmp_path / "run"
-    assert main(["search", "--space", str(space), "--trials", "3", "--out", str(run)]) == 0
+    assert main(["search", "--space", str(space), "--trials", "3", "--out", str(run),
+                 "--baselines", "unet_8_16"]) == 0
     info = yaml.safe_load((run / "run.yaml").read_text())
     # pixel accuracy mostly measures the background: a dense run ranks by mIoU
     assert dict(info["objectives"]) == {"val_miou": "maximize", "macs": "minimize"}
@@ -179,15 +198,20 @@ def test_search_confirm_and_export_a_dense_space(tmp_path, capsys):
     trained = [r for r in records if r["status"] == "ok"]
     assert trained and all(0 <= r["val_miou"] <= 1 for r in trained)
     assert {r["name"] for r in records} >= {"own", "own_cut1"}  # the warm start: FCNs
+    assert [r["name"] for r in records if r["kind"] == "baseline"] == ["unet_8_16"]
     assert all(r["genome"]["task"] == "dense" for r in records)
     capsys.readouterr()
-    assert main(["confirm", str(run), "--pareto", "--seeds", "0", "--min-steps", "4",
-                 "--threads", "1"]) == 0
+    assert main(["confirm", str(run), "--pareto", "--baselines", "unet_8_16", "--seeds", "0",
+                 "--min-steps", "4", "--threads", "1"]) == 0
     shown = capsys.readouterr()
     assert "test mIoU" in shown.out + shown.err and "val mIoU" in shown.out + shown.err
     confirmed = [json.loads(line) for line in (run / "confirm.jsonl").read_text().splitlines()]
-    assert confirmed and all(0 <= c["test_miou"] <= 1 and len(c["test_per_class_iou"]) == 3
-                             for c in confirmed)
+    assert "unet_8_16" in {c["label"] for c in confirmed}
+    assert all(0 <= c["test_miou"] <= 1 and len(c["test_per_class_iou"]) == 3
+               for c in confirmed)
+    # a classifier in the line of a dense run is refused before anything trains
+    assert main(["confirm", str(run), "--baselines", "plain_cnn", "--seeds", "5"]) == 2
+    assert "plain_cnn is a classifier; the run's data need dense" in capsys.readouterr().err
     assert main(["pareto", str(run)]) == 0
     assert main(["export", str(run), "--pareto", "--weights", "--out",
                  str(tmp_path / "exp")]) == 0

@@ -23,12 +23,12 @@ from typing import Any, Callable, Iterable
 import torch
 
 from ..arch.backbone_genome import genome_from_dict
-from ..arch.baselines import LINE, baseline_genome
+from ..arch.baselines import DENSE_LINE, LINE, baseline_genome
 from ..arch.builder import build_model
 from ..arch.cost import model_cost
 from ..data import Dataset, make_loader
 from ..dominance import non_dominated_sort
-from ..errors import DataError, RunError
+from ..errors import DataError, OptionError, RunError
 from ..files import safe_name
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
 from ..search.space import Recipe, SearchSpace
@@ -185,11 +185,17 @@ def _unique(records: list[TrialRecord]) -> list[TrialRecord]:
     return out
 
 
-def check_candidates(candidates: list[Candidate], resolution: int) -> None:
+def check_candidates(candidates: list[Candidate], resolution: int, dense: bool = False) -> None:
     """Raise GenomeError for the first candidate that cannot take ``resolution`` px inputs,
-    before anything trains: a misfit fails now, not after hours."""
+    and OptionError for one of another task than the data's (``dense``: masks), before
+    anything trains: a misfit fails now, not after hours."""
     for cand in candidates:
         cand.check(resolution)
+        if (getattr(genome_from_dict(cand.genome), "task", "classify") == "dense") != dense:
+            kind, need = ("a classifier", "dense networks") if dense else ("dense", "classifiers")
+            line = ", ".join(DENSE_LINE if dense else LINE[:3])
+            raise OptionError(f"--baselines: {cand.label} is {kind}; the run's data need "
+                              f"{need} (such as {line})")
 
 
 # ---- running --------------------------------------------------------------------------------
@@ -349,7 +355,7 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
     left, this one waits for them (polling every ``poll`` s; ``on_wait`` is told the claims
     when their number changes), taking up any whose process dies. Units claimed on another
     machine are not waited for."""
-    check_candidates(candidates, data.resolution)
+    check_candidates(candidates, data.resolution, data.dense)
     recipe = recipe_of(cfg, data, pretrained)
     store.check_recipe(recipe)
     todo = [(c, s) for c in candidates for s in seeds]

@@ -4,7 +4,8 @@ This is the user's own model given aggregation, as data (the model itself is bui
 ``dla_nas.backbones.build``):
 
 - ``backbone``: ``efficientnet_lite0`` (optional ``lite0`` packages), any zoo name or DLA
-  genome's zoo name (``plain_cnn``, ``resnet20``, ``dla34`` ...), or ``timm:NAME``;
+  genome's zoo name (``plain_cnn``, ``resnet20``, ``dla34`` ...), ``timm:NAME``, or a U-Net
+  (``unet``, ``unet_<w1>_<w2>...``: a dense network as it is, ``dla_nas.arch.unet``);
 - ``weights``: ``imagenet`` (lite0 and timm: the weights they ship) or ``none`` (PyTorch's or
   the recipe's init). ImageNet weights are fed ImageNet-normalised inputs;
 - ``cut``: how many of the deepest levels are dropped, so that aggregation over the levels
@@ -39,6 +40,7 @@ from ..checks import boolean, check, integer, one_of, optional
 from ..errors import GenomeError
 from . import zoo
 from .genome import MIN_INPUT, Genome, GenomeText, read_genome
+from .unet import unet_widths
 
 LITE0 = "efficientnet_lite0"
 TIMM_PREFIX = "timm:"
@@ -102,6 +104,8 @@ class BackboneGenome(GenomeText):
     def describe(self) -> str:
         """One line: the backbone, its weights, the cut and the head."""
         head = self.head
+        if self.unet:
+            return f"{self.backbone}: a U-Net of widths {'-'.join(map(str, self.unet))}"
         if head.aggregation == "none" and self.task == "dense":
             text = "an FCN over the deepest level kept"
         elif head.aggregation == "none":
@@ -129,10 +133,20 @@ class BackboneGenome(GenomeText):
         level count of a zoo or timm backbone is checked when it is built."""
         if not isinstance(self.backbone, str) or not (
                 self.backbone == LITE0 or self.backbone.startswith(TIMM_PREFIX)
-                and len(self.backbone) > len(TIMM_PREFIX) or zoo.find(self.backbone)):
+                and len(self.backbone) > len(TIMM_PREFIX) or self.unet
+                or zoo.find(self.backbone)):
             raise GenomeError(f"backbone: {self.backbone!r} is not allowed ({LITE0}, a zoo "
-                              f"name such as plain_cnn or dla34, or {TIMM_PREFIX}NAME)")
+                              f"name such as plain_cnn or dla34, {TIMM_PREFIX}NAME, or "
+                              "unet_<w1>_<w2>...)")
         check("weights", self.weights, one_of(WEIGHTS), GenomeError)
+        if self.unet:  # a whole dense network: nothing to cut or put a head on
+            for name, value, allowed in (("task", self.task, "dense"), ("weights", self.weights,
+                                         "none"), ("cut", self.cut, 0),
+                                         ("head.aggregation", self.head.aggregation, "none")):
+                if value != allowed:
+                    raise GenomeError(f"{name}: {value!r} is not allowed with backbone "
+                                      f"{self.backbone} ({allowed}: a U-Net is a dense "
+                                      "network as it is)")
         if self.weights == "imagenet" and self.zoo is not None:
             raise GenomeError(f"weights: 'imagenet' is not allowed with backbone "
                               f"{self.backbone} (none: zoo networks start from the recipe's "
@@ -157,7 +171,14 @@ class BackboneGenome(GenomeText):
     @functools.cached_property
     def zoo(self) -> Genome | None:
         """The zoo genome of a zoo backbone, else None (read once: a DLA's is a YAML file)."""
-        return zoo.find(self.backbone) if not self.backbone.startswith(TIMM_PREFIX) else None
+        if self.backbone.startswith(TIMM_PREFIX) or self.unet:
+            return None
+        return zoo.find(self.backbone)
+
+    @property
+    def unet(self) -> tuple[int, ...] | None:
+        """A U-Net backbone's widths, else None."""
+        return unet_widths(self.backbone)
 
     @property
     def level_count(self) -> int | None:
@@ -178,7 +199,8 @@ class BackboneGenome(GenomeText):
         if size < self.min_input_size():
             raise GenomeError(f"input size {size} px is not allowed for {self.backbone} "
                               f"(>= {self.min_input_size()})")
-        return [math.ceil(size / s) for s in LITE0_STRIDES]
+        strides = [2 ** i for i in range(len(self.unet))] if self.unet else LITE0_STRIDES
+        return [math.ceil(size / s) for s in strides]
 
     def check_input(self, shape: tuple[int, int, int]) -> list[int]:
         return self.feature_sizes(min(shape[1:]))
@@ -186,6 +208,8 @@ class BackboneGenome(GenomeText):
     def min_input_size(self) -> int:
         if self.zoo is not None:
             return self.zoo.min_input_size()
+        if self.unet:
+            return max(MIN_INPUT, 2 ** (len(self.unet) - 1))
         return max(MIN_INPUT, LITE0_STRIDES[-1])
 
 

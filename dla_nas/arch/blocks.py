@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -18,6 +19,15 @@ def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1
     """Conv (no bias, 'same' padding) + BN, as the two modules the official code uses."""
     conv = nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False)
     return [conv, nn.BatchNorm2d(c_out)]
+
+
+def fit_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``x`` cropped, or padded by repeating its last row and column, to ``like``'s size
+    (sizes read as constants, so an ONNX export fixes them)."""
+    (h, w), (m, n) = ([int(s) for s in t.shape[-2:]] for t in (x, like))
+    if m > h or n > w:
+        x = F.pad(x, (0, max(0, n - w), 0, max(0, m - h)), mode="replicate")
+    return x[..., :m, :n]
 
 
 class PlainBlock(nn.Module):

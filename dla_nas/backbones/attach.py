@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..arch.backbone_genome import HEAD_AGGREGATIONS, NODE_KERNELS
-from ..arch.blocks import conv_bn
+from ..arch.blocks import conv_bn, fit_to
 from ..arch.builder import _adaptive_max_pool
 from ..checks import boolean, check_fields, integer, one_of, optional
 from ..errors import BackboneError
@@ -177,15 +177,6 @@ def bilinear_up(width: int, factor: int) -> nn.Module:
     with torch.no_grad():
         up.weight.copy_((ramp[:, None] * ramp[None, :]).expand_as(up.weight))
     return up
-
-
-def fit_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``x`` cropped, or padded by repeating its last row and column, to ``like``'s size
-    (sizes read as constants, so an ONNX export fixes them)."""
-    (h, w), (m, n) = ([int(s) for s in t.shape[-2:]] for t in (x, like))
-    if m > h or n > w:
-        x = F.pad(x, (0, max(0, n - w), 0, max(0, m - h)), mode="replicate")
-    return x[..., :m, :n]
 
 
 def max_pool_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..arch.backbone_genome import LITE0, TIMM_PREFIX, BackboneGenome
+from ..arch.unet import UNet
 from ..errors import GenomeError
 from ..weights.transfer import FIRST_CONV
 from .attach import HeadConfig, TapClassifier, TapSegmenter
@@ -16,6 +17,7 @@ from .zoo import dla_backbone
 
 # the input side of the dry run that finds the taps' channels and strides
 DRY_RUN_SIZE = 64
+UNET_STEM = "inc.0.weight"  # a U-Net's first conv (a weights file adapts it to the input)
 
 
 class OwnHead(nn.Module):
@@ -67,12 +69,17 @@ def build_backbone_model(genome: BackboneGenome, num_classes: int, in_chans: int
     ``model.genome`` is ``genome``, as checkpoints record it; ``model.network`` is the
     backbone network and its first conv's weight, for a weights file of that network alone
     (``weights.load_pretrained``)."""
+    if genome.unet:  # a dense network as it is
+        unet = UNet(in_chans, num_classes, genome.unet)
+        model: nn.Module = OwnHead(unet, "outc")
+        model.transfer_report, model.genome, model.network = None, genome, (unet, UNET_STEM)
+        return model
     own_head = genome.head.aggregation == "none" and genome.cut == 0 and genome.task != "dense"
     if genome.zoo is not None and own_head:  # the zoo network as it is
         from ..arch.builder import build_model
 
         net = build_model(genome.zoo, num_classes, in_chans, **build)
-        model: nn.Module = OwnHead(net, "fc")
+        model = OwnHead(net, "fc")
         model.transfer_report, model.genome, model.network = None, genome, (net, FIRST_CONV)
         return model
     net, taps, classifier, first_conv = network_taps(genome, in_chans, **build)

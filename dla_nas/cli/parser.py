@@ -382,7 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="these trial numbers")
     co.add_argument("--baselines", type=comma_list, default=[], metavar="NAMES",
                     help="hand designs trained alongside: 'line' (plain_cnn at three widths, "
-                         "resnet8/14/20, dla34_cifar_x0.25, dla46_c_cifar) or names")
+                         "resnet8/14/20, dla34_cifar_x0.25, dla46_c_cifar; for masks U-Nets: "
+                         "unet_8_16_32_64_128, unet_16_32_64_128_256 and the standard unet) "
+                         "or names")
     co.add_argument("--seeds", type=seed_list, default=[0, 1, 2], metavar="S,...",
                     help="training seeds (default 0,1,2)")
     add_recipe_args(co)

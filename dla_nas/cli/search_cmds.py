@@ -92,7 +92,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         summarize,
         unit_of,
     )
-    from ..arch.baselines import LINE
+    from ..arch.baselines import DENSE_LINE, LINE
     from ..data import Augment
     from ..data.report import data_report, warnings
     from ..results import RunStore
@@ -106,7 +106,9 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     out = check_out_file(args.out or Path(args.run) / CONFIRM_FILE,
                          "--out" if args.out else "RUN")
     info = RunStore(args.run).info()
-    baselines = [n for name in args.baselines for n in (LINE if name == "line" else [name])]
+    space = SearchSpace.of_run(info)
+    line = DENSE_LINE if space.dense else LINE
+    baselines = [n for name in args.baselines for n in (line if name == "line" else [name])]
     candidates = run_candidates(args.run, pareto=args.pareto, top=args.top, trials=args.trial,
                                 baselines=baselines)
     if not candidates:
@@ -115,7 +117,6 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         candidates = [dataclasses.replace(c, searched={k: v for k, v in c.searched.items()
                                                        if k != "augment"}) for c in candidates]
     seeds = args.seeds
-    space = SearchSpace.of_run(info)
     proxy = space.proxy  # a search from pretrained weights is confirmed from them too
     # the search's sampling, init and (through the space's task) augmentation and resize,
     # unless a flag says otherwise: the confirmed network is trained as it was ranked
@@ -140,7 +141,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
     data = data_at(None)
     check_run_data(args.run, data)
-    check_candidates(candidates, data.resolution)
+    check_candidates(candidates, data.resolution, data.dense)
     store.check_recipe(recipe_of(cfg, data, pretrained))
     log = stderr_console(False)
     done = {r.key for r in store.records()}

@@ -138,6 +138,11 @@ class BackboneSpace:
             yield dict(zip(names, combo))
 
 
+def is_own_hand_design(name: str) -> bool:
+    """Whether ``name`` is ``own`` or ``own_cut<N>``."""
+    return _HAND.fullmatch(name) is not None
+
+
 def _unreachable(genome: BackboneGenome, space: BackboneSpace) -> NoReturn:
     """Raise ``Unreachable`` naming the first value of ``genome`` the space does not offer."""
     if (genome.backbone, genome.weights) != (space.name, space.weights):

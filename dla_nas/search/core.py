@@ -324,6 +324,11 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
     opts.early_stopping = opts.early_stopping or EARLY_STOPPING_DEFAULT
     opts.warm_start = opts.warm_start_name(space)
     data = data_info(space, opts)
+    for name in opts.baselines:  # trained on these data: of their task
+        if (getattr(baseline_genome(name), "task", "classify") == "dense") != space.dense:
+            raise OptionError(f"--baselines: {name} is "
+                              f"{'a classifier' if space.dense else 'dense'}; this space's "
+                              f"networks are {'dense' if space.dense else 'classifiers'}")
     kept = resumed and old.get("objectives") == [list(o) for o in space.objectives]
     if data["task"] == "dense" and not kept:  # pixel accuracy mostly measures the background
         space = space.ranked_by("val_miou")

@@ -110,7 +110,7 @@ class ProxyEvaluator:
 
     def evaluate_baseline(self, name: str, trial: int) -> TrialRecord:
         """A hand design or zoo network, with the same proxy as the search trials."""
-        genome = self.space.hand_design(name)
+        genome = self.space.baseline(name)
         genome.feature_sizes(self.data.resolution)
         record = self.new_record(trial, hash=genome.canonical_hash(), kind="baseline",
                                  name=name, genome=genome.to_dict())

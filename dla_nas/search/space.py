@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping
 
 from ..arch import zoo
 from ..arch.backbone_genome import AnyGenome, BackboneGenome
+from ..arch.baselines import baseline_genome
 from ..arch.genome import BLOCKS, STRIDES, Genome
 from ..checks import boolean, check, integer, number, odd, one_of, optional
 from ..data import Augment, DataConfig, Dataset
@@ -35,7 +36,7 @@ from ..errors import DataError, GenomeError, SpaceError, TrainError, WeightsErro
 from ..files import read_yaml
 from ..train.trainer import TrainConfig, fine_tuning
 from ..weights.sources import parse_source
-from .backbone_space import BackboneSpace
+from .backbone_space import BackboneSpace, is_own_hand_design
 from .specs import (
     STAGE_CHECKS,
     STAGE_DEFAULTS,
@@ -356,6 +357,14 @@ class SearchSpace:
         """The genome of one of ``baselines``: a zoo network, or in a backbone space the
         network as it is (``own``) or cut (``own_cut<N>``)."""
         return self.backbone.hand_design(name) if self.backbone is not None else zoo.load(name)
+
+    def baseline(self, name: str) -> AnyGenome:
+        """The genome of a ``--baselines`` name: in a backbone space its own hand designs
+        (``own``, ``own_cut<N>``) by name, and any zoo network or U-Net
+        (``arch.baselines.baseline_genome``); in a DLA space a zoo network."""
+        if self.backbone is not None and not is_own_hand_design(name):
+            return baseline_genome(name)
+        return self.hand_design(name)
 
     @property
     def imagenet_inputs(self) -> bool:
