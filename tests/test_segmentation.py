@@ -164,12 +164,28 @@ def test_train_eval_and_export_a_dense_genome(tmp_path, capsys):
     (config,) = (tmp_path / "exp").glob("*.yaml")
     rebuilt = build_model(config, 3, 1, pretrained=config.with_suffix(".safetensors")).eval()
     assert rebuilt.genome.task == "dense"
-    # a classifier on masks, and predict of a dense model, are one-line errors
+    # a classifier on masks is a one-line error
     assert main(["train", "plain_cnn", "--dataset", seg, "--resolution", "16"]) == 2
     assert "masks need a genome with task: dense" in capsys.readouterr().err
-    with pytest.raises(OptionError, match="a dense \\(segmentation\\) model"):
-        from dla_nas.analysis.predict import load_predictor, predict
-        predict(load_predictor(config), [str(p) for p in (root / "images").iterdir()], 4)
+    # predict: each class's share of the pixels, and the masks at the images' own size,
+    # the same from the checkpoint and from its ONNX export
+    pytest.importorskip("onnxruntime")
+    assert main(["export", str(run), "--onnx", "--weights", "--out", str(tmp_path / "onnx")]) == 0
+    (onnx,) = (tmp_path / "onnx").glob("*.onnx")
+    shares = {}
+    for model in (run, onnx):
+        masks = tmp_path / f"masks-{model.suffix or 'run'}"
+        capsys.readouterr()
+        assert main(["predict", str(model), str(root / "images"), "--json",
+                     "--masks", str(masks)]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert len(rows) == 16 and set(rows[0]["shares"]) == {"bg", "blob", "stripe"}
+        assert all(sum(r["shares"].values()) == pytest.approx(1, abs=1e-3) for r in rows)
+        shares[model.suffix] = [r["shares"] for r in rows]
+        written = sorted(masks.glob("*.png"))
+        assert len(written) == 16 and Image.open(written[0]).size == (16, 16)
+    assert shares[""] == shares[".onnx"]
+    assert main(["predict", "plain_cnn_8_16_32", str(root / "images")]) == 2  # not a model
 
 
 SEG_SPACE = {

@@ -1,5 +1,5 @@
 """Class predictions for image files by a trained network, preprocessed as training and
-evaluation preprocess them.
+evaluation preprocess them; a dense network's masks (a class a pixel) and class shares.
 
 A model is one of three kinds (``load_predictor``): a ``dla-nas train`` folder or its
 ``checkpoint.pt``; a config exported with ``--weights`` (the ``.safetensors`` file named by
@@ -23,13 +23,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..data import IMAGE_EXTENSIONS, Augment
 from ..data.config import RESIZE_MODES
-from ..data.images import _decode, _map_safely
+from ..data.images import _decode, _map_safely, shown_size
 from ..data.loaders import _BatchTransform
 from ..errors import CheckpointError, DataError, DlaNasError, OptionError, WeightsError
-from ..files import read_yaml
+from ..files import atomic_path, read_yaml
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 CONFIG_SUFFIXES = (".yaml", ".yml")
@@ -252,7 +253,8 @@ def _from_onnx(path: Path) -> Predictor:
         raise WeightsError(f"{where}: not JSON ({exc})") from None
     pre = Preprocessing.from_metadata(meta.get("preprocessing"), where)
     shape = next(o.shape for o in session.get_outputs() if o.name == "logits")
-    classes = shape[-1] if shape and type(shape[-1]) is int else None
+    axis = 1 if len(shape or ()) == 4 else -1  # a dense model's logits: N, classes, H, W
+    classes = shape[axis] if shape and type(shape[axis]) is int else None
     names = meta.get("class_names")
     if classes is None and isinstance(names, list):
         classes = len(names)
@@ -298,23 +300,57 @@ class Prediction:
         return {"path": self.path, "class": self.label, "confidence": round(self.confidence, 4)}
 
 
+@dataclass(frozen=True)
+class MaskPrediction:
+    """A dense model's answer for one file: the class of each pixel (uint8 [H, W] at the
+    model's input size) and each class's share of the pixels."""
+
+    path: str
+    mask: np.ndarray
+    shares: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``path`` and ``shares`` (4 decimals), as the command writes them."""
+        return {"path": self.path, "shares": {k: round(v, 4) for k, v in self.shares.items()}}
+
+    def save(self, dest: Path) -> None:
+        """The mask as a PNG of class indices at the size of the image on disk (nearest:
+        the classes stay classes), written atomically."""
+        mask = Image.fromarray(self.mask).resize(shown_size(self.path),
+                                                 Image.Resampling.NEAREST)
+        with atomic_path(dest) as part:
+            mask.save(part, format="PNG")
+
+
 @dataclass
 class Predictions:
     """The predictions for the readable files, in order, and the files that could not be
     read, each with its reason."""
 
-    rows: list[Prediction] = field(default_factory=list)
+    rows: list[Prediction] | list[MaskPrediction] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
+    @property
+    def dense(self) -> bool:
+        return bool(self.rows) and isinstance(self.rows[0], MaskPrediction)
+
     def counts(self, class_names: Sequence[str]) -> dict[str, int]:
-        """Images per predicted class, in output order; classes never predicted left out."""
-        counted = Counter(r.label for r in self.rows)
+        """Images per predicted class (masks: images where the class has a pixel), in output
+        order; classes never predicted left out."""
+        counted = Counter(name for r in self.rows for name in
+                          ([n for n, v in r.shares.items() if v > 0] if self.dense else [r.label]))
         return {name: counted[name] for name in class_names if counted[name]}
 
     def to_csv(self) -> str:
-        """``path,class,confidence`` and one row per prediction."""
+        """``path,class,confidence`` and one row per prediction; masks: ``path`` and each
+        class's share of the pixels."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
+        if self.dense:
+            writer.writerow(["path", *self.rows[0].shares])
+            writer.writerows([r.path, *(f"{v:.4f}" for v in r.shares.values())]
+                             for r in self.rows)
+            return buffer.getvalue()
         writer.writerow(["path", "class", "confidence"])
         writer.writerows([r.path, r.label, f"{r.confidence:.4f}"] for r in self.rows)
         return buffer.getvalue()
@@ -345,11 +381,13 @@ def predict(predictor: Predictor, paths: Sequence[str | Path],
             continue
         images = torch.from_numpy(np.stack(arrays)).to(predictor.device)
         logits = predictor.forward(pre.normalise(images))
-        if logits.dim() != 2:
-            raise OptionError(f"MODEL {predictor.path}: a dense (segmentation) model, which "
-                              "gives a class a pixel; predict gives one class an image "
-                              "(dla-nas eval scores a dense model on masks)")
         index = logits.argmax(1)  # as evaluation picks the class
+        if logits.dim() == 4:  # a class a pixel
+            names = predictor.class_names
+            for path, mask in zip(kept, index.to(torch.uint8).numpy()):
+                counts = np.bincount(mask.ravel(), minlength=len(names)) / mask.size
+                out.rows.append(MaskPrediction(path, mask, dict(zip(names, counts.tolist()))))
+            continue
         confidence = logits.softmax(1).gather(1, index[:, None])[:, 0]
         out.rows += [Prediction(path, int(i), predictor.class_names[int(i)], float(c))
                      for path, i, c in zip(kept, index, confidence)]

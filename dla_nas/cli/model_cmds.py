@@ -299,9 +299,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..analysis.predict import find_images, load_predictor, predict
 
     out = check_out_file(args.out) if args.out else None  # before any work
+    masks = check_out_folder(args.masks, "--masks") if args.masks else None
     paths = find_images(args.path)
     predictor = load_predictor(args.model, args.device)
     result = predict(predictor, paths, args.batch_size)
+    if masks is not None and not result.dense and result.rows:
+        raise OptionError(f"--masks {masks}: MODEL {args.model} gives one class an image, "
+                          "not masks (a dense model does)")
     for path, reason in result.skipped:
         print(f"warning: skipping unreadable image {path}: {reason}", file=sys.stderr)
     if not result.rows:
@@ -312,9 +316,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         write_file(out, text)
+    if masks is not None:  # <masks>/<the image's path under PATH>.png
+        root = Path(args.path) if Path(args.path).is_dir() else Path(args.path).parent
+        for row in result.rows:
+            row.save((masks / Path(row.path).relative_to(root)).with_suffix(".png"))
     counts = ", ".join(f"{name} {n}" for name, n in result.counts(predictor.class_names).items())
     skipped = f"; skipped {len(result.skipped)} unreadable" if result.skipped else ""
     wrote = f"; wrote {out}" if out is not None else ""
+    wrote += f"; wrote {len(result.rows)} mask(s) to {masks}" if masks is not None else ""
     print(f"{len(result.rows)} image(s) predicted by {predictor.path} ({predictor.kind}, "
           f"{predictor.device}): {counts}{skipped}{wrote}", file=sys.stderr)
     return 0

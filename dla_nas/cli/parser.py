@@ -274,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "size, resize mode, mean and std travel with the model). Prints CSV "
                     "(path,class,confidence; confidence: the softmax probability of the "
                     "predicted class) or, with --json, one JSON object per line; a summary "
-                    "goes to stderr. Unreadable files are skipped with a warning.",
+                    "goes to stderr. Unreadable files are skipped with a warning. A dense "
+                    "(segmentation) model gives each class's share of the pixels, and its "
+                    "masks with --masks.",
     )
     pr.add_argument("model", metavar="MODEL",
                     help="a `dla-nas train` folder or its checkpoint.pt; a config exported "
@@ -290,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "stdout")
     pr.add_argument("--json", action="store_true",
                     help="one JSON object per line (path, class, confidence) instead of CSV")
+    pr.add_argument("--masks", default=None, metavar="FOLDER",
+                    help="a dense model: write each image's mask to FOLDER (a PNG of class "
+                         "indices at the image's size, named by its path under PATH); its "
+                         "CSV gives each class's share of the pixels")
     pr.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
                     help="images decoded and predicted at a time (default 64)")
     pr.add_argument("--device", default="auto",

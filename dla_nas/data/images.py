@@ -83,6 +83,14 @@ def _decode(path: str, chans: int, res: int, resize: str = "squash") -> np.ndarr
     return arr[None] if chans == 1 else np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
+def shown_size(path: str) -> tuple[int, int]:
+    """(w, h) of an image file as it is shown, after its EXIF orientation (which ``_decode``
+    applies), from the header alone."""
+    with Image.open(path) as im:
+        w, h = im.size
+        return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
+
+
 def _is_grey(image: np.ndarray) -> bool:
     """True when the channels of a [C, H, W] image are all equal."""
     return bool((image == image[:1]).all())

@@ -21,7 +21,7 @@ from PIL import Image
 from ...errors import DataError
 from ..config import IGNORE_INDEX, IMAGE_EXTENSIONS, DataConfig
 from ..dataset import Dataset, Split
-from ..images import _GRAY_MODES, _decode, _is_grey, _map_safely, _probe
+from ..images import _GRAY_MODES, _decode, _is_grey, _map_safely, _probe, shown_size
 from ..splits import _count
 from .common import _in_memory_dataset
 
@@ -74,13 +74,6 @@ def _read_mask(path: str, size: tuple[int, int]) -> np.ndarray:
     return values.astype(np.uint8)
 
 
-def _image_size(path: str) -> tuple[int, int]:
-    """(w, h) as the image is shown, after its EXIF orientation (which ``_decode`` applies)."""
-    with Image.open(path) as im:
-        w, h = im.size
-        return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
-
-
 def _class_names(root: Path, masks: list[np.ndarray]) -> list[str]:
     """From ``classes.txt``, checked against the mask values; else the values found."""
     values = np.unique(np.concatenate([np.unique(m) for m in masks]))
@@ -109,7 +102,7 @@ def _load(pairs: list[tuple[str, str]], chans: int, res: int) -> tuple[torch.Ten
     """Images (uint8 [N, chans, res, res]) and masks (uint8 [N, res, res], nearest)."""
     def one(pair: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
         image, mask = pair
-        return _decode(image, chans, res), _read_mask(mask, _image_size(image))
+        return _decode(image, chans, res), _read_mask(mask, shown_size(image))
 
     loaded = _map_safely(one, pairs)
     for (image, _), result in zip(pairs, loaded):
