@@ -16,7 +16,7 @@ from dla_nas.cli import main
 from dla_nas.data import Augment, DataConfig, load_dataset, make_loader
 from dla_nas.data.config import IGNORE_INDEX
 from dla_nas.data.report import data_report
-from dla_nas.errors import DataError, GenomeError, OptionError
+from dla_nas.errors import DataError, GenomeError
 from dla_nas.train.metrics import dense_metrics, learnt_little
 
 DENSE = {"backbone": "plain_cnn_8_16_32", "task": "dense",
