@@ -66,11 +66,18 @@ def test_a_tree_over_two_levels_is_ida_and_dla_up_builds_at_the_shallowest_level
         return BackboneGenome("dla34_cifar_x0.25", head=Head(aggregation, levels, 8))
 
     assert genome("tree", 2).canonical_hash() == genome("ida", 2).canonical_hash()
+    # the upsampling is DLA-up's alone: said, and hashed, only there
+    bilinear = BackboneGenome("dla34_cifar_x0.25", head=Head("dla_up", 3, 8, upsample="bilinear"))
+    assert bilinear.to_dict()["head"]["upsample"] == "bilinear"
+    assert bilinear.canonical_hash() != genome("dla_up", 3).canonical_hash()
+    ida = BackboneGenome("dla34_cifar_x0.25", head=Head("ida", 3, 8, upsample="bilinear"))
+    assert "upsample" not in ida.to_dict()["head"]
+    assert ida.canonical_hash() == genome("ida", 3).canonical_hash()
     assert genome("tree", 3).canonical_hash() != genome("ida", 3).canonical_hash()
     assert genome("dla_up", 2).canonical_hash() != genome("ida", 2).canonical_hash()
     up = genome("dla_up", 3)
     assert genome_from_dict(yaml.safe_load(up.to_yaml())) == up
-    assert "DLA-up over the deepest 3 levels kept" in up.describe()
+    assert "DLA-up (deconv upsampling) over the deepest 3 levels kept" in up.describe()
     shape = (1, 32, 32)
     costs = {agg: model_cost(build_model(genome(agg, 3), 4, 1), shape).macs
              for agg in ("ida", "tree", "dla_up")}
@@ -184,6 +191,9 @@ def test_a_backbone_space_draws_repairs_and_finds_its_hand_designs(tmp_path):
     drawn, _ = wider.sample(FixedSuggester({"backbone.cut": 0, "backbone.aggregation": "dla_up",
                                             "backbone.width": 16}), 16)
     assert drawn.head == Head("dla_up", 2, 16)
+    both = SearchSpace.from_yaml(conftest.write_space(
+        tmp_path, BACKBONE_SPACE, backbone={**every, "upsample": ["deconv", "bilinear"]}))
+    assert both.count() == (8, True)  # DLA-up at 2 widths x 2 upsamplings; the rest as before
     assert dict(space.recipe)["backbone_lr_mult"].values() == [1.0, 0.5]
 
 

@@ -11,7 +11,7 @@ from torch import nn
 from dla_nas import attach, build_model
 from dla_nas.arch.backbone_genome import HEAD_AGGREGATIONS
 from dla_nas.backbones import FeatureTaps, dla_backbone, efficientnet_lite0, timm_features
-from dla_nas.backbones.attach import bilinear_up
+from dla_nas.backbones.attach import HeadConfig, TapClassifier, bilinear_up
 from dla_nas.backbones.lite0 import LITE0_TAPS
 from dla_nas.errors import BackboneError
 
@@ -169,11 +169,14 @@ def test_timm_features():
                                               ("layer3", 256, 16), ("layer4", 512, 32)]
 
 
-@pytest.mark.parametrize("aggregation", ["ida", "dla_up"])
-def test_attach_exports_to_onnx(aggregation):
+@pytest.mark.parametrize("aggregation, upsample", [("ida", "deconv"), ("dla_up", "deconv"),
+                                                   ("dla_up", "bilinear")])
+def test_attach_exports_to_onnx(aggregation, upsample):
     ort = pytest.importorskip("onnxruntime")
-    model = attach(small_cnn(), ["1", "3", "5"], 5, aggregation=aggregation,
-                   input_size=36).eval()
+    model = TapClassifier(FeatureTaps(small_cnn(), ["1", "3", "5"], input_size=36),
+                          HeadConfig(5, aggregation, upsample=upsample)).eval()
+    if upsample == "bilinear":  # fixed: nothing to learn in the upsampling
+        assert not any(p for step in model.neck.steps for p in step.up.parameters())
     # 18 -> 9 -> 5: the last IDA node pools 9 to 5 px; DLA-up crops 10 to 9
     x = torch.randn(2, 3, 36, 36)
     buffer = io.BytesIO()

@@ -47,6 +47,7 @@ TIMM_PREFIX = "timm:"
 WEIGHTS = ("none", "imagenet")
 HEAD_AGGREGATIONS = ("none", "ida", "tree", "dla_up")
 TASKS = ("classify", "dense")
+UPSAMPLES = ("deconv", "bilinear")  # DLA-up's: learnt from a bilinear start, or fixed
 NODE_KERNELS = (1, 3)
 # efficientnet_lite0's levels (``backbones.lite0.LITE0_TAPS``): strides 4, 8, 16 and 32
 LITE0_STRIDES = (4, 8, 16, 32)
@@ -62,6 +63,7 @@ class Head:
     width: int | None = None
     kernel: int = 3
     residual: bool = False
+    upsample: str = "deconv"  # dla_up only (UPSAMPLES)
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class BackboneGenome(GenomeText):
             out["head"] = {"aggregation": "none"}
         elif self.head.width is None:
             del out["head"]["width"]
+        if self.head.aggregation != "dla_up":
+            out["head"].pop("upsample", None)
         if not self.name:
             del out["name"]
         if self.task == "classify":  # the default: left out, so older genomes keep their hash
@@ -111,7 +115,8 @@ class BackboneGenome(GenomeText):
         elif head.aggregation == "none":
             text = "its own head" if not self.cut else "the deepest level kept, pooled, linear"
         else:
-            kind = {"ida": "IDA", "tree": "a tree", "dla_up": "DLA-up"}[head.aggregation]
+            kind = {"ida": "IDA", "tree": "a tree",
+                    "dla_up": f"DLA-up ({head.upsample} upsampling)"}[head.aggregation]
             text = (f"{kind} over the deepest {head.levels} levels kept (nodes {head.kernel}x"
                     f"{head.kernel}, width {head.width or 'of the deepest'}"
                     f"{', residual' if head.residual else ''})")
@@ -125,6 +130,8 @@ class BackboneGenome(GenomeText):
             head = Head()
         elif head.aggregation == "tree" and head.levels == 2:  # the same network as IDA
             head = dataclasses.replace(head, aggregation="ida")
+        if head.aggregation != "dla_up":
+            head = dataclasses.replace(head, upsample=Head.upsample)
         return dataclasses.replace(self, head=head, name="")
 
     # ---- checks --------------------------------------------------------------------------
@@ -159,6 +166,7 @@ class BackboneGenome(GenomeText):
         check("head.width", head.width, optional(integer(1, MAX_WIDTH)), GenomeError)
         check("head.kernel", head.kernel, one_of(NODE_KERNELS), GenomeError)
         check("head.residual", head.residual, boolean, GenomeError)
+        check("head.upsample", head.upsample, one_of(UPSAMPLES), GenomeError)
         if head.aggregation == "none":
             check("head.levels", head.levels, one_of((1,)), GenomeError)
         else:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..arch.backbone_genome import HEAD_AGGREGATIONS, NODE_KERNELS
+from ..arch.backbone_genome import HEAD_AGGREGATIONS, NODE_KERNELS, UPSAMPLES
 from ..arch.blocks import conv_bn, fit_to
 from ..arch.builder import _adaptive_max_pool
 from ..checks import boolean, check_fields, integer, one_of, optional
@@ -42,12 +42,13 @@ class HeadConfig:
     width: int | None = None
     kernel: int = 3
     residual: bool = False
+    upsample: str = "deconv"  # dla_up's (UPSAMPLES)
 
     def __post_init__(self) -> None:
         check_fields(self, {"num_classes": integer(1),
                             "aggregation": one_of(HEAD_AGGREGATIONS),
                             "width": optional(integer(1)), "kernel": one_of(NODE_KERNELS),
-                            "residual": boolean}, BackboneError)
+                            "residual": boolean, "upsample": one_of(UPSAMPLES)}, BackboneError)
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
@@ -129,14 +130,14 @@ class DLAUp(nn.Module):
     level it meets, so any rounding of odd sides fits."""
 
     def __init__(self, channels: list[int], reductions: list[int], width: int,
-                 kernel: int = 3, residual: bool = False) -> None:
+                 kernel: int = 3, residual: bool = False, upsample: str = "deconv") -> None:
         super().__init__()
         self.project = projections(channels, width)
         # the step from level ``start`` merges it with the deeper ones, which the step before
         # left at level start + 1's resolution
         self.steps = nn.ModuleList(
             IDAUp([max(1, round(reductions[start + 1] / reductions[start]))]
-                  * (len(channels) - start - 1), width, kernel, residual)
+                  * (len(channels) - start - 1), width, kernel, residual, upsample)
             for start in reversed(range(len(channels) - 1)))
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -150,11 +151,15 @@ class DLAUp(nn.Module):
 class IDAUp(Nodes):
     """One step of DLA-up: ``levels[0]`` and the deeper ``levels[1:]`` (each upsampled by
     its ``factors`` entry, then brought to ``levels[0]``'s size) merged as a chain of nodes,
-    shallow to deep, x = node(x, level); returns every node's output."""
+    shallow to deep, x = node(x, level); returns every node's output. ``upsample``:
+    ``deconv`` (learnt, from bilinear weights: the paper's) or ``bilinear`` (fixed)."""
 
-    def __init__(self, factors: list[int], width: int, kernel: int, residual: bool) -> None:
+    def __init__(self, factors: list[int], width: int, kernel: int, residual: bool,
+                 upsample: str = "deconv") -> None:
         super().__init__(width, kernel, residual, len(factors))
-        self.up = nn.ModuleList(bilinear_up(width, f) for f in factors)
+        self.up = nn.ModuleList(bilinear_up(width, f) if upsample == "deconv" else
+                                nn.Upsample(scale_factor=f, mode="bilinear") if f > 1 else
+                                nn.Identity() for f in factors)
 
     def forward(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
         x, outs = levels[0], []
@@ -199,8 +204,8 @@ def make_neck(feature_info: list[dict], head: HeadConfig) -> tuple[nn.Module, in
         return Deepest(), channels[-1], reductions[-1]
     width = head.width or channels[-1]
     if head.aggregation == "dla_up":
-        return DLAUp(channels, reductions, width, head.kernel, head.residual), width, \
-            reductions[0]
+        return DLAUp(channels, reductions, width, head.kernel, head.residual,
+                     head.upsample), width, reductions[0]
     neck = IDA if head.aggregation == "ida" else TreeAggregation
     return neck(channels, width, head.kernel, head.residual), width, reductions[-1]
 

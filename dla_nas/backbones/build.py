@@ -98,6 +98,7 @@ def build_backbone_model(genome: BackboneGenome, num_classes: int, in_chans: int
         head = genome.head
         model = (TapSegmenter if genome.task == "dense" else TapClassifier)(
             FeatureTaps(net, taps[kept - head.levels:kept], in_chans, DRY_RUN_SIZE),
-            HeadConfig(num_classes, head.aggregation, head.width, head.kernel, head.residual))
+            HeadConfig(num_classes, head.aggregation, head.width, head.kernel, head.residual,
+                       head.upsample))
     model.transfer_report, model.genome, model.network = report, genome, (net, first_conv)
     return model

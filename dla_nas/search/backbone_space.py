@@ -11,6 +11,7 @@ backbone:
   width: [32, 64]               # not for none
   kernel: [1, 3]
   residual: [false, true]
+  upsample: [deconv, bilinear]  # dla_up only: learnt (from bilinear) or fixed
 baselines: [own, own_cut1]      # hand designs: the network as it is, and cut
 ```
 
@@ -33,6 +34,7 @@ from ..arch.backbone_genome import (
     MAX_WIDTH,
     NODE_KERNELS,
     TASKS,
+    UPSAMPLES,
     BackboneGenome,
     Head,
 )
@@ -41,9 +43,10 @@ from ..errors import BackboneError, GenomeError, SpaceError
 from .specs import FixedSuggester, Recorder, Spec, Suggester, Unreachable, mapping, parse_spec
 
 FIELDS = {"cut": integer(0), "aggregation": one_of(HEAD_AGGREGATIONS), "levels": integer(2),
-          "width": integer(1, MAX_WIDTH), "kernel": one_of(NODE_KERNELS), "residual": boolean}
+          "width": integer(1, MAX_WIDTH), "kernel": one_of(NODE_KERNELS), "residual": boolean,
+          "upsample": one_of(UPSAMPLES)}
 DEFAULTS = {"cut": 0, "aggregation": "none", "levels": 2, "width": 64, "kernel": 3,
-            "residual": False}
+            "residual": False, "upsample": "deconv"}
 NODE_FIELDS = ("levels", "width", "kernel", "residual")
 _HAND = re.compile(r"own(?:_cut(\d+))?")
 HAND_NAMES = "own (the network as it is) or own_cut<N> (its deepest N levels cut off)"
@@ -90,6 +93,8 @@ class BackboneSpace:
         if head["aggregation"] != "none":
             head.update({key: self.spec(key).draw(trial, f"backbone.{key}")
                          for key in NODE_FIELDS})
+            if head["aggregation"] == "dla_up":
+                head["upsample"] = self.spec("upsample").draw(trial, "backbone.upsample")
             if kept < 2:
                 repairs.append(f"backbone.aggregation: {head['aggregation']} -> none (cut {cut}"
                                " keeps 1 level)")
@@ -152,8 +157,9 @@ def _unreachable(genome: BackboneGenome, space: BackboneSpace) -> NoReturn:
         raise Unreachable(f"task {genome.task}, the space gives {space.task}")
     for key, spec in space.specs:
         value = genome.cut if key == "cut" else getattr(genome.head, key)
-        if (key in ("cut", "aggregation") or genome.head.aggregation != "none") \
-                and value not in spec.values():
+        used = key in ("cut", "aggregation") or genome.head.aggregation != "none" and (
+            key != "upsample" or genome.head.aggregation == "dla_up")
+        if used and value not in spec.values():
             raise Unreachable(f"backbone.{key} {value!r}, the space gives {spec.values()}")
     raise Unreachable("no draw of the space builds it")
 
