@@ -158,6 +158,7 @@ def test_train_eval_and_export_a_dense_genome(tmp_path, capsys):
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0 <= metrics["test_miou"] <= 1 and len(metrics["test_per_class_iou"]) == 3
     assert metrics["data_report"]["task"] == "dense"
+    assert Image.open(run / "test-masks.png").size[0] > 0  # test images, truth, predicted
     assert main(["eval", str(run / "checkpoint.pt"), "--dataset", seg]) == 0
     assert f"test mIoU {metrics['test_miou']:.4f}" in capsys.readouterr().out
     assert main(["export", str(run), "--weights", "--out", str(tmp_path / "exp")]) == 0

@@ -249,6 +249,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     save_checkpoint(out / "checkpoint.pt", model, cfg, data, {"metrics": metrics, **extra})
     write_file(out / "metrics.json", json.dumps(metrics, indent=2))
+    if data.dense:  # a few test images with their true and predicted masks
+        from ..analysis.masks import mask_examples
+
+        mask_examples(model, data, out / "test-masks.png")
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -257,7 +261,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"val acc {result.val_acc:.4f}"
         log.print(f"{status}: {val}, {scores(test, 'test')}, "
                   f"{result.train_seconds:.1f} s, {result.images_per_second:,.0f} images/s")
-        log.print(f"wrote {out / 'checkpoint.pt'} and {out / 'metrics.json'}")
+        masks = f", {out / 'test-masks.png'}" if data.dense else ""
+        log.print(f"wrote {out / 'checkpoint.pt'}{masks} and {out / 'metrics.json'}")
     if (warning := learnt_little(test.confusion, data.class_names, unit(data))) is not None:
         log.print(f"[yellow]warning[/]: test split: {warning}", highlight=False)
     return 1 if result.diverged else 0
