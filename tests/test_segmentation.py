@@ -158,7 +158,8 @@ def test_train_eval_and_export_a_dense_genome(tmp_path, capsys):
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0 <= metrics["test_miou"] <= 1 and len(metrics["test_per_class_iou"]) == 3
     assert metrics["data_report"]["task"] == "dense"
-    assert Image.open(run / "test-masks.png").size[0] > 0  # test images, truth, predicted
+    with Image.open(run / "test-masks.png") as figure:  # test images, truth, predicted
+        assert figure.size[0] > 0
     assert main(["eval", str(run / "checkpoint.pt"), "--dataset", seg]) == 0
     assert f"test mIoU {metrics['test_miou']:.4f}" in capsys.readouterr().out
     assert main(["export", str(run), "--weights", "--out", str(tmp_path / "exp")]) == 0
@@ -184,7 +185,8 @@ def test_train_eval_and_export_a_dense_genome(tmp_path, capsys):
         assert all(sum(r["shares"].values()) == pytest.approx(1, abs=1e-3) for r in rows)
         shares[model.suffix] = [r["shares"] for r in rows]
         written = sorted(masks.glob("*.png"))
-        assert len(written) == 16 and Image.open(written[0]).size == (16, 16)
+        with Image.open(written[0]) as mask:
+            assert len(written) == 16 and mask.size == (16, 16)
     assert shares[""] == shares[".onnx"]
     assert main(["predict", "plain_cnn_8_16_32", str(root / "images")]) == 2  # not a model
 

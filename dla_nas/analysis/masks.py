@@ -30,7 +30,7 @@ def mask_examples(model: nn.Module, data: Dataset, path: Path, count: int = 4) -
     from matplotlib.patches import Patch
 
     test = data.test
-    truth = test.labels.long().cpu()
+    truth = test.labels.long().cpu()  # [N, H, W]
     found = ((truth != 0) & (truth != IGNORE_INDEX)).flatten(1).sum(1)
     chosen = found.argsort(descending=True, stable=True)[:count]
     device = next(model.parameters()).device
@@ -39,14 +39,14 @@ def mask_examples(model: nn.Module, data: Dataset, path: Path, count: int = 4) -
     std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
     model.eval()
     with torch.no_grad():
-        predicted = model((images.float() / 255 - mean) / std).argmax(1).cpu()
+        predicted = model((images.float() / 255 - mean) / std).argmax(1).cpu().numpy()
     classes = len(data.class_names)
     colours = ListedColormap([CLASS_COLOURS[c % len(CLASS_COLOURS)] for c in range(classes)]
                              + ["#ffffff"])
     fig, axes = plt.subplots(len(chosen), 3, figsize=(7.5, 2.5 * len(chosen)), squeeze=False)
     for row, (i, image) in enumerate(zip(chosen.tolist(), images.cpu())):
         shown = image.permute(1, 2, 0).numpy().squeeze()
-        true = np.where(truth[i] == IGNORE_INDEX, classes, truth[i])
+        true = np.where(truth[i] == IGNORE_INDEX, classes, truth[i]).astype(np.int64)
         for ax, (picture, title) in zip(axes[row], ((shown, "image"), (true, "truth"),
                                                     (predicted[row], "predicted"))):
             if title == "image":
