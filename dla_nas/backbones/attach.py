@@ -83,36 +83,38 @@ class Nodes(nn.Module):
         return self.nodes[i](torch.cat([a, b], 1)) + (b if self.residual else 0)
 
 
-class IDA(Nodes):
-    """Iterative deep aggregation, shallow to deep (the DLA paper): x = level 0 and, for each
-    deeper level, x = node(x max-pooled to the level's size, level)."""
+class LevelNodes(Nodes):
+    """Each of the levels' ``channels`` projected to ``width``, and one node fewer than
+    levels: what IDA and the tree share (the same modules, wired otherwise)."""
 
     def __init__(self, channels: list[int], width: int, kernel: int = 3,
                  residual: bool = False) -> None:
         super().__init__(width, kernel, residual, len(channels) - 1)
         self.project = projections(channels, width)
 
+    def projected(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [project(f) for project, f in zip(self.project, feats)]
+
+
+class IDA(LevelNodes):
+    """Iterative deep aggregation, shallow to deep (the DLA paper): x = level 0 and, for each
+    deeper level, x = node(x max-pooled to the level's size, level)."""
+
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        feats = [project(f) for project, f in zip(self.project, feats)]
+        feats = self.projected(feats)
         x = feats[0]
         for i, f in enumerate(feats[1:]):
             x = self.merge(i, max_pool_to(x, f), f)
         return x
 
 
-class TreeAggregation(Nodes):
+class TreeAggregation(LevelNodes):
     """A balanced binary tree over the levels: the shallower half's tree, max-pooled, and the
     deeper half's merged by one node (nodes numbered in the order they run, so that over two
     levels it is ``IDA``, weights and all)."""
 
-    def __init__(self, channels: list[int], width: int, kernel: int = 3,
-                 residual: bool = False) -> None:
-        super().__init__(width, kernel, residual, len(channels) - 1)
-        self.project = projections(channels, width)
-
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        feats = [project(f) for project, f in zip(self.project, feats)]
-        return self._tree(feats, iter(range(len(self.nodes))))
+        return self._tree(self.projected(feats), iter(range(len(self.nodes))))
 
     def _tree(self, feats: list[torch.Tensor], order) -> torch.Tensor:
         if len(feats) == 1:
