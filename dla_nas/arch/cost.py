@@ -108,21 +108,3 @@ def genome_cost(genome: Genome, input_shape: tuple[int, int, int], num_classes: 
 
     genome.check_input(input_shape)  # a clear error before building
     return model_cost(build_model(genome, num_classes, in_chans=input_shape[0]), input_shape)
-
-
-@torch.no_grad()
-def measure_latency_ms(model: nn.Module, input_shape: tuple[int, int, int], repeats: int = 20) -> float:
-    """Median forward time at batch 1 on the CPU, in milliseconds (after 3 warm-up runs)."""
-    import copy
-    import time
-
-    cpu_model = copy.deepcopy(model).cpu().eval()
-    x = torch.zeros(1, *input_shape)
-    for _ in range(3):
-        cpu_model(x)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        cpu_model(x)
-        times.append(time.perf_counter() - t0)
-    return 1000 * sorted(times)[len(times) // 2]

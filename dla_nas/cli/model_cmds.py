@@ -300,6 +300,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_latency(args: argparse.Namespace) -> int:
+    from ..arch.latency import measure
+
+    path = Path(args.model)
+    if path.suffix.lower() != ".onnx" or not path.is_file():
+        raise OptionError(f"MODEL {path}: not an .onnx file (export one with dla-nas export "
+                          "RUN --onnx)")
+    try:
+        import onnxruntime  # noqa: F401  the child process needs it too
+    except ImportError:
+        raise OptionError("latency: needs onnxruntime (pip install 'dla-nas[onnx]')") from None
+    result = measure(path, args.threads, args.repeats, args.warmup)
+    print(json.dumps({"model": str(path), **result.to_dict()}) if args.json else
+          f"{path}: {result.median_ms:.3f} ms median at batch 1 ({result.low_ms:.3f}-"
+          f"{result.high_ms:.3f} ms, 10th-90th percentile: {100 * result.spread:.1f}% of the "
+          f"median), "
+          f"{result.repeats} runs, {result.threads} thread(s), {result.runtime}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..analysis.predict import find_images, load_predictor, predict
 

@@ -14,7 +14,7 @@ from ..checks import MAX_SEED
 from ..data.config import IMAGE_EXTENSIONS, IMBALANCE_RATIO, RESIZE_MODES, SAMPLINGS
 from ..train.trainer import FINE_TUNING, TrainConfig
 from .data_cmds import cmd_data
-from .model_cmds import cmd_eval, cmd_predict, cmd_show, cmd_train
+from .model_cmds import cmd_eval, cmd_latency, cmd_predict, cmd_show, cmd_train
 from .run_cmds import cmd_export, cmd_pareto, cmd_status
 from .search_cmds import cmd_confirm, cmd_search
 
@@ -302,6 +302,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cpu, cuda, cuda:N or auto (default); an .onnx model runs on the CPU")
     pr.set_defaults(func=cmd_predict)
 
+    la = sub.add_parser(
+        "latency", help="measure an exported model's latency with ONNX Runtime (CPU, batch 1)",
+        description="Time an .onnx file from `dla-nas export --onnx` at batch 1 with ONNX "
+                    "Runtime's CPU execution provider, in a child process pinned to --threads "
+                    "CPUs: warm-up runs, then --repeats timed runs; prints the median and the "
+                    "10th and 90th percentiles. Run it on the "
+                    "machine the model will be deployed to: that is the latency the line "
+                    "feels. Needs onnxruntime (pip install 'dla-nas[onnx]').",
+    )
+    la.add_argument("model", metavar="MODEL.onnx", help="an .onnx file from dla-nas export")
+    la.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                    help="CPU threads (and pinned CPUs) the runtime gets (default 1)")
+    la.add_argument("--repeats", type=positive_int, default=50, metavar="N",
+                    help="timed runs (default 50; at least 2)")
+    la.add_argument("--warmup", type=int, default=10, metavar="N",
+                    help="untimed runs first (default 10)")
+    la.add_argument("--json", action="store_true", help="print the figures as JSON")
+    la.set_defaults(func=cmd_latency)
+
     se = sub.add_parser(
         "search", help="search a space for the best accuracy per MAC (Optuna)",
         description="Search a YAML space (search_spaces/*.yaml): sample genomes, count their "
@@ -328,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--storage", default=None, metavar="URL",
                     help="an Optuna RDB URL (sqlite:///..., postgresql://...) instead of the "
                          "run's journal file")
+    se.add_argument("--latency-threads", type=positive_int, default=1, metavar="N",
+                    help="where the space has a latency objective or constraint: the CPU "
+                         "threads (pinned CPUs) ONNX Runtime gets when a trial's exported "
+                         "graph is timed at batch 1 (default 1; say what the deployed "
+                         "machine gives the model)")
     se.add_argument("--early-stopping", choices=["pareto", "asha", "none"], default=None,
                     help="stop weak trials at a rung (half the proxy's epochs): pareto "
                          "keeps a trial on the front of accuracy and cost there or in its "

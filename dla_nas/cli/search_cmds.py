@@ -27,7 +27,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         device=args.device, gpus=args.gpus, baselines=args.baselines, data_dir=args.data_dir,
         dataset=args.dataset, resolution=args.resolution, augment=args.augment,
         resize=args.resize, sampling=args.sampling, labels_per_class=args.labels_per_class,
-        early_stopping=args.early_stopping or args.scheduler, warm_start=args.warm_start)
+        early_stopping=args.early_stopping or args.scheduler, warm_start=args.warm_start,
+        latency_threads=args.latency_threads)
     if args.scheduler is not None:
         print("dla-nas search: --scheduler is deprecated; it is --early-stopping now, for "
               "both backends", file=sys.stderr)

@@ -70,6 +70,8 @@ class SearchOptions:
     early_stopping: str | None = None
     # baselines: a new run's first trials are the space's hand designs; None: the default
     warm_start: str | None = None
+    # the CPU threads ONNX Runtime gets when a trial's latency is measured (arch.latency)
+    latency_threads: int = 1
 
     def check(self) -> None:
         """Refuse values that cannot work, naming the flag (``OptionError``)."""
@@ -96,6 +98,8 @@ class SearchOptions:
         if self.warm_start is not None and self.warm_start not in WARM_START:
             raise OptionError(f"--warm-start: {self.warm_start!r} is not allowed "
                               f"(one of {', '.join(WARM_START)})")
+        if self.latency_threads < 1:
+            raise OptionError(f"--latency-threads: {self.latency_threads} is not allowed (>= 1)")
         if self.timeout is not None and not self.timeout > 0:
             raise OptionError(f"--timeout: {self.timeout} is not allowed (> 0)")
         for name in self.baselines:
@@ -323,6 +327,12 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
                               "(the optuna backend has pareto or none)")
     opts.early_stopping = opts.early_stopping or EARLY_STOPPING_DEFAULT
     opts.warm_start = opts.warm_start_name(space)
+    if "latency_ms" in space.metrics or "max_latency_ms" in space.constraints:
+        try:  # a trial's latency is its exported graph's in ONNX Runtime
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise OptionError(f"{space.path}: latency_ms is measured with ONNX Runtime: pip "
+                              "install 'dla-nas[onnx]'") from None
     data = data_info(space, opts)
     for name in opts.baselines:  # trained on these data: of their task
         if (getattr(baseline_genome(name), "task", "classify") == "dense") != space.dense:

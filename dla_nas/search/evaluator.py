@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from ..arch.builder import build_model
-from ..arch.cost import measure_latency_ms, model_cost
+from ..arch.cost import model_cost
 from ..arch.genome import Genome
+from ..arch.latency import model_latency
 from ..data import Augment, Dataset, load_dataset
 from ..errors import DataError
 from ..results import VAL_METRICS, TrialRecord
@@ -49,7 +50,7 @@ class ProxyEvaluator:
     it trains with; the rest is the space's proxy."""
 
     def __init__(self, space: SearchSpace, device: str = "auto", threads: int | None = None,
-                 data_dir: str | None = None, worker: str = "") -> None:
+                 data_dir: str | None = None, worker: str = "", latency_threads: int = 1) -> None:
         self.space = space
         self.device = resolve_device(device)
         self.worker = worker
@@ -60,6 +61,7 @@ class ProxyEvaluator:
         self._data_by_resolution = {self.data.resolution: self.data}
         self.train_config = space.proxy.train_config(device=str(self.device), threads=threads)
         self.needs_latency = "latency_ms" in space.metrics or "max_latency_ms" in space.constraints
+        self.latency_threads = latency_threads
         # fetched and read once per process; each trial inherits what matches its genome
         self.pretrained = (Pretrained(space.proxy.pretrained)
                            if space.proxy.pretrained is not None else None)
@@ -97,11 +99,12 @@ class ProxyEvaluator:
                            num_classes=data.num_classes, started_at=time.time(), **fields)
 
     def cost(self, model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, float]:
-        """params, macs and, when the space uses it, CPU latency at batch 1 (ms)."""
+        """params, macs and, when the space uses it, the exported graph's median latency at
+        batch 1 in ONNX Runtime on ``latency_threads`` pinned CPUs (ms, ``arch.latency``)."""
         c = model_cost(model, input_shape)
         out: dict[str, float] = {"params": c.params, "macs": c.macs}
         if self.needs_latency:
-            out["latency_ms"] = measure_latency_ms(model, input_shape)
+            out["latency_ms"] = model_latency(model, input_shape, self.latency_threads).median_ms
         return out
 
     def violations(self, cost: dict[str, float]) -> dict[str, float]:

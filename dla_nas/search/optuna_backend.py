@@ -157,7 +157,8 @@ def worker_main(opts_dict: dict, index: int, device: str, threads: int | None, p
     study = trials.open_study(store, space, opts, worker=index)
     try:
         evaluator = ProxyEvaluator(space, device, threads, opts.data_dir,
-                                   worker=f"{socket.gethostname()}:{index}")
+                                   worker=f"{socket.gethostname()}:{index}",
+                                   latency_threads=opts.latency_threads)
     except DlaNasError as exc:  # bad input: one line, no traceback
         print(f"dla-nas search: error: {exc}", file=sys.stderr)
         sys.exit(2)

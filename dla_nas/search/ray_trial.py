@@ -41,10 +41,11 @@ class TrialSettings:
     sampler: str
     cwd: str  # the driver's folder: relative paths in the space (folder:PATH) resolve there
     deadline: float | None = None  # --timeout as a time.time(): a trial ends at the epoch past it
+    latency_threads: int = 1  # SearchOptions.latency_threads
 
     def _key(self) -> tuple:
         return (self.space.fingerprint(), self.out, self.data_dir, self.device, self.threads,
-                self.cwd)
+                self.cwd, self.latency_threads)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TrialSettings) and self._key() == other._key()
@@ -68,7 +69,8 @@ def in_folder(path: str) -> Iterator[None]:
 @functools.lru_cache(maxsize=1)
 def _evaluator(settings: TrialSettings) -> ProxyEvaluator:
     """The evaluator of this worker process: its trials share the loaded dataset."""
-    return ProxyEvaluator(settings.space, settings.device, settings.threads, settings.data_dir)
+    return ProxyEvaluator(settings.space, settings.device, settings.threads, settings.data_dir,
+                          latency_threads=settings.latency_threads)
 
 
 def _metrics(record: TrialRecord, epoch: int | None = None) -> dict:

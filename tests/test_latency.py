@@ -1,0 +1,64 @@
+"""Latency where the model runs: the exported graph in ONNX Runtime, in a pinned child process;
+the `latency` command, and a search's latency objective and constraint."""
+
+import json
+
+import conftest
+import pytest
+from torch import nn
+
+from dla_nas.arch.latency import measure, model_latency, onnx_graph
+from dla_nas.cli import main
+from dla_nas.errors import OptionError
+from dla_nas.results import RunStore
+
+pytest.importorskip("onnxruntime")
+
+
+def small() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(8, 3))
+
+
+def test_a_model_is_timed_in_onnx_runtime_with_its_spread():
+    result = model_latency(small(), (1, 16, 16), threads=1, repeats=12)
+    assert 0 < result.low_ms <= result.median_ms <= result.high_ms
+    assert result.spread == pytest.approx((result.high_ms - result.low_ms) / result.median_ms)
+    assert (result.repeats, result.threads) == (12, 1)
+    assert result.runtime.startswith("onnxruntime ") and "CPUExecutionProvider" in result.runtime
+    # a bigger graph takes longer: the figure measures the model, not the process around it
+    big = nn.Sequential(*[nn.Conv2d(1 if i == 0 else 64, 64, 3, padding=1) for i in range(6)])
+    assert model_latency(big, (1, 64, 64), repeats=12).median_ms > result.median_ms
+    with pytest.raises(OptionError, match=r"^latency: threads 0, repeats 1"):
+        measure(onnx_graph(small(), (1, 16, 16)), threads=0, repeats=1)
+
+
+def test_the_latency_command(tmp_path, capsys):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(onnx_graph(small(), (1, 16, 16)))
+    assert main(["latency", str(path), "--repeats", "5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == str(path) and out["median_ms"] > 0 and out["repeats"] == 5
+    assert main(["latency", str(path), "--repeats", "5"]) == 0
+    assert "ms median at batch 1" in capsys.readouterr().out
+    (tmp_path / "model.yaml").write_text("stem: {}\n")
+    assert main(["latency", str(tmp_path / "model.yaml")]) == 2
+    assert "not an .onnx file" in capsys.readouterr().err
+    path.write_bytes(b"not a graph")
+    assert main(["latency", str(path)]) == 2
+    assert "cannot be run by ONNX Runtime" in capsys.readouterr().err
+
+
+def test_a_search_times_its_trials_where_latency_is_an_objective(tmp_path):
+    space = conftest.write_space(tmp_path, conftest.HAND_SPACE,
+                                 objectives={"val_acc": "maximize", "latency_ms": "minimize"},
+                                 constraints={"max_latency_ms": 1000.0})
+    run = tmp_path / "run"
+    assert main(["search", "--space", str(space), "--trials", "2", "--out", str(run),
+                 "--latency-threads", "1"]) == 0
+    records = RunStore(run).records()
+    assert records and all(r.latency_ms > 0 for r in records if r.status == "ok")
+    with pytest.raises(SystemExit) as exited:
+        main(["search", "--space", str(space), "--trials", "2", "--out", str(tmp_path / "bad"),
+              "--latency-threads", "0"])
+    assert exited.value.code == 2 and not (tmp_path / "bad").exists()
