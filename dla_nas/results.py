@@ -61,6 +61,7 @@ class TrialRecord:
     macs: int | None = None
     params: int | None = None
     latency_ms: float | None = None
+    latency_from: str | None = None  # "table" (measured on the target) or "measured" (here)
     val_acc_per_epoch: list[float] = field(default_factory=list)
     epochs_run: int = 0
     train_seconds: float = 0.0

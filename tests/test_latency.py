@@ -49,7 +49,7 @@ def test_the_latency_command(tmp_path, capsys):
     assert "cannot be run by ONNX Runtime" in capsys.readouterr().err
 
 
-def test_a_search_times_its_trials_where_latency_is_an_objective(tmp_path):
+def test_a_search_times_its_trials_where_latency_is_an_objective(tmp_path, capsys):
     space = conftest.write_space(tmp_path, conftest.HAND_SPACE,
                                  objectives={"val_acc": "maximize", "latency_ms": "minimize"},
                                  constraints={"max_latency_ms": 1000.0})
@@ -57,7 +57,29 @@ def test_a_search_times_its_trials_where_latency_is_an_objective(tmp_path):
     assert main(["search", "--space", str(space), "--trials", "2", "--out", str(run),
                  "--latency-threads", "1"]) == 0
     records = RunStore(run).records()
-    assert records and all(r.latency_ms > 0 for r in records if r.status == "ok")
+    assert records and all(r.latency_ms > 0 and r.latency_from == "measured"
+                           for r in records if r.status == "ok")
+    # measured on the target: `latency --json` of an export gives its network and input,
+    # and a search given those lines as its table takes their figure
+    assert main(["export", str(run), "--trial", str(records[0].trial), "--onnx",
+                 "--out", str(tmp_path / "exp")]) == 0
+    (onnx,) = (tmp_path / "exp").glob("*.onnx")
+    capsys.readouterr()
+    assert main(["latency", str(onnx), "--repeats", "3", "--json"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert (line["hash"], line["input_shape"]) == (records[0].hash, records[0].input_shape)
+    table = tmp_path / "target.jsonl"
+    table.write_text(json.dumps({**line, "median_ms": 123.0}) + "\n")
+    again = tmp_path / "again"
+    assert main(["search", "--space", str(space), "--trials", "2", "--out", str(again),
+                 "--latency-table", str(table)]) == 0
+    first = RunStore(again).records()[0]
+    assert (first.hash, first.latency_ms, first.latency_from) == (records[0].hash, 123.0,
+                                                                  "table")
+    table.write_text('{"hash": "abc"}\n')
+    assert main(["search", "--space", str(space), "--trials", "2", "--out",
+                 str(tmp_path / "bad"), "--latency-table", str(table)]) == 2
+    assert "line 1 is not a line of `dla-nas latency" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exited:
         main(["search", "--space", str(space), "--trials", "2", "--out", str(tmp_path / "bad"),
               "--latency-threads", "0"])

@@ -488,8 +488,9 @@ def _write_onnx(run: Path, config: Path, model: nn.Module) -> Path:
         first = next((line for line in str(exc).splitlines() if line.strip()), "")
         raise RunError(f"{path.name}: cannot be exported to ONNX ({exc.__class__.__name__}: "
                        f"{first[:200]})") from None
-    # what a runtime needs beside the graph: the outputs' names and the preprocessing
-    for key in ("class_names", "preprocessing"):
+    # what a runtime needs beside the graph: the outputs' names and the preprocessing; and
+    # the network's hash and input, which key a latency measured on the target
+    for key in ("class_names", "preprocessing", "hash", "input_shape"):
         if meta.get(key) is not None:
             proto.metadata_props.add(key=key, value=json.dumps(meta[key]))
     write_file(path, proto.SerializeToString())

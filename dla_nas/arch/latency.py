@@ -34,6 +34,40 @@ REPEATS = 50
 WARMUP = 10
 
 
+def table_key(digest: str, input_shape: tuple[int, ...] | list[int]) -> str:
+    """A latency table's key: a network (its genome hash) at one input (C x H x W)."""
+    return f"{digest}@{'x'.join(map(str, input_shape))}"
+
+
+def read_table(path: str | Path) -> dict[str, float]:
+    """A latency table: the JSON lines of ``dla-nas latency EXPORT.onnx --json`` run on the
+    target machine (each with ``hash``, ``input_shape`` and ``median_ms``), as
+    ``table_key`` -> milliseconds; a later line for the same key wins. A line that is not
+    such an object is an ``OptionError`` naming the file and line."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise OptionError(f"--latency-table {path}: cannot be read ({exc.strerror})") from None
+    table = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            key = table_key(str(row["hash"]), [int(n) for n in row["input_shape"]])
+            ms = float(row["median_ms"])
+        except (ValueError, KeyError, TypeError):
+            raise OptionError(f"--latency-table {path}: line {number} is not a line of "
+                              "`dla-nas latency MODEL.onnx --json` (hash, input_shape and "
+                              "median_ms)") from None
+        if not ms > 0:
+            raise OptionError(f"--latency-table {path}: line {number}: median_ms {ms} is not "
+                              "allowed (> 0)")
+        table[key] = ms
+    return table
+
+
 @dataclass(frozen=True)
 class Latency:
     """One measurement: milliseconds per image at batch 1, over ``repeats`` runs."""

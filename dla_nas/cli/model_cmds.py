@@ -308,11 +308,15 @@ def cmd_latency(args: argparse.Namespace) -> int:
         raise OptionError(f"MODEL {path}: not an .onnx file (export one with dla-nas export "
                           "RUN --onnx)")
     try:
-        import onnxruntime  # noqa: F401  the child process needs it too
+        import onnxruntime
     except ImportError:
         raise OptionError("latency: needs onnxruntime (pip install 'dla-nas[onnx]')") from None
     result = measure(path, args.threads, args.repeats, args.warmup)
-    print(json.dumps({"model": str(path), **result.to_dict()}) if args.json else
+    # the network and input it was exported for: what a search's --latency-table keys by
+    props = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]) \
+        .get_modelmeta().custom_metadata_map
+    known = {key: json.loads(props[key]) for key in ("hash", "input_shape") if key in props}
+    print(json.dumps({"model": str(path), **known, **result.to_dict()}) if args.json else
           f"{path}: {result.median_ms:.3f} ms median at batch 1 ({result.low_ms:.3f}-"
           f"{result.high_ms:.3f} ms, 10th-90th percentile: {100 * result.spread:.1f}% of the "
           f"median), "

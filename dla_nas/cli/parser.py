@@ -318,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="timed runs (default 50; at least 2)")
     la.add_argument("--warmup", type=int, default=10, metavar="N",
                     help="untimed runs first (default 10)")
-    la.add_argument("--json", action="store_true", help="print the figures as JSON")
+    la.add_argument("--json", action="store_true",
+                    help="print the figures as JSON, with the network's hash and input shape: "
+                         "lines that `dla-nas search --latency-table FILE` reads")
     la.set_defaults(func=cmd_latency)
 
     se = sub.add_parser(
@@ -352,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "threads (pinned CPUs) ONNX Runtime gets when a trial's exported "
                          "graph is timed at batch 1 (default 1; say what the deployed "
                          "machine gives the model)")
+    se.add_argument("--latency-table", default=None, metavar="FILE",
+                    help="latencies measured on the target machine (the JSON lines of "
+                         "`dla-nas latency EXPORT.onnx --json`): a trial whose network and "
+                         "input are in it takes that figure instead of one measured here")
     se.add_argument("--early-stopping", choices=["pareto", "asha", "none"], default=None,
                     help="stop weak trials at a rung (half the proxy's epochs): pareto "
                          "keeps a trial on the front of accuracy and cost there or in its "

@@ -19,6 +19,7 @@ import optuna
 from ..arch.baselines import baseline_genome
 from ..arch.cost import genome_cost
 from ..arch.genome import MAX_INPUT
+from ..arch.latency import read_table
 from ..checks import MAX_SEED, check, integer, one_of, optional
 from ..data import Augment
 from ..data.config import RESIZE_MODES, SAMPLINGS
@@ -72,6 +73,8 @@ class SearchOptions:
     warm_start: str | None = None
     # the CPU threads ONNX Runtime gets when a trial's latency is measured (arch.latency)
     latency_threads: int = 1
+    # latencies measured on the target machine (arch.latency.read_table), used where known
+    latency_table: str | None = None
 
     def check(self) -> None:
         """Refuse values that cannot work, naming the flag (``OptionError``)."""
@@ -98,6 +101,8 @@ class SearchOptions:
         if self.warm_start is not None and self.warm_start not in WARM_START:
             raise OptionError(f"--warm-start: {self.warm_start!r} is not allowed "
                               f"(one of {', '.join(WARM_START)})")
+        if self.latency_table is not None:
+            read_table(self.latency_table)  # a bad file fails before anything runs
         if self.latency_threads < 1:
             raise OptionError(f"--latency-threads: {self.latency_threads} is not allowed (>= 1)")
         if self.timeout is not None and not self.timeout > 0:

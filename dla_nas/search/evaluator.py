@@ -4,7 +4,7 @@ check, low-fidelity training, and the trial record. Both search backends call th
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -12,7 +12,7 @@ from torch import nn
 from ..arch.builder import build_model
 from ..arch.cost import model_cost
 from ..arch.genome import Genome
-from ..arch.latency import model_latency
+from ..arch.latency import model_latency, read_table, table_key
 from ..data import Augment, Dataset, load_dataset
 from ..errors import DataError
 from ..results import VAL_METRICS, TrialRecord
@@ -50,7 +50,8 @@ class ProxyEvaluator:
     it trains with; the rest is the space's proxy."""
 
     def __init__(self, space: SearchSpace, device: str = "auto", threads: int | None = None,
-                 data_dir: str | None = None, worker: str = "", latency_threads: int = 1) -> None:
+                 data_dir: str | None = None, worker: str = "", latency_threads: int = 1,
+                 latency_table: str | None = None) -> None:
         self.space = space
         self.device = resolve_device(device)
         self.worker = worker
@@ -62,6 +63,8 @@ class ProxyEvaluator:
         self.train_config = space.proxy.train_config(device=str(self.device), threads=threads)
         self.needs_latency = "latency_ms" in space.metrics or "max_latency_ms" in space.constraints
         self.latency_threads = latency_threads
+        # figures measured on the target machine, by network and input (arch.latency)
+        self.latency_table = read_table(latency_table) if latency_table else {}
         # fetched and read once per process; each trial inherits what matches its genome
         self.pretrained = (Pretrained(space.proxy.pretrained)
                            if space.proxy.pretrained is not None else None)
@@ -98,13 +101,19 @@ class ProxyEvaluator:
                            input_shape=[data.in_chans, data.resolution, data.resolution],
                            num_classes=data.num_classes, started_at=time.time(), **fields)
 
-    def cost(self, model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, float]:
-        """params, macs and, when the space uses it, the exported graph's median latency at
-        batch 1 in ONNX Runtime on ``latency_threads`` pinned CPUs (ms, ``arch.latency``)."""
+    def cost(self, model: nn.Module, input_shape: tuple[int, int, int],
+             digest: str = "") -> dict[str, float]:
+        """params, macs and, when the space uses it, the latency at batch 1 (ms): the latency
+        table's figure for the network of hash ``digest`` at this input, else the exported
+        graph's median in ONNX Runtime on ``latency_threads`` pinned CPUs (``arch.latency``);
+        ``latency_from`` says which ("table" or "measured")."""
         c = model_cost(model, input_shape)
-        out: dict[str, float] = {"params": c.params, "macs": c.macs}
+        out: dict[str, Any] = {"params": c.params, "macs": c.macs}
         if self.needs_latency:
-            out["latency_ms"] = model_latency(model, input_shape, self.latency_threads).median_ms
+            known = self.latency_table.get(table_key(digest, input_shape))
+            out["latency_ms"] = known if known is not None else \
+                model_latency(model, input_shape, self.latency_threads).median_ms
+            out["latency_from"] = "table" if known is not None else "measured"
         return out
 
     def violations(self, cost: dict[str, float]) -> dict[str, float]:
@@ -124,10 +133,10 @@ class ProxyEvaluator:
                 resume: dict | None = None) -> TrialRecord:
         """Fill ``record`` with the model's cost and, when feasible, its proxy training
         (continued from ``resume``, a training state, when given), with its recipe."""
-        cost = self.cost(model, tuple(record.input_shape))
+        cost = self.cost(model, tuple(record.input_shape), record.hash)
         record.status = "ok"
         record.params, record.macs = int(cost["params"]), int(cost["macs"])
-        record.latency_ms = cost.get("latency_ms")
+        record.latency_ms, record.latency_from = cost.get("latency_ms"), cost.get("latency_from")
         record.violations = self.violations(cost)
         if record.violations:
             record.status = "infeasible"
@@ -154,7 +163,8 @@ class ProxyEvaluator:
 
     def reused(self, record: TrialRecord, source: TrialRecord) -> TrialRecord:
         """``record`` filled from ``source``, an earlier evaluation of the same key."""
-        for key in ("val_acc", "macs", "params", "latency_ms", "val_acc_per_epoch", "epochs_run",
+        for key in ("val_acc", "macs", "params", "latency_ms", "latency_from", "val_acc_per_epoch",
+                    "epochs_run",
                     "violations", "stopped_rung", "pretrained", *VAL_METRICS):
             setattr(record, key, getattr(source, key))
         record.status = "reused" if source.status in ("ok", "reused") else source.status

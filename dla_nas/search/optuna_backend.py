@@ -158,7 +158,8 @@ def worker_main(opts_dict: dict, index: int, device: str, threads: int | None, p
     try:
         evaluator = ProxyEvaluator(space, device, threads, opts.data_dir,
                                    worker=f"{socket.gethostname()}:{index}",
-                                   latency_threads=opts.latency_threads)
+                                   latency_threads=opts.latency_threads,
+                                   latency_table=opts.latency_table)
     except DlaNasError as exc:  # bad input: one line, no traceback
         print(f"dla-nas search: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -188,7 +188,8 @@ def run_ray_search(opts: SearchOptions, *, address: str | None = None,
                              data_dir=str(Path(opts.data_dir).resolve()) if opts.data_dir else None,
                              device=device, threads=max(1, int(cpus_per_trial)),
                              sampler=opts.sampler_name(run.space), cwd=os.getcwd(),
-                             deadline=driver.deadline, latency_threads=opts.latency_threads)
+                             deadline=driver.deadline, latency_threads=opts.latency_threads,
+                             latency_table=opts.latency_table)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     import ray
 

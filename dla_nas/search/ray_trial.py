@@ -42,10 +42,11 @@ class TrialSettings:
     cwd: str  # the driver's folder: relative paths in the space (folder:PATH) resolve there
     deadline: float | None = None  # --timeout as a time.time(): a trial ends at the epoch past it
     latency_threads: int = 1  # SearchOptions.latency_threads
+    latency_table: str | None = None  # SearchOptions.latency_table
 
     def _key(self) -> tuple:
         return (self.space.fingerprint(), self.out, self.data_dir, self.device, self.threads,
-                self.cwd, self.latency_threads)
+                self.cwd, self.latency_threads, self.latency_table)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TrialSettings) and self._key() == other._key()
@@ -70,7 +71,8 @@ def in_folder(path: str) -> Iterator[None]:
 def _evaluator(settings: TrialSettings) -> ProxyEvaluator:
     """The evaluator of this worker process: its trials share the loaded dataset."""
     return ProxyEvaluator(settings.space, settings.device, settings.threads, settings.data_dir,
-                          latency_threads=settings.latency_threads)
+                          latency_threads=settings.latency_threads,
+                          latency_table=settings.latency_table)
 
 
 def _metrics(record: TrialRecord, epoch: int | None = None) -> dict:
