@@ -249,3 +249,29 @@ def test_a_weights_file_of_the_backbone_network_alone_loads_into_it(tmp_path):
     inner = model.backbone.model
     assert torch.equal(inner.level3.tree1.tree1.conv1.weight, net.level3.tree1.tree1.conv1.weight)
     assert torch.equal(inner.base_layer[0].weight, net.base_layer[0].weight.sum(1, keepdim=True))
+
+
+def test_a_baseline_from_scratch_trains_without_the_spaces_fine_tuning(tmp_path, monkeypatch):
+    import dla_nas.search.evaluator as evaluator_module
+    from dla_nas.search.evaluator import ProxyEvaluator
+
+    space = SearchSpace.from_yaml(conftest.write_space(
+        tmp_path, BACKBONE_SPACE, proxy={"epochs": 2, "batch_size": 128, "freeze_epochs": 1,
+                                         "backbone_lr_mult": 0.5}))
+    seen = {}
+
+    def fake_train(model, data, cfg, *args, **kwargs):
+        seen["cfg"] = cfg
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(evaluator_module, "train", fake_train)
+    evaluator = ProxyEvaluator(space, "cpu")
+    # a zoo network of the line has nothing pretrained to hold still: the plain recipe
+    with pytest.raises(RuntimeError, match="stop here"):
+        evaluator.evaluate_baseline("plain_cnn_8_16_32", trial=0)
+    assert (seen["cfg"].freeze_epochs, seen["cfg"].backbone_lr_mult) == (0, 1.0)
+    # the space's own networks keep the settings it chose, pretrained or not
+    record = evaluator.new_record(1, hash="x", genome=space.hand_design("own").to_dict())
+    with pytest.raises(RuntimeError, match="stop here"):
+        evaluator.measure(evaluator.build(space.hand_design("own")), record)
+    assert (seen["cfg"].freeze_epochs, seen["cfg"].backbone_lr_mult) == (1, 0.5)

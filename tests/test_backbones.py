@@ -11,7 +11,14 @@ from torch import nn
 from dla_nas import attach, build_model
 from dla_nas.arch.backbone_genome import HEAD_AGGREGATIONS
 from dla_nas.backbones import FeatureTaps, dla_backbone, efficientnet_lite0, timm_features
-from dla_nas.backbones.attach import HeadConfig, TapClassifier, bilinear_up
+from dla_nas.backbones.attach import (
+    IDA,
+    HeadConfig,
+    TapClassifier,
+    bilinear_up,
+    conv_bn_relu,
+    projections,
+)
 from dla_nas.backbones.lite0 import LITE0_TAPS
 from dla_nas.errors import BackboneError
 
@@ -117,6 +124,21 @@ def test_how_tree_and_dla_up_are_wired():
     two["tree"].load_state_dict(two["ida"].state_dict())
     with torch.no_grad():
         assert torch.equal(two["tree"].eval()(x), two["ida"].eval()(x))
+
+
+def test_ida_draws_its_initial_weights_projections_first():
+    # the order of the seeded draws is part of a result: a committed IDA run's seeds only
+    # reproduce it if the projections are built before the nodes, as they always were
+    torch.manual_seed(0)
+    ida = IDA([16, 32, 64], 24, 3, residual=True)
+    torch.manual_seed(0)
+    project = projections([16, 32, 64], 24)
+    nodes = nn.ModuleList(conv_bn_relu(48, 24, 3) for _ in range(2))
+    expected = {**{f"project.{k}": v for k, v in project.state_dict().items()},
+                **{f"nodes.{k}": v for k, v in nodes.state_dict().items()}}
+    state = ida.state_dict()
+    assert list(state) == list(expected)
+    assert all(torch.equal(state[k], v) for k, v in expected.items())
 
 
 def test_dla_up_upsamples_bilinearly_before_it_learns():

@@ -76,12 +76,25 @@ def test_a_seg_folder_loads_with_its_masks_and_class_names(tmp_path):
      r"mask .*005.png has value 7, not a class \(0 to 2: bg, blob, stripe; 255 is ignored\)"),
     (lambda r: Image.new("RGB", (16, 16)).save(r / "masks" / "006.png"),
      r"mask .*006.png has mode RGB"),
+    # defects drawn as 255, the ignored value: said, not trained as nothing
+    (lambda r: [Image.fromarray((np.asarray(Image.open(m)) > 0).astype(np.uint8) * 255).save(m)
+                for m in (r / "masks").glob("*.png")] and (r / "classes.txt").unlink(),
+     r"every mask under .* is class 0 .*255 is the ignored value, so a mask drawn as 0 and "
+     r"255 needs its 255 written as 1"),
 ])
 def test_a_bad_seg_folder_is_one_line_naming_the_file(tmp_path, spoil, message):
     root = write_seg(tmp_path / "seg")
     spoil(root)
     with pytest.raises(DataError, match=f"^seg: {message}"):
         load_dataset(DataConfig(f"seg:{root}", resolution=16))
+
+
+def test_a_one_bit_mask_is_classes_0_and_1(tmp_path):
+    root = write_seg(tmp_path / "seg", n=6, classes=())
+    for mask in (root / "masks").glob("*.png"):
+        Image.fromarray(np.asarray(Image.open(mask)) == 1).convert("1").save(mask)
+    data = load_dataset(DataConfig(f"seg:{root}", resolution=16))
+    assert data.class_names == ["0", "1"] and set(data.train.labels.unique().tolist()) == {0, 1}
 
 
 def test_joint_augmentation_moves_the_mask_with_its_image(tmp_path):
@@ -158,8 +171,8 @@ def test_train_eval_and_export_a_dense_genome(tmp_path, capsys):
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0 <= metrics["test_miou"] <= 1 and len(metrics["test_per_class_iou"]) == 3
     assert metrics["data_report"]["task"] == "dense"
-    with Image.open(run / "test-masks.png") as figure:  # test images, truth, predicted
-        assert figure.size[0] > 0
+    with Image.open(run / "test-masks.png") as figure:  # 4 test images, truth, predicted
+        assert figure.size == (750, 1000)
     assert main(["eval", str(run / "checkpoint.pt"), "--dataset", seg]) == 0
     assert f"test mIoU {metrics['test_miou']:.4f}" in capsys.readouterr().out
     assert main(["export", str(run), "--weights", "--out", str(tmp_path / "exp")]) == 0
@@ -175,20 +188,27 @@ def test_train_eval_and_export_a_dense_genome(tmp_path, capsys):
     assert main(["export", str(run), "--onnx", "--weights", "--out", str(tmp_path / "onnx")]) == 0
     (onnx,) = (tmp_path / "onnx").glob("*.onnx")
     shares = {}
+    odd = write_seg(tmp_path / "odd", n=3, size=(23, 13)) / "images"  # not the model's size
     for model in (run, onnx):
         masks = tmp_path / f"masks-{model.suffix or 'run'}"
         capsys.readouterr()
-        assert main(["predict", str(model), str(root / "images"), "--json",
-                     "--masks", str(masks)]) == 0
+        assert main(["predict", str(model), str(odd), "--json", "--masks", str(masks)]) == 0
         rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-        assert len(rows) == 16 and set(rows[0]["shares"]) == {"bg", "blob", "stripe"}
+        assert len(rows) == 3 and set(rows[0]["shares"]) == {"bg", "blob", "stripe"}
         assert all(sum(r["shares"].values()) == pytest.approx(1, abs=1e-3) for r in rows)
         shares[model.suffix] = [r["shares"] for r in rows]
         written = sorted(masks.glob("*.png"))
-        with Image.open(written[0]) as mask:
-            assert len(written) == 16 and mask.size == (16, 16)
+        with Image.open(written[0]) as mask:  # at the image's own size, w x h
+            assert len(written) == 3 and mask.size == (13, 23)
     assert shares[""] == shares[".onnx"]
     assert main(["predict", "plain_cnn_8_16_32", str(root / "images")]) == 2  # not a model
+    # masks never land among the images, nor two on one file
+    assert main(["predict", str(run), str(odd), "--masks", str(odd / "masks")]) == 2
+    assert "inside PATH" in capsys.readouterr().err
+    Image.open(odd / "000.png").convert("RGB").save(odd / "000.jpg")
+    assert main(["predict", str(run), str(odd), "--masks", str(tmp_path / "twice")]) == 2
+    assert "would share the mask file" in capsys.readouterr().err
+    assert not (tmp_path / "twice").exists()
 
 
 SEG_SPACE = {
@@ -199,6 +219,18 @@ SEG_SPACE = {
     "backbone": {"name": "plain_cnn_8_16_32", "task": "dense", "cut": [0, 1],
                  "aggregation": ["none", "dla_up"], "levels": 2, "width": [8, 16]},
 }
+
+
+def test_miou_ranks_dense_spaces_only(tmp_path):
+    from dla_nas.errors import SpaceError
+    from dla_nas.search.space import SearchSpace
+
+    raw = {**SEG_SPACE, "task": {"dataset": "digits", "resolution": 16},
+           "objectives": {"val_miou": "maximize", "macs": "minimize"},
+           "backbone": {**SEG_SPACE["backbone"], "task": "classify"}}
+    with pytest.raises(SpaceError, match=r"^objectives.val_miou: not allowed in a space of "
+                                         r"classifiers"):
+        SearchSpace.from_dict(raw)
 
 
 def test_search_confirm_and_export_a_dense_space(tmp_path, capsys):

@@ -33,7 +33,7 @@ from ..files import safe_name
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
 from ..search.space import Recipe, SearchSpace
 from ..train.metrics import learnt_little
-from ..train.trainer import TrainConfig, evaluate, resolve_device, train
+from ..train.trainer import TrainConfig, evaluate, from_scratch, resolve_device, train
 from ..weights import Pretrained
 from ..weights.loading import write_state_dict
 from .claims import Claims, is_local, is_mine, this_process
@@ -376,7 +376,9 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
         model = cand.build(data.num_classes, data.in_chans, cfg)
         report = pretrained.load_into(model, require_match=False) if pretrained else None
         cost = model_cost(model, (data.in_chans, resolution, resolution))
-        result = train(model, cand.data(cand_data), cand.config(cfg, seed))
+        loaded = report is not None or getattr(model, "transfer_report", None) is not None
+        result = train(model, cand.data(cand_data),
+                       from_scratch(cand.config(cfg, seed), loaded or cand.kind != "baseline"))
         test = evaluate(model, make_loader(cand_data, "test", cfg.eval_batch_size, device,
                                            train=False, seed=seed,
                                            channels_last=device.type == "cuda"),
@@ -504,8 +506,9 @@ def _learnt_little(records: list[ConfirmRecord], class_names: list[str] | None) 
     matrices = [r.test_confusion for r in records]
     if not all(matrices) or len({len(m) for m in matrices}) != 1:
         return None
+    unit = "pixels" if records[0].test_miou is not None else "images"
     return learnt_little([[sum(cells) for cells in zip(*rows)] for rows in zip(*matrices)],
-                         class_names)
+                         class_names, unit)
 
 
 def _spread(values: list[float]) -> tuple[float, float, float]:

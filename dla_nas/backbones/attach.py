@@ -71,11 +71,16 @@ def projections(channels: list[int], width: int) -> nn.ModuleList:
 class Nodes(nn.Module):
     """``count`` aggregation nodes, each a ``kernel`` conv + BN + ReLU over two inputs of
     ``width`` channels concatenated; with ``residual`` a node's output adds its second input
-    (as the paper's residual root)."""
+    (as the paper's residual root). With ``channels``, each of those levels is first
+    projected to ``width`` (``project``), built before the nodes: the order the seeded
+    initial weights are drawn in."""
 
-    def __init__(self, width: int, kernel: int, residual: bool, count: int) -> None:
+    def __init__(self, width: int, kernel: int, residual: bool, count: int,
+                 channels: list[int] | None = None) -> None:
         super().__init__()
         self.residual = residual
+        if channels is not None:
+            self.project = projections(channels, width)
         self.nodes = nn.ModuleList(conv_bn_relu(2 * width, width, kernel) for _ in range(count))
 
     def merge(self, i: int, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -89,8 +94,7 @@ class LevelNodes(Nodes):
 
     def __init__(self, channels: list[int], width: int, kernel: int = 3,
                  residual: bool = False) -> None:
-        super().__init__(width, kernel, residual, len(channels) - 1)
-        self.project = projections(channels, width)
+        super().__init__(width, kernel, residual, len(channels) - 1, channels)
 
     def projected(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         return [project(f) for project, f in zip(self.project, feats)]

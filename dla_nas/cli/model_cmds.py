@@ -291,7 +291,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     loader = make_loader(data, args.split, 500, device, train=False, seed=0)
     m = evaluate(model, loader, data.num_classes, autocast=device.type == "cuda")
     out = {"checkpoint": str(args.checkpoint), "dataset": data.name, "split": args.split,
-           "resolution": data.resolution, **m.to_dict(), "images": m.n}
+           "resolution": data.resolution, **m.to_dict(),
+           "images": len(getattr(data, args.split))}
     print(json.dumps(out) if args.json else
           f"{scores(m, args.split)}, loss {m.loss:.4f}, on {len(getattr(data, args.split))} "
           f"images of {data.name}")
@@ -324,12 +325,31 @@ def cmd_latency(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mask_files(root: Path, paths: list[Path], masks: Path) -> dict[str, Path]:
+    """Where each image's mask goes: ``masks``/<its path under ``root``>.png. An
+    ``OptionError`` for a masks folder inside ``root`` (its PNGs would be read as images, or
+    replace them) and for two images whose masks would share a file."""
+    if masks.resolve().is_relative_to(root.resolve()):
+        raise OptionError(f"--masks {masks}: inside PATH {root} (give a folder outside it)")
+    dests: dict[str, Path] = {}
+    taken: dict[Path, Path] = {}
+    for path in paths:
+        dest = (masks / path.relative_to(root)).with_suffix(".png")
+        if dest in taken:
+            raise OptionError(f"--masks {masks}: {taken[dest]} and {path} would share the mask "
+                              f"file {dest} (rename one of them)")
+        dests[str(path)], taken[dest] = dest, path
+    return dests
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..analysis.predict import find_images, load_predictor, predict
 
     out = check_out_file(args.out) if args.out else None  # before any work
     masks = check_out_folder(args.masks, "--masks") if args.masks else None
     paths = find_images(args.path)
+    root = Path(args.path) if Path(args.path).is_dir() else Path(args.path).parent
+    dests = _mask_files(root, paths, masks) if masks is not None else {}
     predictor = load_predictor(args.model, args.device)
     result = predict(predictor, paths, args.batch_size)
     if masks is not None and not result.dense and result.rows:
@@ -345,10 +365,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         write_file(out, text)
-    if masks is not None:  # <masks>/<the image's path under PATH>.png
-        root = Path(args.path) if Path(args.path).is_dir() else Path(args.path).parent
-        for row in result.rows:
-            row.save((masks / Path(row.path).relative_to(root)).with_suffix(".png"))
+    for row in result.rows if masks is not None else []:
+        row.save(dests[row.path])
     counts = ", ".join(f"{name} {n}" for name, n in result.counts(predictor.class_names).items())
     skipped = f"; skipped {len(result.skipped)} unreadable" if result.skipped else ""
     wrote = f"; wrote {out}" if out is not None else ""

@@ -137,8 +137,7 @@ def add_data_args(p: argparse.ArgumentParser, resolution_help: str) -> None:
     p.add_argument("--dataset", default="digits", metavar="NAME",
                    help="digits (embedded, default), cifar10, cifar100, folder:PATH "
                         "(PATH/<class>/*.png|jpg) or seg:PATH (PATH/images and PATH/masks, "
-                        "or PATH/{train,val,test}/{images,masks}: a dense task, train and "
-                        "eval only)")
+                        "or PATH/{train,val,test}/{images,masks}: a dense task)")
     add_source_args(p, resolution_help)
     p.add_argument("--train-fraction", type=float, default=1.0,
                    help="stratified fraction of the train split to use (default 1.0)")
@@ -203,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("genome", metavar="GENOME",
                     help="a genome/exported YAML path, a zoo name, or a baseline (plain_cnn, "
                          "resnet20, dla34_cifar_x0.25, ...)")
-    add_data_args(tr, "image size in px (default: the dataset's own, 8 for digits, 32 for CIFAR)")
+    add_data_args(tr, "image size in px (default: the dataset's own: 8 for digits, 32 for "
+                      "CIFAR and folders, 64 for seg; 224 for ImageNet weights)")
     add_labels_arg(tr, "all")
     add_recipe_args(tr)
     tr.add_argument("--pretrained", default=None, metavar="SOURCE",
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="digits, cifar10, cifar100, folder:PATH (PATH/<class>/*.png|jpg) or "
                          "seg:PATH (images with masks)")
     add_source_args(da, "image size in px the report judges against (default: the dataset's "
-                        "own, 8 for digits, 32 for CIFAR and folders)")
+                        "own, 8 for digits, 32 for CIFAR and folders, 64 for seg)")
     add_sampling_args(da, "as train's: by dataset, digits and folders shift, CIFAR objects; "
                           "sampling auto")
     da.add_argument("--json", action="store_true",

@@ -16,7 +16,7 @@ from ..arch.latency import model_latency, read_table, table_key
 from ..data import Augment, Dataset, load_dataset
 from ..errors import DataError
 from ..results import VAL_METRICS, TrialRecord
-from ..train.trainer import EpochReport, resolve_device, train
+from ..train.trainer import EpochReport, from_scratch, resolve_device, train
 from ..weights import Pretrained, imagenet_normalised
 from .space import Recipe, SearchSpace
 
@@ -147,7 +147,9 @@ class ProxyEvaluator:
             record.pretrained = report.to_record(detail=False) if report is not None else None
             recipe = Recipe.from_dict(record.recipe)
             result = train(model, recipe.on(self.data_at(recipe.resolution)),
-                           recipe.train_config(self.train_config), callback,
+                           from_scratch(recipe.train_config(self.train_config),
+                                        report is not None or record.kind != "baseline"),
+                           callback,
                            resume=resume)
             record.val_acc = result.val_acc
             if result.val is not None:

@@ -253,7 +253,7 @@ class SearchSpace:
         task = _dataclass(Task, task_raw, "task")
         if not isinstance(task.dataset, str):
             raise SpaceError(f"task.dataset: {task.dataset!r} is not allowed (digits, cifar10, "
-                             "cifar100 or folder:PATH)")
+                             "cifar100, folder:PATH or seg:PATH)")
         if task.resize is not None:
             check("task.resize", task.resize, one_of(RESIZE_MODES), SpaceError)
         check("task.labels_per_class", task.labels_per_class, optional(integer(1)), SpaceError)
@@ -275,6 +275,9 @@ class SearchSpace:
             raise SpaceError(f"proxy.pretrained: {str(exc).removeprefix('pretrained: ')}") \
                 from None
         objectives = _objectives(raw.get("objectives", {"val_acc": "maximize", "macs": "minimize"}))
+        if "val_miou" in dict(objectives) and (backbone is None or backbone.task != "dense"):
+            raise SpaceError("objectives.val_miou: not allowed in a space of classifiers (a "
+                             "dense space has it: a backbone section with task: dense)")
         constraints = dict(mapping(raw.get("constraints", {}), "constraints", set(CONSTRAINTS)))
         for key, value in constraints.items():
             check(f"constraints.{key}", value, number(0, low_open=True), SpaceError)

@@ -22,7 +22,7 @@ import itertools
 import math
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -61,6 +61,14 @@ TRAIN_RULES = {
 def fine_tuning(epochs: int) -> dict:
     """``FINE_TUNING`` for a run of ``epochs`` epochs."""
     return {**FINE_TUNING, "freeze_epochs": frozen_epochs(FINE_TUNING["freeze_epochs"], epochs)}
+
+
+def from_scratch(cfg: TrainConfig, pretrained: bool) -> TrainConfig:
+    """``cfg`` for a hand design of the line (``--baselines``) that starts from
+    ``pretrained`` weights or not: one that does not (a U-Net or zoo network beside a space
+    over an ImageNet backbone) trains without the fine-tuning settings, which would hold
+    all but its last layer still and slow."""
+    return cfg if pretrained else replace(cfg, backbone_lr_mult=1.0, freeze_epochs=0)
 
 
 def frozen_epochs(freeze_epochs: int, epochs: int) -> int:
@@ -313,6 +321,17 @@ def evaluate(model: nn.Module, loader, num_classes: int, label_smoothing: float 
     return classification_metrics(y_true, y_pred, num_classes, loss_sum / max(len(y_true), 1))
 
 
+def task_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float,
+              dense: bool) -> torch.Tensor:
+    """Cross-entropy: over the images, or for masks over the scored pixels (a batch whose
+    pixels are all ``IGNORE_INDEX`` counts 0, not NaN)."""
+    if not dense:
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    total = F.cross_entropy(logits, y, label_smoothing=label_smoothing,
+                            ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (y != IGNORE_INDEX).sum().clamp(min=1)
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -346,7 +365,6 @@ def train(
         model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if cfg.compile else model
     balanced = cfg.balanced(data)
-    ignore = IGNORE_INDEX if data.dense else -100  # -100: none (PyTorch's default)
     train_loader = make_loader(data, "train", cfg.batch_size, device, train=True, seed=cfg.seed,
                                channels_last=cuda, balanced=balanced)
     val_loader = make_loader(data, "val", cfg.eval_batch_size, device, train=False,
@@ -409,8 +427,7 @@ def train(
         epoch_images = 0
         for x, y in itertools.chain.from_iterable(train_loader for _ in range(passes)):
             with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-                loss = F.cross_entropy(step_model(x), y, label_smoothing=cfg.label_smoothing,
-                                       ignore_index=ignore)
+                loss = task_loss(step_model(x), y, cfg.label_smoothing, data.dense)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -26,6 +26,7 @@ from ..splits import _count
 from .common import _in_memory_dataset
 
 SPLIT_DIRS = ("train", "val", "test")
+MASK_MODES = ("L", "P", "1", "I", "I;16")  # one channel: 8-bit, palette, 1-bit, integer
 CLASSES_FILE = "classes.txt"
 
 
@@ -59,15 +60,16 @@ def _pairs(folder: Path) -> list[tuple[str, str]]:
 
 
 def _read_mask(path: str, size: tuple[int, int]) -> np.ndarray:
-    """A mask file as uint8 [H, W] class indices; its size must be the image's (w, h)."""
+    """A mask file as uint8 [H, W] class indices; its size must be the image's (w, h). A
+    1-bit mask's pixels are 0 and 1."""
     with Image.open(path) as im:
-        if im.mode not in ("L", "P", "I", "I;16", "1"):
+        if im.mode not in MASK_MODES:
             raise DataError(f"seg: mask {path} has mode {im.mode} (one channel of class "
-                            "indices: L or P)")
+                            f"indices: {', '.join(MASK_MODES)})")
         if im.size != size:
             raise DataError(f"seg: mask {path} is {im.size[0]}x{im.size[1]}, its image "
                             f"{size[0]}x{size[1]} (the same size is required)")
-        values = np.asarray(im if im.mode != "1" else im.convert("L"))
+        values = np.asarray(im)
     if values.max(initial=0) > 255:
         raise DataError(f"seg: mask {path} has value {int(values.max())} (0 to 254 are "
                         f"classes, {IGNORE_INDEX} is ignored)")
@@ -76,17 +78,20 @@ def _read_mask(path: str, size: tuple[int, int]) -> np.ndarray:
 
 def _class_names(root: Path, masks: list[np.ndarray]) -> list[str]:
     """From ``classes.txt``, checked against the mask values; else the values found."""
-    values = np.unique(np.concatenate([np.unique(m) for m in masks]))
-    values = values[values != IGNORE_INDEX]
+    found = np.unique(np.concatenate([np.unique(m) for m in masks]))
+    values = found[found != IGNORE_INDEX]
+    if values.max(initial=0) == 0:  # nothing but the background (and ignored pixels)
+        hint = (f": {IGNORE_INDEX} is the ignored value, so a mask drawn as 0 and 255 needs its"
+                " 255 written as 1" if IGNORE_INDEX in found else "")
+        raise DataError(f"seg: every mask under {root} is class 0 (>= 2 classes are needed)"
+                        f"{hint}")
     listed = root / CLASSES_FILE
     if listed.is_file():
         names = [line.strip() for line in listed.read_text().splitlines() if line.strip()]
         if len(names) < 2:
             raise DataError(f"seg: {listed} names {len(names)} class(es); >= 2 are needed")
     else:
-        names = [str(v) for v in range(int(values.max(initial=0)) + 1)]
-        if len(names) < 2:
-            raise DataError(f"seg: every mask under {root} is class 0; >= 2 classes are needed")
+        names = [str(v) for v in range(int(values.max()) + 1)]
     return names
 
 
