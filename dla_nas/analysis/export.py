@@ -32,13 +32,22 @@ from ..arch.backbone_genome import genome_from_dict
 from ..arch.builder import build_model
 from ..arch.cost import count_params, model_cost
 from ..arch.genome import Genome
-from ..errors import CheckpointError, DataError, DlaNasError, GenomeError, RunError, SpaceError
+from ..errors import (
+    CheckpointError,
+    DataError,
+    DlaNasError,
+    GenomeError,
+    OptionError,
+    RunError,
+    SpaceError,
+)
 from ..files import atomic_path, safe_name, staged_folder, write_file
 from ..results import TRAINED, RunStore, TrialRecord, load_run
 from ..search.space import Proxy, kept_init
 from ..weights import TransferReport
 from ..weights.loading import write_state_dict
 from .confirm import CONFIRM_FILE, Confirmed, ConfirmRecord, ConfirmStore, summarize
+from .int8 import calibration_sample, quantize
 from .pareto import best_record, eligible, front, run_objectives
 from .pareto import knee as front_knee  # export_run has a `knee` flag
 from .predict import preprocessing_metadata
@@ -59,18 +68,18 @@ class DataShape:
 
 def export_run(run: Path, out: Path, *, pareto: bool = False, trial: int | None = None,
                best: str | None = None, knee: bool = False, onnx: bool = False,
-               weights: bool = False) -> list[Path]:
+               weights: bool = False, int8: bool = False) -> list[Path]:
     """Write one config (and ONNX file when ``onnx``) per chosen trial into ``out``; exactly
     one selector (``pareto``, ``trial``, ``best``, ``knee``) must be given. ``weights``: also
     write the trained weights of its confirmation (the seed with the best val accuracy) as
-    ``<config>.safetensors``. Returns the paths."""
+    ``<config>.safetensors``; ``int8``: also an int8 ONNX graph of those weights
+    (``analysis.int8``), calibrated on the run's training images. Returns the paths."""
     run, out = Path(run), Path(out)
     given = selectors(pareto=pareto, trial=trial, best=best, knee=knee)
     if len(given) != 1:
         raise RunError(f"{run}: give exactly one of --pareto, --trial N, --best OBJECTIVE, "
                        f"--knee (got {', '.join(given) if given else 'none'})")
-    if onnx:
-        _onnx_module(run)  # fail before writing anything
+    _check_onnx_flags(run, onnx, weights, int8)  # fail before writing anything
     store = RunStore(run)
     info = store.info()
     records = load_run(run)
@@ -93,6 +102,8 @@ def export_run(run: Path, out: Path, *, pareto: bool = False, trial: int | None 
                 paths.append(config.with_suffix(".safetensors"))
             if onnx:
                 paths.append(_write_onnx(run, config, model))
+            if int8:
+                paths.append(quantize(paths[-1], _run_images(run, info), "train images"))
     return _moved(paths, out, weights)
 
 
@@ -108,15 +119,14 @@ def is_training(folder: Path) -> bool:
 
 
 def export_training(folder: Path, out: Path, *, onnx: bool = False,
-                    weights: bool = False) -> list[Path]:
+                    weights: bool = False, int8: bool = False) -> list[Path]:
     """Write the network of a ``dla-nas train`` folder as a config (and its trained weights
-    as ``<config>.safetensors`` when ``weights``, ONNX when ``onnx``), rebuilt and checked
-    as ``export_run``'s are. Returns the paths."""
+    as ``<config>.safetensors`` when ``weights``, ONNX when ``onnx``, int8 ONNX when
+    ``int8``), rebuilt and checked as ``export_run``'s are. Returns the paths."""
     from ..train.checkpoint import load_checkpoint
 
     folder, out = Path(folder), Path(out)
-    if onnx:
-        _onnx_module(folder)
+    _check_onnx_flags(folder, onnx, weights, int8)
     checkpoint = folder / "checkpoint.pt"
     ckpt = load_checkpoint(checkpoint)
     try:
@@ -151,6 +161,14 @@ def export_training(folder: Path, out: Path, *, onnx: bool = False,
                                input_shape[0], input_shape)
         paths = [path] + ([tensors] if tensors is not None else [])
         paths += [_write_onnx(folder, path, model)] if onnx else []
+        if int8:
+            from ..data import DataConfig, load_dataset
+
+            data = ckpt["data"]
+            train = load_dataset(DataConfig(data["name"], resolution=data["resolution"],
+                                            resize=data.get("resize", "squash"))).train
+            paths.append(quantize(paths[-1], calibration_sample(train.images),
+                                  f"train images of {data['name']} (split seed 0)"))
     return _moved(paths, out, weights)
 
 
@@ -444,6 +462,33 @@ def _check_rebuild(config: Path, tensors: Path | None, origin: str,
             tensors.unlink()
         raise RunError(f"{config}: {problem}")
     return model
+
+
+def _check_onnx_flags(run: Path, onnx: bool, weights: bool, int8: bool) -> None:
+    """The ONNX packages when ONNX is asked for; int8 needs ONNX and the trained weights."""
+    if int8 and not (onnx and weights):
+        raise OptionError("--int8: needs --onnx and --weights (the trained network's graph is "
+                          "what is quantised)")
+    if onnx:
+        _onnx_module(run)
+        if int8:
+            try:
+                import onnxruntime.quantization  # noqa: F401
+            except ImportError:
+                raise RunError(f"{run}: --int8 needs onnxruntime: pip install onnxruntime "
+                               "(or pip install 'dla-nas[onnx]')") from None
+
+
+def _run_images(run: Path, info: dict[str, Any]) -> torch.Tensor:
+    """A calibration sample of a run's training images (its task's data, as searched)."""
+    from ..search.evaluator import load_task_data
+    from ..search.space import SearchSpace
+
+    data = load_task_data(SearchSpace.of_run(info), (info.get("options") or {}).get("data_dir"))
+    if not isinstance(data.train.images, torch.Tensor):
+        raise RunError(f"{run}: --int8 calibrates on training images held in memory; this "
+                       "run's data stream from disk")
+    return calibration_sample(data.train.images)
 
 
 def _onnx_module(run: Path):

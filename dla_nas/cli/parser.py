@@ -477,6 +477,10 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--knee", action="store_true", help="the knee of the front")
     ex.add_argument("--onnx", action="store_true",
                     help="also export ONNX graphs (needs pip install 'dla-nas[onnx]')")
+    ex.add_argument("--int8", action="store_true",
+                    help="also an int8 ONNX graph (<config>.int8.onnx) of the trained "
+                         "weights, by ONNX Runtime's static quantisation calibrated on 128 "
+                         "training images; needs --onnx and --weights")
     ex.add_argument("--weights", action="store_true",
                     help="also write the trained weights beside each config "
                          "(<config>.safetensors): for a search run from `dla-nas confirm`, the "

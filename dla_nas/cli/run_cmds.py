@@ -97,10 +97,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         if chosen:
             raise OptionError(f"{' '.join(chosen)}: not for {run}, a `dla-nas train` folder "
                               "(it holds one network); give no selector")
-        paths = export_training(run, out, onnx=args.onnx, weights=args.weights)
+        paths = export_training(run, out, onnx=args.onnx, weights=args.weights, int8=args.int8)
     else:
         paths = export_run(run, out, pareto=args.pareto, trial=args.trial, best=args.best,
-                           knee=args.knee, onnx=args.onnx, weights=args.weights)
+                           knee=args.knee, onnx=args.onnx, weights=args.weights,
+                           int8=args.int8)
     for path in paths:
         print(path)
         warning = (exported_metadata(path).get("confirmed") or {}).get("warning") \
