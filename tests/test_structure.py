@@ -1,5 +1,6 @@
-"""The package's shape: old import paths, no module-level mutable state, one error base, the
-rules that validate config fields, and what the search backends leave behind."""
+"""The package's shape: its public imports and no import hooks, no module-level mutable
+state, one error base, the rules that validate config fields, and what the search backends
+leave behind."""
 
 import ast
 import importlib
@@ -24,21 +25,30 @@ SPACE = {
 }
 
 
-@pytest.mark.parametrize("old, new", sorted(dla_nas.MOVED.items()))
-def test_the_module_paths_of_0_1_import_the_same_modules(old, new):
-    module = importlib.import_module(f"dla_nas.{old}")
-    assert module is importlib.import_module(f"dla_nas.{new}")
-    assert module.__spec__.name == f"dla_nas.{new}"  # its own spec: relative imports still work
+def test_the_package_imports_with_no_finder_of_its_own():
+    # the 0.1 module paths (dla_nas.zoo, dla_nas.training, ...) were an unreleased layout:
+    # gone, and with them the meta-path alias that served them
+    import subprocess
+    import sys
+
+    probe = ("import sys, dla_nas, dla_nas.cli; "
+             "print([type(f).__module__ for f in sys.meta_path])")
+    finders = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                             check=True).stdout
+    assert "dla_nas" not in finders
+    for old in ("zoo", "training", "space", "pareto"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(f"dla_nas.{old}")
 
 
 def test_the_public_imports_of_the_readme_work():
-    from dla_nas.training import TrainConfig
-
+    from dla_nas.arch import zoo
     from dla_nas.results import load_run
+    from dla_nas.train.trainer import TrainConfig
 
-    assert dla_nas.zoo.names()[0] == "dla34"
+    assert zoo.names()[0] == "dla34"
     assert load_run is dla_nas.results.load_run
-    assert TrainConfig is dla_nas.train.trainer.TrainConfig
+    assert TrainConfig().epochs > 0
     assert dla_nas.build_model("dla34_cifar", num_classes=10) is not None
 
 
