@@ -5,8 +5,9 @@ Layouts: ``PATH/images/`` and ``PATH/masks/`` (split by seed, as a folder is), o
 any image extension (PNG for exact values), one channel of class indices;
 ``IGNORE_INDEX`` (255) marks pixels that are not scored. Class names come from an optional
 ``PATH/classes.txt`` (one a line, line i naming value i), else the values found ("0", "1",
-...). Images and masks are squashed to the resolution alike: bilinear for the image, nearest
-for the mask. The split's ``labels`` are the masks (uint8 [N, H, W]).
+...). Images and masks are squashed to the resolution alike: bilinear for the image, the
+nearest pixel (centres aligned) for the mask. The split's ``labels`` are the masks (uint8
+[N, H, W]).
 """
 
 from __future__ import annotations
@@ -76,9 +77,10 @@ def _read_mask(path: str, size: tuple[int, int]) -> np.ndarray:
     return values.astype(np.uint8)
 
 
-def _class_names(root: Path, masks: list[np.ndarray]) -> list[str]:
-    """From ``classes.txt``, checked against the mask values; else the values found."""
-    found = np.unique(np.concatenate([np.unique(m) for m in masks]))
+def _class_names(root: Path, values_each: list[np.ndarray]) -> list[str]:
+    """From ``classes.txt``, checked against the mask values; else the values found
+    (``values_each``: each mask's distinct values, read at its own size)."""
+    found = np.unique(np.concatenate(values_each))
     values = found[found != IGNORE_INDEX]
     if values.max(initial=0) == 0:  # nothing but the background (and ignored pixels)
         hint = (f": {IGNORE_INDEX} is the ignored value, so a mask drawn as 0 and 255 needs its"
@@ -95,16 +97,19 @@ def _class_names(root: Path, masks: list[np.ndarray]) -> list[str]:
     return names
 
 
-def _check_values(masks: list[np.ndarray], paths: list[str], names: list[str]) -> None:
-    for mask, path in zip(masks, paths):
-        bad = mask[(mask >= len(names)) & (mask != IGNORE_INDEX)]
+def _check_values(values_each: list[np.ndarray], paths: list[str], names: list[str]) -> None:
+    for values, path in zip(values_each, paths):
+        bad = values[(values >= len(names)) & (values != IGNORE_INDEX)]
         if bad.size:
             raise DataError(f"seg: mask {path} has value {int(bad[0])}, not a class (0 to "
                             f"{len(names) - 1}: {', '.join(names)}; {IGNORE_INDEX} is ignored)")
 
 
-def _load(pairs: list[tuple[str, str]], chans: int, res: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (uint8 [N, chans, res, res]) and masks (uint8 [N, res, res], nearest)."""
+def _load(pairs: list[tuple[str, str]], chans: int, res: int
+          ) -> tuple[torch.Tensor, torch.Tensor, list[np.ndarray]]:
+    """Images (uint8 [N, chans, res, res]), masks (uint8 [N, res, res]: the nearest pixel,
+    centres aligned as the bilinear image's) and each mask's distinct values at its own size
+    (a thin region that the resize drops is still checked and named)."""
     def one(pair: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
         image, mask = pair
         return _decode(image, chans, res), _read_mask(mask, shown_size(image))
@@ -116,9 +121,9 @@ def _load(pairs: list[tuple[str, str]], chans: int, res: int) -> tuple[torch.Ten
         if isinstance(result, Exception):
             raise DataError(f"seg: {image} or its mask cannot be read ({result})")
     images = torch.from_numpy(np.stack([a for a, _ in loaded]))
-    masks = [torch.from_numpy(m)[None, None].float() for _, m in loaded]
-    masks = torch.cat([F.interpolate(m, size=(res, res), mode="nearest") for m in masks])
-    return images, masks[:, 0].to(torch.uint8)
+    masks = torch.cat([F.interpolate(torch.from_numpy(m)[None, None].float(), size=(res, res),
+                                     mode="nearest-exact") for _, m in loaded])
+    return images, masks[:, 0].to(torch.uint8), [np.unique(m) for _, m in loaded]
 
 
 def _load_seg(cfg: DataConfig) -> Dataset:
@@ -138,11 +143,11 @@ def _load_seg(cfg: DataConfig) -> Dataset:
         raise DataError(f"seg: {root} needs {len(pairs) * (chans + 1) * res * res / 2**30:.1f} "
                         f"GiB at {res} px (max_in_memory_bytes {cfg.max_in_memory_bytes}): "
                         "a lower --resolution")
-    images, masks = _load(pairs, chans, res)
+    images, masks, values_each = _load(pairs, chans, res)
     if chans == 3 and all(_is_grey(a) for a in images.numpy()):  # grey images saved as RGB
         images, chans = images[:, :1].contiguous(), 1
-    names = _class_names(root, [m.numpy() for m in masks])
-    _check_values([m.numpy() for m in masks], [m for _, m in pairs], names)
+    names = _class_names(root, values_each)
+    _check_values(values_each, [m for _, m in pairs], names)
     whole = Split(images, masks, torch.arange(len(pairs)))
     if given:
         bounds = np.cumsum([0] + [len(g) for g in groups])
