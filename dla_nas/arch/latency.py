@@ -5,9 +5,9 @@ pinned to ``threads`` CPUs with that many intra-op threads, so that the trainer'
 and whatever else the parent runs do not share its cores. After ``warmup`` runs it times
 ``repeats`` runs and reports their median, 10th and 90th percentiles and the spread between
 those relative to the median (``Latency``): a percentile range, so that one run slowed by
-another process does not swamp the figure. The exported graph is the one ``dla-nas export --onnx`` writes, so
-a figure measured here is the deployed model's, and ``dla-nas latency FILE.onnx`` measures
-the same way on the machine the model will run on.
+another process does not swamp the figure. The exported graph is the one ``dla-nas export
+--onnx`` writes, so a figure measured here is the deployed model's, and ``dla-nas latency
+FILE.onnx`` measures the same way on the machine the model will run on.
 """
 
 from __future__ import annotations
