@@ -153,6 +153,7 @@ def test_unet_is_a_dense_hand_design_at_any_input_size():
             assert narrow(torch.randn(2, 1, h, w)).shape == (2, 3, h, w)
     assert baseline_genome("unet_8_16_32").describe() == \
         "unet_8_16_32: a U-Net of widths 8-16-32"
+    assert build_model("unet_8_16", 3, 1).genome == BackboneGenome("unet_8_16", task="dense")
     for bad, message in ((BackboneGenome("unet_8", task="dense"), "two or more widths"),
                          (BackboneGenome("unet_8_16"), r"^task: 'classify' is not allowed"),
                          (BackboneGenome("unet_8_16", task="dense", cut=1),
@@ -181,7 +182,7 @@ def test_train_eval_and_export_a_dense_genome(tmp_path, capsys):
     assert rebuilt.genome.task == "dense"
     # a classifier on masks is a one-line error
     assert main(["train", "plain_cnn", "--dataset", seg, "--resolution", "16"]) == 2
-    assert "masks need a genome with task: dense" in capsys.readouterr().err
+    assert "masks need a dense network" in capsys.readouterr().err
     # predict: each class's share of the pixels, and the masks at the images' own size,
     # the same from the checkpoint and from its ONNX export
     pytest.importorskip("onnxruntime")

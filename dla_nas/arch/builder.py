@@ -169,22 +169,25 @@ def zero_init_residual_branches(model: nn.Module) -> None:
 
 def resolve_genome(spec: AnyGenome | str | Path) -> AnyGenome:
     """A genome (a DLA's or a backbone's) from a genome, a YAML path (genome or exported
-    config) or a zoo name."""
+    config), a zoo name or a U-Net's name (a dense network: ``unet``, ``unet_<widths>``)."""
     if isinstance(spec, (Genome, BackboneGenome)):
         return spec.validate()
     from . import zoo  # zoo depends on genome only; imported late to keep import order simple
+    from .unet import UNET_PATTERN, unet_widths
 
     text = str(spec)
     genome = zoo.find(text)
     if genome is not None:
         return genome
+    if unet_widths(text):
+        return BackboneGenome(text, task="dense").validate()
     path = Path(text)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.exists():
             raise GenomeError(f"{path}: no such file")
         return genome_from_yaml(path)
     raise GenomeError(f"{text!r} is neither a zoo name ({', '.join(zoo.names())}, "
-                      f"{zoo.PATTERNS}) nor a YAML file")
+                      f"{zoo.PATTERNS}, {UNET_PATTERN}) nor a YAML file")
 
 
 def build_model(

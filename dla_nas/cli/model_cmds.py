@@ -117,8 +117,8 @@ def check_task(genome, data, what: str) -> None:
     naming ``what`` (the genome or checkpoint given)."""
     dense = getattr(genome, "task", "classify") == "dense"
     if dense != data.dense:
-        labels, need = (("masks", "a genome with task: dense (a backbone genome, its head "
-                         "aggregation dla_up, or none: an FCN)") if data.dense else
+        labels, need = (("masks", "a dense network (a backbone genome with task: dense, or "
+                         "a U-Net such as unet_16_32_64_128_256)") if data.dense else
                         ("one class an image", "a classifier (task: classify)"))
         raise DataError(f"--dataset {data.name}: {labels} need {need}; {what} is "
                         f"{'dense' if dense else 'a classifier'}")
