@@ -365,6 +365,7 @@ def train(
         model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if cfg.compile else model
     balanced = cfg.balanced(data)
+    dense = data.dense  # read once, not in the training step
     train_loader = make_loader(data, "train", cfg.batch_size, device, train=True, seed=cfg.seed,
                                channels_last=cuda, balanced=balanced)
     val_loader = make_loader(data, "val", cfg.eval_batch_size, device, train=False,
@@ -427,7 +428,7 @@ def train(
         epoch_images = 0
         for x, y in itertools.chain.from_iterable(train_loader for _ in range(passes)):
             with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-                loss = task_loss(step_model(x), y, cfg.label_smoothing, data.dense)
+                loss = task_loss(step_model(x), y, cfg.label_smoothing, dense)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
