@@ -213,6 +213,36 @@ def test_train_resumes_from_its_state_exactly():
     assert resumed.train_loss_per_epoch == full.train_loss_per_epoch
 
 
+def test_a_rerun_trial_resumes_from_the_newest_checkpoint_of_its_number_and_genome(
+        tmp_path, monkeypatch):
+    """After a kill -9, Tune's last snapshot may predate a trial: it runs again under a new
+    Tune id, and its checkpoints are found by record number, for the same genome and recipe
+    only (a number whose trial never ran is drawn again with another genome)."""
+    from dla_nas.search import ray_trial
+
+    def save(folder, key, epoch):
+        folder.mkdir(parents=True)
+        torch.save({"train": {"epoch": epoch}, "started_at": "t", "key": key},
+                   folder / ray_trial.STATE_FILE)
+        return folder
+
+    ray_dir = tmp_path / "ray"
+    tunes = save(ray_dir / "search-1" / "trial-3-new" / "checkpoint_000000", "k", 1)
+    save(ray_dir / "search-0" / "trial-3-old" / "checkpoint_000003", "k", 4)
+    save(ray_dir / "search-0" / "trial-3-other" / "checkpoint_000006", "other genome", 7)
+    save(ray_dir / "search-0" / "trial-13-x" / "checkpoint_000008", "k", 9)
+    (ray_dir / "search-0" / "trial-3-cut" / "checkpoint_000009").mkdir(parents=True)
+    (ray_dir / "search-0" / "trial-3-cut" / "checkpoint_000009" / "state.pt").write_bytes(b"PK")
+    checkpoint = [ray.tune.Checkpoint.from_directory(str(tunes))]
+    monkeypatch.setattr(ray_trial.tune, "get_checkpoint", lambda: checkpoint[0])
+    assert ray_trial._latest_state(str(tmp_path), 3, "k")["train"]["epoch"] == 4
+    assert ray_trial._latest_state(str(tmp_path), 13, "k")["train"]["epoch"] == 9
+    assert ray_trial._latest_state(str(tmp_path), 3, "new genome") is None
+    checkpoint[0] = None
+    shutil.rmtree(ray_dir / "search-0")
+    assert ray_trial._latest_state(str(tmp_path), 3, "k")["train"]["epoch"] == 1
+
+
 @pytest.mark.parametrize("kw, message", [
     ({"gpus_per_trial": -1}, "--gpus-per-trial: -1 is not allowed (>= 0)"),
     ({"gpus_per_trial": 1.5}, "--gpus-per-trial: 1.5 is not allowed"),

@@ -56,7 +56,8 @@ Restore
   a timeout, or Tune's state half written when the driver was killed), a new experiment
   ``ray/search-<k>`` runs the rest from the same study, its sampler seeded from ``--seed``
   and the trials already in the study (``core.sampler_seed``). A trial resumes from the
-  newest of Tune's checkpoint and the checkpoints on disk. Ctrl-C stops gracefully (Tune
+  newest of Tune's checkpoint and the checkpoints on disk of its record number and genome
+  (a trial newer than Tune's snapshot runs again under a new Tune id, from its checkpoint). Ctrl-C stops gracefully (Tune
   saves its state; running trials are resumed next time) and raises ``KeyboardInterrupt``
   after everything finished has been written and Ray has been shut down. After a kill -9 of
   the driver, Ray's dashboard and runtime-env agents linger for about a minute (Ray's own
@@ -93,7 +94,7 @@ from .ray_cluster import (
 )
 from .ray_scheduler import ParetoScheduler
 from .ray_searcher import DlaNasRecorder, DlaNasSearcher, Driver, driving
-from .ray_trial import STAGE, TrialSettings, baselines_task, trial_function
+from .ray_trial import STAGE, TRIAL_DIR, TrialSettings, baselines_task, trial_function
 
 BACKEND = "ray"
 ASHA_REDUCTION_FACTOR = 2
@@ -137,7 +138,8 @@ class _SigintWatch:
 
 
 def _trial_name(trial) -> str:
-    return f"trial-{trial.config.get('dla', {}).get('number', 'x')}-{trial.trial_id}"
+    return TRIAL_DIR.format(number=trial.config.get("dla", {}).get("number", "x"),
+                            trial_id=trial.trial_id)
 
 
 def _stages(ray_dir: Path) -> list[Path]:

@@ -25,6 +25,7 @@ from .space import SearchSpace
 METRICS = tuple(SPACE_METRICS.items())  # (metric, direction): every result carries all
 STAGE = "search-"  # Tune experiments of a run: ray/search-0, ray/search-1, ...
 STATE_FILE = "state.pt"
+TRIAL_DIR = "trial-{number}-{trial_id}"  # a Tune trial's name and folder in its experiment
 PAST_DEADLINE = "past_deadline"  # the last result of a trial that --timeout ended
 
 
@@ -129,9 +130,11 @@ def _run_trial(proposal: trials.Proposal, settings: TrialSettings) -> None:
     tune.report(_metrics(record))
 
 
-def _latest_state(out: str) -> dict | None:
-    """The newest training state of this trial: Tune's checkpoint, or a newer one on disk
-    (after a kill -9 of the driver, Tune's last snapshot may predate the last checkpoint)."""
+def _latest_state(out: str, number: int, key: str) -> dict | None:
+    """The newest training state of record ``number`` with genome and recipe ``key``: Tune's
+    checkpoint, or a newer one on disk. After a kill -9 of the driver, Tune's last snapshot
+    may predate the last checkpoint, or the trial itself: then the trial runs again under a
+    new Tune id, and its earlier folder is found by the record number."""
     import torch
 
     states = []
@@ -140,12 +143,13 @@ def _latest_state(out: str) -> dict | None:
         with checkpoint.as_directory() as folder:
             states.append(torch.load(Path(folder, STATE_FILE), map_location="cpu",
                                      weights_only=True))
-    name = tune.get_context().get_trial_name()
-    for path in Path(out, "ray").glob(f"{STAGE}*/{name}/checkpoint_*/{STATE_FILE}"):
+    folders = TRIAL_DIR.format(number=number, trial_id="*")
+    for path in Path(out, "ray").glob(f"{STAGE}*/{folders}/checkpoint_*/{STATE_FILE}"):
         try:
             states.append(torch.load(path, map_location="cpu", weights_only=True))
         except Exception:  # half written when the driver died: an older one will do
             pass
+    states = [st for st in states if st.get("key") == key]  # the number may be redrawn
     return max(states, key=lambda st: st["train"]["epoch"], default=None)
 
 
@@ -157,7 +161,7 @@ def _train(evaluator: ProxyEvaluator, model, record: TrialRecord, *, out: str,
     import torch
 
     resume = None
-    saved = _latest_state(out)
+    saved = _latest_state(out, record.trial, record.key)
     if saved is not None:
         resume = saved["train"]
         record.started_at = saved["started_at"]
@@ -171,7 +175,8 @@ def _train(evaluator: ProxyEvaluator, model, record: TrialRecord, *, out: str,
             partial.set_val_metrics(report.val)
         partial.finish()
         with tempfile.TemporaryDirectory(prefix="dla-nas-ckpt-") as folder:
-            torch.save({"train": state, "started_at": record.started_at}, Path(folder, STATE_FILE))
+            torch.save({"train": state, "started_at": record.started_at, "key": record.key},
+                       Path(folder, STATE_FILE))
             try:
                 metrics = _metrics(partial, report.epoch)
                 if resume is not None:
