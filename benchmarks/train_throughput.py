@@ -4,9 +4,13 @@
   for dla34_cifar at batch 128 and 32 px, for the same network written by hand (the builder
   must add no overhead), and for a small searched-size genome on digits;
 - the data path: time to draw and augment a batch against a whole training step;
-- on CUDA, the fraction of the card's bf16 peak (pass --peak-tflops for the card).
+- on CUDA, the fraction of the card's bf16 peak (pass --peak-tflops for the card);
+- with ``--fronts``, the Pareto-front networks of the committed reference runs (neu-steel at
+  64 px, digits-tiny at 16 px, their proxy batch sizes) in each training variant: eager (the
+  trainer's CPU path), channels_last, and ``torch.compile``; with the share of the practical
+  peak (dla34_cifar's MACs/s in the same run) and the compile time.
 
-    python benchmarks/train_throughput.py [--device cpu] [--steps 3] [--threads N]
+    python benchmarks/train_throughput.py [--device cpu] [--steps 3] [--threads N] [--fronts]
 """
 
 from __future__ import annotations
@@ -14,15 +18,22 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dla_nas import Genome, build_model
+from dla_nas import Genome, build_model, front, load_run
+from dla_nas.analysis import run_objectives
 from dla_nas.arch.cost import model_cost
 from dla_nas.data import DataConfig, load_dataset, make_loader
+from dla_nas.results import RunStore
 from dla_nas.train.trainer import param_groups, resolve_device
+
+ROOT = Path(__file__).resolve().parents[1]
+FRONTS = ("results/reference-neu-steel", "results/reference-digits-tiny")
+VARIANTS = ("eager", "channels_last", "compile")
 
 
 # ---- a hand-written DLA-34 (CIFAR strides), the reference the builder must not be slower than
@@ -86,27 +97,31 @@ class HandDLA34(nn.Module):
 
 
 # ---- measurement ---------------------------------------------------------------------------
-def step_rate(model, batch, res, chans, device, steps, cuda):
-    """Train-step images/s and the best step time on random data (SGD + Nesterov, bf16
-    autocast on CUDA)."""
+def step_rate(model, batch, res, chans, device, steps, cuda, variant="eager"):
+    """Train-step images/s, the best step time on random data (SGD + Nesterov, bf16 autocast
+    on CUDA) and the seconds of the two untimed first steps (a compile happens there)."""
     model.to(device).train()
-    if cuda:
+    channels_last = cuda or variant == "channels_last"
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(param_groups(model, 5e-4, 0.01), lr=0.01, momentum=0.9, nesterov=True)
+    run = torch.compile(model) if variant == "compile" else model
     x = torch.randn(batch, chans, res, res, device=device)
-    if cuda:
+    if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=device)
 
     def step():
         with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-            loss = F.cross_entropy(model(x), y)
+            loss = F.cross_entropy(run(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
+    t0 = time.perf_counter()
     for _ in range(2):
         step()
+    first = time.perf_counter() - t0
     best = float("inf")
     for _ in range(steps):
         if cuda:
@@ -116,7 +131,46 @@ def step_rate(model, batch, res, chans, device, steps, cuda):
         if cuda:
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t0)
-    return batch / best, best
+    return batch / best, best, first
+
+
+def front_networks() -> list[tuple[str, Genome, int, int, int, int]]:
+    """(label, genome, in_chans, resolution, classes, proxy batch) of the Pareto-front members
+    of the committed reference runs, cheapest first."""
+    out = []
+    for folder in FRONTS:
+        run = ROOT / folder
+        info, data = RunStore(run).info(), RunStore(run).data()
+        batch = info["space"]["proxy"]["batch_size"]
+        for r in sorted(front(load_run(run), run_objectives(info)), key=lambda r: r.macs):
+            genome = Genome.from_dict(r.genome)
+            out.append((f"{Path(folder).name} trial {r.trial}", genome, data["in_chans"],
+                        data["resolution"], data["num_classes"], batch))
+    return out
+
+
+def fronts(args, device, peak: float) -> list[dict]:
+    """Each front network in each variant, timed in turn (best of ``--rounds``)."""
+    rows = []
+    for label, genome, chans, res, classes, batch in front_networks():
+        macs = model_cost(build_model(genome, classes, chans), (chans, res, res)).macs
+        best: dict[str, tuple[float, float]] = {}
+        for _ in range(args.rounds):
+            for variant in VARIANTS:
+                torch.manual_seed(0)
+                _, seconds, first = step_rate(build_model(genome, classes, chans), batch, res,
+                                              chans, device, args.steps, False, variant)
+                old = best.get(variant, (float("inf"), first))
+                best[variant] = (min(old[0], seconds), old[1])
+        row = {"model": label, "macs_per_image": macs, "batch": batch, "resolution": res}
+        for variant, (seconds, first) in best.items():
+            gmacs = 3 * macs * batch / seconds / 1e9
+            row[variant] = {"images_per_second": round(batch / seconds, 1),
+                            "train_gmacs_per_second": round(gmacs, 2),
+                            "share_of_peak": round(gmacs / peak, 3),
+                            "first_two_steps_seconds": round(first, 2)}
+        rows.append(row)
+    return rows
 
 
 def main() -> None:
@@ -127,6 +181,8 @@ def main() -> None:
                         help="the models are timed in turn this many times (best is kept), so "
                              "that a slow moment of the machine does not favour one of them")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--fronts", action="store_true",
+                        help="also time the reference runs' front networks in each variant")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the card's dense bf16 peak, for the fraction-of-peak figure")
     args = parser.parse_args()
@@ -146,7 +202,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, make, batch, res, chans in cases:
             torch.manual_seed(0)
-            _, seconds = step_rate(make(), batch, res, chans, device, args.steps, cuda)
+            _, seconds, _ = step_rate(make(), batch, res, chans, device, args.steps, cuda)
             best[name] = min(best.get(name, float("inf")), seconds)
     for name, make, batch, res, chans in cases:
         macs = model_cost(make(), (chans, res, res)).macs
@@ -157,6 +213,9 @@ def main() -> None:
         if cuda and args.peak_tflops:
             row["fraction_of_bf16_peak"] = round(2 * 3 * macs * ips / (args.peak_tflops * 1e12), 4)
         out["runs"].append(row)
+    if args.fronts and not cuda:
+        peak = out["runs"][0]["train_gmacs_per_second"]  # dla34_cifar (built): the practical peak
+        out["fronts"] = {"peak_gmacs_per_second": peak, "runs": fronts(args, device, peak)}
     # data path: drawing + augmenting batches alone, against the measured step time
     data = load_dataset(DataConfig("digits", resolution=16)).to(device)
     loader = make_loader(data, "train", 64, device, train=True, seed=0, channels_last=cuda)

@@ -3,8 +3,8 @@
 - ``run.yaml``: the resolved space, the command's arguments, the data's shape, the resolved
   sampler, versions and the seed;
 - ``study.journal``: the Optuna storage (a journal file, safe for several processes);
-- ``trials.jsonl``: one JSON line per finished trial (format in the README), appended under a
-  file lock and flushed to disk at once, so a crash loses no finished trial;
+- ``trials.jsonl``: one JSON line per finished trial (format in docs/reference/records.md),
+  appended under a file lock and flushed to disk at once, so a crash loses no finished trial;
 - ``rungs.jsonl``: with Pareto early stopping, one line per trial that reached a rung (trial,
   epoch, objective values there), which the workers compare against.
 
@@ -179,6 +179,16 @@ class RunStore:
             raise RunError(f"{self.run_yaml}: expected a mapping of run settings, got "
                            f"{type(info).__name__}")
         return info
+
+    def data(self) -> dict[str, Any]:
+        """run.yaml's ``data``: the shape of the data the run searched on (name, resolution,
+        channels, classes); a run.yaml without it raises ``RunError`` naming the file."""
+        data = self.info().get("data")
+        if not isinstance(data, dict) or not {"name", "resolution", "in_chans",
+                                               "num_classes"} <= data.keys():
+            raise RunError(f"{self.run_yaml}: data: missing or incomplete (the mapping that "
+                           "dla-nas search writes: name, resolution, in_chans, num_classes)")
+        return data
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
         """An exclusive lock on the run, across processes on this machine."""

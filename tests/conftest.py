@@ -22,6 +22,12 @@ HAND_SPACE = {
 }
 
 
+def digits_data(resolution: int = 16) -> dict:
+    """run.yaml's ``data`` section, as a search on digits at ``resolution`` writes it."""
+    return {"name": "digits", "resolution": resolution, "in_chans": 1, "num_classes": 10,
+            "class_names": [str(i) for i in range(10)]}
+
+
 def write_space(tmp_path: Path, base: dict, **changes) -> Path:
     """``base`` with top-level keys replaced by ``changes``, written to ``tmp_path/space.yaml``."""
     raw = json.loads(json.dumps(base))

@@ -9,6 +9,7 @@ import json
 import types
 from pathlib import Path
 
+import conftest
 import pytest
 import torch
 import yaml
@@ -69,6 +70,7 @@ def make_run(path: Path) -> Path:
         "backend": "optuna", "space_fingerprint": "test",
         "space": {"name": "tiny", "task": {"dataset": "digits", "resolution": 16,
                                            "classes": 10}},
+        "data": conftest.digits_data(),
         "objectives": [["val_acc", "maximize"], ["macs", "minimize"]], "options": {}})
     genome = Genome.from_dict(TINY)
     for trial, (acc, macs) in enumerate([(0.5, 100), (0.6, 200)]):

@@ -20,6 +20,7 @@ import types
 from pathlib import Path
 from typing import Callable, Iterator
 
+import conftest
 import pytest
 import torch
 import torch.nn.functional as F
@@ -146,7 +147,8 @@ def test_a_failed_append_is_one_line_naming_the_file(tmp_path, capsys, monkeypat
     monkeypatch.setattr(dla_nas.analysis.confirm, "append_line", full)
     run = tmp_path / "run"
     RunStore(run).create_or_check({"backend": "optuna", "space_fingerprint": "test",
-                                   "space": SPACE, "objectives": [["val_acc", "maximize"]]})
+                                   "space": SPACE, "data": conftest.digits_data(),
+                                   "objectives": [["val_acc", "maximize"]]})
     (run / "trials.jsonl").write_text("")
     assert main(["confirm", str(run), "--baselines", "plain_cnn_8_16_32", "--seeds", "0",
                  "--epochs", "1", "--min-steps", "0", "--device", "cpu"]) == 2

@@ -250,3 +250,20 @@ def test_compare_with_line_finds_the_targets_and_the_gap():
     for rows in (line, line + [redrawn]):  # no search trial but a hand design
         with pytest.raises(RunError, match="confirmed search trials that are not hand designs"):
             compare_with_line(rows)
+
+
+def test_committed_confirm_lines_with_a_removed_setting_match_todays_recipe():
+    """The committed reference runs hold ``balanced_loss: false``, a setting since removed at
+    that value: their lines match the recipe without it; another value would not."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from dla_nas.analysis.confirm import _check_recipe
+
+    path = Path(__file__).parents[1] / "results" / "reference-neu-steel" / CONFIRM_FILE
+    line = next(r for r in ConfirmStore(path).records() if "balanced_loss" in r.recipe)
+    recipe = {k: v for k, v in line.recipe.items() if k != "balanced_loss"}
+    _check_recipe(path, [line], recipe)
+    on = replace(line, recipe={**line.recipe, "balanced_loss": True})
+    with pytest.raises(RunError, match="balanced_loss True -> None"):
+        _check_recipe(path, [on], recipe)

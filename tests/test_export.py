@@ -5,6 +5,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import conftest
 import pytest
 import yaml
 
@@ -30,6 +31,7 @@ def make_run(path):
         "backend": "optuna", "space_fingerprint": "test",
         "space": {"name": "tiny", "task": {"dataset": "digits", "resolution": 16, "classes": 10},
                   "proxy": {"epochs": 2, "seed": 0}},
+        "data": conftest.digits_data(),
         "objectives": [["val_acc", "maximize"], ["macs", "minimize"]], "options": {}})
     genomes = [tiny(8, 1), tiny(8, 2), tiny(16, 1), tiny(16, 2)]
     costs = [genome_cost(g, (1, 16, 16), 10) for g in genomes]
@@ -110,11 +112,9 @@ def test_onnx_without_the_package_says_how_to_install_it(run, tmp_path, monkeypa
 
 def test_onnx_export_loads_and_checks(run, tmp_path):
     pytest.importorskip("onnx")
-    path = copy_run(run, tmp_path)  # with the data section a search writes
+    path = copy_run(run, tmp_path)  # with the normalisation a search writes
     info = yaml.safe_load((path / "run.yaml").read_text())
-    info["data"] = {"name": "digits", "resolution": 16, "in_chans": 1, "num_classes": 10,
-                    "class_names": [str(i) for i in range(10)], "resize": "squash",
-                    "mean": [0.3], "std": [0.4]}
+    info["data"].update(resize="squash", mean=[0.3], std=[0.4])
     (path / "run.yaml").write_text(yaml.safe_dump(info))
     files = export_run(path, tmp_path / "out", best="macs", onnx=True)
     assert [f.suffix for f in files] == [".yaml", ".onnx"] and files[1].stat().st_size > 0
@@ -145,14 +145,14 @@ def test_a_record_that_does_not_rebuild_is_reported(run, tmp_path):
         export_run(path, tmp_path / "out", trial=0)
 
 
-def test_a_grayscale_folder_run_exports_with_one_channel(run, tmp_path):
-    path = copy_run(run, tmp_path)  # its costs were counted for 1 channel
+def test_a_run_yaml_without_its_data_section_is_one_clear_error(run, tmp_path):
+    path = copy_run(run, tmp_path)
     info = yaml.safe_load((path / "run.yaml").read_text())
-    info["space"]["task"]["dataset"] = "folder:/nowhere/images"
+    del info["data"]["in_chans"]
     (path / "run.yaml").write_text(yaml.safe_dump(info))
-    meta = yaml.safe_load(export_run(path, tmp_path / "out", trial=2)[0].read_text())["metadata"]
-    assert (meta["in_chans"], meta["num_classes"], meta["input_shape"]) == (1, 10, [1, 16, 16])
-    assert meta["dataset"] == "folder:/nowhere/images"
+    with pytest.raises(RunError, match=r"run.yaml: data: missing or incomplete .*in_chans"):
+        export_run(path, tmp_path / "out", trial=2)
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_pareto_and_export_on_a_run(run, tmp_path, capsys):

@@ -6,6 +6,7 @@ import random
 import re
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -142,6 +143,7 @@ def make_run(path, records, sampler="nsga2", objectives=ACC_MACS, **info):
     store.create_or_check({
         "backend": "optuna", "space_fingerprint": "test",
         "space": {"name": "tiny", "task": {"dataset": "digits", "resolution": 16, "classes": 10}},
+        "data": conftest.digits_data(),
         "objectives": [list(o) for o in objectives], "sampler": sampler, "options": {}, **info})
     for r in records:
         store.append(r)
@@ -447,5 +449,5 @@ def test_the_plot_draws_what_a_model_that_learnt_nothing_scores(tmp_path):
         0.5, "chance (1 of 2 classes)"]
     four = make_run(tmp_path / "four", sample_records(), data={"num_classes": 4})
     assert plot_pareto([four], out=tmp_path / "p3")["chance"][0] == pytest.approx(0.25)
-    bare = make_run(tmp_path / "bare", sample_records())  # run.yaml without its data
+    bare = make_run(tmp_path / "bare", sample_records(), data=None)  # no data section
     assert plot_pareto([bare], out=tmp_path / "p4")["chance"] is None

@@ -130,9 +130,10 @@ class ConfirmRecord:
 
 
 def unit_of(kind: str, label: str, digest: str) -> tuple[str, str]:
-    """What one confirmed row stands for: a baseline by its name (a 0.1 line of a hand
-    design, with a name-derived id, counts for its name), a search trial by its genome and
-    recipe (``TrialRecord.key``), so a trial that samples a hand design stays its own row."""
+    """What one confirmed row stands for: a baseline by its name (the committed reference
+    runs hold hand-design lines with name-derived ids, which count for their names), a search
+    trial by its genome and recipe (``TrialRecord.key``), so a trial that samples a hand
+    design stays its own row."""
     return (kind, label if kind == "baseline" else digest)
 
 
@@ -538,9 +539,7 @@ def check_run_data(run: str | Path, data: Dataset) -> None:
     """Refuse data that differ from those the run searched on (run.yaml's ``data``: class
     names, channels), before anything trains: a class added, removed or renamed would be
     trained and tested on without a word."""
-    expected = RunStore(run).info().get("data")
-    if not isinstance(expected, dict):
-        return  # a run of an older dla-nas: load_task_data checked task.classes
+    expected = RunStore(run).data()
     diffs = data.differences(expected)
     if diffs:
         names = expected.get("class_names")

@@ -7,10 +7,7 @@ search input shape). Every written config is rebuilt from the file and its param
 are checked against the run's record. A ``dla-nas train`` folder exports its one network the
 same way (``export_training``), as ``<name>-<hash>.yaml``.
 
-The input shape: digits is loaded (it is embedded, so this is cheap and exact); for CIFAR the
-class count comes from the space's ``task.classes`` or the dataset name, with 3 channels; for
-a ``folder:`` dataset (not read at export) from ``task.classes``, with the channel count (3,
-else 1 for an all-grayscale folder) that reproduces the recorded params.
+The input shape (dataset, resolution, channels, classes) is run.yaml's ``data``.
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ import io
 import json
 import shutil
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +26,9 @@ from torch import nn
 
 from ..arch.backbone_genome import genome_from_dict
 from ..arch.builder import build_model
-from ..arch.cost import count_params, model_cost
+from ..arch.cost import model_cost
 from ..arch.genome import Genome
-from ..errors import (
-    CheckpointError,
-    DataError,
-    DlaNasError,
-    GenomeError,
-    OptionError,
-    RunError,
-    SpaceError,
-)
+from ..errors import CheckpointError, DlaNasError, GenomeError, OptionError, RunError, SpaceError
 from ..files import atomic_path, safe_name, staged_folder, write_file
 from ..results import TRAINED, RunStore, TrialRecord, load_run
 from ..search.space import Proxy, kept_init
@@ -51,19 +39,6 @@ from .int8 import calibration_sample, quantize
 from .pareto import best_record, eligible, front, run_objectives
 from .pareto import knee as front_knee  # export_run has a `knee` flag
 from .predict import preprocessing_metadata
-
-CIFAR_CLASSES = {"cifar10": 10, "cifar100": 100}
-
-
-@dataclass(frozen=True)
-class DataShape:
-    """What the networks of a run were built for."""
-
-    dataset: str
-    resolution: int
-    num_classes: int
-    in_chans_options: tuple[int, ...]  # one value when known; else candidates, likeliest first
-    source: str
 
 
 def export_run(run: Path, out: Path, *, pareto: bool = False, trial: int | None = None,
@@ -84,17 +59,17 @@ def export_run(run: Path, out: Path, *, pareto: bool = False, trial: int | None 
     info = store.info()
     records = load_run(run)
     chosen = _select(run, info, records, pareto=pareto, trial=trial, best=best, use_knee=knee)
-    shape = data_shape(run, info)
+    data = store.data()
     confirmations = ConfirmStore(run / CONFIRM_FILE)
     confirm_records = confirmations.records()
-    names = (info.get("data") or {}).get("class_names")
-    confirmed = {(c.kind, c.hash): c for c in summarize(confirm_records, names)}
+    confirmed = {(c.kind, c.hash): c for c in summarize(confirm_records,
+                                                        data.get("class_names"))}
     trained = {r.trial: _confirmed_weights(run, confirmations, confirm_records, r)
                for r in chosen} if weights else {}
     paths: list[Path] = []
     with staged_folder(out) as stage:  # all the files of the export, or none
         for record in chosen:
-            config, model = _write_config(run, info, record, shape, stage,
+            config, model = _write_config(run, info, record, data, stage,
                                           confirmed.get((record.kind, record.key)),
                                           trained.get(record.trial), confirmations.weights_dir)
             paths.append(config)
@@ -278,35 +253,6 @@ def _ranges(numbers: list[int]) -> str:
 
 
 # ---- writing --------------------------------------------------------------------------------
-def data_shape(run: Path, info: dict[str, Any]) -> DataShape:
-    """Dataset, resolution, classes and input channels of a run's networks (module docstring)."""
-    from ..data import DataConfig, load_dataset
-
-    data = info.get("data")
-    if data:  # written by the search since run.yaml records the data's shape
-        return DataShape(data["name"], data["resolution"], data["num_classes"],
-                         (data["in_chans"],), "run.yaml data")
-    task = (info.get("space") or {}).get("task") or {}
-    try:
-        cfg = DataConfig(task.get("dataset", ""), resolution=task.get("resolution"))
-    except DataError as exc:
-        raise RunError(f"{RunStore(run).run_yaml}: space.task: {exc}") from None
-    if cfg.kind == "digits":
-        data = load_dataset(cfg)
-        return DataShape(cfg.name, data.resolution, data.num_classes, (data.in_chans,),
-                         "the dataset")
-    classes = task.get("classes") or CIFAR_CLASSES.get(cfg.kind)
-    if classes is None:
-        raise RunError(f"{RunStore(run).run_yaml}: space.task.classes is not set, and folder "
-                       "datasets are not read at export, so the number of classes is unknown; "
-                       "add task.classes to the space")
-    if cfg.kind == "folder":
-        return DataShape(cfg.name, cfg.image_size, classes, (3, 1),
-                         "space task.classes; in_chans matched to the recorded params")
-    return DataShape(cfg.name, cfg.image_size, classes, (3,),
-                     "space task.classes or the dataset's class count; RGB")
-
-
 def training_recipe(proxy: Proxy, record: TrialRecord, resolution: int) -> dict[str, Any]:
     """The recommended way to train an exported network: the settings it was searched with
     (its searched lr and weight decay, else the proxy's nominal ones, and its searched
@@ -338,16 +284,6 @@ def _proxy(run: Path, info: dict[str, Any]) -> Proxy:
         raise RunError(f"{RunStore(run).run_yaml}: space: {exc}") from None
 
 
-def _in_chans(genome: Genome, shape: DataShape, record: TrialRecord) -> int:
-    """The channel option that reproduces the recorded params (the first one otherwise; the
-    rebuild check then reports the mismatch)."""
-    if len(shape.in_chans_options) > 1:
-        for c in shape.in_chans_options:
-            if count_params(build_model(genome, shape.num_classes, c)) == record.params:
-                return c
-    return shape.in_chans_options[0]
-
-
 def _confirmed_weights(run: Path, store: ConfirmStore, records: list[ConfirmRecord],
                        record: TrialRecord) -> ConfirmRecord:
     """The confirmation whose weights ``export --weights`` takes for a trial."""
@@ -358,7 +294,7 @@ def _confirmed_weights(run: Path, store: ConfirmStore, records: list[ConfirmReco
     return found
 
 
-def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: DataShape,
+def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, data: dict[str, Any],
                   out: Path, confirmed: Confirmed | None = None,
                   weights: ConfirmRecord | None = None,
                   weights_dir: Path | None = None) -> tuple[Path, nn.Module]:
@@ -371,8 +307,8 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
     name = space.get("name", run.name)
     path = out / f"{name}-trial{record.trial}-{record.hash}.yaml"
     genome = dataclasses.replace(genome_from_dict(record.genome), name=path.stem)
-    in_chans = _in_chans(genome, shape, record)
-    resolution = record.recipe.get("resolution", shape.resolution)
+    in_chans = data["in_chans"]
+    resolution = record.recipe.get("resolution", data["resolution"])
     input_shape = (in_chans, resolution, resolution)
     metadata = {
         "run": str(run),
@@ -381,16 +317,14 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
         "status": record.status,
         "hash": record.hash,
         "space": name,
-        "dataset": shape.dataset,
+        "dataset": data["name"],
         "resolution": resolution,
         "in_chans": in_chans,
-        "num_classes": shape.num_classes,
-        # the outputs' names, in output order (a run.yaml from before the data section: none)
-        "class_names": (info.get("data") or {}).get("class_names"),
-        "shape_source": shape.source,
+        "num_classes": data["num_classes"],
+        "class_names": data.get("class_names"),  # the outputs' names, in output order
         "fidelity": space.get("proxy", {}),
         "recipe": training_recipe(_proxy(run, info), record, resolution),
-        "preprocessing": preprocessing(info.get("data") or {}, in_chans, resolution,
+        "preprocessing": preprocessing(data, in_chans, resolution,
                                        weights.normalisation if weights is not None else None),
         "objectives": {m: record.value(m) for m, _ in run_objectives(info)},
         "params": record.params,
@@ -423,7 +357,7 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, shape: D
             metadata["weights"]["normalisation"] = weights.normalisation
     _write_yaml(path, genome, metadata)
     model = _check_rebuild(path, tensors, f"trial {record.trial} of {run}",
-                           (record.params, record.macs), shape.num_classes, in_chans, input_shape)
+                           (record.params, record.macs), data["num_classes"], in_chans, input_shape)
     return path, model
 
 

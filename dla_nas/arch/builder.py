@@ -142,7 +142,7 @@ def _pool(x: torch.Tensor) -> torch.Tensor:
 # PyTorch's module defaults (convs kaiming-uniform with a = sqrt(5): about 4x smaller
 # weights, so that with a BN after each conv they learn faster early on, and a classifier
 # of std about 1 / sqrt(3 * width), where the official one has sqrt(2 / classes): 0.58 for
-# 6 classes). Measured in README "Unseen data: the yardstick".
+# 6 classes). Measured in docs/reports/unseen-data.md.
 INITS = ("official", "torch")
 
 

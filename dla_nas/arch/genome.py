@@ -1,6 +1,6 @@
 """Genome: a typed, frozen, serialisable description of one DLA network.
 
-The meanings follow the DLA paper and its official code (see README, "Genome"):
+The meanings follow the DLA paper and its official code (see docs/guide/genomes.md):
 
 - the **stem** is a base conv, an optional max-pool, and plain conv levels (official: level0
   and level1);

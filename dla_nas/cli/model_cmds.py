@@ -66,7 +66,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                   "aggregation, /s stride, +in stage input joins the root (level_root), +idaJ "
                   "stage J joins too, rootK root kernel K, r residual")
     console.print(f"MACs are conv+linear multiply-accumulates; batch norm and pooling add "
-                  f"{cost.other_flops:,} more (see README, 'Cost').")
+                  f"{cost.other_flops:,} more (see docs/guide/genomes.md, 'Cost').")
     return 0
 
 

@@ -102,7 +102,7 @@ class Augment:
 # Per source: digits are not mirrored and sit on black; CIFAR keeps its standard recipe;
 # a folder may hold anything, so no flip is assumed safe there: a reflected shift only. On
 # neu-steel, whose textures any flip keeps, flips added nothing (0.980 with, 0.982 without, 3
-# seeds); on a folder of digits they turn a 9 into a 6 (README "Data").
+# seeds); on a folder of digits they turn a 9 into a 6 (docs/reports/unseen-data.md).
 DEFAULT_AUGMENT: Mapping[str, Augment] = MappingProxyType({
     "digits": Augment(shift=0.125, pad_mode="zeros"),
     "cifar10": Augment(hflip=True, shift=0.125, pad_mode="zeros"),

@@ -39,7 +39,7 @@ WARM_START = ("baselines", "none")
 # a new run's early stopping, in both backends (``early_stopping.py``)
 EARLY_STOPPING_DEFAULT = "pareto"
 # a new Optuna run's sampler, with the warm start (``warm_start_name``): the best front for
-# the time measured (README, "Early stopping": ahead of full-fidelity NSGA-II at the end on 9
+# the time measured (docs/reports/early-stopping.md: ahead of full-fidelity NSGA-II at the end on 9
 # of 9 seeds). Ray keeps NSGA-II, with which its Pareto scheduler was measured.
 OPTUNA_SAMPLER = "tpe"
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
@@ -117,7 +117,7 @@ class SearchOptions:
 
     def warm_start_name(self, space: SearchSpace) -> str:
         """baselines unless asked otherwise, or NSGA-II: its first generation would be mostly
-        hand designs, and it measured worse so (README, "Warm start")."""
+        hand designs, and it measured worse so (docs/guide/search.md, "Warm start")."""
         return self.warm_start or ("none" if self.sampler_name(space) == "nsga2" else "baselines")
 
     def deadline(self) -> float | None:

@@ -21,7 +21,7 @@ one rung, at half of it: a stopped trial saves half its training.
 full-fidelity runs (``benchmarks/stopping_replay.py``), eta 3 at that rung saved about a
 fifth more training than eta 2 and lost at most 0.13% more hypervolume. With it (and TPE by
 groups) the Optuna default ended with better fronts than before on digits and neu-steel;
-with NSGA-II on Ray, level (README, "Early stopping").
+with NSGA-II on Ray, level (docs/reports/early-stopping.md).
 """
 
 from __future__ import annotations

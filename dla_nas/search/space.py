@@ -519,7 +519,7 @@ class SearchSpace:
         for i in range(n):
             st, size = self._sample_stage(trial, i, size, block, cardinality, mult, repairs)
             stages.append(st)
-        stem["kernel"] = self.stem_kernel.draw(trial, "stem.kernel")  # last, as in 0.1
+        stem["kernel"] = self.stem_kernel.draw(trial, "stem.kernel")  # last: see _sample_stage
         try:
             genome = Genome.from_dict({"block": block, "cardinality": cardinality, "stem": stem,
                                        "stages": stages})
@@ -530,7 +530,8 @@ class SearchSpace:
     def _sample_stage(self, trial: Suggester, i: int, size: int, block: str, cardinality: int,
                       mult: float, repairs: list[str]) -> tuple[dict, int]:
         """Stage ``i`` as plain data, drawing only the fields it uses; and the map size after
-        it. Trees draw in the order of dla-nas 0.1, so its seeded searches replay."""
+        it. The draw order is fixed (the committed reference runs were drawn in it), so a seeded
+        search replays."""
         where, spec = f"stages[{i}]", self.stages[i]
 
         def draw(key: str) -> Any:

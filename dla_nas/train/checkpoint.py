@@ -96,9 +96,6 @@ def _check_checkpoint(path: str | Path, ckpt: dict) -> None:
         if not isinstance(value, kind) or isinstance(value, bool):
             raise CheckpointError(f"{path}: {key}: {value!r:.60} is not allowed (a "
                                   f"{kind.__name__})")
-    if isinstance(ckpt.get("baseline"), str) and not isinstance(ckpt.get("genome"), dict):
-        raise CheckpointError(f"{path}: a hand-built {ckpt['baseline']} of dla-nas 0.1, which "
-                              f"has no genome; retrain it with `dla-nas train {ckpt['baseline']}`")
     if not isinstance(ckpt.get("genome"), dict):
         raise CheckpointError(f"{path}: genome: missing (a genome mapping)")
     bad = first_non_finite(ckpt["state_dict"])

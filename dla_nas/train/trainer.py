@@ -97,7 +97,8 @@ class TrainConfig:
     zero_init_residual: bool = True
     bn_recalibration_batches: int = 4
     # how batches are drawn (data.config.SAMPLINGS): auto is class-balanced on imbalanced
-    # data, which made the magnetic-tile set learn its rare defects (README "Imbalanced data")
+    # data, which made the magnetic-tile set learn its rare defects (docs/guide/training.md,
+    # "Imbalanced data")
     sampling: str = "auto"
     seed: int = 0
     device: str = "auto"
