@@ -97,7 +97,7 @@ class HandDLA34(nn.Module):
 
 
 # ---- measurement ---------------------------------------------------------------------------
-def step_rate(model, batch, res, chans, device, steps, cuda, variant="eager"):
+def step_rate(model, batch, res, chans, device, steps, cuda, variant="eager", classes=10):
     """Train-step images/s, the best step time on random data (SGD + Nesterov, bf16 autocast
     on CUDA) and the seconds of the two untimed first steps (a compile happens there)."""
     model.to(device).train()
@@ -109,7 +109,7 @@ def step_rate(model, batch, res, chans, device, steps, cuda, variant="eager"):
     x = torch.randn(batch, chans, res, res, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,), device=device)
+    y = torch.randint(0, classes, (batch,), device=device)
 
     def step():
         with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
@@ -159,7 +159,8 @@ def fronts(args, device, peak: float) -> list[dict]:
             for variant in VARIANTS:
                 torch.manual_seed(0)
                 _, seconds, first = step_rate(build_model(genome, classes, chans), batch, res,
-                                              chans, device, args.steps, False, variant)
+                                              chans, device, args.steps, False, variant,
+                                              classes)
                 old = best.get(variant, (float("inf"), first))
                 best[variant] = (min(old[0], seconds), old[1])
         row = {"model": label, "macs_per_image": macs, "batch": batch, "resolution": res}

@@ -232,3 +232,38 @@ def test_dla34_neighbourhood_contains_dla34_cifar():
     genome, repairs = space.sample(FixedSuggester(first), 32)
     assert repairs == []
     assert genome.canonical_hash() == zoo.load("dla34_cifar").canonical_hash()
+
+
+def test_the_draw_order_is_pinned_so_the_committed_seeded_searches_replay():
+    """The committed reference runs were drawn in this order (the stem's kernel last, a
+    tree's fields in the stage's order): with another, their seeded searches would draw
+    other genomes."""
+    class Names:
+        def __init__(self):
+            self.drawn = []
+
+        def suggest_categorical(self, name, choices):
+            self.drawn.append(name)
+            return choices[-1]
+
+        def suggest_int(self, name, low, high, step=1):
+            self.drawn.append(name)
+            return high
+
+        def suggest_float(self, name, low, high, *, log=False):
+            self.drawn.append(name)
+            return high
+
+    space = SearchSpace.from_yaml(Path(__file__).parents[1] / "search_spaces" / "digits-tiny.yaml")
+    names = Names()
+    space.sample(names, 16)
+    stage = ["channels", "aggregation", "depth", "fan_in"]
+    assert names.drawn == [
+        "block", "stem.channels", "stem.pool", "stem.levels[0].channels",
+        "stem.levels[0].convs", "stem.levels[0].stride", "num_stages",
+        *[f"stages[0].{k}" for k in [*stage, "stride", "level_root", "root_residual",
+                                     "downsample"]],
+        *[f"stages[1].{k}" for k in [*stage, "level_root", "root_kernel", "root_residual",
+                                     "downsample"]],
+        *[f"stages[2].{k}" for k in [*stage[:3], "level_root", "ida_from.0", "downsample"]],
+        "stem.kernel"]

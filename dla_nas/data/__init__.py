@@ -1,7 +1,8 @@
 """Datasets for dla-nas: loading, seeded stratified splits and on-device batching.
 
-Three sources are supported: scikit-learn's bundled 8x8 digits, CIFAR-10/100 in the
-official "python version" archives, and a user folder laid out as PATH/<class>/<image>.
+Sources: scikit-learn's bundled 8x8 digits, CIFAR-10/100 in the official "python version"
+archives, a user folder laid out as PATH/<class>/<image>, and images with segmentation masks
+(``seg:PATH``).
 Every dataset is split into disjoint train/val/test parts; the search only ever sees
 train and val. Batches are augmented and normalised on the device, vectorised over
 the batch, so training never runs a per-sample Python loop.
