@@ -264,6 +264,9 @@ def test_search_confirm_and_export_a_dense_space(tmp_path, capsys):
     # a classifier in the line of a dense run is refused before anything trains
     assert main(["confirm", str(run), "--baselines", "plain_cnn", "--seeds", "5"]) == 2
     assert "plain_cnn is a classifier; the run's data need dense" in capsys.readouterr().err
+    assert main(["search", "--space", str(space), "--trials", "4", "--out", str(run),
+                 "--baselines", "resnet8"]) == 2  # and in a search's, before a trial
+    assert "resnet8 is a classifier; the run's data need dense" in capsys.readouterr().err
     assert main(["pareto", str(run)]) == 0
     assert main(["export", str(run), "--pareto", "--weights", "--out",
                  str(tmp_path / "exp")]) == 0

@@ -23,12 +23,12 @@ from typing import Any, Callable, Iterable
 import torch
 
 from ..arch.backbone_genome import genome_from_dict
-from ..arch.baselines import DENSE_LINE, LINE, baseline_genome
+from ..arch.baselines import LINE, baseline_genome, check_baseline_task
 from ..arch.builder import build_model
 from ..arch.cost import model_cost
 from ..data import Dataset, make_loader
 from ..dominance import non_dominated_sort
-from ..errors import DataError, OptionError, RunError
+from ..errors import DataError, RunError
 from ..files import safe_name
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
 from ..search.space import Recipe, SearchSpace
@@ -192,11 +192,7 @@ def check_candidates(candidates: list[Candidate], resolution: int, dense: bool =
     anything trains: a misfit fails now, not after hours."""
     for cand in candidates:
         cand.check(resolution)
-        if (getattr(genome_from_dict(cand.genome), "task", "classify") == "dense") != dense:
-            kind, need = ("a classifier", "dense networks") if dense else ("dense", "classifiers")
-            line = ", ".join(DENSE_LINE if dense else LINE[:3])
-            raise OptionError(f"--baselines: {cand.label} is {kind}; the run's data need "
-                              f"{need} (such as {line})")
+        check_baseline_task(cand.label, genome_from_dict(cand.genome), dense)
 
 
 # ---- running --------------------------------------------------------------------------------

@@ -29,3 +29,18 @@ def baseline_genome(name: str) -> AnyGenome:
         raise OptionError(f"--baselines: {name!r} is not known (allowed: "
                           f"{', '.join(zoo.names())}, {zoo.PATTERNS}, {UNET_PATTERN})")
     return genome
+
+
+def is_dense(genome: AnyGenome) -> bool:
+    """Whether a genome predicts a class a pixel (a backbone with ``task: dense``, a U-Net)."""
+    return getattr(genome, "task", "classify") == "dense"
+
+
+def check_baseline_task(name: str, genome: AnyGenome, dense: bool) -> None:
+    """An ``OptionError`` of ``--baselines`` when the hand design ``name`` is not of the
+    data's task (``dense``: masks), before anything trains."""
+    if is_dense(genome) != dense:
+        kind, need = ("a classifier", "dense networks") if dense else ("dense", "classifiers")
+        line = ", ".join(DENSE_LINE if dense else LINE[:3])
+        raise OptionError(f"--baselines: {name} is {kind}; the run's data need {need} (such "
+                          f"as {line})")

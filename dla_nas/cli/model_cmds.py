@@ -115,7 +115,9 @@ def _describe_levels(genome) -> list[str]:
 def check_task(genome, data, what: str) -> None:
     """A dense genome for masks, a classifier for class folders: else a ``DataError``
     naming ``what`` (the genome or checkpoint given)."""
-    dense = getattr(genome, "task", "classify") == "dense"
+    from ..arch.baselines import is_dense
+
+    dense = is_dense(genome)
     if dense != data.dense:
         labels, need = (("masks", "a dense network (a backbone genome with task: dense, or "
                          "a U-Net such as unet_16_32_64_128_256)") if data.dense else

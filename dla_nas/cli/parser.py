@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a `dla-nas train` folder or its checkpoint.pt; a config exported "
                          "with `dla-nas export ... --weights` (.yaml, its .safetensors "
                          "beside it); or an .onnx file from `dla-nas export ... --onnx` (run "
-                         "with onnxruntime on the CPU: pip install onnxruntime)")
+                         "with onnxruntime on the CPU: pip install 'dla-nas[onnx]')")
     pr.add_argument("path", metavar="PATH",
                     help="an image file, or a folder searched at any depth for "
                          f"{', '.join(IMAGE_EXTENSIONS)} files (hidden ones left out), "

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import numpy as np
 import optuna
 
-from ..arch.baselines import baseline_genome
+from ..arch.baselines import baseline_genome, check_baseline_task
 from ..arch.cost import genome_cost
 from ..arch.genome import MAX_INPUT
 from ..arch.latency import read_table
@@ -340,10 +340,7 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
                               "install 'dla-nas[onnx]'") from None
     data = data_info(space, opts)
     for name in opts.baselines:  # trained on these data: of their task
-        if (getattr(baseline_genome(name), "task", "classify") == "dense") != space.dense:
-            raise OptionError(f"--baselines: {name} is "
-                              f"{'a classifier' if space.dense else 'dense'}; this space's "
-                              f"networks are {'dense' if space.dense else 'classifiers'}")
+        check_baseline_task(name, baseline_genome(name), space.dense)
     kept = resumed and old.get("objectives") == [list(o) for o in space.objectives]
     if data["task"] == "dense" and not kept:  # pixel accuracy mostly measures the background
         space = space.ranked_by("val_miou")
