@@ -57,9 +57,10 @@ Restore
   ``ray/search-<k>`` runs the rest from the same study, its sampler seeded from ``--seed``
   and the trials already in the study (``core.sampler_seed``). A trial resumes from the
   newest of Tune's checkpoint and the checkpoints on disk of its record number and genome
-  (a trial newer than Tune's snapshot runs again under a new Tune id, from its checkpoint). Ctrl-C stops gracefully (Tune
-  saves its state; running trials are resumed next time) and raises ``KeyboardInterrupt``
-  after everything finished has been written and Ray has been shut down. After a kill -9 of
+  (a trial newer than Tune's snapshot runs again under a new Tune id, from its checkpoint).
+  Ctrl-C stops gracefully (Tune saves its state; running trials are resumed next time) and
+  raises ``KeyboardInterrupt`` after everything finished has been written and Ray has been
+  shut down. After a kill -9 of
   the driver, Ray's dashboard and runtime-env agents linger for about a minute (Ray's own
   behaviour); everything else dies with the driver.
 
