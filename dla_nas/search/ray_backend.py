@@ -60,9 +60,8 @@ Restore
   (a trial newer than Tune's snapshot runs again under a new Tune id, from its checkpoint).
   Ctrl-C stops gracefully (Tune saves its state; running trials are resumed next time) and
   raises ``KeyboardInterrupt`` after everything finished has been written and Ray has been
-  shut down. After a kill -9 of
-  the driver, Ray's dashboard and runtime-env agents linger for about a minute (Ray's own
-  behaviour); everything else dies with the driver.
+  shut down. After a kill -9 of the driver, Ray's dashboard and runtime-env agents linger for
+  about a minute (Ray's own behaviour); everything else dies with the driver.
 
 Clusters: with ``address`` the driver joins that cluster (``auto``, ``HOST:PORT`` or
 ``ray://HOST:PORT``); checkpoints are written under ``out``, so on several nodes ``out`` must
