@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,10 @@ def _recalls(cm: np.ndarray) -> np.ndarray:
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
                            loss: float) -> Metrics:
     """Metrics of predictions ``y_pred`` against labels ``y_true`` (int arrays)."""
+    # here, not at the top: scikit-learn takes about a second to import, which every start of
+    # the command line (even --help) would pay
+    from sklearn.metrics import confusion_matrix, f1_score
+
     labels = list(range(num_classes))
     cm = confusion_matrix(y_true, y_pred, labels=labels)
     recall = _recalls(cm)
