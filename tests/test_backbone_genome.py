@@ -48,7 +48,8 @@ def test_yaml_hash_and_canonical_form(tmp_path):
     ({"backbone": "plain_cnn", "weights": "imagenet"},
      r"^weights: 'imagenet' is not allowed with backbone plain_cnn"),
     ({"backbone": "plain_cnn", "weights": "ssl"}, r"^weights: 'ssl' is not allowed"),
-    ({"backbone": "efficientnet_lite0", "cut": 4}, r"^cut: 4 is not allowed \(at most 3\)"),
+    ({"backbone": "efficientnet_lite0", "cut": 4},
+     r"^cut: 4 is not allowed for efficientnet_lite0 \(it has 4 levels: 0 to 3\)"),
     ({"backbone": "plain_cnn", "head": {"aggregation": "ida", "levels": 1}},
      r"^head.levels: 1 is not allowed \(>= 2\)"),
     ({"backbone": "plain_cnn", "head": {"aggregation": "dense"}}, r"^head.aggregation: 'dense'"),
@@ -88,12 +89,14 @@ def test_a_tree_over_two_levels_is_ida_and_dla_up_builds_at_the_shallowest_level
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 4)
 
 
-def test_what_the_backbone_lacks_is_found_when_it_is_built():
-    genome = genome_from_dict({"backbone": "plain_cnn", "cut": 1,
-                               "head": {"aggregation": "ida", "levels": 2}})
+def test_what_the_backbone_lacks_is_found_when_the_genome_is_read():
     with pytest.raises(GenomeError, match=r"^head.levels: 2 is not allowed \(at most 1: "
                                           r"plain_cnn has 2 levels, cut 1\)$"):
-        build_model(genome, 3)
+        genome_from_dict({"backbone": "plain_cnn", "cut": 1,
+                          "head": {"aggregation": "ida", "levels": 2}})
+    with pytest.raises(GenomeError, match=r"^cut: 2 is not allowed for plain_cnn \(it has 2 "
+                                          r"levels: 0 to 1\)$"):
+        genome_from_dict({"backbone": "plain_cnn", "cut": 2})
 
 
 def test_a_cut_leaves_the_deepest_levels_out_of_params_macs_and_the_model():

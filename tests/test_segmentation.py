@@ -1,8 +1,10 @@
 """Dense prediction: image-mask folders (seg:PATH), joint augmentation, pixel metrics, the
 DLA-up and FCN segmentation networks, and train / eval / export of a dense genome."""
 
+import dataclasses
 import json
 
+import conftest
 import numpy as np
 import pytest
 import torch
@@ -10,8 +12,10 @@ import yaml
 from PIL import Image
 
 from dla_nas import build_model
-from dla_nas.arch.backbone_genome import BackboneGenome, genome_from_dict
+from dla_nas.arch import zoo
+from dla_nas.arch.backbone_genome import BackboneGenome, Head, genome_from_dict, genome_from_yaml
 from dla_nas.arch.baselines import baseline_genome
+from dla_nas.arch.genome import Genome
 from dla_nas.cli import main
 from dla_nas.data import Augment, DataConfig, load_dataset, make_loader
 from dla_nas.data.config import IGNORE_INDEX
@@ -278,3 +282,111 @@ def test_search_confirm_and_export_a_dense_space(tmp_path, capsys):
                  "--out", str(tmp_path / "bad")]) == 2
     assert "masks need a space of dense networks" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+# ---- a DLA genome as the dense backbone: drawn with its decoder ------------------------------
+DENSE_DLA_SPACE = {**conftest.HAND_SPACE, "name": "dense-dla-test",
+                   "task": {"dataset": "seg:data/seg", "resolution": 16},
+                   "proxy": {"epochs": 1, "batch_size": 4},
+                   "objectives": {"val_miou": "maximize", "macs": "minimize"},
+                   "decoder": {"aggregation": ["none", "dla_up", "ida"], "levels": [2, 3],
+                               "width": 8, "upsample": ["deconv", "bilinear"]}}
+
+
+def test_a_dla_genome_is_a_dense_backbone_as_data():
+    inner = {**zoo.load("plain_cnn_8_16_32").to_dict(), "name": "mine"}
+    genome = BackboneGenome.from_dict({"backbone": inner, "task": "dense",
+                                       "head": {"aggregation": "dla_up", "levels": 2,
+                                                "width": 8}})
+    assert isinstance(genome.backbone, Genome) and genome.label == "mine"
+    assert genome_from_dict(genome.to_dict()) == genome
+    # the inner genome's name is a label: the same network, the same hash
+    renamed = {**genome.to_dict(), "backbone": {**inner, "name": "other"}}
+    assert genome_from_dict(renamed).canonical_hash() == genome.canonical_hash()
+    # its levels' taps come before each max-pool (strides 2 and 4); DLA-up over both
+    # answers at stride 2, an FCN over the deepest at 4
+    assert genome.level_strides == [2, 4] and genome.output_stride == 2
+    assert "at stride 2" in genome.describe()
+    model = build_model(genome, num_classes=3, in_chans=1)
+    assert model.output_stride == 2
+    assert dataclasses.replace(genome, head=Head()).output_stride == 4
+    assert model(torch.randn(2, 1, 19, 23)).shape == (2, 3, 19, 23)
+    bad = {**inner, "stages": [{**inner["stages"][0], "channels": 0}]}
+    with pytest.raises(GenomeError, match=r"^backbone\.stages\[0\]\.channels"):
+        BackboneGenome.from_dict({"backbone": bad, "task": "dense"})
+    with pytest.raises(GenomeError, match=r"^weights: 'imagenet' is not allowed with backbone "
+                                          r"mine"):
+        BackboneGenome.from_dict({"backbone": inner, "weights": "imagenet"})
+    with pytest.raises(GenomeError, match=r"^head.levels: 3 is not allowed \(at most 2: "
+                                          r"mine has 2 levels, cut 0\)"):
+        BackboneGenome.from_dict({"backbone": inner, "head": {"aggregation": "ida",
+                                                              "levels": 3}})
+
+
+@pytest.mark.parametrize("name", ["plain_cnn_8_16_32", "resnet8", "dla46_c_cifar",
+                                  "dla34_cifar_x0.25"])
+def test_a_genome_knows_the_strides_a_backbone_taps(name):
+    from dla_nas.backbones.taps import FeatureTaps
+    from dla_nas.backbones.zoo import dla_backbone
+
+    genome = zoo.load(name)
+    model, taps = dla_backbone(genome, in_chans=1, input_size=64)
+    measured = FeatureTaps(model, model.level_names, 1, 64).feature_info
+    assert genome.tap_strides() == [d["reduction"] for d in measured]
+    assert BackboneGenome(name).level_count == len(taps)
+
+
+def test_a_dla_space_with_a_decoder_draws_dense_genomes_and_finds_them(tmp_path):
+    import random
+
+    from dla_nas.errors import SpaceError
+    from dla_nas.search.space import SearchSpace
+    from dla_nas.search.specs import FixedSuggester, RandomSuggester
+
+    space = SearchSpace.from_yaml(conftest.write_space(tmp_path, DENSE_DLA_SPACE))
+    assert space.dense and space.count()[0] > 8
+    rng = random.Random(0)
+    for _ in range(12):
+        genome, _ = space.sample(RandomSuggester(rng), 16)
+        assert isinstance(genome.backbone, Genome) and genome.task == "dense"
+        again, _ = space.sample(FixedSuggester(space.find(genome)), 16)
+        assert again.canonical_hash() == genome.canonical_hash()
+    # a baseline is the zoo network with an FCN over its deepest level
+    fcn = space.hand_design("plain_cnn_8_16_32")
+    assert fcn.backbone.name == "plain_cnn_8_16_32" and fcn.head.aggregation == "none"
+    assert space.find(fcn)["decoder.aggregation"] == "none"
+    assert space.baseline("unet_8_16").unet == (8, 16)
+    # a genome with two levels: three levels of aggregation are repaired to two
+    values = {**space.find(fcn), "decoder.aggregation": "ida", "decoder.levels": 3,
+              "decoder.width": 8}
+    repaired, repairs = space.sample(FixedSuggester(values), 16)
+    assert repaired.head.levels == 2
+    assert repairs == ["decoder.levels: 3 -> 2 (the levels kept after cut 0)"]
+    deeper = SearchSpace.from_dict({**DENSE_DLA_SPACE, "decoder": {"cut": [0, 3]}})
+    cut, repairs = deeper.sample(FixedSuggester({**values, "decoder.cut": 3}), 16)
+    assert cut.cut == 1 and repairs == ["decoder.cut: 3 -> 1 (the network has 2 levels)"]
+    with pytest.raises(SpaceError, match=r"^decoder: not allowed in a backbone space"):
+        SearchSpace.from_dict({**SEG_SPACE, "decoder": {"aggregation": "ida"}})
+    with pytest.raises(SpaceError, match=r"^decoder.kernel: 5 is not allowed"):
+        SearchSpace.from_dict({**DENSE_DLA_SPACE, "decoder": {"kernel": 5}})
+    with pytest.raises(SpaceError, match=r"^baselines: resnet8 is not in this space"):
+        SearchSpace.from_dict({**DENSE_DLA_SPACE, "decoder": {"aggregation": "dla_up"},
+                               "baselines": ["resnet8"]})
+
+
+def test_search_and_export_a_searched_dla_with_its_decoder(tmp_path):
+    root = write_seg(tmp_path / "seg", n=16)
+    space = conftest.write_space(tmp_path, DENSE_DLA_SPACE,
+                                 task={"dataset": f"seg:{root}", "resolution": 16})
+    run = tmp_path / "run"
+    assert main(["search", "--space", str(space), "--trials", "3", "--out", str(run)]) == 0
+    records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    assert records[0]["name"] == "plain_cnn_8_16_32"  # the warm start: the FCN
+    trained = [r for r in records if r["status"] == "ok"]
+    assert len(trained) == 3 and all(0 <= r["val_miou"] <= 1 for r in trained)
+    assert all("stages" in r["genome"]["backbone"] for r in trained)
+    assert main(["export", str(run), "--trial", "1", "--out", str(tmp_path / "exp")]) == 0
+    exported = genome_from_yaml(next((tmp_path / "exp").glob("*.yaml")))
+    assert exported.canonical_hash() == genome_from_dict(trained[1]["genome"]).canonical_hash()
+    model = build_model(exported, num_classes=3, in_chans=1)
+    assert model(torch.randn(1, 1, 17, 21)).shape == (1, 3, 17, 21)

@@ -4,8 +4,10 @@ This is the user's own model given aggregation, as data (the model itself is bui
 ``dla_nas.backbones.build``):
 
 - ``backbone``: ``efficientnet_lite0`` (optional ``lite0`` packages), any zoo name or DLA
-  genome's zoo name (``plain_cnn``, ``resnet20``, ``dla34`` ...), ``timm:NAME``, or a U-Net
-  (``unet``, ``unet_<w1>_<w2>...``: a dense network as it is, ``dla_nas.arch.unet``);
+  genome's zoo name (``plain_cnn``, ``resnet20``, ``dla34`` ...), ``timm:NAME``, a U-Net
+  (``unet``, ``unet_<w1>_<w2>...``: a dense network as it is, ``dla_nas.arch.unet``), or a
+  DLA genome itself (a mapping, as a genome file holds it: a searched backbone, whose IDA
+  links and trees a dense search draws with the head);
 - ``weights``: ``imagenet`` (lite0 and timm: the weights they ship) or ``none`` (PyTorch's or
   the recipe's init). ImageNet weights are fed ImageNet-normalised inputs;
 - ``cut``: how many of the deepest levels are dropped, so that aggregation over the levels
@@ -22,7 +24,9 @@ This is the user's own model given aggregation, as data (the model itself is bui
 - ``task``: ``classify`` (the default: one class an image) or ``dense`` (a class a pixel:
   segmentation; the aggregation's output scored by a 1x1 conv and upsampled bilinearly to
   the input's size; with ``dla_up`` that is the paper's DLA-up segmentation network, with
-  ``none`` an FCN over the deepest level kept).
+  ``none`` an FCN over the deepest level kept). The scores' stride before that upsampling
+  (``output_stride``) is the shallowest aggregated level's for ``dla_up``, else the deepest
+  kept level's: ``cut`` and ``levels`` choose it.
 
 One canonical hash covers all of it, as for a DLA genome.
 """
@@ -71,7 +75,7 @@ class BackboneGenome(GenomeText):
     """An existing network with a head: the ``backbone``, its ``weights``, the deepest levels
     ``cut`` off, and the ``head``. ``name`` is a label, not structure."""
 
-    backbone: str
+    backbone: str | Genome
     weights: str = "none"
     cut: int = 0
     head: Head = field(default_factory=Head)
@@ -84,6 +88,11 @@ class BackboneGenome(GenomeText):
         if not isinstance(data, Mapping):
             raise GenomeError(f"genome: expected a mapping, got {type(data).__name__}")
         raw = _known(cls, data, "")
+        if isinstance(raw.get("backbone"), Mapping):  # a DLA genome: a searched backbone
+            try:
+                raw["backbone"] = Genome.from_dict(raw["backbone"])
+            except GenomeError as exc:
+                raise GenomeError(f"backbone.{exc}") from None
         if "head" in raw:
             if not isinstance(raw["head"], Mapping):
                 raise GenomeError(f"head: expected a mapping, got {type(raw['head']).__name__}")
@@ -93,6 +102,8 @@ class BackboneGenome(GenomeText):
     def to_dict(self) -> dict[str, Any]:
         """Plain data; the head's unused fields (a node's with ``aggregation: none``) left out."""
         out = dataclasses.asdict(self)
+        if isinstance(self.backbone, Genome):
+            out["backbone"] = self.backbone.to_dict()
         if self.head.aggregation == "none":
             out["head"] = {"aggregation": "none"}
         elif self.head.width is None:
@@ -109,7 +120,7 @@ class BackboneGenome(GenomeText):
         """One line: the backbone, its weights, the cut and the head."""
         head = self.head
         if self.unet:
-            return f"{self.backbone}: a U-Net of widths {'-'.join(map(str, self.unet))}"
+            return f"{self.label}: a U-Net of widths {'-'.join(map(str, self.unet))}"
         if head.aggregation == "none" and self.task == "dense":
             text = "an FCN over the deepest level kept"
         elif head.aggregation == "none":
@@ -120,8 +131,19 @@ class BackboneGenome(GenomeText):
             text = (f"{kind} over the deepest {head.levels} levels kept (nodes {head.kernel}x"
                     f"{head.kernel}, width {head.width or 'of the deepest'}"
                     f"{', residual' if head.residual else ''})")
-        dense = "; a class a pixel, upsampled to the input" if self.task == "dense" else ""
-        return f"{self.backbone} ({self.weights} weights), cut {self.cut}: {text}{dense}"
+        dense = ""
+        if self.task == "dense":
+            stride = self.output_stride
+            dense = (f"; a class a pixel{f' at stride {stride}' if stride else ''}, upsampled "
+                     "to the input")
+        return f"{self.label} ({self.weights} weights), cut {self.cut}: {text}{dense}"
+
+    @property
+    def label(self) -> str:
+        """The backbone in words: its name, or a DLA genome's name or hash."""
+        if isinstance(self.backbone, Genome):
+            return self.backbone.name or f"DLA genome {self.backbone.canonical_hash()}"
+        return self.backbone
 
     # ---- identity ------------------------------------------------------------------------
     def canonical(self) -> "BackboneGenome":
@@ -132,19 +154,27 @@ class BackboneGenome(GenomeText):
             head = dataclasses.replace(head, aggregation="ida")
         if head.aggregation != "dla_up":
             head = dataclasses.replace(head, upsample=Head.upsample)
-        return dataclasses.replace(self, head=head, name="")
+        backbone = self.backbone
+        if isinstance(backbone, Genome):
+            backbone = backbone.canonical()
+        return dataclasses.replace(self, backbone=backbone, head=head, name="")
 
     # ---- checks --------------------------------------------------------------------------
     def validate(self) -> "BackboneGenome":
         """Raise ``GenomeError`` naming the first offending field and what is allowed. The
-        level count of a zoo or timm backbone is checked when it is built."""
-        if not isinstance(self.backbone, str) or not (
+        level count of a timm backbone is checked when it is built."""
+        if isinstance(self.backbone, Genome):
+            try:
+                self.backbone.validate()
+            except GenomeError as exc:
+                raise GenomeError(f"backbone.{exc}") from None
+        elif not isinstance(self.backbone, str) or not (
                 self.backbone == LITE0 or self.backbone.startswith(TIMM_PREFIX)
                 and len(self.backbone) > len(TIMM_PREFIX) or self.unet
                 or zoo.find(self.backbone)):
             raise GenomeError(f"backbone: {self.backbone!r} is not allowed ({LITE0}, a zoo "
-                              f"name such as plain_cnn or dla34, {TIMM_PREFIX}NAME, or "
-                              "unet_<w1>_<w2>...)")
+                              f"name such as plain_cnn or dla34, {TIMM_PREFIX}NAME, "
+                              "unet_<w1>_<w2>..., or a DLA genome as a mapping)")
         check("weights", self.weights, one_of(WEIGHTS), GenomeError)
         if self.unet:  # a whole dense network: nothing to cut or put a head on
             for name, value, allowed in (("task", self.task, "dense"), ("weights", self.weights,
@@ -152,15 +182,14 @@ class BackboneGenome(GenomeText):
                                          ("head.aggregation", self.head.aggregation, "none")):
                 if value != allowed:
                     raise GenomeError(f"{name}: {value!r} is not allowed with backbone "
-                                      f"{self.backbone} ({allowed}: a U-Net is a dense "
+                                      f"{self.label} ({allowed}: a U-Net is a dense "
                                       "network as it is)")
         if self.weights == "imagenet" and self.zoo is not None:
             raise GenomeError(f"weights: 'imagenet' is not allowed with backbone "
-                              f"{self.backbone} (none: zoo networks start from the recipe's "
+                              f"{self.label} (none: zoo networks start from the recipe's "
                               "init; official DLA weights come through --pretrained)")
         check("task", self.task, one_of(TASKS), GenomeError)
-        check("cut", self.cut, integer(0, self.level_count - 1 if self.level_count else None),
-              GenomeError)
+        check("cut", self.cut, integer(0), GenomeError)
         head = self.head
         check("head.aggregation", head.aggregation, one_of(HEAD_AGGREGATIONS), GenomeError)
         check("head.width", head.width, optional(integer(1, MAX_WIDTH)), GenomeError)
@@ -170,15 +199,30 @@ class BackboneGenome(GenomeText):
         if head.aggregation == "none":
             check("head.levels", head.levels, one_of((1,)), GenomeError)
         else:
-            kept = self.level_count - self.cut if self.level_count else None
-            check("head.levels", head.levels, integer(2, kept), GenomeError)
+            check("head.levels", head.levels, integer(2), GenomeError)
+        if self.level_count is not None:
+            self.check_levels(self.level_count)
         if not isinstance(self.name, str):
             raise GenomeError(f"name: {self.name!r} is not allowed (a string)")
         return self
 
+    def check_levels(self, total: int) -> None:
+        """A ``GenomeError`` where the cut or the head takes more than the backbone's
+        ``total`` levels (known from the genome, or once a timm network is built)."""
+        if self.cut >= total:
+            raise GenomeError(f"cut: {self.cut} is not allowed for {self.label} (it has {total}"
+                              f" levels: 0 to {total - 1})")
+        kept = total - self.cut
+        if self.head.aggregation != "none" and self.head.levels > kept:
+            raise GenomeError(f"head.levels: {self.head.levels} is not allowed (at most {kept}:"
+                              f" {self.label} has {total} levels, cut {self.cut})")
+
     @functools.cached_property
     def zoo(self) -> Genome | None:
-        """The zoo genome of a zoo backbone, else None (read once: a DLA's is a YAML file)."""
+        """The DLA genome of a zoo or genome backbone, else None (read once: a DLA's is a
+        YAML file)."""
+        if isinstance(self.backbone, Genome):
+            return self.backbone
         if self.backbone.startswith(TIMM_PREFIX) or self.unet:
             return None
         return zoo.find(self.backbone)
@@ -186,12 +230,32 @@ class BackboneGenome(GenomeText):
     @property
     def unet(self) -> tuple[int, ...] | None:
         """A U-Net backbone's widths, else None."""
-        return unet_widths(self.backbone)
+        return unet_widths(self.backbone) if isinstance(self.backbone, str) else None
+
+    @property
+    def level_strides(self) -> list[int] | None:
+        """The strides of the backbone's levels that a head can take (shallow to deep) when
+        known before building (lite0, zoo and genome backbones), else None (timm, U-Net)."""
+        if self.zoo is not None:  # the levels downsampled at least once (dla_backbone's)
+            return [s for s in self.zoo.tap_strides() if s >= 2]
+        return list(LITE0_STRIDES) if self.backbone == LITE0 else None
 
     @property
     def level_count(self) -> int | None:
-        """The backbone's levels when known before building (lite0), else None."""
-        return len(LITE0_STRIDES) if self.backbone == LITE0 else None
+        strides = self.level_strides
+        return None if strides is None else len(strides)
+
+    @property
+    def output_stride(self) -> int | None:
+        """A dense network's scores' stride before the upsampling to the input (see the
+        module docstring); None where the levels are known only once built."""
+        strides = self.level_strides
+        if self.unet:
+            return 1
+        if strides is None:
+            return None
+        kept = strides[:len(strides) - self.cut]
+        return kept[-self.head.levels] if self.head.aggregation == "dla_up" else kept[-1]
 
     @property
     def pretrained(self) -> bool:
@@ -205,7 +269,7 @@ class BackboneGenome(GenomeText):
         if self.zoo is not None:
             return self.zoo.feature_sizes(size)
         if size < self.min_input_size():
-            raise GenomeError(f"input size {size} px is not allowed for {self.backbone} "
+            raise GenomeError(f"input size {size} px is not allowed for {self.label} "
                               f"(>= {self.min_input_size()})")
         strides = [2 ** i for i in range(len(self.unet))] if self.unet else LITE0_STRIDES
         return [math.ceil(size / s) for s in strides]

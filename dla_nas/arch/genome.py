@@ -311,6 +311,20 @@ class Genome(GenomeText):
         """Names of the levels in order (``level0`` .. ``levelN``), as in the official code."""
         return [f"level{i}" for i in range(len(self.stem.levels) + len(self.stages))]
 
+    def tap_strides(self) -> list[int]:
+        """Each level's output stride as its module gives it, which is where a backbone taps
+        it (``backbones.zoo.dla_backbone``): a ``pool_last`` stage's pool comes after its
+        module, so its tap is at half the stride of the level's output."""
+        strides, cur = [], self.stem_stride
+        for lv in self.stem.levels:
+            cur *= lv.stride
+            strides.append(cur)
+        for st in self.stages:
+            pool_last = st.stride == 2 and st.downsample == "pool_last"
+            strides.append(cur * (1 if pool_last else st.stride))
+            cur *= st.stride
+        return strides
+
     def feature_sizes(self, size: int) -> list[int]:
         """Spatial size after each level for a square input of ``size`` pixels.
 

@@ -7,7 +7,6 @@ from torch import nn
 
 from ..arch.backbone_genome import LITE0, TIMM_PREFIX, BackboneGenome
 from ..arch.unet import UNet
-from ..errors import GenomeError
 from ..weights.transfer import FIRST_CONV
 from .attach import HeadConfig, TapClassifier, TapSegmenter
 from .lite0 import CLASSIFIER, STEM, efficientnet_lite0
@@ -88,13 +87,8 @@ def build_backbone_model(genome: BackboneGenome, num_classes: int, in_chans: int
         new_classifier(net, classifier, num_classes)
         model = OwnHead(net, classifier)
     else:
+        genome.check_levels(len(taps))
         kept = len(taps) - genome.cut
-        if kept < 1:
-            raise GenomeError(f"cut: {genome.cut} is not allowed for {genome.backbone} (it has "
-                              f"{len(taps)} levels: 0 to {len(taps) - 1})")
-        if genome.head.levels > kept:
-            raise GenomeError(f"head.levels: {genome.head.levels} is not allowed (at most {kept}:"
-                              f" {genome.backbone} has {len(taps)} levels, cut {genome.cut})")
         head = genome.head
         model = (TapSegmenter if genome.task == "dense" else TapClassifier)(
             FeatureTaps(net, taps[kept - head.levels:kept], in_chans, DRY_RUN_SIZE),

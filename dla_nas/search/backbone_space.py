@@ -26,11 +26,10 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, Callable, Iterator, Mapping
 
 from ..arch.backbone_genome import (
     HEAD_AGGREGATIONS,
-    LITE0,
     MAX_WIDTH,
     NODE_KERNELS,
     TASKS,
@@ -53,13 +52,85 @@ HAND_NAMES = "own (the network as it is) or own_cut<N> (its deepest N levels cut
 
 
 @dataclass(frozen=True)
+class HeadSpace:
+    """The searched head fields (``FIELDS``) of a section: ``backbone:`` over a fixed
+    network, or a DLA space's ``decoder:`` over the genome each trial draws. ``prefix``
+    names the section in parameter names and messages."""
+
+    prefix: str
+    specs: tuple[tuple[str, Spec], ...]
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], prefix: str) -> "HeadSpace":
+        return cls(prefix, tuple((key, parse_spec(raw.get(key, DEFAULTS[key]),
+                                                  f"{prefix}.{key}", rule))
+                                 for key, rule in FIELDS.items()))
+
+    def spec(self, key: str) -> Spec:
+        return dict(self.specs)[key]
+
+    def draw(self, trial: Suggester, levels_total: int, repairs: list[str]
+             ) -> tuple[int, Head]:
+        """A cut and a head over a network of ``levels_total`` levels; a note in
+        ``repairs`` for every repair."""
+        def draw(key: str) -> Any:
+            return self.spec(key).draw(trial, f"{self.prefix}.{key}")
+
+        cut = draw("cut")
+        if cut >= levels_total > 0:  # a drawn genome's levels (a fixed network's are checked)
+            repairs.append(f"{self.prefix}.cut: {cut} -> {levels_total - 1} (the network has "
+                           f"{levels_total} levels)")
+            cut = levels_total - 1
+        head: dict[str, Any] = {"aggregation": draw("aggregation")}
+        kept = levels_total - cut
+        if head["aggregation"] != "none":
+            head.update({key: draw(key) for key in NODE_FIELDS})
+            if head["aggregation"] == "dla_up":
+                head["upsample"] = draw("upsample")
+            if kept < 2:
+                repairs.append(f"{self.prefix}.aggregation: {head['aggregation']} -> none (cut "
+                               f"{cut} keeps 1 level)")
+                head = {"aggregation": "none"}
+            elif head["levels"] > kept:
+                repairs.append(f"{self.prefix}.levels: {head['levels']} -> {kept} (the levels "
+                               f"kept after cut {cut})")
+                head["levels"] = kept
+        head.setdefault("levels", 1)
+        return cut, Head(**head)
+
+    def find(self, genome: BackboneGenome, sample: Callable[[Suggester], BackboneGenome],
+             fixed: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Parameter values with which ``sample`` (drawing ``fixed`` values first, then this
+        section's) builds ``genome``; ``Unreachable`` saying which value it does not offer."""
+        target = genome.canonical_hash()
+        for values in self.combinations():
+            drawn: dict[str, Any] = {}
+            sampled = sample(Recorder(FixedSuggester({**(fixed or {}), **values}), drawn))
+            if sampled.canonical_hash() == target:
+                return drawn
+        for key, spec in self.specs:
+            value = genome.cut if key == "cut" else getattr(genome.head, key)
+            used = key in ("cut", "aggregation") or genome.head.aggregation != "none" and (
+                key != "upsample" or genome.head.aggregation == "dla_up")
+            if used and value not in spec.values():
+                raise Unreachable(f"{self.prefix}.{key} {value!r}, the space gives "
+                                  f"{spec.values()}")
+        raise Unreachable("no draw of the space builds it")
+
+    def combinations(self) -> Iterator[dict[str, Any]]:
+        names = [f"{self.prefix}.{key}" for key, _ in self.specs]
+        for combo in itertools.product(*(s.values() for _, s in self.specs)):
+            yield dict(zip(names, combo))
+
+
+@dataclass(frozen=True)
 class BackboneSpace:
     """The parsed ``backbone:`` section: a fixed network and weights, searched head."""
 
     name: str
     weights: str
     levels_total: int  # the network's levels (found by building it once)
-    specs: tuple[tuple[str, Spec], ...]
+    head: HeadSpace
     task: str = "classify"
 
     @classmethod
@@ -73,39 +144,17 @@ class BackboneSpace:
             genome.validate()
         except GenomeError as exc:
             raise SpaceError(f"backbone.{str(exc).removeprefix('backbone: ')}") from None
-        specs = tuple((key, parse_spec(raw.get(key, DEFAULTS[key]), f"backbone.{key}", rule))
-                      for key, rule in FIELDS.items())
-        space = cls(raw["name"], weights, _level_count(genome), specs, task)
-        check("backbone.cut", max(space.spec("cut").values()),
+        space = cls(raw["name"], weights, _level_count(genome), HeadSpace.parse(raw, "backbone"),
+                    task)
+        check("backbone.cut", max(space.head.spec("cut").values()),
               integer(0, space.levels_total - 1), SpaceError)
         return space
-
-    def spec(self, key: str) -> Spec:
-        return dict(self.specs)[key]
 
     def sample(self, trial: Suggester) -> tuple[BackboneGenome, list[str]]:
         """A valid genome for this trial, and a note for every repair."""
         repairs: list[str] = []
-        cut = self.spec("cut").draw(trial, "backbone.cut")
-        head: dict[str, Any] = {"aggregation": self.spec("aggregation").draw(
-            trial, "backbone.aggregation")}
-        kept = self.levels_total - cut
-        if head["aggregation"] != "none":
-            head.update({key: self.spec(key).draw(trial, f"backbone.{key}")
-                         for key in NODE_FIELDS})
-            if head["aggregation"] == "dla_up":
-                head["upsample"] = self.spec("upsample").draw(trial, "backbone.upsample")
-            if kept < 2:
-                repairs.append(f"backbone.aggregation: {head['aggregation']} -> none (cut {cut}"
-                               " keeps 1 level)")
-                head = {"aggregation": "none"}
-            elif head["levels"] > kept:
-                repairs.append(f"backbone.levels: {head['levels']} -> {kept} (the levels kept "
-                               f"after cut {cut})")
-                head["levels"] = kept
-        head.setdefault("levels", 1)
-        genome = BackboneGenome(self.name, self.weights, cut, Head(**head), self.task)
-        return genome.validate(), repairs
+        cut, head = self.head.draw(trial, self.levels_total, repairs)
+        return BackboneGenome(self.name, self.weights, cut, head, self.task).validate(), repairs
 
     def hand_design(self, name: str) -> BackboneGenome:
         """``own`` or ``own_cut<N>``: the network as it is, or cut, with its own kind of head
@@ -124,23 +173,17 @@ class BackboneSpace:
     def find(self, genome: BackboneGenome) -> dict[str, Any]:
         """Parameter values with which ``sample`` builds ``genome``; ``Unreachable`` saying
         which value the space does not offer."""
-        target = genome.canonical_hash()
-        for values in self._combinations():
-            drawn: dict[str, Any] = {}
-            sampled, _ = self.sample(Recorder(FixedSuggester(values), drawn))
-            if sampled.canonical_hash() == target:
-                return drawn
-        return _unreachable(genome, self)
+        if (genome.backbone, genome.weights) != (self.name, self.weights):
+            raise Unreachable(f"backbone {genome.label} ({genome.weights} weights), the space "
+                              f"gives {self.name} ({self.weights})")
+        if genome.task != self.task:
+            raise Unreachable(f"task {genome.task}, the space gives {self.task}")
+        return self.head.find(genome, lambda trial: self.sample(trial)[0])
 
     def count(self) -> int:
         """Distinct genomes of this section."""
         return len({self.sample(FixedSuggester(v))[0].canonical_hash()
-                    for v in self._combinations()})
-
-    def _combinations(self):
-        names = [f"backbone.{key}" for key, _ in self.specs]
-        for combo in itertools.product(*(s.values() for _, s in self.specs)):
-            yield dict(zip(names, combo))
+                    for v in self.head.combinations()})
 
 
 def is_own_hand_design(name: str) -> bool:
@@ -148,25 +191,10 @@ def is_own_hand_design(name: str) -> bool:
     return _HAND.fullmatch(name) is not None
 
 
-def _unreachable(genome: BackboneGenome, space: BackboneSpace) -> NoReturn:
-    """Raise ``Unreachable`` naming the first value of ``genome`` the space does not offer."""
-    if (genome.backbone, genome.weights) != (space.name, space.weights):
-        raise Unreachable(f"backbone {genome.backbone} ({genome.weights} weights), the space "
-                          f"gives {space.name} ({space.weights})")
-    if genome.task != space.task:
-        raise Unreachable(f"task {genome.task}, the space gives {space.task}")
-    for key, spec in space.specs:
-        value = genome.cut if key == "cut" else getattr(genome.head, key)
-        used = key in ("cut", "aggregation") or genome.head.aggregation != "none" and (
-            key != "upsample" or genome.head.aggregation == "dla_up")
-        if used and value not in spec.values():
-            raise Unreachable(f"backbone.{key} {value!r}, the space gives {spec.values()}")
-    raise Unreachable("no draw of the space builds it")
-
-
 def _level_count(genome: BackboneGenome) -> int:
-    """How many levels the network has: lite0's are known; a zoo network is built once."""
-    if genome.backbone == LITE0:
+    """How many levels the network has: known from the genome (lite0, zoo), else the
+    network is built once (timm)."""
+    if genome.level_count is not None:
         return genome.level_count
     from ..backbones.build import network_taps  # builds the network
 

@@ -29,6 +29,7 @@ from ..arch import zoo
 from ..arch.backbone_genome import AnyGenome, BackboneGenome
 from ..arch.baselines import baseline_genome
 from ..arch.genome import BLOCKS, STRIDES, Genome
+from ..arch.unet import unet_widths
 from ..checks import boolean, check, integer, number, odd, one_of, optional
 from ..data import Augment, DataConfig, Dataset
 from ..data.config import AUGMENTATIONS, PRESETS, RESIZE_MODES
@@ -36,7 +37,8 @@ from ..errors import DataError, GenomeError, SpaceError, TrainError, WeightsErro
 from ..files import read_yaml
 from ..train.trainer import TrainConfig, fine_tuning
 from ..weights.sources import parse_source
-from .backbone_space import BackboneSpace, is_own_hand_design
+from .backbone_space import FIELDS as HEAD_FIELDS
+from .backbone_space import BackboneSpace, HeadSpace, is_own_hand_design
 from .specs import (
     STAGE_CHECKS,
     STAGE_DEFAULTS,
@@ -227,6 +229,8 @@ class SearchSpace:
     recipe: tuple[tuple[str, Spec], ...] = ()  # the searched training settings (RECIPE)
     # a backbone space's section (``backbone_space``): aggregation over an existing network
     backbone: BackboneSpace | None = None
+    # a dense DLA space's ``decoder`` section: the head over each drawn genome's levels
+    decoder: HeadSpace | None = None
 
     # ---- loading ---------------------------------------------------------------------------
     @classmethod
@@ -241,12 +245,19 @@ class SearchSpace:
     @classmethod
     def from_dict(cls, raw: Any, path: str = "<dict>") -> "SearchSpace":
         raw = mapping(raw, "space", {"name", "description", "task", "proxy", "objectives",
-                                       "constraints", "genome", "backbone", "baselines"},
+                                       "constraints", "genome", "backbone", "decoder",
+                                       "baselines"},
                       required={"task"})
         if ("genome" in raw) == ("backbone" in raw):
             raise SpaceError("space: exactly one of genome (a DLA space) or backbone (over an "
                              "existing network) is required")
         backbone = BackboneSpace.parse(raw["backbone"]) if "backbone" in raw else None
+        if "decoder" in raw and backbone is not None:
+            raise SpaceError("decoder: not allowed in a backbone space (its backbone section "
+                             "has the head's fields)")
+        decoder = (HeadSpace.parse(mapping(raw["decoder"], "decoder", set(HEAD_FIELDS)),
+                                   "decoder") if "decoder" in raw else None)
+        dense = decoder is not None or backbone is not None and backbone.task == "dense"
         recipe: list[tuple[str, Spec]] = []
         task_raw = _nominal(raw["task"], "task", {"resolution": optional(integer(8)),
                                                   "augment": optional(_augment_rule)}, recipe)
@@ -275,9 +286,10 @@ class SearchSpace:
             raise SpaceError(f"proxy.pretrained: {str(exc).removeprefix('pretrained: ')}") \
                 from None
         objectives = _objectives(raw.get("objectives", {"val_acc": "maximize", "macs": "minimize"}))
-        if "val_miou" in dict(objectives) and (backbone is None or backbone.task != "dense"):
+        if "val_miou" in dict(objectives) and not dense:
             raise SpaceError("objectives.val_miou: not allowed in a space of classifiers (a "
-                             "dense space has it: a backbone section with task: dense)")
+                             "dense space has it: a backbone section with task: dense, or a "
+                             "genome section with a decoder)")
         constraints = dict(mapping(raw.get("constraints", {}), "constraints", set(CONSTRAINTS)))
         for key, value in constraints.items():
             check(f"constraints.{key}", value, number(0, low_open=True), SpaceError)
@@ -290,7 +302,7 @@ class SearchSpace:
                 raise SpaceError(f"baselines: {names!r} is not allowed (a list of names)")
             space = cls(**common, backbone=backbone, baselines=tuple(names))
         else:
-            space = cls._dla(raw, common)
+            space = cls._dla(raw, {**common, "decoder": decoder})
         space._self_check()
         for name in space.baselines:
             try:
@@ -357,15 +369,21 @@ class SearchSpace:
         )
 
     def hand_design(self, name: str) -> AnyGenome:
-        """The genome of one of ``baselines``: a zoo network, or in a backbone space the
-        network as it is (``own``) or cut (``own_cut<N>``)."""
-        return self.backbone.hand_design(name) if self.backbone is not None else zoo.load(name)
+        """The genome of one of ``baselines``: a zoo network (in a dense DLA space, an FCN
+        over its deepest level), or in a backbone space the network as it is (``own``) or
+        cut (``own_cut<N>``)."""
+        if self.backbone is not None:
+            return self.backbone.hand_design(name)
+        if self.decoder is not None:
+            return BackboneGenome(zoo.load(name), task="dense", name=name)
+        return zoo.load(name)
 
     def baseline(self, name: str) -> AnyGenome:
         """The genome of a ``--baselines`` name: in a backbone space its own hand designs
         (``own``, ``own_cut<N>``) by name, and any zoo network or U-Net
         (``arch.baselines.baseline_genome``); in a DLA space a zoo network."""
-        if self.backbone is not None and not is_own_hand_design(name):
+        if self.backbone is not None and not is_own_hand_design(name) or (
+                self.decoder is not None and unet_widths(name)):
             return baseline_genome(name)
         return self.hand_design(name)
 
@@ -429,8 +447,10 @@ class SearchSpace:
 
     @property
     def dense(self) -> bool:
-        """Whether the space's networks give a class a pixel (a backbone section's task)."""
-        return self.backbone is not None and self.backbone.task == "dense"
+        """Whether the space's networks give a class a pixel (a backbone section's task, or
+        a DLA space's decoder)."""
+        return self.decoder is not None or (self.backbone is not None
+                                            and self.backbone.task == "dense")
 
     def ranked_by(self, metric: str) -> SearchSpace:
         """This space with a ``val_acc`` objective replaced by ``metric``: what a search on
@@ -490,9 +510,22 @@ class SearchSpace:
         Repairs: a stride-2 step that would receive a map smaller than 2x2 at ``resolution``
         becomes stride 1; bottleneck(x) widths are raised to the nearest width the block
         allows. IDA edges are offered only from stages ``j <= i - 2``. A backbone space
-        draws its own section (``BackboneSpace.sample``)."""
+        draws its own section (``BackboneSpace.sample``); a dense DLA space draws the genome,
+        then its decoder over the genome's levels (a ``BackboneGenome`` with the genome as its
+        backbone)."""
         if self.backbone is not None:
             return self.backbone.sample(trial)
+        genome, repairs = self._sample_dla(trial, resolution)
+        if self.decoder is None:
+            return genome, repairs
+        dense = BackboneGenome(genome, task="dense")
+        cut, head = self.decoder.draw(trial, dense.level_count, repairs)
+        try:
+            return dataclasses.replace(dense, cut=cut, head=head).validate(), repairs
+        except GenomeError as exc:  # a genome with no level to decode: the space's fault
+            raise SpaceError(f"decoder: a sampled combination is invalid ({exc})") from None
+
+    def _sample_dla(self, trial: Suggester, resolution: int) -> tuple[Genome, list[str]]:
         repairs: list[str] = []
         block = self.block.draw(trial, "block")
         cardinality = self.cardinality.draw(trial, "cardinality")
@@ -567,9 +600,19 @@ class SearchSpace:
             if not isinstance(genome, BackboneGenome):
                 raise Unreachable("a DLA genome, the space gives a backbone's")
             return self.backbone.find(genome)
+        resolution = resolution or self.task.sizing_resolution
+        if self.decoder is not None:
+            if not (isinstance(genome, BackboneGenome) and isinstance(genome.backbone, Genome)
+                    and genome.task == "dense" and genome.weights == "none"):
+                raise Unreachable("not a DLA genome with a dense head, which the space gives")
+            values = self._find_dla(genome.backbone, resolution)
+            return self.decoder.find(genome, lambda trial: self.sample(trial, resolution)[0],
+                                     values)
         if not isinstance(genome, Genome):
             raise Unreachable("a backbone genome, the space gives DLA genomes")
-        resolution = resolution or self.task.sizing_resolution
+        return self._find_dla(genome, resolution)
+
+    def _find_dla(self, genome: Genome, resolution: int) -> dict[str, Any]:
         target = genome.canonical_hash()
         slots, k = range(len(self.stem_levels)), len(genome.stem.levels)
         reason = f"it has {k} stem levels, the space at most {len(slots)}"
@@ -582,7 +625,7 @@ class SearchSpace:
                                                                          value, mult))
                 recorder = Recorder(suggester, values, {"width_multiplier": mult})
                 try:
-                    sampled, _ = self.sample(recorder, resolution)
+                    sampled, _ = self._sample_dla(recorder, resolution)
                 except Unreachable as exc:
                     reason = str(exc)
                     continue
@@ -645,6 +688,8 @@ class SearchSpace:
         for i, spec in enumerate(self.stages):
             out += [(f"stages[{i}].{k}", s) for k, s in spec.items() if k != "ida_from"]
             out += [(f"stages[{i}].ida_from.{j}", spec["ida_from"]) for j in range(i - 1)]
+        if self.decoder is not None:
+            out += [(f"decoder.{k}", s) for k, s in self.decoder.specs]
         return out
 
     def _configurations(self) -> int:
