@@ -257,8 +257,8 @@ def training_recipe(proxy: Proxy, record: TrialRecord, resolution: int) -> dict[
     """The recommended way to train an exported network: the settings it was searched with
     (its searched lr and weight decay, else the proxy's nominal ones, and its searched
     augmentation), from the proxy's initial weights (``build_model(..., init=...)``), at its
-    resolution. ``confirm`` trains with the same lr, weight decay and init, for 1,000 steps
-    by default."""
+    resolution. ``confirm`` trains with the same lr, weight decay and init, for
+    ``TrainConfig.min_steps`` steps (2,000) by default."""
     drawn = {"augment": record.recipe["augment"]} if "augment" in record.recipe else {}
     return {"resolution": resolution, "lr": record.recipe.get("lr", proxy.lr),
             "weight_decay": record.recipe.get("weight_decay", proxy.weight_decay),
