@@ -390,3 +390,37 @@ def test_search_and_export_a_searched_dla_with_its_decoder(tmp_path):
     assert exported.canonical_hash() == genome_from_dict(trained[1]["genome"]).canonical_hash()
     model = build_model(exported, num_classes=3, in_chans=1)
     assert model(torch.randn(1, 1, 17, 21)).shape == (1, 3, 17, 21)
+
+
+def test_a_dense_dla_backbone_takes_weights_deep_strides_and_plots(tmp_path):
+    from dla_nas.analysis.ablation import genome_property
+    from dla_nas.weights.loading import write_state_dict
+    from dla_nas.weights.transfer import Pretrained
+
+    inner = zoo.load("resnet8")
+    dense = BackboneGenome(inner, task="dense", head=Head("dla_up", 2, 8))
+    # a file of the backbone network alone loads into it, as a search's proxy.pretrained does
+    torch.manual_seed(1)
+    path = tmp_path / "resnet8.safetensors"
+    state = build_model(inner, 10, 1).state_dict()
+    write_state_dict(state, path)
+    model = build_model(dense, num_classes=3, in_chans=1)
+    report = Pretrained(path).load_into(model, require_match=False)
+    net = model.network[0].state_dict()
+    assert report.coverage > 0.9 and all(torch.equal(net[k], state[k]) for k in report.loaded)
+    # what pareto --by draws: the searched DLA's own topology, not a dict
+    assert genome_property(dense.to_dict(), "block") == inner.block
+    assert genome_property(dense.to_dict(), "ida") == genome_property(inner.to_dict(), "ida")
+    # a genome whose strides need more than the 64 px dry run still builds
+    deep = {"stem": {"kernel": 3, "stride": 2, "pool": True, "levels": [{"channels": 8,
+                                                                          "stride": 2}]},
+            "stages": [{"channels": 8, "depth": 1, "stride": 2}] * 4}
+    deep_dense = BackboneGenome.from_dict({"backbone": deep, "task": "dense"})
+    assert deep_dense.min_input_size() > 64
+    assert build_model(deep_dense, 3, 1)(torch.randn(1, 1, 160, 160)).shape == (1, 3, 160, 160)
+    # and one with no downsampled level says so
+    flat = {"stem": {"kernel": 3, "levels": [{"channels": 8}]},
+            "stages": [{"channels": 8, "depth": 1, "stride": 1}]}
+    with pytest.raises(GenomeError, match=r"^backbone: DLA genome \w+ has no level a head can "
+                                          r"take"):
+        BackboneGenome.from_dict({"backbone": flat, "task": "dense"})

@@ -65,7 +65,9 @@ def ida(genome: Genome) -> str:
 def genome_property(genome: Genome, by: str) -> str:
     """The value of property ``by`` (one of ``BY``) for ``genome``. For a backbone genome:
     its head's aggregation, its backbone (as the block), and whether its head iterates
-    across levels (ida, dla_up)."""
+    across levels (ida, dla_up); over a DLA genome (a dense DLA space's), that genome's."""
+    if isinstance(genome.get("backbone"), dict):  # what the dense DLA space searched
+        return genome_property(genome["backbone"], by)
     if "backbone" in genome:
         head = (genome.get("head") or {}).get("aggregation", "none")
         return {"aggregation": head, "block": genome["backbone"],

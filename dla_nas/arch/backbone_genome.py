@@ -209,6 +209,9 @@ class BackboneGenome(GenomeText):
     def check_levels(self, total: int) -> None:
         """A ``GenomeError`` where the cut or the head takes more than the backbone's
         ``total`` levels (known from the genome, or once a timm network is built)."""
+        if total == 0:
+            raise GenomeError(f"backbone: {self.label} has no level a head can take (none is "
+                              "downsampled: a stride-2 step is needed)")
         if self.cut >= total:
             raise GenomeError(f"cut: {self.cut} is not allowed for {self.label} (it has {total}"
                               f" levels: 0 to {total - 1})")

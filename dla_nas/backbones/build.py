@@ -14,7 +14,8 @@ from .taps import FeatureTaps
 from .timm_backbone import timm_features
 from .zoo import dla_backbone
 
-# the input side of the dry run that finds the taps' channels and strides
+# the input side of the dry run that finds the taps' channels and strides (larger where a
+# genome's strides need it: ``dry_run_size``)
 DRY_RUN_SIZE = 64
 UNET_STEM = "inc.0.weight"  # a U-Net's first conv (a weights file adapts it to the input)
 
@@ -43,14 +44,19 @@ def new_classifier(net: nn.Module, name: str, num_classes: int) -> None:
             nn.Linear(old.in_features, num_classes))
 
 
+def dry_run_size(genome: BackboneGenome) -> int:
+    """The side of the dry run's input: ``DRY_RUN_SIZE``, or a deep genome's smallest input."""
+    return max(DRY_RUN_SIZE, genome.zoo.min_input_size() if genome.zoo is not None else 0)
+
+
 def network_taps(genome: BackboneGenome, in_chans: int, **build: object
                  ) -> tuple[nn.Module, list[str], str, str]:
     """``genome``'s backbone network for ``in_chans`` inputs (with its ImageNet weights where
     the genome says), its levels (module names, shallow to deep), its classifier's name and
     its first conv's weight (which a weights file adapts to ``in_chans``)."""
     if genome.zoo is not None:
-        net, taps = dla_backbone(genome.zoo, in_chans=in_chans, input_size=DRY_RUN_SIZE,
-                                 **build)
+        net, taps = dla_backbone(genome.zoo, in_chans=in_chans,
+                                 input_size=dry_run_size(genome), **build)
         return net, taps, "fc", FIRST_CONV
     if genome.backbone == LITE0:
         return (*efficientnet_lite0(genome.pretrained, in_chans), CLASSIFIER, f"{STEM}.weight")
@@ -91,7 +97,7 @@ def build_backbone_model(genome: BackboneGenome, num_classes: int, in_chans: int
         kept = len(taps) - genome.cut
         head = genome.head
         model = (TapSegmenter if genome.task == "dense" else TapClassifier)(
-            FeatureTaps(net, taps[kept - head.levels:kept], in_chans, DRY_RUN_SIZE),
+            FeatureTaps(net, taps[kept - head.levels:kept], in_chans, dry_run_size(genome)),
             HeadConfig(num_classes, head.aggregation, head.width, head.kernel, head.residual,
                        head.upsample))
     model.transfer_report, model.genome, model.network = report, genome, (net, first_conv)

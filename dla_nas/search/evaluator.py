@@ -33,10 +33,12 @@ def load_task_data(space: SearchSpace, data_dir: str | None = None, *,
     if space.imagenet_inputs:  # the statistics the weights were trained on
         data = imagenet_normalised(data)
     if data.dense != space.dense:
+        how = (" (a backbone section with task: dense, or a genome section with a decoder)"
+               if data.dense else "")
         raise DataError(f"{data.name}: {'masks need' if data.dense else 'class folders need'} "
                         f"a space of {'dense' if data.dense else 'classifying'} networks; "
                         f"{space.path} is {'dense' if space.dense else 'a classifier space'}"
-                        f"{' (a backbone section with task: dense)' if data.dense else ''}")
+                        f"{how}")
     if task.classes is not None and task.classes != data.num_classes:
         raise DataError(f"{space.path}: task.classes is {task.classes}, but "
                         f"{data.name} has {data.num_classes} classes")

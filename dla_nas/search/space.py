@@ -29,7 +29,6 @@ from ..arch import zoo
 from ..arch.backbone_genome import AnyGenome, BackboneGenome
 from ..arch.baselines import baseline_genome
 from ..arch.genome import BLOCKS, STRIDES, Genome
-from ..arch.unet import unet_widths
 from ..checks import boolean, check, integer, number, odd, one_of, optional
 from ..data import Augment, DataConfig, Dataset
 from ..data.config import AUGMENTATIONS, PRESETS, RESIZE_MODES
@@ -380,12 +379,11 @@ class SearchSpace:
 
     def baseline(self, name: str) -> AnyGenome:
         """The genome of a ``--baselines`` name: in a backbone space its own hand designs
-        (``own``, ``own_cut<N>``) by name, and any zoo network or U-Net
-        (``arch.baselines.baseline_genome``); in a DLA space a zoo network."""
-        if self.backbone is not None and not is_own_hand_design(name) or (
-                self.decoder is not None and unet_widths(name)):
-            return baseline_genome(name)
-        return self.hand_design(name)
+        (``own``, ``own_cut<N>``) by name; else any zoo network or U-Net as it is
+        (``arch.baselines.baseline_genome``), whose task the data must have."""
+        if self.backbone is not None and is_own_hand_design(name):
+            return self.backbone.hand_design(name)
+        return baseline_genome(name)
 
     @property
     def imagenet_inputs(self) -> bool:

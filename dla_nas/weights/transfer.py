@@ -127,8 +127,14 @@ class Pretrained:
                   first_conv: str = FIRST_CONV) -> TransferReport:
         """Copy the matching tensors into ``model`` (``first_conv``: see
         ``transfer_weights``); with ``require_match``, a file that shares no tensor with it
-        raises ``WeightsError``."""
+        raises ``WeightsError``. A model over a backbone network (``model.network``: the
+        network and its first conv's weight) also takes a file of that network alone: the
+        official weights of a zoo backbone, or the user's own."""
         report = transfer_weights(model, self.state, self.file.source.label, first_conv)
+        network = getattr(model, "network", None)
+        if network is not None and not report.loaded:
+            net, net_first_conv = network
+            report = transfer_weights(net, self.state, self.file.source.label, net_first_conv)
         report.file, report.sha256 = str(self.file.path), self.file.sha256
         report.checked = self.file.checked
         if require_match and not report.loaded:
@@ -140,17 +146,10 @@ class Pretrained:
 
 def load_pretrained(model: nn.Module, source: str | Path | WeightsFile) -> TransferReport:
     """Load the weights ``source`` names (see ``weights.sources`` for the forms), or an
-    already resolved ``WeightsFile``, into ``model`` and report what was loaded. A model over
-    a backbone network (``model.network``: the network and its first conv's weight) also
-    takes a file of that network alone: the user's own weights for it."""
+    already resolved ``WeightsFile``, into ``model`` and report what was loaded (see
+    ``Pretrained.load_into``)."""
     genome = getattr(model, "genome", None)
-    weights = Pretrained(source, getattr(genome, "name", "") or "")
-    network = getattr(model, "network", None)
-    report = weights.load_into(model, require_match=network is None)
-    if network is not None and not report.loaded:
-        net, first_conv = network
-        report = weights.load_into(net, first_conv=first_conv)
-    return report
+    return Pretrained(source, getattr(genome, "name", "") or "").load_into(model)
 
 
 def imagenet_stats(in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
