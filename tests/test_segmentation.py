@@ -385,6 +385,8 @@ def test_search_and_export_a_searched_dla_with_its_decoder(tmp_path):
     trained = [r for r in records if r["status"] == "ok"]
     assert len(trained) == 3 and all(0 <= r["val_miou"] <= 1 for r in trained)
     assert all("stages" in r["genome"]["backbone"] for r in trained)
+    assert main(["status", str(run)]) == 0
+    assert main(["pareto", str(run), "--by", "block"]) == 0
     assert main(["export", str(run), "--trial", "1", "--out", str(tmp_path / "exp")]) == 0
     exported = genome_from_yaml(next((tmp_path / "exp").glob("*.yaml")))
     assert exported.canonical_hash() == genome_from_dict(trained[1]["genome"]).canonical_hash()
