@@ -209,10 +209,11 @@ class BackboneGenome(GenomeText):
     def check_levels(self, total: int) -> None:
         """A ``GenomeError`` where the cut or the head takes more than the backbone's
         ``total`` levels (known from the genome, or once a timm network is built)."""
-        if total == 0:
+        own_head = self.head.aggregation == "none" and not self.cut and self.task != "dense"
+        if total == 0 and not own_head:  # the network as it is needs no level
             raise GenomeError(f"backbone: {self.label} has no level a head can take (none is "
                               "downsampled: a stride-2 step is needed)")
-        if self.cut >= total:
+        if self.cut >= max(total, 1):
             raise GenomeError(f"cut: {self.cut} is not allowed for {self.label} (it has {total}"
                               f" levels: 0 to {total - 1})")
         kept = total - self.cut
