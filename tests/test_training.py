@@ -130,7 +130,8 @@ def test_cli_train_then_eval(tmp_path, capsys):
     path = tmp_path / "tiny.yaml"
     Genome.from_dict(TINY).to_yaml(path)
     out = tmp_path / "run"
-    assert main(["train", str(path), "--epochs", "2", "--out", str(out), "--json", "--device", "cpu"]) == 0
+    assert main(["train", str(path), "--epochs", "2", "--min-steps", "0", "--out", str(out),
+                 "--json", "--device", "cpu"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     for key in ("val_acc", "test_acc", "train_seconds", "images_per_second", "params", "macs"):
         assert key in metrics
