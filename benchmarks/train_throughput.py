@@ -7,15 +7,21 @@
 - on CUDA, the fraction of the card's bf16 peak (pass --peak-tflops for the card);
 - with ``--fronts``, the Pareto-front networks of the committed reference runs (neu-steel at
   64 px, digits-tiny at 16 px, their proxy batch sizes) in each training variant: eager (the
-  trainer's CPU path), channels_last, and ``torch.compile``; with the share of the practical
-  peak (dla34_cifar's MACs/s in the same run) and the compile time.
+  trainer's CPU path), ``nchw_pool`` (eager with PyTorch's NCHW max-pool, the builder's before
+  ``blocks.max_pool`` pooled in channels_last order), channels_last, and ``torch.compile``;
+  with the share of the practical peak (dla34_cifar's MACs/s in the same run) and the compile
+  time;
+- with ``--eval``, the same networks' evaluation pass (no autograd, the trainer's evaluation
+  batch) with either max-pool.
 
     python benchmarks/train_throughput.py [--device cpu] [--steps 3] [--threads N] [--fronts]
+        [--eval]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -26,14 +32,18 @@ from torch import nn
 
 from dla_nas import Genome, build_model, front, load_run
 from dla_nas.analysis import run_objectives
+from dla_nas.arch import blocks, builder, zoo
 from dla_nas.arch.cost import model_cost
 from dla_nas.data import DataConfig, load_dataset, make_loader
 from dla_nas.results import RunStore
-from dla_nas.train.trainer import param_groups, resolve_device
+from dla_nas.train.trainer import TrainConfig, param_groups, resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 FRONTS = ("results/reference-neu-steel", "results/reference-digits-tiny")
-VARIANTS = ("eager", "channels_last", "compile")
+HAND = ("plain_cnn", "resnet8")
+# "nchw_pool": eager with PyTorch's NCHW max-pool, the builder's before it pooled in
+# channels_last order (the "before" of that change, in the same run)
+VARIANTS = ("nchw_pool", "eager", "channels_last", "compile")
 
 
 # ---- a hand-written DLA-34 (CIFAR strides), the reference the builder must not be slower than
@@ -97,6 +107,22 @@ class HandDLA34(nn.Module):
 
 
 # ---- measurement ---------------------------------------------------------------------------
+def nchw_max_pool(x: torch.Tensor, k: int) -> torch.Tensor:
+    """PyTorch's max-pool as it is (the builder's before it pooled in channels_last order)."""
+    return F.max_pool2d(x, k, k, ceil_mode=True)
+
+
+@contextlib.contextmanager
+def pooling_with(pool):
+    """The builder's networks max-pool with ``pool`` (its two call sites) inside the block."""
+    product = blocks.max_pool
+    blocks.max_pool = builder.max_pool = pool
+    try:
+        yield
+    finally:
+        blocks.max_pool = builder.max_pool = product
+
+
 def step_rate(model, batch, res, chans, device, steps, cuda, variant="eager", classes=10):
     """Train-step images/s, the best step time on random data (SGD + Nesterov, bf16 autocast
     on CUDA) and the seconds of the two untimed first steps (a compile happens there)."""
@@ -136,7 +162,8 @@ def step_rate(model, batch, res, chans, device, steps, cuda, variant="eager", cl
 
 def front_networks() -> list[tuple[str, Genome, int, int, int, int]]:
     """(label, genome, in_chans, resolution, classes, proxy batch) of the Pareto-front members
-    of the committed reference runs, cheapest first."""
+    of the committed reference runs, cheapest first, then two hand designs of their line at
+    neu-steel's shape: ``plain_cnn`` (max-pools after each stage) and ``resnet8`` (none)."""
     out = []
     for folder in FRONTS:
         run = ROOT / folder
@@ -146,6 +173,7 @@ def front_networks() -> list[tuple[str, Genome, int, int, int, int]]:
             genome = Genome.from_dict(r.genome)
             out.append((f"{Path(folder).name} trial {r.trial}", genome, data["in_chans"],
                         data["resolution"], data["num_classes"], batch))
+    out += [(f"hand design {name}", zoo.load(name), 1, 64, 6, 64) for name in HAND]
     return out
 
 
@@ -158,9 +186,11 @@ def fronts(args, device, peak: float) -> list[dict]:
         for _ in range(args.rounds):
             for variant in VARIANTS:
                 torch.manual_seed(0)
-                _, seconds, first = step_rate(build_model(genome, classes, chans), batch, res,
-                                              chans, device, args.steps, False, variant,
-                                              classes)
+                pool = nchw_max_pool if variant == "nchw_pool" else blocks.max_pool
+                with pooling_with(pool):
+                    _, seconds, first = step_rate(build_model(genome, classes, chans), batch,
+                                                  res, chans, device, args.steps, False, variant,
+                                                  classes)
                 old = best.get(variant, (float("inf"), first))
                 best[variant] = (min(old[0], seconds), old[1])
         row = {"model": label, "macs_per_image": macs, "batch": batch, "resolution": res}
@@ -170,6 +200,32 @@ def fronts(args, device, peak: float) -> list[dict]:
                             "train_gmacs_per_second": round(gmacs, 2),
                             "share_of_peak": round(gmacs / peak, 3),
                             "first_two_steps_seconds": round(first, 2)}
+        rows.append(row)
+    return rows
+
+
+@torch.no_grad()
+def eval_rates(args, device) -> list[dict]:
+    """Images/s of each front network's evaluation pass at the trainer's evaluation batch, with
+    the NCHW max-pool and with the builder's, timed in turn (best of ``--rounds`` x ``--steps``)."""
+    batch = TrainConfig().eval_batch_size
+    pools = {"nchw_pool": nchw_max_pool, "eager": blocks.max_pool}
+    rows = []
+    for label, genome, chans, res, classes, _ in front_networks():
+        model = build_model(genome, classes, chans).to(device).eval()
+        x = torch.randn(batch, chans, res, res, device=device)
+        best = dict.fromkeys(pools, float("inf"))
+        for _ in range(args.rounds):
+            for name, pool in pools.items():
+                with pooling_with(pool):
+                    model(x)  # warm-up
+                    for _ in range(args.steps):
+                        t0 = time.perf_counter()
+                        model(x)
+                        best[name] = min(best[name], time.perf_counter() - t0)
+        row = {"model": label, "batch": batch, "resolution": res}
+        row.update({name: {"images_per_second": round(batch / s, 1)} for name, s in best.items()})
+        row["speed_up"] = round(best["nchw_pool"] / best["eager"], 3)
         rows.append(row)
     return rows
 
@@ -184,6 +240,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--fronts", action="store_true",
                         help="also time the reference runs' front networks in each variant")
+    parser.add_argument("--eval", action="store_true",
+                        help="also time the front networks' evaluation with each max-pool")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the card's dense bf16 peak, for the fraction-of-peak figure")
     args = parser.parse_args()
@@ -217,6 +275,8 @@ def main() -> None:
     if args.fronts and not cuda:
         peak = out["runs"][0]["train_gmacs_per_second"]  # dla34_cifar (built): the practical peak
         out["fronts"] = {"peak_gmacs_per_second": peak, "runs": fronts(args, device, peak)}
+    if args.eval:
+        out["eval"] = eval_rates(args, device)
     # data path: drawing + augmenting batches alone, against the measured step time
     data = load_dataset(DataConfig("digits", resolution=16)).to(device)
     loader = make_loader(data, "train", 64, device, train=True, seed=0, channels_last=cuda)

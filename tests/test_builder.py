@@ -171,3 +171,27 @@ def test_bad_genome_spec(spec, message):
 def test_bad_num_classes():
     with pytest.raises(GenomeError, match="num_classes: 0 is not allowed"):
         dla_nas.build_model("dla34", num_classes=0)
+
+
+def test_max_pool_is_the_ceil_mode_max_pool_with_and_without_autograd():
+    """On the CPU the pool runs in channels_last order (faster): the same values and
+    gradients as PyTorch's, an odd side rounded up, and an NCHW tensor back for the next
+    layer."""
+    import torch.nn.functional as F
+
+    from dla_nas.arch.blocks import max_pool
+
+    for shape, k in [((2, 3, 7, 9), 2), ((1, 4, 8, 8), 2), ((3, 2, 10, 11), 3)]:
+        x = torch.randn(*shape)
+        expected = F.max_pool2d(x, k, k, ceil_mode=True)
+        with torch.no_grad():
+            fast = max_pool(x, k)
+        assert torch.equal(fast, expected) and fast.is_contiguous()
+        x.requires_grad_(True)
+        weights = torch.randn_like(expected)  # a gradient that differs per output cell
+        (F.max_pool2d(x, k, k, ceil_mode=True) * weights).sum().backward()
+        expected_grad, x.grad = x.grad, None
+        out = max_pool(x, k)
+        (out * weights).sum().backward()
+        assert torch.equal(out, expected) and out.is_contiguous()
+        assert torch.equal(x.grad, expected_grad) and x.grad.is_contiguous()

@@ -97,6 +97,24 @@ def test_metrics_fit_imbalanced_data():
     assert m.to_dict("val_")["val_balanced_acc"] == 0.5
 
 
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_metrics_agree_with_scikit_learn():
+    """The figures come from the confusion matrix; scikit-learn's, over the classes present,
+    are the definition (classes absent from the truth, some predicted, some not)."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        y_true = rng.choice([0, 1, 3, 4], size=40, p=[0.7, 0.1, 0.15, 0.05])
+        y_pred = rng.integers(0, 5 if trial % 2 else 3, size=40)
+        m = classification_metrics(y_true, y_pred, 6, loss=0.0)
+        present = sorted(set(y_true.tolist()))
+        assert m.macro_f1 == pytest.approx(
+            f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+        assert m.balanced_acc == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+        assert m.acc == pytest.approx((y_true == y_pred).mean()) and m.n == 40
+
+
 def test_grey_images_saved_as_rgb_load_as_one_channel(tmp_path):
     root = write_folder(tmp_path / "g", {"a": 5, "b": 5}, mode="RGB", fmt="jpg")
     assert load_dataset(DataConfig(f"folder:{root}")).in_chans == 1

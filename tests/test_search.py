@@ -354,22 +354,22 @@ def test_options_check():
         SearchOptions(space="x", trials=1, out="o", warm_start="zoo").check()
 
 
-def test_a_new_run_starts_from_the_spaces_hand_designs_and_a_resume_does_not(tmp_path):
+def test_a_new_run_starts_from_the_spaces_hand_designs_and_a_resume_does_not(tmp_path, capsys):
     """--warm-start baselines (the default with TPE): the first trial is the space's
     baseline, named after it; the same command continued draws it no more."""
     space, out = conftest.write_space(tmp_path, conftest.HAND_SPACE), tmp_path / "run"
-    first = cli("search", "--space", str(space), "--trials", "2", "--out", str(out))
-    assert first.returncode == 0, first.stderr
+    assert main(["search", "--space", str(space), "--trials", "2", "--out", str(out)]) == 0
     records = sorted(search_records(out), key=lambda r: r.trial)
     assert records[0].hash == zoo.load("plain_cnn_8_16_32").canonical_hash()
     assert [r.name for r in records] == ["plain_cnn_8_16_32", ""]
     assert records[0].status == "ok" and records[0].epochs_run == 1
-    second = cli("search", "--space", str(space), "--trials", "4", "--out", str(out))
-    assert second.returncode == 0, second.stderr
+    assert main(["search", "--space", str(space), "--trials", "4", "--out", str(out)]) == 0
     records = search_records(out)
     assert len(records) == 4 and [r.trial for r in records if r.name] == [0]
     assert "reused" not in {r.status for r in records}
-    assert "plain_cnn_8_16_32" in cli("status", str(out)).stdout
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    assert "plain_cnn_8_16_32" in capsys.readouterr().out
     assert records[0].hash in hand_design_hashes(out)  # confirm's comparison leaves it out
     assert RunStore(out).info()["options"]["warm_start"] == "baselines"
 

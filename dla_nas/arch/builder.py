@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import GenomeError
 from .backbone_genome import AnyGenome, BackboneGenome, genome_from_yaml
-from .blocks import BasicBlock, Bottleneck, Chain, Root, StageOptions, Tree, conv_bn
+from .blocks import BasicBlock, Bottleneck, Chain, Root, StageOptions, Tree, conv_bn, max_pool
 from .genome import MAX_IN_CHANS, Genome
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class DLA(nn.Module):
             self.genome.feature_sizes(min(x.shape[-2:]))  # raises a GenomeError that says why
         x = self.base_layer(x)
         if self.genome.stem.pool:
-            x = _pool(x)
+            x = max_pool(x, 2)
         n_stem = len(self.genome.stem.levels)
         feats: list[torch.Tensor] = []
         for name in self.level_names[:n_stem]:
@@ -96,12 +96,12 @@ class DLA(nn.Module):
         for i, name in enumerate(self.level_names[n_stem:]):
             pool_first, pool_last, stride = self.stage_pools[i]
             if pool_first:
-                x = _pool(x)
+                x = max_pool(x, 2)
             size = (math.ceil(x.shape[-2] / stride), math.ceil(x.shape[-1] / stride))
             extra = [_adaptive_max_pool(feats[j], size) for j in self.ida_sources[i]]
             x = getattr(self, name)(x, extra)
             if pool_last:
-                x = _pool(x)
+                x = max_pool(x, 2)
             feats.append(x)
         return feats
 
@@ -130,11 +130,6 @@ def window_max_pool(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
                  .amax(dim=axis, keepdim=True) for i in range(m)]
         x = torch.cat(cells, dim=axis)
     return x
-
-
-def _pool(x: torch.Tensor) -> torch.Tensor:
-    """2x2 max-pool; an odd side rounds up, as a strided 3x3 conv does."""
-    return F.max_pool2d(x, 2, 2, ceil_mode=True)
 
 
 # how a network's weights start (``build_model``'s ``init``): "official" is the reference's

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import GenomeError
-from .blocks import fit_to
+from .blocks import fit_to, max_pool
 
 UNET_WIDTHS = (64, 128, 256, 512, 1024)
 _UNET = re.compile(r"unet((?:_\d+)+)?")
@@ -62,7 +62,7 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = [self.inc(x)]
         for down in self.down:
-            skips.append(down(nn.functional.max_pool2d(skips[-1], 2, ceil_mode=True)))
+            skips.append(down(max_pool(skips[-1], 2)))
         y = skips.pop()
         for up, merge in zip(self.up, self.merge):
             skip = skips.pop()

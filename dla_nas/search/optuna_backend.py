@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
+from multiprocessing.connection import wait as wait_for_exit
 
 import optuna
 from optuna.trial import TrialState
@@ -276,7 +277,8 @@ def run_optuna_search(opts: SearchOptions, *, on_event: OnEvent | None = None,
             emit(SearchEvent("poll", run, finished, running))
             if not alive:
                 break
-            time.sleep(poll)
+            # wakes as soon as a worker ends, not up to a poll later
+            wait_for_exit([p.sentinel for p in procs if p.is_alive()], poll)
     except KeyboardInterrupt:
         stop_workers(procs)
         raise
