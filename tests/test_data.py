@@ -69,6 +69,20 @@ def test_digits_splits_are_disjoint_and_match_the_source(digits: data.Dataset) -
         assert np.array_equal(s.labels.numpy(), source.target[s.index.numpy()])
 
 
+def test_digits_read_without_scikit_learn_equal_load_digits(monkeypatch) -> None:
+    """The digits come from scikit-learn's CSV file (no import of scikit-learn), or from
+    ``load_digits`` where the file is not found: the same arrays either way."""
+    from dla_nas.data.sources import digits as source
+
+    source_images, source_target = load_digits().images, load_digits().target
+    for found in (True, False):
+        if not found:
+            monkeypatch.setattr(source.importlib.util, "find_spec", lambda name: None)
+        images, target = source.digits_arrays()
+        assert np.array_equal(images, source_images) and np.array_equal(target, source_target)
+        assert target.dtype == np.int64
+
+
 def test_digits_split_is_stratified(digits: data.Dataset) -> None:
     overall = np.bincount(load_digits().target) / 1797
     for s in (digits.train, digits.val, digits.test):
