@@ -72,11 +72,20 @@ def test_digits_splits_are_disjoint_and_match_the_source(digits: data.Dataset) -
 def test_digits_read_without_scikit_learn_equal_load_digits(monkeypatch) -> None:
     """The digits come from scikit-learn's CSV file (no import of scikit-learn), or from
     ``load_digits`` where the file is not found: the same arrays either way."""
+    import sklearn.datasets
+
     from dla_nas.data.sources import digits as source
 
     source_images, source_target = load_digits().images, load_digits().target
+
+    def refused():
+        raise AssertionError("load_digits was called: the CSV file was not read")
+
     for found in (True, False):
-        if not found:
+        if found:
+            monkeypatch.setattr(sklearn.datasets, "load_digits", refused)
+        else:
+            monkeypatch.undo()
             monkeypatch.setattr(source.importlib.util, "find_spec", lambda name: None)
         images, target = source.digits_arrays()
         assert np.array_equal(images, source_images) and np.array_equal(target, source_target)

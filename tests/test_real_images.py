@@ -113,6 +113,8 @@ def test_metrics_agree_with_scikit_learn():
             f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
         assert m.balanced_acc == pytest.approx(balanced_accuracy_score(y_true, y_pred))
         assert m.acc == pytest.approx((y_true == y_pred).mean()) and m.n == 40
+    with pytest.raises(ValueError, match=r"predictions outside 0..2: \[-1, 3\]"):
+        classification_metrics(np.array([0, 1, 2]), np.array([0, -1, 3]), 3, loss=0.0)
 
 
 def test_grey_images_saved_as_rgb_load_as_one_channel(tmp_path):

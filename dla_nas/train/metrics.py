@@ -44,8 +44,12 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: 
     scikit-learn's ``f1_score(labels=present, average="macro")`` (tested against it), without
     its per-call cost at every epoch of every trial."""
     k = num_classes
-    pairs = np.asarray(y_true, dtype=np.int64) * k + np.asarray(y_pred, dtype=np.int64)
-    cm = np.bincount(pairs, minlength=k * k).reshape(k, k)
+    y_true, y_pred = (np.asarray(y, dtype=np.int64) for y in (y_true, y_pred))
+    for name, y in (("labels", y_true), ("predictions", y_pred)):
+        if y.size and (y.min() < 0 or y.max() >= k):
+            wrong = sorted(set(y[(y < 0) | (y >= k)].tolist()))
+            raise ValueError(f"{name} outside 0..{k - 1}: {wrong}")
+    cm = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
     recall = _recalls(cm)
     present = ~np.isnan(recall)
     n = int(cm.sum())

@@ -286,9 +286,8 @@ def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the batches
         m.train()
-    with torch.no_grad():  # statistics only: no graph to keep
-        for x in batches:
-            model(x)
+    for x in batches:
+        model(x)
     for m, (momentum, training) in zip(bns, saved):
         m.momentum = momentum
         m.train(training)
