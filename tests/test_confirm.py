@@ -78,9 +78,12 @@ def test_confirm_trains_each_unit_once_and_resumes_after_a_kill(searched, tmp_pa
         confirm(candidates, [0, 1], data, cfg, store, killed)
     first = store.records()
     assert len(first) == 2
-    seen = []
-    records = confirm(candidates, [0, 1], data, cfg, store, lambda r, i, n: seen.append(r.key))
+    seen, heard = [], []
+    records = confirm(candidates, [0, 1], data, cfg, store, lambda r, i, n: seen.append(r.key),
+                      on_epoch=lambda c, seed, report: heard.append(
+                          ((c.unit, seed), report.epoch, report.epochs)))
     assert len(records) == 2 * len(candidates) and len(seen) == len(records) - 2
+    assert heard == [(key, 1, 1) for key in seen]  # each unit in training says its epochs
     assert not {r.key for r in first} & set(seen)  # nothing that finished is trained again
     assert records[:2] == first  # and nothing is lost
     for r in records:

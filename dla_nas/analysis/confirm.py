@@ -33,7 +33,7 @@ from ..files import safe_name
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
 from ..search.space import Recipe, SearchSpace
 from ..train.metrics import learnt_little
-from ..train.trainer import TrainConfig, evaluate, from_scratch, resolve_device, train
+from ..train.trainer import EpochReport, TrainConfig, evaluate, from_scratch, resolve_device, train
 from ..weights import Pretrained
 from ..weights.loading import write_state_dict
 from .claims import Claims, is_local, is_mine, this_process
@@ -341,7 +341,9 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
             data_at: Callable[[int], Dataset] | None = None,
             pretrained: Pretrained | None = None,
             on_wait: Callable[[list[dict]], None] | None = None,
-            poll: float = 2.0) -> list[ConfirmRecord]:
+            poll: float = 2.0,
+            on_epoch: Callable[[Candidate, int, EpochReport], None] | None = None,
+            ) -> list[ConfirmRecord]:
     """Train every candidate with every seed that ``store`` does not hold yet, evaluate it
     once on the test split, and append the record. Returns all records of the store.
     ``data_at(resolution)``: the same data at another resolution, for a candidate whose
@@ -351,7 +353,8 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
     A unit that another live process has claimed is left to it; when only such units are
     left, this one waits for them (polling every ``poll`` s; ``on_wait`` is told the claims
     when their number changes), taking up any whose process dies. Units claimed on another
-    machine are not waited for."""
+    machine are not waited for. ``on_epoch(candidate, seed, report)`` hears each epoch of
+    the unit in training (a progress display)."""
     check_candidates(candidates, data.resolution, data.dense)
     recipe = recipe_of(cfg, data, pretrained)
     store.check_recipe(recipe)
@@ -374,8 +377,10 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
         report = pretrained.load_into(model, require_match=False) if pretrained else None
         cost = model_cost(model, (data.in_chans, resolution, resolution))
         loaded = report is not None or getattr(model, "transfer_report", None) is not None
+        heard = None if on_epoch is None else (lambda report: on_epoch(cand, seed, report))
         result = train(model, cand.data(cand_data),
-                       from_scratch(cand.config(cfg, seed), loaded or cand.kind != "baseline"))
+                       from_scratch(cand.config(cfg, seed), loaded or cand.kind != "baseline"),
+                       heard)
         test = evaluate(model, make_loader(cand_data, "test", cfg.eval_batch_size, device,
                                            train=False, seed=seed,
                                            channels_last=device.type == "cuda"),

@@ -11,28 +11,53 @@ def stderr_console(quiet: bool):
     return Console(stderr=True, quiet=quiet)
 
 
+def _epoch_columns(*first):
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return [*first, TextColumn("epoch {task.completed}/{task.total}"), BarColumn(),
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn()]
+
+
+def _epoch_stats(report) -> str:
+    val = (f"val mIoU {report.val.miou:.3f}" if hasattr(report.val, "miou") else
+           f"val acc {report.val_acc:.3f}")
+    return f"loss {report.train_loss:.3f}  {val}  {report.images_per_second:,.0f} img/s"
+
+
 @contextlib.contextmanager
 def epoch_progress(console, epochs: int, quiet: bool):
     """A progress bar over epochs; yields the trainer callback that advances it."""
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import Progress
 
-    columns = [TextColumn("epoch {task.completed}/{task.total}"), BarColumn(),
-               TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"),
-               TimeRemainingColumn()]
-    with Progress(*columns, console=console, disable=quiet) as progress:
+    with Progress(*_epoch_columns(), console=console, disable=quiet) as progress:
         task = progress.add_task("train", total=epochs, stats="")
 
         def on_epoch(report) -> None:
-            val = (f"val mIoU {report.val.miou:.3f}" if hasattr(report.val, "miou") else
-                   f"val acc {report.val_acc:.3f}")
-            progress.update(task, advance=1, stats=(
-                f"loss {report.train_loss:.3f}  {val}  {report.images_per_second:,.0f} img/s"))
+            progress.update(task, advance=1, stats=_epoch_stats(report))
+
+        yield on_epoch
+
+
+@contextlib.contextmanager
+def unit_progress(console):
+    """A bar over the epochs of the confirm unit in training, gone when the next one starts
+    or the command ends (each unit's result line stays); yields ``confirm``'s ``on_epoch``."""
+    from rich.progress import Progress, TextColumn
+
+    with Progress(*_epoch_columns(TextColumn("{task.description}")), console=console,
+                  transient=True) as progress:
+        current: dict[tuple, int] = {}
+
+        def on_epoch(candidate, seed: int, report) -> None:
+            key = (candidate.unit, seed)
+            if key not in current:  # a new unit: this process trains one at a time
+                for task in current.values():
+                    progress.remove_task(task)
+                current.clear()
+                current[key] = progress.add_task(f"{candidate.label} seed {seed}",
+                                                 total=report.epochs, stats="")
+            progress.update(current[key], completed=report.epoch, stats=_epoch_stats(report))
 
         yield on_epoch
 

@@ -13,7 +13,7 @@ from ..errors import OptionError, RunError
 from ..files import check_out_file, check_out_folder
 from ..results import RunStore
 from ..train.trainer import TrainConfig, frozen_epochs
-from .render import print_confirmed, print_summary, search_progress, stderr_console
+from .render import print_confirmed, print_summary, search_progress, stderr_console, unit_progress
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -171,8 +171,9 @@ def cmd_confirm(args: argparse.Namespace) -> int:
                   "waiting for those of this machine, leaving the others to theirs")
 
     try:
-        records = confirm(candidates, seeds, data, cfg, store, on_done, data_at, pretrained,
-                          on_wait)
+        with unit_progress(log) as on_epoch:
+            records = confirm(candidates, seeds, data, cfg, store, on_done, data_at, pretrained,
+                              on_wait, on_epoch=on_epoch)
     except KeyboardInterrupt:
         log.print(f"[yellow]interrupted[/]: finished units are saved in {store.path}; run the "
                   "same command to continue")
