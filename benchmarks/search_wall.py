@@ -5,8 +5,8 @@ fresh process with ``PYTHONPATH`` set to a source tree (default: this checkout),
 the start of the process to its end. A run reports its wall seconds, the seconds to the first
 trial's start (imports, data, worker start-up), the trials' training seconds (their
 ``train_seconds``: training steps only, not evaluation), the seconds from the last record to
-the end, and every record's val_acc in trial order: two trees that make the same records give
-the same list. Trees take turns (A B A B ...), so that the machine's slow moments fall on both.
+the end, and every record's val_acc and val_balanced_acc in trial order: two trees that make
+the same records give the same lists. Trees take turns (A B A B ...), so that the machine's slow moments fall on both.
 
     python benchmarks/search_wall.py --space search_spaces/digits-tiny.yaml --trials 12 \\
         [--tree ../other-checkout] [--repeats 2] [--search-flags "--dataset folder:PATH"]
@@ -48,7 +48,8 @@ def timed_search(tree: Path, space: str, trials: int, flags: list[str]) -> dict:
             "to_first_trial_s": round(min(r["started_at"] for r in records) - start, 2),
             "train_s": round(sum(r["train_seconds"] or 0.0 for r in records), 2),
             "after_last_record_s": round(end - max(r["finished_at"] for r in records), 2),
-            "val_acc": [r["val_acc"] for r in records]}
+            "val_acc": [r["val_acc"] for r in records],
+            "val_balanced_acc": [r.get("val_balanced_acc") for r in records]}
 
 
 def main() -> None:
@@ -65,7 +66,7 @@ def main() -> None:
     flags = shlex.split(args.search_flags)
     runs = [timed_search(tree, args.space, args.trials, flags)
             for _ in range(args.repeats) for tree in trees]
-    same = len({json.dumps(r["val_acc"]) for r in runs}) == 1
+    same = len({json.dumps([r["val_acc"], r["val_balanced_acc"]]) for r in runs}) == 1
     print(json.dumps({"benchmark": "search_wall", "space": args.space, "trials": args.trials,
                       "search_flags": flags, "cpus": os.cpu_count(), "runs": runs,
                       "same_records": same}, indent=2))
