@@ -60,3 +60,38 @@ def test_console_script_help_explains_every_command():
         with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
             build_parser().parse_args([command, "--help"])
         assert done.value.code == 0 and "usage: dla-nas " + command in out.getvalue()
+
+
+def test_progress_written_to_a_log_is_a_line_per_epoch_at_most_every_30_s(monkeypatch):
+    """Where stderr is a file (nohup, CI), train's and confirm's bars become plain lines: the
+    first and last epoch always, the others once 30 s have passed since the last line, so a
+    40-minute unit shows it is alive without a line per second."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from dla_nas.cli import render
+
+    clock = iter([0.0, 10.0, 45.0, 50.0] * 2)
+    monkeypatch.setattr(render.time, "monotonic", lambda: next(clock))
+
+    def report(epoch):
+        return SimpleNamespace(epoch=epoch, epochs=4, train_loss=0.5, val_acc=0.25, val=None,
+                               images_per_second=100.0)
+
+    out = io.StringIO()
+    log = Console(file=out, width=200)
+    assert not log.is_terminal
+    with render.epoch_progress(log, 4, quiet=False) as on_epoch:
+        for epoch in range(1, 5):
+            on_epoch(report(epoch))
+    with render.unit_progress(log) as on_epoch:
+        for epoch in range(1, 5):
+            on_epoch(SimpleNamespace(label="unet_8"), 1, report(epoch))
+    assert out.getvalue().splitlines() == [
+        f"{who}epoch {e}/4  loss 0.500  val acc 0.250  100 img/s"
+        for who in ("", "unet_8 seed 1: ") for e in (1, 3, 4)]
+    quiet = io.StringIO()
+    with render.epoch_progress(Console(file=quiet), 4, quiet=True) as on_epoch:
+        on_epoch(report(1))
+    assert quiet.getvalue() == ""

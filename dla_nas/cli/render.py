@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import time
 
 
 def stderr_console(quiet: bool):
@@ -25,11 +27,33 @@ def _epoch_stats(report) -> str:
     return f"loss {report.train_loss:.3f}  {val}  {report.images_per_second:,.0f} img/s"
 
 
+def _epoch_lines(console, every: float = 30.0):
+    """Where no bar can be drawn (a log file, CI): a plain line per epoch, at most one every
+    ``every`` seconds besides a run's first and last, so that a long run shows it is alive."""
+    last = -math.inf
+
+    def line(label: str, report, epochs: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < every and report.epoch not in (1, epochs):
+            return
+        last = now
+        console.print(f"{label}epoch {report.epoch}/{epochs}  {_epoch_stats(report)}",
+                      highlight=False)
+
+    return line
+
+
 @contextlib.contextmanager
 def epoch_progress(console, epochs: int, quiet: bool):
-    """A progress bar over epochs; yields the trainer callback that advances it."""
+    """A progress bar over epochs (plain lines when stderr is not a terminal); yields the
+    trainer callback that advances it."""
     from rich.progress import Progress
 
+    if not console.is_terminal:
+        line = _epoch_lines(console)
+        yield lambda report: None if quiet else line("", report, epochs)
+        return
     with Progress(*_epoch_columns(), console=console, disable=quiet) as progress:
         task = progress.add_task("train", total=epochs, stats="")
 
@@ -42,9 +66,15 @@ def epoch_progress(console, epochs: int, quiet: bool):
 @contextlib.contextmanager
 def unit_progress(console):
     """A bar over the epochs of the confirm unit in training, gone when the next one starts
-    or the command ends (each unit's result line stays); yields ``confirm``'s ``on_epoch``."""
+    or the command ends (each unit's result line stays; plain lines when stderr is not a
+    terminal); yields ``confirm``'s ``on_epoch``."""
     from rich.progress import Progress, TextColumn
 
+    if not console.is_terminal:
+        line = _epoch_lines(console)
+        yield lambda candidate, seed, report: line(f"{candidate.label} seed {seed}: ", report,
+                                                   report.epochs)
+        return
     with Progress(*_epoch_columns(TextColumn("{task.description}")), console=console,
                   transient=True) as progress:
         current: dict[tuple, int] = {}
