@@ -21,7 +21,8 @@ import torch
 
 from dla_nas import build_model
 from dla_nas.data import IMAGE_EXTENSIONS, DataConfig, load_dataset, make_loader
-from dla_nas.train.trainer import TrainConfig, evaluate, train
+from dla_nas.train.config import TrainConfig
+from dla_nas.train.trainer import evaluate, train
 
 
 def make_subset(source: Path, dest: Path, major: str, major_count: int, minor_count: int) -> None:

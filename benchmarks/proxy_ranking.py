@@ -25,7 +25,8 @@ from dla_nas import Genome, build_model
 from dla_nas.arch import zoo
 from dla_nas.arch.cost import model_cost
 from dla_nas.data import DataConfig, load_dataset
-from dla_nas.train.trainer import TrainConfig, train
+from dla_nas.train.config import TrainConfig
+from dla_nas.train.trainer import train
 
 
 def _small(widths, depths, fan_in=2, block="basic", residual=False):

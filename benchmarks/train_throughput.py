@@ -36,7 +36,8 @@ from dla_nas.arch import blocks, builder, unet, zoo
 from dla_nas.arch.cost import model_cost
 from dla_nas.data import DataConfig, load_dataset, make_loader
 from dla_nas.results import RunStore
-from dla_nas.train.trainer import TrainConfig, param_groups, resolve_device
+from dla_nas.train.config import TrainConfig
+from dla_nas.train.trainer import param_groups, resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 FRONTS = ("results/reference-neu-steel", "results/reference-digits-tiny")

@@ -37,7 +37,8 @@ from torch import nn
 from dla_nas import attach, build_model
 from dla_nas.backbones import efficientnet_lite0
 from dla_nas.data import DataConfig, load_dataset, make_loader
-from dla_nas.train.trainer import FINE_TUNING, TrainConfig, evaluate, frozen_epochs, train
+from dla_nas.train.config import FINE_TUNING, TrainConfig, frozen_epochs
+from dla_nas.train.trainer import evaluate, train
 from dla_nas.weights.transfer import adapt_input_channels, imagenet_normalised
 
 FIGURES = ("test_acc", "test_balanced_acc", "test_macro_f1")

@@ -47,8 +47,9 @@ from PIL import Image
 from torch import nn
 
 from dla_nas.data import Augment, DataConfig, load_dataset, make_loader
+from dla_nas.train.config import TrainConfig
 from dla_nas.train.metrics import classification_metrics
-from dla_nas.train.trainer import TrainConfig, evaluate, train
+from dla_nas.train.trainer import evaluate, train
 
 FIGURES = ("test_acc", "test_balanced_acc", "test_macro_f1")
 SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "small-images.yaml"

@@ -5,23 +5,29 @@ Layout: ``arch`` (genome -> model, cost), ``backbones`` (any model with named fe
 (the run store), ``analysis`` (pareto, plots, export, confirm) and ``cli``.
 
 ``__all__`` and the subpackages' ``__all__`` are the public API; other module paths are
-private and may change. The workflow's entry points are imported on first use, so
-``import dla_nas`` loads neither Optuna nor Ray.
+private and may change. Every name is imported on first use, so
+``import dla_nas`` loads neither torch, Optuna nor Ray (the command line's ``--help`` stays
+quick).
 """
 
 from __future__ import annotations
 
-from .arch.backbone_genome import BackboneGenome, genome_from_yaml
-from .arch.builder import DLA, build_model
-from .arch.cost import genome_cost
-from .arch.genome import Genome, Stage, Stem, StemLevel
-from .backbones import attach
 from .errors import DlaNasError, GenomeError
 from .lazy import lazy_names
 
 __version__ = "0.2.0"
 
 ON_FIRST_USE = {
+    "BackboneGenome": ".arch.backbone_genome",
+    "genome_from_yaml": ".arch.backbone_genome",
+    "DLA": ".arch.builder",
+    "build_model": ".arch.builder",
+    "genome_cost": ".arch.cost",
+    "Genome": ".arch.genome",
+    "Stage": ".arch.genome",
+    "Stem": ".arch.genome",
+    "StemLevel": ".arch.genome",
+    "attach": ".backbones",
     "DataConfig": ".data",
     "load_dataset": ".data",
     "TrainConfig": ".train",

@@ -25,7 +25,7 @@ from dla_nas.cli import main
 from dla_nas.results import RunStore, TrialRecord, load_run
 from dla_nas.search.space import SearchSpace
 from dla_nas.train.checkpoint import save_checkpoint
-from dla_nas.train.trainer import TrainConfig
+from dla_nas.train.config import TrainConfig
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 TINY = {"stem": {"kernel": 3, "levels": [{"channels": 8}]},

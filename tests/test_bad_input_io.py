@@ -44,7 +44,7 @@ from dla_nas.download import fetch
 from dla_nas.errors import OptionError, WeightsError
 from dla_nas.results import RunStore
 from dla_nas.train.checkpoint import save_checkpoint
-from dla_nas.train.trainer import TrainConfig
+from dla_nas.train.config import TrainConfig
 
 DIGITS = ["--epochs", "1", "--min-steps", "0", "--device", "cpu", "--resolution", "8"]
 

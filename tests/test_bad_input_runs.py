@@ -31,7 +31,7 @@ from dla_nas.cli import main
 from dla_nas.data import DataConfig, load_dataset
 from dla_nas.errors import RunError
 from dla_nas.results import RunStore, TrialRecord
-from dla_nas.train.trainer import TrainConfig
+from dla_nas.train.config import TrainConfig
 
 CLASSES = {"a": 12, "b": 12, "c": 12}
 BASELINE = "plain_cnn_4_8"

@@ -62,6 +62,24 @@ def test_console_script_help_explains_every_command():
         assert done.value.code == 0 and "usage: dla-nas " + command in out.getvalue()
 
 
+def test_help_and_a_bad_flag_answer_without_loading_torch():
+    """Every command's ``--help`` and a refused flag need neither torch, Optuna nor Ray (torch
+    alone took 1.5-2 s here): the parser's defaults come from torch-free modules."""
+    probe = ("import contextlib, io, sys\n"
+             "from dla_nas.cli import build_parser, main\n"
+             "quiet = contextlib.redirect_stdout(io.StringIO())\n"
+             "for command in build_parser()._subparsers._group_actions[0].choices:\n"
+             "    with contextlib.suppress(SystemExit), quiet:\n"
+             "        main([command, '--help'])\n"
+             "try:\n"
+             "    main(['train', 'dla34', '--epochs', '0'])\n"
+             "except SystemExit as done:\n"
+             "    print(done.code, [m for m in ('torch', 'optuna', 'ray') if m in sys.modules])\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.stdout == "2 []\n", out.stdout + out.stderr
+    assert "--epochs: '0' is not allowed" in out.stderr
+
+
 def test_progress_written_to_a_log_is_a_line_per_epoch_at_most_every_30_s(monkeypatch):
     """Where stderr is a file (nohup, CI), train's and confirm's bars become plain lines: the
     first and last epoch always, the others once 30 s have passed since the last line, so a

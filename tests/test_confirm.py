@@ -20,7 +20,7 @@ from dla_nas.analysis.confirm import (
 from dla_nas.cli import main
 from dla_nas.data import DataConfig, load_dataset
 from dla_nas.results import RunError, RunStore, load_run
-from dla_nas.train.trainer import TrainConfig
+from dla_nas.train.config import TrainConfig
 
 SPACE = {
     "name": "folder-tiny",

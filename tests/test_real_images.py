@@ -12,8 +12,9 @@ from dla_nas import build_model
 from dla_nas.cli import main
 from dla_nas.data import DataConfig, load_dataset, make_loader
 from dla_nas.train import trainer as training
+from dla_nas.train.config import TrainConfig
 from dla_nas.train.metrics import classification_metrics
-from dla_nas.train.trainer import TrainConfig, train
+from dla_nas.train.trainer import train
 
 
 @pytest.fixture(scope="module")

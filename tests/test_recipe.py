@@ -17,7 +17,7 @@ from dla_nas.data import DataConfig, load_dataset
 from dla_nas.results import load_run
 from dla_nas.search.space import SearchSpace, SpaceError
 from dla_nas.search.specs import FloatRange, RandomSuggester
-from dla_nas.train.trainer import TrainConfig
+from dla_nas.train.config import TrainConfig
 
 GENOME = {"stem": {"kernel": 3, "levels": [{"channels": 4}]},
           "stages": [{"channels": [8, 12], "stride": 1, "level_root": False}]}

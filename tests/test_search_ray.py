@@ -29,7 +29,8 @@ from dla_nas.search.early_stopping import RungEntry, keep_going
 from dla_nas.search.ray_backend import check_ray_options, run_ray_search
 from dla_nas.search.space import SearchSpace
 from dla_nas.search.trials import open_study
-from dla_nas.train.trainer import TrainConfig, train
+from dla_nas.train.config import TrainConfig
+from dla_nas.train.trainer import train
 
 # digits at native 8 px with tiny genomes; a MACs limit that most of the space fits
 SPACE = {

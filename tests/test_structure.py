@@ -44,7 +44,7 @@ def test_the_package_imports_with_no_finder_of_its_own():
 def test_the_public_imports_of_the_readme_work():
     from dla_nas.arch import zoo
     from dla_nas.results import load_run
-    from dla_nas.train.trainer import TrainConfig
+    from dla_nas.train import TrainConfig
 
     assert zoo.names()[0] == "dla34"
     assert load_run is dla_nas.results.load_run
@@ -100,7 +100,7 @@ def test_rules_name_the_field_and_what_is_allowed():
 
 
 def test_train_config_checks_types_with_the_same_rules():
-    from dla_nas.train.trainer import TrainConfig
+    from dla_nas.train.config import TrainConfig
 
     with pytest.raises(TrainError, match=r"epochs: '8' is not allowed \(an integer >= 1\)"):
         TrainConfig(epochs="8")

@@ -10,7 +10,8 @@ from dla_nas.cli import main
 from dla_nas.data import DataConfig, load_dataset
 from dla_nas.errors import CheckpointError, TrainError
 from dla_nas.train.checkpoint import load_checkpoint
-from dla_nas.train.trainer import TrainConfig, lr_factor, param_groups, recalibrate_bn, train
+from dla_nas.train.config import TrainConfig
+from dla_nas.train.trainer import lr_factor, param_groups, recalibrate_bn, train
 
 TINY = {
     "name": "tiny",

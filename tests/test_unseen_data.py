@@ -18,7 +18,7 @@ from dla_nas.data.config import balanced_sampling
 from dla_nas.data.images import _decode
 from dla_nas.results import RunStore
 from dla_nas.search.space import SearchSpace
-from dla_nas.train.trainer import TrainConfig
+from dla_nas.train.config import TrainConfig
 
 SPACE = {
     "name": "unseen-tiny",

@@ -21,7 +21,8 @@ from dla_nas.arch import zoo
 from dla_nas.cli import main
 from dla_nas.errors import WeightsError
 from dla_nas.train.checkpoint import load_checkpoint
-from dla_nas.train.trainer import TrainConfig, param_groups, train
+from dla_nas.train.config import TrainConfig
+from dla_nas.train.trainer import param_groups, train
 from dla_nas.weights import sources
 from dla_nas.weights.transfer import IMAGENET_MEAN
 

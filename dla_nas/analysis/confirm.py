@@ -32,8 +32,9 @@ from ..errors import DataError, RunError
 from ..files import safe_name
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
 from ..search.space import Recipe, SearchSpace
+from ..train.config import TrainConfig, from_scratch
 from ..train.metrics import learnt_little
-from ..train.trainer import EpochReport, TrainConfig, evaluate, from_scratch, resolve_device, train
+from ..train.trainer import EpochReport, evaluate, resolve_device, train
 from ..weights import Pretrained
 from ..weights.loading import write_state_dict
 from .claims import Claims, is_local, is_mine, this_process

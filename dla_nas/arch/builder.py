@@ -17,7 +17,7 @@ from torch import nn
 from ..errors import GenomeError
 from .backbone_genome import AnyGenome, BackboneGenome, genome_from_yaml
 from .blocks import BasicBlock, Bottleneck, Chain, Root, StageOptions, Tree, conv_bn, max_pool
-from .genome import MAX_IN_CHANS, Genome
+from .genome import INITS, MAX_IN_CHANS, Genome
 
 if TYPE_CHECKING:
     from ..weights.sources import WeightsFile
@@ -130,15 +130,6 @@ def window_max_pool(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
                  .amax(dim=axis, keepdim=True) for i in range(m)]
         x = torch.cat(cells, dim=axis)
     return x
-
-
-# how a network's weights start (``build_model``'s ``init``): "official" is the reference's
-# (every conv, the 1x1 classifier included, ~ N(0, sqrt(2 / (k*k*out)))); "torch" keeps
-# PyTorch's module defaults (convs kaiming-uniform with a = sqrt(5): about 4x smaller
-# weights, so that with a BN after each conv they learn faster early on, and a classifier
-# of std about 1 / sqrt(3 * width), where the official one has sqrt(2 / classes): 0.58 for
-# 6 classes). Measured in docs/reports/unseen-data.md.
-INITS = ("official", "torch")
 
 
 def init_official(model: nn.Module) -> None:

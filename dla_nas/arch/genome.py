@@ -59,6 +59,13 @@ MAX_WEIGHTS = 500_000_000  # conv weights, estimated from the genome before buil
 # Limits of an input (C, H, W) that a network is counted or built for
 MAX_INPUT = 2048
 MAX_IN_CHANS = 1024
+# how a built network's weights start (``arch.builder.build_model``'s ``init``): "official"
+# is the reference's (every conv, the 1x1 classifier included, ~ N(0, sqrt(2 / (k*k*out))));
+# "torch" keeps PyTorch's module defaults (convs kaiming-uniform with a = sqrt(5): about 4x
+# smaller weights, so that with a BN after each conv they learn faster early on, and a
+# classifier of std about 1 / sqrt(3 * width), where the official one has
+# sqrt(2 / classes): 0.58 for 6 classes). Measured in docs/reports/unseen-data.md.
+INITS = ("official", "torch")
 
 _field = functools.partial(check, error=GenomeError)  # check one genome field
 

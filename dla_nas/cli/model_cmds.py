@@ -183,16 +183,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..data import load_dataset, make_loader
     from ..data.report import data_report, warnings
     from ..train.checkpoint import save_checkpoint
+    from ..train.config import FINE_TUNING, PRETRAINED_RESOLUTION, TrainConfig, fine_tuning
     from ..train.metrics import learnt_little
-    from ..train.trainer import (
-        FINE_TUNING,
-        PRETRAINED_RESOLUTION,
-        TrainConfig,
-        evaluate,
-        fine_tuning,
-        resolve_device,
-        train,
-    )
+    from ..train.trainer import evaluate, resolve_device, train
     from ..weights import imagenet_normalised, parse_source, weights_file
 
     genome = resolve_genome(args.genome)

@@ -8,11 +8,10 @@ from typing import Callable, NoReturn
 
 from .. import __version__
 from ..analysis.ablation import BY
-from ..arch.builder import INITS
-from ..arch.genome import MAX_INPUT
+from ..arch.genome import INITS, MAX_INPUT
 from ..checks import MAX_SEED
 from ..data.config import IMAGE_EXTENSIONS, IMBALANCE_RATIO, RESIZE_MODES, SAMPLINGS
-from ..train.trainer import FINE_TUNING, TrainConfig
+from ..train.config import FINE_TUNING, TrainConfig
 from .data_cmds import cmd_data
 from .model_cmds import cmd_eval, cmd_latency, cmd_predict, cmd_show, cmd_train
 from .run_cmds import cmd_export, cmd_pareto, cmd_status

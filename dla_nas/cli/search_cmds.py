@@ -12,7 +12,7 @@ from ..analysis.pareto import accuracy_metric, run_objectives
 from ..errors import OptionError, RunError
 from ..files import check_out_file, check_out_folder
 from ..results import RunStore
-from ..train.trainer import TrainConfig, frozen_epochs
+from ..train.config import TrainConfig, frozen_epochs
 from .render import print_confirmed, print_summary, search_progress, stderr_console, unit_progress
 
 

@@ -10,26 +10,34 @@ the batch, so training never runs a per-sample Python loop.
 Modules: ``config`` (DataConfig, Augment), ``dataset`` (the split containers), ``splits``,
 ``images``, ``download``, ``sources`` (one module per source, and ``load_dataset``),
 ``loaders`` and ``report`` (what a loaded dataset holds, and the warnings it calls for).
+
+The names below are the public API; they are imported on first use, so that ``data.config``
+is read without torch.
 """
 
 from __future__ import annotations
 
-from ..errors import DataError
-from .config import (
-    AUGMENTATIONS,
-    DEFAULT_AUGMENT,
-    DEFAULT_DATA_DIR,
-    IMAGE_EXTENSIONS,
-    PAD_MODES,
-    Augment,
-    DataConfig,
-)
-from .dataset import Dataset, FileSplit, Split, to_device
-from .loaders import DeviceLoader, StreamLoader, make_loader
-from .sources import load_dataset
-from .sources.cifar import CIFAR_SOURCES, CifarSource
+from ..lazy import lazy_names
 
-__all__ = ["AUGMENTATIONS", "CIFAR_SOURCES", "DEFAULT_AUGMENT", "DEFAULT_DATA_DIR",
-           "IMAGE_EXTENSIONS", "PAD_MODES", "Augment", "CifarSource", "DataConfig", "DataError",
-           "Dataset", "DeviceLoader", "FileSplit", "Split", "StreamLoader", "load_dataset",
-           "make_loader", "to_device"]
+PUBLIC_NAMES = {
+    "AUGMENTATIONS": ".config",
+    "DEFAULT_AUGMENT": ".config",
+    "DEFAULT_DATA_DIR": ".config",
+    "IMAGE_EXTENSIONS": ".config",
+    "PAD_MODES": ".config",
+    "Augment": ".config",
+    "DataConfig": ".config",
+    "DataError": "..errors",
+    "Dataset": ".dataset",
+    "FileSplit": ".dataset",
+    "Split": ".dataset",
+    "to_device": ".dataset",
+    "DeviceLoader": ".loaders",
+    "StreamLoader": ".loaders",
+    "make_loader": ".loaders",
+    "load_dataset": ".sources",
+    "CIFAR_SOURCES": ".sources.cifar",
+    "CifarSource": ".sources.cifar",
+}
+__all__ = sorted(PUBLIC_NAMES)
+__getattr__, __dir__ = lazy_names(__name__, PUBLIC_NAMES)

@@ -16,7 +16,8 @@ from ..arch.latency import model_latency, read_table, table_key
 from ..data import Augment, Dataset, load_dataset
 from ..errors import DataError
 from ..results import VAL_METRICS, TrialRecord
-from ..train.trainer import EpochReport, from_scratch, resolve_device, train
+from ..train.config import from_scratch
+from ..train.trainer import EpochReport, resolve_device, train
 from ..weights import Pretrained, imagenet_normalised
 from .space import Recipe, SearchSpace
 

@@ -34,7 +34,7 @@ from ..data import Augment, DataConfig, Dataset
 from ..data.config import AUGMENTATIONS, PRESETS, RESIZE_MODES
 from ..errors import DataError, GenomeError, SpaceError, TrainError, WeightsError
 from ..files import read_yaml
-from ..train.trainer import TrainConfig, fine_tuning
+from ..train.config import TrainConfig, fine_tuning
 from ..weights.sources import parse_source
 from .backbone_space import FIELDS as HEAD_FIELDS
 from .backbone_space import BackboneSpace, HeadSpace, is_own_hand_design

@@ -8,7 +8,7 @@ from ..lazy import lazy_names
 
 PUBLIC_NAMES = {
     "EpochReport": ".trainer",
-    "TrainConfig": ".trainer",
+    "TrainConfig": ".config",
     "TrainResult": ".trainer",
     "evaluate": ".trainer",
     "train": ".trainer",

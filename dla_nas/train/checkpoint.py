@@ -20,7 +20,7 @@ from ..data import Dataset
 from ..errors import CheckpointError, GenomeError
 from ..files import write_file
 from ..weights.loading import first_non_finite, load_tensors_only, refused_global
-from .trainer import TrainConfig
+from .config import TrainConfig
 
 
 def save_checkpoint(path, model: nn.Module, cfg: TrainConfig, data: Dataset, extra: dict) -> None:
