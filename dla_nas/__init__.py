@@ -5,7 +5,7 @@ Layout: ``arch`` (genome -> model, cost), ``backbones`` (any model with named fe
 (the run store), ``analysis`` (pareto, plots, export, confirm) and ``cli``.
 
 ``__all__`` and the subpackages' ``__all__`` are the public API; other module paths are
-private and may change. Every name is imported on first use, so
+private and may change. The names are imported on first use (all but the errors), so
 ``import dla_nas`` loads neither torch, Optuna nor Ray (the command line's ``--help`` stays
 quick).
 """

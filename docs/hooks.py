@@ -40,7 +40,7 @@ API_INTRO = """# Python API
 
 What a user imports is listed in `dla_nas.__all__` and in the `__all__` of the subpackages
 below; other module paths are private and may change between minor versions. The subpackages
-import their names on first use, so `import dla_nas` loads neither Optuna nor Ray.
+import their names on first use, so `import dla_nas` loads neither torch, Optuna nor Ray.
 
 ```python
 import dla_nas

@@ -82,15 +82,16 @@ def test_help_and_a_bad_flag_answer_without_loading_torch():
 
 def test_progress_written_to_a_log_is_a_line_per_epoch_at_most_every_30_s(monkeypatch):
     """Where stderr is a file (nohup, CI), train's and confirm's bars become plain lines: the
-    first and last epoch always, the others once 30 s have passed since the last line, so a
-    40-minute unit shows it is alive without a line per second."""
+    first and last epoch of each run or unit always (a unit that starts later than epoch 1
+    too), the others once 30 s have passed since the last line, so a 40-minute unit shows it is
+    alive without a line per second; a long line is not wrapped."""
     from types import SimpleNamespace
 
     from rich.console import Console
 
     from dla_nas.cli import render
 
-    clock = iter([0.0, 10.0, 45.0, 50.0] * 2)
+    clock = iter([0.0, 10.0, 45.0, 50.0] * 2 + [55.0])
     monkeypatch.setattr(render.time, "monotonic", lambda: next(clock))
 
     def report(epoch):
@@ -98,17 +99,21 @@ def test_progress_written_to_a_log_is_a_line_per_epoch_at_most_every_30_s(monkey
                                images_per_second=100.0)
 
     out = io.StringIO()
-    log = Console(file=out, width=200)
+    log = Console(file=out)  # 80 columns: a log's line must not wrap all the same
     assert not log.is_terminal
     with render.epoch_progress(log, 4, quiet=False) as on_epoch:
         for epoch in range(1, 5):
             on_epoch(report(epoch))
+    unit = "trial 12 (unet_16_32_64_128_256 [wide])"
     with render.unit_progress(log) as on_epoch:
         for epoch in range(1, 5):
-            on_epoch(SimpleNamespace(label="unet_8"), 1, report(epoch))
+            on_epoch(SimpleNamespace(label=unit, unit=("baseline", unit)), 1, report(epoch))
+        on_epoch(SimpleNamespace(label="unet_8", unit=("baseline", "unet_8")), 0, report(2))
     assert out.getvalue().splitlines() == [
         f"{who}epoch {e}/4  loss 0.500  val acc 0.250  100 img/s"
-        for who in ("", "unet_8 seed 1: ") for e in (1, 3, 4)]
+        for who, epochs in (("", (1, 3, 4)), (f"{unit} seed 1: ", (1, 3, 4)),
+                            ("unet_8 seed 0: ", (2,)))
+        for e in epochs]
     quiet = io.StringIO()
     with render.epoch_progress(Console(file=quiet), 4, quiet=True) as on_epoch:
         on_epoch(report(1))

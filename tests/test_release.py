@@ -31,10 +31,18 @@ def test_every_public_name_resolves_and_a_plain_import_stays_light():
             assert getattr(package, name) is not None, f"{package.__name__}.{name}"
             assert name in dir(package)
     probe = ("import sys, dla_nas, dla_nas.search; "
-             "print(sorted(m for m in ('optuna', 'ray') if m in sys.modules))")
+             "print(sorted(m for m in ('torch', 'optuna', 'ray') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == "[]"
+    # a subpackage or module is an attribute when first read, as after an import of it
+    probe = ("import dla_nas\n"
+             "print(callable(dla_nas.backbones.efficientnet_lite0),"
+             " callable(dla_nas.data.loaders.make_loader))\n"
+             "try:\n    dla_nas.nosuch\nexcept AttributeError as e:\n    print(e)\n")
+    read = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout
+    assert read == "True True\nmodule 'dla_nas' has no attribute 'nosuch'\n"
 
 
 def test_the_wheel_installs_in_a_fresh_venv_and_runs(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from typing import Callable
 
 
 def stderr_console(quiet: bool):
@@ -27,19 +28,20 @@ def _epoch_stats(report) -> str:
     return f"loss {report.train_loss:.3f}  {val}  {report.images_per_second:,.0f} img/s"
 
 
-def _epoch_lines(console, every: float = 30.0):
-    """Where no bar can be drawn (a log file, CI): a plain line per epoch, at most one every
-    ``every`` seconds besides a run's first and last, so that a long run shows it is alive."""
+def _epoch_lines(console, label: str = "", every: float = 30.0):
+    """Where no bar can be drawn (a log file, CI): a plain line per epoch of one run, at most
+    one every ``every`` seconds besides its first and last, so that a long run shows it is
+    alive. One line each, however long (a log has no width)."""
     last = -math.inf
 
-    def line(label: str, report, epochs: int) -> None:
+    def line(report, epochs: int) -> None:
         nonlocal last
         now = time.monotonic()
-        if now - last < every and report.epoch not in (1, epochs):
+        if now - last < every and report.epoch != epochs:
             return
         last = now
         console.print(f"{label}epoch {report.epoch}/{epochs}  {_epoch_stats(report)}",
-                      highlight=False)
+                      highlight=False, markup=False, soft_wrap=True)
 
     return line
 
@@ -50,11 +52,14 @@ def epoch_progress(console, epochs: int, quiet: bool):
     trainer callback that advances it."""
     from rich.progress import Progress
 
+    if quiet:
+        yield lambda report: None
+        return
     if not console.is_terminal:
         line = _epoch_lines(console)
-        yield lambda report: None if quiet else line("", report, epochs)
+        yield lambda report: line(report, epochs)
         return
-    with Progress(*_epoch_columns(), console=console, disable=quiet) as progress:
+    with Progress(*_epoch_columns(), console=console) as progress:
         task = progress.add_task("train", total=epochs, stats="")
 
         def on_epoch(report) -> None:
@@ -71,9 +76,15 @@ def unit_progress(console):
     from rich.progress import Progress, TextColumn
 
     if not console.is_terminal:
-        line = _epoch_lines(console)
-        yield lambda candidate, seed, report: line(f"{candidate.label} seed {seed}: ", report,
-                                                   report.epochs)
+        lines: dict[tuple, Callable] = {}  # each unit's own, so that its first epoch shows
+
+        def on_line(candidate, seed: int, report) -> None:
+            key = (candidate.unit, seed)
+            if key not in lines:
+                lines[key] = _epoch_lines(console, f"{candidate.label} seed {seed}: ")
+            lines[key](report, report.epochs)
+
+        yield on_line
         return
     with Progress(*_epoch_columns(TextColumn("{task.description}")), console=console,
                   transient=True) as progress:

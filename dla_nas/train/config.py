@@ -6,6 +6,7 @@ flag without loading it; the trainer (``train.trainer``) runs the recipe."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -155,7 +156,7 @@ def check_device(spec: str) -> None:
     device this machine lacks (torch is imported for a CUDA spec only)."""
     if spec in ("auto", "cpu"):
         return
-    if spec == "cuda" or (spec.startswith("cuda:") and spec[5:].isdigit()):
+    if re.fullmatch(r"cuda(:[0-9]+)?", spec):
         import torch
 
         if not torch.cuda.is_available():
