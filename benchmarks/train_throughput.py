@@ -6,9 +6,10 @@
 - the data path: time to draw and augment a batch against a whole training step;
 - on CUDA, the fraction of the card's bf16 peak (pass --peak-tflops for the card);
 - with ``--fronts``, the Pareto-front networks of the committed reference runs (neu-steel at
-  64 px, digits-tiny at 16 px, their proxy batch sizes) in each training variant: eager (the
-  trainer's CPU path), ``nchw_pool`` (eager with PyTorch's NCHW max-pool, the builder's before
-  ``blocks.max_pool`` pooled in channels_last order), channels_last, and ``torch.compile``;
+  64 px, digits-tiny at 16 px, their proxy batch sizes) in each training variant: eager (NCHW,
+  the trainer's CPU path before 2026-12-07), ``nchw_pool`` (eager with PyTorch's NCHW
+  max-pool, the builder's before ``blocks.max_pool`` pooled in channels_last order),
+  channels_last (the trainer's CPU path since), and ``torch.compile``;
   with the share of the practical peak (dla34_cifar's MACs/s in the same run) and the compile
   time;
 - with ``--eval``, the same networks' evaluation pass (no autograd, the trainer's evaluation

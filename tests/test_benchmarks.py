@@ -78,3 +78,18 @@ def test_the_learning_curve_reads_transfer_runs_and_draws_them(tmp_path, capsys,
     assert summary["5"] == {"mean": 0.75, "low": 0.7, "high": 0.8, "seeds": 3}
     assert summary["10"]["mean"] == 0.85 and summary["10"]["low"] == 0.8
     assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_search_wall_times_the_code_of_each_tree_it_names(tmp_path, monkeypatch):
+    """A tree's search imports that tree's dla_nas, even run from a checkout whose own package
+    would shadow it; a tree without the package is refused, not timed with another's code."""
+    import shutil
+
+    wall = load("search_wall")
+    tree = tmp_path / "tree"
+    shutil.copytree(BENCHMARKS.parent / "dla_nas", tree / "dla_nas",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.chdir(BENCHMARKS.parent)  # where `python -m` would import the checkout's
+    assert wall.code_of(tree.resolve())["PYTHONPATH"] == str(tree.resolve())
+    with pytest.raises(SystemExit, match="imported from"):
+        wall.code_of((tmp_path / "empty").resolve())

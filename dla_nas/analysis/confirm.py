@@ -200,8 +200,9 @@ def check_candidates(candidates: list[Candidate], resolution: int, dense: bool =
 def recipe_of(cfg: TrainConfig, data: Dataset, pretrained: Pretrained | None = None) -> dict:
     """What makes two confirmations comparable: the training settings, the data, and the
     starting weights when they are pretrained."""
-    # the seed varies by unit; device, threads, compile and eval batch do not change results
-    ignored = ("seed", "device", "threads", "compile", "eval_batch_size")
+    # the seed varies by unit; device, threads, compile, memory order and eval batch change
+    # results by float rounding only
+    ignored = ("seed", "device", "threads", "compile", "channels_last", "eval_batch_size")
     recipe = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ignored},
               "dataset": data.name, "resolution": data.resolution,
               "augment": data.augment.describe(),
@@ -384,7 +385,7 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
                        heard)
         test = evaluate(model, make_loader(cand_data, "test", cfg.eval_batch_size, device,
                                            train=False, seed=seed,
-                                           channels_last=device.type == "cuda"),
+                                           channels_last=cfg.channels_last),
                         data.num_classes, autocast=device.type == "cuda")
         return ConfirmRecord(
             label=cand.label, kind=cand.kind, hash=cand.hash, seed=seed, trial=cand.trial,

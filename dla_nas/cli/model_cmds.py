@@ -235,7 +235,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     with epoch_progress(log, epochs, args.json) as on_epoch:
         result = train(model, data, cfg, callback=on_epoch)
     test_loader = make_loader(data, "test", cfg.eval_batch_size, device, train=False, seed=cfg.seed,
-                              channels_last=device.type == "cuda")
+                              channels_last=cfg.channels_last)
     test = evaluate(model, test_loader, data.num_classes, autocast=device.type == "cuda")
     metrics = {
         "genome": label, "hash": digest, "dataset": data.name, "resolution": data.resolution,

@@ -32,7 +32,7 @@ TRAIN_RULES = {
     "weight_decay": number(0), "label_smoothing": number(0, 1, high_open=True),
     "schedule": one_of(SCHEDULES), "bn_recalibration_batches": integer(0),
     "threads": optional(integer(1)), "eval_batch_size": integer(1), "seed": integer(0),
-    "zero_init_residual": boolean, "compile": boolean,
+    "zero_init_residual": boolean, "compile": boolean, "channels_last": boolean,
     "backbone_lr_mult": number(0), "freeze_epochs": integer(0), "freeze_bn": boolean,
     "min_epoch_images": integer(0),
     "sampling": one_of(SAMPLINGS), "init": one_of(INITS),
@@ -88,6 +88,10 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     compile: bool = False
+    # the networks' and batches' memory order: channels_last is faster on CUDA, and on the CPU
+    # for the networks of the reference runs (docs/reports/benchmarks.md, "Memory order on
+    # the CPU"); NCHW (False) gives the same results up to float rounding
+    channels_last: bool = True
     eval_batch_size: int = 500
     # where min_steps stretches training over many passes of a small train split, an epoch
     # is several passes, of at least this many images: with few labels a pass is a step or

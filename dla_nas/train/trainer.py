@@ -2,7 +2,8 @@
 
 One function, ``train``, trains a model on a ``Dataset`` for a budget and returns a
 ``TrainResult``. The loop is deliberately short: data already sits on the device, augmentation
-runs in batches there, and CUDA runs use bf16 autocast and channels_last.
+runs in batches there, networks and batches are in channels_last order (``TrainConfig``'s
+``channels_last``: faster on CUDA and on the CPU), and CUDA runs use bf16 autocast.
 
 Choices made for fair ranking in few epochs (measured in ``benchmarks/proxy_ranking.py``):
 the last BN of every residual branch starts at zero (a deep net starts as a shallow one), the
@@ -227,15 +228,15 @@ def train(
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     model.to(device)
-    if cuda:
+    if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if cfg.compile else model
     balanced = cfg.balanced(data)
     dense = data.dense  # read once, not in the training step
     train_loader = make_loader(data, "train", cfg.batch_size, device, train=True, seed=cfg.seed,
-                               channels_last=cuda, balanced=balanced)
+                               channels_last=cfg.channels_last, balanced=balanced)
     val_loader = make_loader(data, "val", cfg.eval_batch_size, device, train=False,
-                             seed=cfg.seed, channels_last=cuda)
+                             seed=cfg.seed, channels_last=cfg.channels_last)
     opt = torch.optim.SGD(param_groups(model, cfg.weight_decay, cfg.lr, cfg.backbone_lr_mult),
                           lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     backbone = backbone_parameters(model) if cfg.freeze_epochs else []  # held still at first
@@ -321,7 +322,8 @@ def train(
             # learnt its statistics of such batches); seeded by epoch so that a resumed run
             # draws what an unbroken one would
             calib_loader = make_loader(data, "train", cfg.batch_size, device, train=False,
-                                       seed=cfg.seed * 100_003 + epoch + 1, channels_last=cuda,
+                                       seed=cfg.seed * 100_003 + epoch + 1,
+                                       channels_last=cfg.channels_last,
                                        shuffle=True, num_workers=0, balanced=balanced)
             recalibrate_bn(model, [x for _, (x, _) in zip(range(cfg.bn_recalibration_batches),
                                                           calib_loader)])
