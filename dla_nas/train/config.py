@@ -25,7 +25,6 @@ SCHEDULES = ("onecycle", "cosine")
 FINE_TUNING = {"backbone_lr_mult": 0.1, "freeze_epochs": 1}
 PRETRAINED_RESOLUTION = 224  # the ImageNet weights' training size
 
-
 TRAIN_RULES = {
     "epochs": integer(1), "min_steps": integer(0), "batch_size": integer(1),
     "lr": number(0, low_open=True), "momentum": number(0, 1, high_open=True),
