@@ -62,6 +62,23 @@ def test_console_script_help_explains_every_command():
         assert done.value.code == 0 and "usage: dla-nas " + command in out.getvalue()
 
 
+def test_sampling_help_gives_a_sampling_default_and_augment_help_an_augmentation_one():
+    """The two options share a helper; each names its own default (--sampling's once read
+    'default ... digits and folders shift, CIFAR objects')."""
+    from dla_nas.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    seen = 0
+    for parser in commands.values():
+        for action in parser._actions:
+            default = (action.help or "").rsplit("default", 1)[-1]
+            if action.dest == "sampling":
+                seen += 1
+                assert "auto" in default and "shift" not in default, action.help
+            elif action.dest == "augment":
+                assert "sampling" not in default, action.help
+    assert seen >= 4  # train, confirm, search, data
+
 def test_help_and_a_bad_flag_answer_without_loading_torch():
     """Every command's ``--help`` and a refused flag need neither torch, Optuna nor Ray (torch
     alone took 1.5-2 s here): the parser's defaults come from torch-free modules."""

@@ -111,18 +111,19 @@ def add_resize_arg(p: argparse.ArgumentParser, default: str) -> None:
                         f"keep the centre); default {default}")
 
 
-def add_sampling_args(p: argparse.ArgumentParser, default: str) -> None:
+def add_sampling_args(p: argparse.ArgumentParser, augment_default: str,
+                      sampling_default: str) -> None:
     """How a network sees the data: augmentation and class balance."""
     p.add_argument("--augment", default=None, metavar="NAME|LIST",
                    help="textures (both flips and a shift: surfaces that read the same "
                         "mirrored), objects (left-right flip and a shift: photos of things), "
                         "shift (no flip: digits, text, oriented parts), none, or a comma list "
-                        f"of hflip, vflip, shift; default {default}")
+                        f"of hflip, vflip, shift; default {augment_default}")
     p.add_argument("--sampling", choices=SAMPLINGS, default=None,
                    help="how batches are drawn: balanced (every class equally often), "
                         "uniform (every image equally often) or auto (balanced when the "
                         f"largest train class has over {IMBALANCE_RATIO:g}x the images of the "
-                        f"smallest); default {default}")
+                        f"smallest); default {sampling_default}")
 
 
 def add_labels_arg(p: argparse.ArgumentParser, default: str) -> None:
@@ -155,7 +156,8 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=TRAIN_DEFAULTS.lr,
                    help=f"peak learning rate (default {TRAIN_DEFAULTS.lr})")
     add_sampling_args(p, "the search's for confirm, else by dataset: digits and folders "
-                         "shift, CIFAR objects; sampling auto")
+                         "shift, CIFAR objects",
+                      f"the search's for confirm, else {TRAIN_DEFAULTS.sampling}")
     p.add_argument("--init", choices=INITS, default=None,
                    help="how the weights start: torch (PyTorch's layer defaults) or official "
                         f"(the DLA reference's); default the search's for confirm, else "
@@ -249,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "seg:PATH (images with masks)")
     add_source_args(da, "image size in px the report judges against (default: the dataset's "
                         "own, 8 for digits, 32 for CIFAR and folders, 64 for seg)")
-    add_sampling_args(da, "as train's: by dataset, digits and folders shift, CIFAR objects; "
-                          "sampling auto")
+    add_sampling_args(da, "as train's: by dataset, digits and folders shift, CIFAR objects",
+                      TRAIN_DEFAULTS.sampling)
     da.add_argument("--json", action="store_true",
                     help="print the report and its warnings as one JSON object")
     da.set_defaults(func=cmd_data, train_fraction=1.0)
@@ -384,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "cifar10, cifar100 or folder:PATH (PATH/<class>/*.png|jpg)")
     se.add_argument("--resolution", type=resolution_px, default=None, metavar="PX",
                     help="image size instead of the space's task.resolution")
-    add_sampling_args(se, "the space's task.augment and proxy.sampling, else by dataset")
+    add_sampling_args(se, "the space's task.augment, else by dataset",
+                      f"the space's proxy.sampling, else {TRAIN_DEFAULTS.sampling}")
     add_resize_arg(se, "the space's task.resize, else squash")
     add_labels_arg(se, "the space's task.labels_per_class, else all")
     se.add_argument("--address", default=None, metavar="auto|ray://HOST:PORT",
