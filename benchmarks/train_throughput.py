@@ -9,14 +9,20 @@
   64 px, digits-tiny at 16 px, their proxy batch sizes) in each training variant: eager (NCHW,
   the trainer's CPU path before 2026-12-07), ``nchw_pool`` (eager with PyTorch's NCHW
   max-pool, the builder's before ``blocks.max_pool`` pooled in channels_last order),
-  channels_last (the trainer's CPU path since), and ``torch.compile``;
-  with the share of the practical peak (dla34_cifar's MACs/s in the same run) and the compile
-  time;
+  channels_last (the trainer's CPU path since), ``bf16`` (channels_last under the CPU's bf16
+  autocast) and ``torch.compile``; with the share of the practical peak (dla34_cifar's MACs/s
+  in the same run) and the compile time;
+- with ``--profile``, where a channels_last training step of each front network spends its
+  CPU time (torch.profiler's self time of the ATen ops, grouped: convolution, batch norm,
+  activation, optimiser, the rest);
+- with ``--side-by-side STEPS``, two copies of each front network trained at once on one
+  thread each: in two processes (a search's ``--workers 2``) against two Python threads of one
+  process (several small trials per process); the total images/s of each.
 - with ``--eval``, the same networks' evaluation pass (no autograd, the trainer's evaluation
   batch) with either max-pool.
 
     python benchmarks/train_throughput.py [--device cpu] [--steps 3] [--threads N] [--fronts]
-        [--eval]
+        [--eval] [--profile] [--side-by-side STEPS]
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing as mp
+import threading
 import time
 from pathlib import Path
 
@@ -45,7 +53,11 @@ FRONTS = ("results/reference-neu-steel", "results/reference-digits-tiny")
 HAND = ("plain_cnn", "resnet8")
 # "nchw_pool": eager with PyTorch's NCHW max-pool, the builder's before it pooled in
 # channels_last order (the "before" of that change, in the same run)
-VARIANTS = ("nchw_pool", "eager", "channels_last", "compile")
+VARIANTS = ("nchw_pool", "eager", "channels_last", "bf16", "compile")
+# --profile: ATen ops (self CPU time) by kind; what matches none is "other"
+OP_KINDS = {"convolution": ("convolution",), "batch_norm": ("batch_norm",),
+            "activation": ("threshold_backward", "clamp_min", "relu"),
+            "optimiser": ("Optimizer.",)}
 
 
 # ---- a hand-written DLA-34 (CIFAR strides), the reference the builder must not be slower than
@@ -126,11 +138,11 @@ def pooling_with(pool):
         blocks.max_pool = builder.max_pool = unet.max_pool = product
 
 
-def step_rate(model, batch, res, chans, device, steps, cuda, variant="eager", classes=10):
-    """Train-step images/s, the best step time on random data (SGD + Nesterov, bf16 autocast
-    on CUDA) and the seconds of the two untimed first steps (a compile happens there)."""
+def train_step(model, batch, res, chans, device, cuda, variant="eager", classes=10):
+    """One training step of ``model`` on fixed random data in ``variant`` (SGD + Nesterov, bf16
+    autocast on CUDA and in the ``bf16`` variant), as a function to call."""
     model.to(device).train()
-    channels_last = cuda or variant == "channels_last"
+    channels_last = cuda or variant in ("channels_last", "bf16")
     if channels_last:
         model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(param_groups(model, 5e-4, 0.01), lr=0.01, momentum=0.9, nesterov=True)
@@ -141,12 +153,18 @@ def step_rate(model, batch, res, chans, device, steps, cuda, variant="eager", cl
     y = torch.randint(0, classes, (batch,), device=device)
 
     def step():
-        with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
+        with torch.autocast(device.type, torch.bfloat16, enabled=cuda or variant == "bf16"):
             loss = F.cross_entropy(run(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    return step
 
+
+def step_rate(model, batch, res, chans, device, steps, cuda, variant="eager", classes=10):
+    """Train-step images/s, the best step time and the seconds of the two untimed first steps
+    (a compile happens there)."""
+    step = train_step(model, batch, res, chans, device, cuda, variant, classes)
     t0 = time.perf_counter()
     for _ in range(2):
         step()
@@ -161,6 +179,63 @@ def step_rate(model, batch, res, chans, device, steps, cuda, variant="eager", cl
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t0)
     return batch / best, best, first
+
+
+def step_profile(genome, batch, res, chans, classes, steps: int) -> dict:
+    """Milliseconds a channels_last CPU training step spends in each kind of op
+    (``OP_KINDS``, self time of ATen ops and the optimiser), over ``steps`` profiled steps."""
+    from torch.profiler import profile
+
+    step = train_step(build_model(genome, classes, chans), batch, res, chans,
+                      torch.device("cpu"), False, "channels_last", classes)
+    for _ in range(2):
+        step()
+    with profile() as prof:
+        for _ in range(steps):
+            step()
+    ms = dict.fromkeys([*OP_KINDS, "other"], 0.0)
+    for event in prof.key_averages():
+        kind = next((k for k, names in OP_KINDS.items()
+                     if any(n in event.key for n in names)), "other")
+        ms[kind] += event.self_cpu_time_total / 1e3 / steps
+    total = sum(ms.values())
+    return {"step_ms": round(total, 2),
+            "share": {kind: round(v / total, 3) for kind, v in ms.items()}}
+
+
+def _train_for(genome, chans, res, classes, batch, steps: int, seconds: list) -> None:
+    """Train ``steps`` channels_last CPU steps on one thread after one warm-up; append the
+    seconds they took to ``seconds`` (a list, or a queue between processes)."""
+    torch.set_num_threads(1)
+    step = train_step(build_model(genome, classes, chans), batch, res, chans,
+                      torch.device("cpu"), False, "channels_last", classes)
+    step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    (seconds.append if isinstance(seconds, list) else seconds.put)(time.perf_counter() - t0)
+
+
+def side_by_side(genome, chans, res, classes, batch, steps: int) -> dict:
+    """Total images/s of two copies trained at once: two processes, then two threads of this
+    process (the GIL serialises what each step does in Python)."""
+    work = (genome, chans, res, classes, batch, steps)
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_train_for, args=(*work, queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    in_procs = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    in_threads: list[float] = []
+    threads = [threading.Thread(target=_train_for, args=(*work, in_threads)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {kind: round(2 * steps * batch / max(secs), 1)
+            for kind, secs in (("processes", in_procs), ("threads", in_threads))}
 
 
 def front_networks() -> list[tuple[str, Genome, int, int, int, int]]:
@@ -245,6 +320,11 @@ def main() -> None:
                         help="also time the reference runs' front networks in each variant")
     parser.add_argument("--eval", action="store_true",
                         help="also time the front networks' evaluation with each max-pool")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile a channels_last step of each front network (CPU)")
+    parser.add_argument("--side-by-side", type=int, default=0, metavar="STEPS",
+                        help="also train two copies of each front network at once, in two "
+                             "processes and in two threads, for STEPS steps (CPU)")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the card's dense bf16 peak, for the fraction-of-peak figure")
     args = parser.parse_args()
@@ -283,6 +363,15 @@ def main() -> None:
         out["fronts"] = {"peak_gmacs_per_second": peak, "runs": fronts(args, device, peak)}
     if args.eval:
         out["eval"] = eval_rates(args, device)
+    if args.profile and not cuda:
+        out["profile"] = [{"model": label, **step_profile(genome, batch, res, chans, classes,
+                                                           args.steps)}
+                          for label, genome, chans, res, classes, batch in front_networks()]
+    if args.side_by_side and not cuda:
+        out["side_by_side"] = [
+            {"model": label, "images_per_second": side_by_side(genome, chans, res, classes,
+                                                               batch, args.side_by_side)}
+            for label, genome, chans, res, classes, batch in front_networks()]
     # data path: drawing + augmenting batches alone, against the measured step time
     data = load_dataset(DataConfig("digits", resolution=16)).to(device)
     loader = make_loader(data, "train", 64, device, train=True, seed=0, channels_last=cuda)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from dla_nas import Genome
 from dla_nas.cli.parser import build_parser
 from dla_nas.results import TrialRecord
 from dla_nas.search.early_stopping import Rungs
@@ -93,3 +94,29 @@ def test_search_wall_times_the_code_of_each_tree_it_names(tmp_path, monkeypatch)
     assert wall.code_of(tree.resolve())["PYTHONPATH"] == str(tree.resolve())
     with pytest.raises(SystemExit, match="imported from"):
         wall.code_of((tmp_path / "empty").resolve())
+
+
+def test_a_step_profile_puts_a_networks_time_in_its_kinds_of_op():
+    """The kinds of op partition the step (shares sum to one), and a convolutional network's
+    step spends time in convolution and batch norm, which the grouping must find by name."""
+    bench = load("train_throughput")
+    genome = Genome.from_dict({"block": "basic", "stem": {"levels": [{"channels": 8}]},
+                               "stages": [{"channels": 8, "stride": 1, "level_root": False},
+                                          {"channels": 16}]})
+    found = bench.step_profile(genome, batch=4, res=8, chans=1, classes=3, steps=1)
+    shares = found["share"]
+    assert set(shares) == {*bench.OP_KINDS, "other"} and found["step_ms"] > 0
+    assert sum(shares.values()) == pytest.approx(1, abs=0.01)
+    assert shares["convolution"] > 0 and shares["batch_norm"] > 0 and shares["optimiser"] > 0
+
+
+def test_two_copies_train_side_by_side_in_processes_and_in_threads(monkeypatch):
+    """Both ways of training two networks at once run and report a rate (the processes are
+    spawned: they import the benchmark from the path, as a run of the script does)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import train_throughput
+
+    genome = Genome.from_dict({"block": "basic", "stem": {"levels": [{"channels": 8}]},
+                               "stages": [{"channels": 8, "stride": 1, "level_root": False}]})
+    rates = train_throughput.side_by_side(genome, chans=1, res=8, classes=3, batch=4, steps=2)
+    assert set(rates) == {"processes", "threads"} and min(rates.values()) > 0
