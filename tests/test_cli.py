@@ -135,3 +135,18 @@ def test_progress_written_to_a_log_is_a_line_per_epoch_at_most_every_30_s(monkey
     with render.epoch_progress(Console(file=quiet), 4, quiet=True) as on_epoch:
         on_epoch(report(1))
     assert quiet.getvalue() == ""
+
+
+def test_a_warning_is_one_line_and_data_counts_the_unreadable(tmp_path):
+    """A user reads a warning's message, not the Python source line that raised it; `data`
+    says how many images it left out."""
+    from conftest import write_folder
+
+    root = write_folder(tmp_path / "f", {"a": 4, "b": 4})
+    (root / "a" / "9999.png").write_bytes(b"not a png")
+    out = subprocess.run([sys.executable, "-m", "dla_nas.cli", "data", f"folder:{root}",
+                          "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.startswith(f"warning: skipping unreadable image {root / 'a' / '9999.png'}")
+    assert len(out.stderr.splitlines()) == 1 and "UserWarning" not in out.stderr
+    assert json.loads(out.stdout)["unreadable_skipped"] == 1

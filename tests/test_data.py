@@ -7,7 +7,9 @@ import hashlib
 import io
 import os
 import pickle
+import shutil
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -422,6 +424,89 @@ def test_folder_class_too_small_to_split_is_named(tmp_path: Path) -> None:
         _image(root / "tiny" / f"{i}.png", "RGB", (8, 8), (1, 2, 3))
     with pytest.raises(DataError, match=r"class 'tiny' .* 2 readable image"):
         load_dataset(DataConfig(f"folder:{root}"))
+
+
+def _split_folder(root: Path, splits: dict[str, int], classes=("a", "b")) -> Path:
+    """``root/<split>/<class>/<i>.png``: ``splits[split]`` images a class, each class its own
+    grey level."""
+    for split, n in splits.items():
+        for k, name in enumerate(classes):
+            for i in range(n):
+                _image(root / split / name / f"{split}{i}.png", "L", (10, 10), 40 + 80 * k)
+    return root
+
+
+def test_a_given_split_is_kept_and_val_drawn_from_train_without_val(tmp_path: Path) -> None:
+    """PATH/{train,test}/<class>/ (a common download): test is the test/ folder, val a
+    seeded stratified share of train/; with val/ all three are the folders."""
+    root = _split_folder(tmp_path / "two", {"train": 10, "test": 3})
+    ds = load_dataset(DataConfig(f"folder:{root}", resolution=8))
+    assert ds.class_names == ["a", "b"]
+    files = {s: sorted(ds.files[i] for i in getattr(ds, s).index.tolist())
+             for s in ("train", "val", "test")}
+    assert all("/test/" in f for f in files["test"]) and len(files["test"]) == 6
+    assert all("/train/" in f for f in files["train"] + files["val"])
+    assert (len(files["train"]), len(files["val"])) == (16, 4)  # 0.2 of 20, 2 a class
+    assert np.bincount(ds.val.labels.numpy()).tolist() == [2, 2]
+    again = load_dataset(DataConfig(f"folder:{root}", resolution=8, seed=1))
+    assert sorted(again.val.index.tolist()) != sorted(ds.val.index.tolist())  # seeded
+    assert sorted(again.test.index.tolist()) == sorted(ds.test.index.tolist())  # given
+    three = load_dataset(DataConfig(
+        f"folder:{_split_folder(tmp_path / 'three', {'train': 5, 'val': 2, 'test': 1})}",
+        resolution=8, max_in_memory_bytes=0))  # streamed from disk: the same split
+    assert (len(three.train), len(three.val), len(three.test)) == (10, 4, 2)
+    assert all("/val/" in p for p in three.val.paths)
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda r: shutil.rmtree(r / "test"),
+     r"has train/ and val/ but no test/ \(a given split"),
+    (lambda r: (r / "test" / "b").rename(r / "test" / "c"),
+     r"test has the classes a, c, .*train a, b \(the same are needed\)"),
+    (lambda r: [p.write_bytes(b"broken") for p in (r / "val" / "b").iterdir()],
+     r"the val split has no readable image of class 'b'"),
+])
+def test_a_bad_given_split_is_one_line(tmp_path: Path, spoil, message) -> None:
+    root = _split_folder(tmp_path, {"train": 4, "val": 2, "test": 2})
+    spoil(root)
+    with pytest.raises(DataError, match=f"^folder: .*{message}"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the unreadable files are warned of
+        load_dataset(DataConfig(f"folder:{root}", resolution=8))
+
+
+def test_tiff_is_read_and_litter_and_other_files_are_left_out(tmp_path: Path) -> None:
+    """TIFF (what many industrial cameras write) is an image type; macOS's ``._`` copies,
+    ``__MACOSX`` and Thumbs.db are litter, left out quietly; a GIF and a subfolder beside a
+    class's images are not read, and a warning names them."""
+    root = _mixed_folder(tmp_path)
+    for i in range(3):
+        _image(root / "red" / f"t{i}.tif", "RGB", (20, 30), (250, 10, 10))
+    (root / "red" / "._0.png").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    (root / "red" / "Thumbs.db").write_bytes(b"cache")
+    _image(root / "__MACOSX" / "red" / "0.png", "RGB", (8, 8), (0, 0, 0))
+    _image(root / "gray" / "anim.gif", "L", (8, 8), 3)
+    _image(root / "gray" / "more" / "0.png", "L", (8, 8), 3)
+    with pytest.warns(UserWarning) as seen:
+        ds = load_dataset(DataConfig(f"folder:{root}", resolution=8))
+    assert ds.class_names == ["alpha", "gray", "red"] and ds.skipped == 0
+    assert np.bincount(_labels_of(ds)).tolist() == [5, 5, 8]
+    said = sorted(str(w.message) for w in seen)
+    assert len(said) == 2, said
+    assert "1 file(s) not read, not of an image type (.gif 1;" in said[0]
+    assert said[1].endswith("gray: subfolder(s) more not read (images sit directly in their "
+                            "folder)")
+
+
+def test_a_seg_folder_given_as_a_folder_and_an_unknown_user_are_one_line(tmp_path) -> None:
+    for kind in ("images", "masks"):
+        for i in range(3):
+            _image(tmp_path / kind / f"{i}.png", "L", (8, 8), 1)
+    with pytest.raises(DataError, match=r"^folder: .* holds images/ and masks/, a "
+                                        r"segmentation folder; give it as seg:"):
+        load_dataset(DataConfig(f"folder:{tmp_path}"))
+    for name in ("folder:~no-such-user-dla/x", "seg:~no-such-user-dla/x"):
+        with pytest.raises(DataError, match=r"^(folder|seg): ~no-such-user-dla/x: "):
+            load_dataset(DataConfig(name))
 
 
 def test_folder_path_errors(tmp_path: Path) -> None:

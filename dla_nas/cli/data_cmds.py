@@ -69,5 +69,7 @@ def report_facts(report: DataReport) -> list[str]:
                 f"{s.aspect[0]:g} to {s.aspect[1]:g}",
                 f"modes {', '.join(report.modes)}; formats {', '.join(report.formats)}"]
     out.append(f"duplicates across splits (val/test images also in train): {report.leaks}")
+    if report.skipped:
+        out.append(f"unreadable images left out: {report.skipped} (each named in a warning)")
     out.append(augment_note(report))
     return out

@@ -119,10 +119,11 @@ def check_task(genome, data, what: str) -> None:
 
     dense = is_dense(genome)
     if dense != data.dense:
-        labels, need = (("masks", "a dense network (a backbone genome with task: dense, or "
-                         "a U-Net such as unet_16_32_64_128_256)") if data.dense else
-                        ("one class an image", "a classifier (task: classify)"))
-        raise DataError(f"--dataset {data.name}: {labels} need {need}; {what} is "
+        labels, need = (("masks need", "a dense network (a backbone genome with task: dense, "
+                         "or a U-Net such as unet_16_32_64_128_256)") if data.dense else
+                        ("class folders (one class an image) need", "a classifier (task: "
+                         "classify)"))
+        raise DataError(f"--dataset {data.name}: {labels} {need}; {what} is "
                         f"{'dense' if dense else 'a classifier'}")
 
 

@@ -136,7 +136,8 @@ def add_labels_arg(p: argparse.ArgumentParser, default: str) -> None:
 def add_data_args(p: argparse.ArgumentParser, resolution_help: str) -> None:
     p.add_argument("--dataset", default="digits", metavar="NAME",
                    help="digits (embedded, default), cifar10, cifar100, folder:PATH "
-                        "(PATH/<class>/*.png|jpg) or seg:PATH (PATH/images and PATH/masks, "
+                        "(PATH/<class>/*.png|jpg, or PATH/{train,val,test}/<class>/) or seg:PATH "
+                        "(PATH/images and PATH/masks, "
                         "or PATH/{train,val,test}/{images,masks}: a dense task)")
     add_source_args(p, resolution_help)
     p.add_argument("--train-fraction", type=float, default=1.0,

@@ -11,7 +11,9 @@ from ..checks import boolean, check_fields, integer, number, one_of, optional
 from ..errors import DataError
 
 DEFAULT_DATA_DIR = "~/.cache/dla-nas/data"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+# a folder's or a seg folder's given split: PATH/train, PATH/val (optional), PATH/test
+SPLIT_DIRS = ("train", "val", "test")
 _BUILTIN = ("digits", "cifar10", "cifar100")
 # sources given as KIND:PATH: a folder of class subfolders, and images with segmentation masks
 PATH_KINDS = ("folder", "seg")
@@ -181,4 +183,17 @@ class DataConfig:
     @property
     def root(self) -> Path:
         """Folder that holds (or receives) the CIFAR files."""
-        return Path(self.data_dir or DEFAULT_DATA_DIR).expanduser()
+        return _expanded(self.data_dir or DEFAULT_DATA_DIR, "--data-dir")
+
+    @property
+    def path(self) -> Path:
+        """A ``folder:`` or ``seg:`` source's PATH."""
+        return _expanded(self.name.partition(":")[2], self.kind)
+
+
+def _expanded(text: str, field: str) -> Path:
+    """``text`` as a path, ``~`` and ``~user`` expanded; one that cannot be is a DataError."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError as exc:  # ~user of no such user, or no home directory
+        raise DataError(f"{field}: {text}: {exc}") from None

@@ -65,6 +65,7 @@ class DataReport:
     resize: str = "squash"
     augment: str = "none"  # the training augmentation (``Augment.describe``)
     dense: bool = False  # masks: a class a pixel
+    skipped: int = 0  # image files that could not be read, left out
 
     @property
     def totals(self) -> tuple[int, ...]:
@@ -83,7 +84,7 @@ class DataReport:
             "name": self.name, "resolution": self.resolution, "channels": self.channels,
             "resize": self.resize, "augment": self.augment, "task": _task(self.dense),
             "counts": {**per_class, "total": dict(zip(self.class_names, self.totals))},
-            "imbalance_ratio": round(self.imbalance, 2),
+            "imbalance_ratio": round(self.imbalance, 2), "unreadable_skipped": self.skipped,
             "duplicates_across_splits": {"count": self.leaks,
                                          "examples": list(self.leak_examples)},
         }
@@ -101,7 +102,8 @@ def data_report(data: Dataset) -> DataReport:
     counts = tuple(_class_counts(getattr(data, s).labels.cpu(), data.num_classes)
                    for s in SPLITS)
     base = DataReport(data.name, data.resolution, data.in_chans, tuple(data.class_names), counts,
-                      resize=data.resize, augment=data.augment.describe(), dense=data.dense)
+                      resize=data.resize, augment=data.augment.describe(), dense=data.dense,
+                      skipped=data.skipped)
     paths = {s: _split_paths(data, s) for s in SPLITS}
     if not paths["train"]:
         names = {s: [f"{s} #{i}" for i in range(len(getattr(data, s)))] for s in SPLITS}

@@ -2,12 +2,45 @@
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
+from pathlib import Path
+
 import torch
 
-from ..config import DEFAULT_AUGMENT, Augment, DataConfig
+from ..config import DEFAULT_AUGMENT, IMAGE_EXTENSIONS, Augment, DataConfig
 from ..dataset import Dataset, Split
 from ..images import _channel_stats, _resize
 from ..splits import train_subset
+
+# the litter of archive tools and file browsers, never data
+JUNK_DIRS = frozenset({"__MACOSX"})
+JUNK_FILES = frozenset({"thumbs.db", "desktop.ini"})
+
+
+def subfolders(folder: Path) -> list[Path]:
+    """The visible subfolders of ``folder``, sorted (hidden ones and ``JUNK_DIRS`` left out)."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and p.name not in JUNK_DIRS)
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files (``IMAGE_EXTENSIONS``) directly in ``folder``, sorted; hidden files
+    (a dot first: ``.DS_Store``, macOS's ``._`` copies) left out. What else it holds, files of
+    other kinds and subfolders, is named in a warning: their images are not read."""
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    images = sorted(p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS)
+    others = Counter(p.suffix.lower() or p.name for p in files
+                     if p.suffix.lower() not in IMAGE_EXTENSIONS
+                     and p.name.lower() not in JUNK_FILES)
+    if others:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(others.items()))
+        warnings.warn(f"{folder}: {sum(others.values())} file(s) not read, not of an image "
+                      f"type ({kinds}; allowed: {', '.join(IMAGE_EXTENSIONS)})", stacklevel=2)
+    if images and (subs := subfolders(folder)):
+        warnings.warn(f"{folder}: subfolder(s) {', '.join(p.name for p in subs)} not read "
+                      "(images sit directly in their folder)", stacklevel=2)
+    return images
 
 
 def _augment(cfg: DataConfig) -> Augment:

@@ -1,13 +1,13 @@
 """The segmentation source ``seg:PATH``: images with class-index masks, loaded in memory.
 
 Layouts: ``PATH/images/`` and ``PATH/masks/`` (split by seed, as a folder is), or
-``PATH/{train,val,test}/{images,masks}`` (the split given). A mask is the image's stem with
-any image extension (PNG for exact values), one channel of class indices;
-``IGNORE_INDEX`` (255) marks pixels that are not scored. Class names come from an optional
-``PATH/classes.txt`` (one a line, line i naming value i), else the values found ("0", "1",
-...). Images and masks are squashed to the resolution alike: bilinear for the image, the
-nearest pixel (centres aligned) for the mask. The split's ``labels`` are the masks (uint8
-[N, H, W]).
+``PATH/{train,val,test}/{images,masks}`` (the split given; without val/, a seeded share of
+train). A mask is the image's stem with a lossless image extension (PNG; a JPEG's compression
+changes values), one channel of class indices; ``IGNORE_INDEX`` (255) marks pixels that are
+not scored. Class names come from an optional ``PATH/classes.txt`` (UTF-8, one a line, line i
+naming value i), else the values found, which must then run 0, 1, ... without a gap. Images
+and masks are squashed to the resolution alike: bilinear for the image, the nearest pixel
+(centres aligned) for the mask. The split's ``labels`` are the masks (uint8 [N, H, W]).
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ...errors import DataError
-from ..config import IGNORE_INDEX, IMAGE_EXTENSIONS, DataConfig
+from ..config import IGNORE_INDEX, IMAGE_EXTENSIONS, SPLIT_DIRS, DataConfig
 from ..dataset import Dataset, Split
 from ..images import _GRAY_MODES, _decode, _is_grey, _map_safely, _probe, shown_size
 from ..splits import _count
-from .common import _in_memory_dataset
+from .common import _in_memory_dataset, image_files
 
-SPLIT_DIRS = ("train", "val", "test")
 MASK_MODES = ("L", "P", "1", "I", "I;16")  # one channel: 8-bit, palette, 1-bit, integer
 CLASSES_FILE = "classes.txt"
 
@@ -39,10 +38,8 @@ def _pairs(folder: Path) -> list[tuple[str, str]]:
         if not sub.is_dir():
             raise DataError(f"seg: {sub} is not a folder (layout: PATH/images and PATH/masks, "
                             "or PATH/{train,val,test}/{images,masks})")
-        files = sorted(p for p in sub.iterdir()
-                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         stems: dict[str, Path] = {}
-        for p in files:
+        for p in image_files(sub):
             if p.stem in stems:
                 raise DataError(f"seg: {p} and {stems[p.stem]} share a stem (one file a stem)")
             stems[p.stem] = p
@@ -64,6 +61,9 @@ def _read_mask(path: str, size: tuple[int, int]) -> np.ndarray:
     """A mask file as uint8 [H, W] class indices; its size must be the image's (w, h). A
     1-bit mask's pixels are 0 and 1."""
     with Image.open(path) as im:
+        if im.format == "JPEG":
+            raise DataError(f"seg: mask {path} is a JPEG, whose compression changes class "
+                            "values; save masks as PNG")
         if im.mode not in MASK_MODES:
             raise DataError(f"seg: mask {path} has mode {im.mode} (one channel of class "
                             f"indices: {', '.join(MASK_MODES)})")
@@ -89,11 +89,36 @@ def _class_names(root: Path, values_each: list[np.ndarray]) -> list[str]:
                         f"{hint}")
     listed = root / CLASSES_FILE
     if listed.is_file():
-        names = [line.strip() for line in listed.read_text().splitlines() if line.strip()]
-        if len(names) < 2:
-            raise DataError(f"seg: {listed} names {len(names)} class(es); >= 2 are needed")
-    else:
-        names = [str(v) for v in range(int(values.max()) + 1)]
+        return _read_classes(listed)
+    gaps = sorted(set(range(int(values.max()) + 1)) - set(values.tolist()))
+    if gaps:
+        shown = ", ".join(str(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
+        raise DataError(f"seg: the masks under {root} hold the values {shown}, and no "
+                        f"{gaps[0]}: write class i as value i (0, 1, 2, ...), or name the "
+                        f"classes in {listed} (line i names value i; a class may then have "
+                        "no pixels)")
+    return [str(v) for v in range(int(values.max()) + 1)]
+
+
+def _read_classes(listed: Path) -> list[str]:
+    """The class names of ``classes.txt``: line i names value i; trailing blank lines and a
+    byte-order mark are allowed, a blank or repeated name is not."""
+    try:
+        lines = listed.read_bytes().decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"seg: {listed} is not UTF-8 text ({exc.reason} at byte "
+                        f"{exc.start}); save it as UTF-8") from None
+    names = [line.strip() for line in lines]
+    while names and not names[-1]:
+        names.pop()
+    for i, name in enumerate(names):
+        if not name:
+            raise DataError(f"seg: {listed} line {i + 1} is blank (line i names value i - 1)")
+        if name in names[:i]:
+            raise DataError(f"seg: {listed} names {name!r} twice (lines "
+                            f"{names.index(name) + 1} and {i + 1})")
+    if len(names) < 2:
+        raise DataError(f"seg: {listed} names {len(names)} class(es); >= 2 are needed")
     return names
 
 
@@ -127,11 +152,16 @@ def _load(pairs: list[tuple[str, str]], chans: int, res: int
 
 
 def _load_seg(cfg: DataConfig) -> Dataset:
-    root = Path(cfg.name[len("seg:"):]).expanduser()
+    root = cfg.path
     if not root.is_dir():
         raise DataError(f"seg: {root} is not a folder")
-    given = all((root / s).is_dir() for s in SPLIT_DIRS)
-    groups = [_pairs(root / s) for s in SPLIT_DIRS] if given else [_pairs(root)]
+    given = [s for s in SPLIT_DIRS if (root / s).is_dir()]
+    if given and ("train" not in given or "test" not in given):
+        raise DataError(f"seg: {root} has {' and '.join(f'{s}/' for s in given)} but no "
+                        f"{'train/' if 'train' not in given else 'test/'} (a given split: "
+                        "PATH/train and PATH/test, each with images/ and masks/; PATH/val or "
+                        "a share of train as val)")
+    groups = [_pairs(root / s) for s in given] if given else [_pairs(root)]
     pairs = [p for g in groups for p in g]
     res = cfg.image_size
     modes = _map_safely(_probe, [image for image, _ in pairs])
@@ -151,15 +181,24 @@ def _load_seg(cfg: DataConfig) -> Dataset:
     whole = Split(images, masks, torch.arange(len(pairs)))
     if given:
         bounds = np.cumsum([0] + [len(g) for g in groups])
-        parts = [np.arange(a, b) for a, b in zip(bounds, bounds[1:])]
+        parts = dict(zip(given, (np.arange(a, b) for a, b in zip(bounds, bounds[1:]))))
+        if "val" not in parts:
+            train = parts["train"]
+            shares = _seeded_split(cfg, len(train), root / "train", test_fraction=0.0)
+            parts.update(train=train[shares[0]], val=train[shares[1]])
+        split = [parts[s] for s in SPLIT_DIRS]
     else:
-        parts = _seeded_split(cfg, len(pairs), root)
-    return _in_memory_dataset(cfg, tuple(whole.take(i) for i in parts), names,
+        split = _seeded_split(cfg, len(pairs), root)
+    return _in_memory_dataset(cfg, tuple(whole.take(i) for i in split), names,
                               files=tuple(image for image, _ in pairs))
 
 
-def _seeded_split(cfg: DataConfig, n: int, root: Path) -> list[np.ndarray]:
-    n_val, n_test = _count(cfg.val_fraction, n), _count(cfg.test_fraction, n)
+def _seeded_split(cfg: DataConfig, n: int, root: Path,
+                  test_fraction: float | None = None) -> list[np.ndarray]:
+    """Seeded random train/val/test positions of ``n`` pairs (``test_fraction``: the
+    config's unless given)."""
+    n_val = _count(cfg.val_fraction, n)
+    n_test = _count(cfg.test_fraction if test_fraction is None else test_fraction, n)
     if n - n_val - n_test < 1:
         raise DataError(f"seg: {root} has {n} image(s): too few to split into train/val/test "
                         f"(needs >= {n_val + n_test + 1} with these val/test fractions)")
