@@ -19,6 +19,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import wait as wait_for_exit
 
@@ -157,10 +158,12 @@ def worker_main(opts_dict: dict, index: int, device: str, threads: int | None, p
     space = SearchSpace.of_run(store.info())  # as the driver resolved it: parsed once
     study = trials.open_study(store, space, opts, worker=index)
     try:
-        evaluator = ProxyEvaluator(space, device, threads, opts.data_dir,
-                                   worker=f"{socket.gethostname()}:{index}",
-                                   latency_threads=opts.latency_threads,
-                                   latency_table=opts.latency_table)
+        with warnings.catch_warnings():  # the driver showed the data's warnings, once
+            warnings.simplefilter("ignore", UserWarning)
+            evaluator = ProxyEvaluator(space, device, threads, opts.data_dir,
+                                       worker=f"{socket.gethostname()}:{index}",
+                                       latency_threads=opts.latency_threads,
+                                       latency_table=opts.latency_table)
     except DlaNasError as exc:  # bad input: one line, no traceback
         print(f"dla-nas search: error: {exc}", file=sys.stderr)
         sys.exit(2)
