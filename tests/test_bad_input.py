@@ -207,7 +207,8 @@ def checkpoint(tmp_path) -> Path:
     model = build_model(Genome.from_dict(TINY), 10, 1)
     data = types.SimpleNamespace(name="digits", resolution=8, in_chans=1, num_classes=10,
                                  mean=(0.3,), std=(0.4,), class_names=[str(i) for i in range(10)],
-                                 resize="squash", labels_per_class=None)
+                                 resize="squash", labels_per_class=None,
+                                 file_ids=lambda split: torch.zeros(0, dtype=torch.int64))
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, model, TrainConfig(), data, {"baseline": None})
     return path

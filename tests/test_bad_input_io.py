@@ -56,7 +56,8 @@ def train_folder(folder: Path, genome: dict, resolution: int) -> Path:
     data = types.SimpleNamespace(name="digits", resolution=resolution, in_chans=1,
                                  num_classes=10, mean=(0.3,), std=(0.4,),
                                  class_names=[str(i) for i in range(10)], resize="squash",
-                                 labels_per_class=None)
+                                 labels_per_class=None,
+                                 file_ids=lambda split: torch.zeros(0, dtype=torch.int64))
     folder.mkdir(parents=True)
     save_checkpoint(folder / "checkpoint.pt", model, TrainConfig(), data, {})
     return folder

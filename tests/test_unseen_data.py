@@ -146,10 +146,22 @@ def test_resize_mode_is_kept_with_the_data_and_the_checkpoint(tmp_path, capsys):
     assert main(["eval", str(out / "checkpoint.pt"), "--dataset", f"folder:{root}", "--json",
                  "--split", "val"]) == 0
     padded = json.loads(capsys.readouterr().out.strip())
-    assert main(["eval", str(out / "checkpoint.pt"), "--dataset", f"folder:{root}", "--json",
+    assert main(["eval", str(out / "checkpoint.pt"), "--dataset", f"folder:{root}/.", "--json",
                  "--split", "val", "--resize", "squash"]) == 0
     squashed = json.loads(capsys.readouterr().out.strip())
     assert padded["loss"] != squashed["loss"]  # eval read the checkpoint's mode, not squash
+    # the checkpoint knows its train files: none are in the val split it was made with,
+    # however the folder is spelt ...
+    assert padded["images_seen_in_training"] == squashed["images_seen_in_training"] == 0
+    # ... but another split of the folder (or a folder that changed) puts some there: said
+    assert main(["eval", str(out / "checkpoint.pt"), "--dataset", f"folder:{root}/", "--json",
+                 "--split-seed", "1"]) == 0
+    said = capsys.readouterr()
+    result = json.loads(said.out.strip())
+    seen = result["images_seen_in_training"]
+    assert seen > 0
+    assert (f"warning: {seen} of the {result['images']} test images were in the train split of "
+            f"{out / 'checkpoint.pt'}") in flat(said.err)
 
 
 @pytest.fixture(scope="module")

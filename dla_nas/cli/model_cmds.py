@@ -279,6 +279,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise DataError(f"--dataset {args.dataset}: not the data that {args.checkpoint} was "
                         f"trained on ({'; '.join(diffs)}); evaluate it on data with its "
                         f"{meta['num_classes']} classes and {meta['in_chans']} channel(s)")
+    seen = _seen_in_training(ckpt, data, args.split)
     device = resolve_device(args.device)
     model = checkpoint_model(ckpt, args.checkpoint).to(device)
     check_task(model.genome, data, f"CHECKPOINT {args.checkpoint}")
@@ -288,13 +289,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     m = evaluate(model, loader, data.num_classes, autocast=device.type == "cuda")
     out = {"checkpoint": str(args.checkpoint), "dataset": data.name, "split": args.split,
            "resolution": data.resolution, **m.to_dict(),
-           "images": len(getattr(data, args.split))}
+           "images": len(getattr(data, args.split)), "images_seen_in_training": seen}
     print(json.dumps(out) if args.json else
           f"{scores(m, args.split)}, loss {m.loss:.4f}, on {len(getattr(data, args.split))} "
           f"images of {data.name}")
     if (warning := learnt_little(m.confusion, data.class_names, unit(data))) is not None:
         print(f"warning: {args.split} split: {warning}", file=sys.stderr)
+    if seen:
+        print(f"warning: {seen} of the {len(getattr(data, args.split))} {args.split} images "
+              f"were in the train split of {args.checkpoint} (the folder changed since, or "
+              "--split-seed differs): these scores flatter it", file=sys.stderr)
     return 0
+
+
+def _seen_in_training(ckpt: dict, data, split: str) -> int | None:
+    """How many files of ``split`` the checkpoint trained on (None where it cannot tell:
+    embedded data, or a checkpoint written before it kept its files)."""
+    import torch
+
+    trained = ckpt.get("train_files")
+    if not isinstance(trained, torch.Tensor) or not data.split_files(split):
+        return None
+    return int(torch.isin(data.file_ids(split), trained).sum())
 
 
 def cmd_latency(args: argparse.Namespace) -> int:

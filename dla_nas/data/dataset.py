@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -89,6 +92,25 @@ class Dataset:
         return dataclasses.replace(
             self, **{s: to_device(getattr(self, s), device) for s in ("train", "val", "test")}
         )
+
+    def split_files(self, split: str) -> tuple[str, ...]:
+        """The image files of ``split`` ("train", "val" or "test"; empty for embedded data)."""
+        part = getattr(self, split)
+        if isinstance(part, FileSplit):
+            return part.paths
+        if not self.files or part.index is None:
+            return ()
+        return tuple(self.files[i] for i in part.index.tolist())
+
+    def file_ids(self, split: str) -> torch.Tensor:
+        """An int64 id of each image file of ``split``: a hash of its path relative to the
+        dataset's folder, so that a checkpoint can tell which files it trained on, however
+        the folder is spelt (empty for embedded data)."""
+        root = self.name.partition(":")[2]
+        ids = [int.from_bytes(hashlib.blake2b(Path(os.path.relpath(p, root)).as_posix()
+                                              .encode(), digest_size=8).digest(),
+                              "little", signed=True) for p in self.split_files(split)]
+        return torch.tensor(ids, dtype=torch.int64)
 
     def differences(self, expected: Mapping[str, Any]) -> list[str]:
         """How this data differs from ``expected``, a description of the data a network was

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from .config import IMBALANCE_RATIO, imbalance
-from .dataset import Dataset, FileSplit
+from .dataset import Dataset
 from .images import _map_safely
 
 SPLITS = ("train", "val", "test")
@@ -104,7 +104,7 @@ def data_report(data: Dataset) -> DataReport:
     base = DataReport(data.name, data.resolution, data.in_chans, tuple(data.class_names), counts,
                       resize=data.resize, augment=data.augment.describe(), dense=data.dense,
                       skipped=data.skipped)
-    paths = {s: _split_paths(data, s) for s in SPLITS}
+    paths = {s: data.split_files(s) for s in SPLITS}
     if not paths["train"]:
         names = {s: [f"{s} #{i}" for i in range(len(getattr(data, s)))] for s in SPLITS}
         leaks, examples = _leaks(names, {s: _array_digests(data, s) for s in SPLITS})
@@ -129,16 +129,6 @@ def _class_counts(labels: torch.Tensor, num_classes: int) -> tuple[int, ...]:
         present.scatter_(1, labels.flatten(1).long().clamp(max=num_classes), True)
         return tuple(int(n) for n in present[:, :num_classes].sum(0))
     return tuple(int(n) for n in np.bincount(labels.numpy(), minlength=num_classes))
-
-
-def _split_paths(data: Dataset, split: str) -> tuple[str, ...]:
-    """The files of a split (empty for embedded data)."""
-    part = getattr(data, split)
-    if isinstance(part, FileSplit):
-        return part.paths
-    if not data.files or part.index is None:
-        return ()
-    return tuple(data.files[i] for i in part.index.tolist())
 
 
 def _file_facts(path: str) -> FileFacts:

@@ -40,6 +40,8 @@ def save_checkpoint(path, model: nn.Module, cfg: TrainConfig, data: Dataset, ext
                  "num_classes": data.num_classes, "mean": list(data.mean),
                  "std": list(data.std), "class_names": list(data.class_names),
                  "resize": data.resize, "labels_per_class": data.labels_per_class},
+        # which files it trained on: eval warns when they are in the split it reads
+        "train_files": data.file_ids("train"),
         **extra,
     }, buffer)
     write_file(Path(path), buffer.getbuffer())
