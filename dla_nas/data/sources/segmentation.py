@@ -113,7 +113,8 @@ def _read_classes(listed: Path) -> list[str]:
         names.pop()
     for i, name in enumerate(names):
         if not name:
-            raise DataError(f"seg: {listed} line {i + 1} is blank (line i names value i - 1)")
+            raise DataError(f"seg: {listed} line {i + 1} is blank (each line names a class: "
+                            "the first value 0, the next 1, ...)")
         if name in names[:i]:
             raise DataError(f"seg: {listed} names {name!r} twice (lines "
                             f"{names.index(name) + 1} and {i + 1})")
