@@ -106,6 +106,9 @@ def atomic_path(dest: Path) -> Iterator[Path]:
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     except OSError as exc:
         raise write_error(dest, exc) from None
+    # mkstemp makes the file private (0600); give it the mode open() would, so that an
+    # exported model can be read by the service that deploys it
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     part = Path(tmp)
     try:
@@ -117,6 +120,13 @@ def atomic_path(dest: Path) -> Iterator[Path]:
         raise write_error(dest, exc) from None
     finally:
         part.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """This process's umask (read by setting it, so set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_file(dest: Path, data: bytes | memoryview | str) -> None:

@@ -444,3 +444,14 @@ def test_write_file_takes_a_buffer_and_leaves_only_the_file(tmp_path):
     buffer = io.BytesIO(b"checkpoint bytes")
     dla_nas.files.write_file(tmp_path / "f", buffer.getbuffer())
     assert files_of(tmp_path) == {"f": b"checkpoint bytes"}
+
+
+def test_a_written_file_has_the_mode_open_would_give_it(tmp_path):
+    """Atomic writes go through mkstemp, which makes files private (0600): an exported model
+    must be readable by the service that deploys it, as umask allows."""
+    old = os.umask(0o022)
+    try:
+        dla_nas.files.write_file(tmp_path / "model.yaml", "a: 1\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model.yaml").stat().st_mode & 0o777 == 0o644

@@ -67,7 +67,13 @@ def test_search_and_confirm_keep_the_few_labels(tmp_path, capsys):
     assert main(["confirm", str(out), *recipe]) == 0
     first = json.loads((out / "confirm.jsonl").read_text().splitlines()[0])
     assert first["recipe"]["labels_per_class"] == 4  # the search's
-    other = tmp_path / "more.jsonl"
-    assert main(["confirm", str(out), *recipe, "--labels-per-class", "8", "--out",
-                 str(other)]) == 0
-    assert json.loads(other.read_text().splitlines()[0])["recipe"]["labels_per_class"] == 8
+    kept = (out / "weights" / first["weights"]).read_bytes()
+    # another file, in a folder not made yet, beside a second in the run folder: each keeps
+    # its own weights (they once shared weights/ and the later overwrote the earlier's)
+    for other in (tmp_path / "new" / "more.jsonl", out / "more.jsonl"):
+        assert main(["confirm", str(out), *recipe, "--labels-per-class", "8", "--out",
+                     str(other)]) == 0
+        again = json.loads(other.read_text().splitlines()[0])
+        assert again["recipe"]["labels_per_class"] == 8
+        assert (other.parent / "more-weights" / again["weights"]).is_file()
+    assert (out / "weights" / first["weights"]).read_bytes() == kept

@@ -11,6 +11,7 @@ from dla_nas.arch.latency import measure, model_latency, onnx_graph
 from dla_nas.cli import main
 from dla_nas.errors import OptionError
 from dla_nas.results import RunStore
+from dla_nas.train.config import cpu_cores
 
 pytest.importorskip("onnxruntime")
 
@@ -44,6 +45,11 @@ def test_the_latency_command(tmp_path, capsys):
     (tmp_path / "model.yaml").write_text("stem: {}\n")
     assert main(["latency", str(tmp_path / "model.yaml")]) == 2
     assert "not an .onnx file" in capsys.readouterr().err
+    assert main(["latency", str(tmp_path / "gone.onnx")]) == 2
+    assert "gone.onnx: no such file" in capsys.readouterr().err
+    # more threads than cores would time the scheduler, not the model
+    assert main(["latency", str(path), "--threads", str(cpu_cores() + 1)]) == 2
+    assert f"--threads: {cpu_cores() + 1} is not allowed (at most" in capsys.readouterr().err
     path.write_bytes(b"not a graph")
     assert main(["latency", str(path)]) == 2
     assert "cannot be run by ONNX Runtime" in capsys.readouterr().err

@@ -142,6 +142,9 @@ def test_width_multiplier_scales_and_rounds_to_the_divisor():
     ({"genome.stem.levels": [{"channels": 8, "convs": [0, 1]}]},
      r"genome\.stem\.channels: required when every stem level may be left out"),
     ({"baselines": ["resnet99"]}, r"baselines: zoo: 'resnet99'.*6n\+2"),
+    # the name names the run folder results/<name>: no path out of it
+    ({"name": "../../evil"}, r"name: '../../evil' is not allowed \(letters, digits, _ . -"),
+    ({"name": ""}, r"name: '' is not allowed"),
     ({"baselines": ["vgg16"]}, r"baselines: 'vgg16' is not a zoo name \(allowed: dla34,"),
     ({"baselines": "resnet8"}, r"baselines: 'resnet8' is not allowed \(a list of zoo names\)"),
     ({"baselines": ["plain_cnn"]},

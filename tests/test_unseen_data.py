@@ -153,6 +153,9 @@ def test_resize_mode_is_kept_with_the_data_and_the_checkpoint(tmp_path, capsys):
     # the checkpoint knows its train files: none are in the val split it was made with,
     # however the folder is spelt ...
     assert padded["images_seen_in_training"] == squashed["images_seen_in_training"] == 0
+    # without --dataset, eval reads the data the checkpoint trained on (not digits)
+    assert main(["eval", str(out / "checkpoint.pt"), "--json", "--split", "val"]) == 0
+    assert json.loads(capsys.readouterr().out.strip())["loss"] == padded["loss"]
     # ... but another split of the folder (or a folder that changed) puts some there: said
     assert main(["eval", str(out / "checkpoint.pt"), "--dataset", f"folder:{root}/", "--json",
                  "--split-seed", "1"]) == 0

@@ -232,7 +232,11 @@ class ConfirmStore:
 
     @property
     def weights_dir(self) -> Path:
-        return self.path.parent / "weights"
+        """Where this file's trained weights go: ``weights/`` beside ``confirm.jsonl``,
+        ``<stem>-weights/`` beside another file (two files in one folder would else write
+        their units' weights to the same names, the later over the earlier)."""
+        name = "weights" if self.path.name == CONFIRM_FILE else f"{self.path.stem}-weights"
+        return self.path.parent / name
 
     def save_weights(self, model: torch.nn.Module, cand: Candidate, seed: int) -> str:
         """Write a trained model's state dict as safetensors (atomically); its file name."""
@@ -251,7 +255,9 @@ class ConfirmStore:
         return max(found, key=lambda r: (r.val_acc, -r.seed), default=None)
 
     def _lock(self):
-        """The lock that every process sharing this file takes to append or claim."""
+        """The lock that every process sharing this file takes to append or claim (its
+        folder made first: ``--out`` may name a new one)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         return file_lock(self.path.with_name(self.path.name + ".lock"))
 
     @property

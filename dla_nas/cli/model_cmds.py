@@ -272,6 +272,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     ckpt = load_checkpoint(args.checkpoint)
     meta = ckpt["data"]
+    args.dataset = args.dataset or meta["name"]  # by default the data it trained on
     data = load_dataset(_data_config(args, args.resolution or meta["resolution"],
                                      meta.get("resize")))
     diffs = data.differences(meta)  # class names when the checkpoint has them, else the count
@@ -315,11 +316,17 @@ def _seen_in_training(ckpt: dict, data, split: str) -> int | None:
 
 def cmd_latency(args: argparse.Namespace) -> int:
     from ..arch.latency import measure
+    from ..train.config import cpu_cores
 
     path = Path(args.model)
+    if not path.exists():
+        raise OptionError(f"MODEL {path}: no such file")
     if path.suffix.lower() != ".onnx" or not path.is_file():
         raise OptionError(f"MODEL {path}: not an .onnx file (export one with dla-nas export "
                           "RUN --onnx)")
+    if args.threads > cpu_cores():  # more would time the scheduler, not the model
+        raise OptionError(f"--threads: {args.threads} is not allowed (at most {cpu_cores()}, "
+                          "the CPU cores this process may use)")
     try:
         import onnxruntime
     except ImportError:

@@ -133,12 +133,16 @@ def add_labels_arg(p: argparse.ArgumentParser, default: str) -> None:
                         f"{default}")
 
 
-def add_data_args(p: argparse.ArgumentParser, resolution_help: str) -> None:
-    p.add_argument("--dataset", default="digits", metavar="NAME",
-                   help="digits (embedded, default), cifar10, cifar100, folder:PATH "
+def add_data_args(p: argparse.ArgumentParser, resolution_help: str,
+                  dataset: str | None = "digits") -> None:
+    """Which data, at which size; ``dataset``: the default (None: the command's own)."""
+    shown = "digits (embedded, default)" if dataset == "digits" else "digits (embedded)"
+    p.add_argument("--dataset", default=dataset, metavar="NAME",
+                   help=f"{shown}, cifar10, cifar100, folder:PATH "
                         "(PATH/<class>/*.png|jpg, or PATH/{train,val,test}/<class>/) or seg:PATH "
                         "(PATH/images and PATH/masks, "
-                        "or PATH/{train,val,test}/{images,masks}: a dense task)")
+                        "or PATH/{train,val,test}/{images,masks}: a dense task)"
+                        + ("" if dataset else "; default: the data the checkpoint trained on"))
     add_source_args(p, resolution_help)
     p.add_argument("--train-fraction", type=float, default=1.0,
                    help="stratified fraction of the train split to use (default 1.0)")
@@ -264,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "The file is read with torch.load(weights_only=True): no code in it runs.",
     )
     ev.add_argument("checkpoint", metavar="CHECKPOINT", help="path to checkpoint.pt")
-    add_data_args(ev, "image size in px (default: the checkpoint's)")
+    add_data_args(ev, "image size in px (default: the checkpoint's)", dataset=None)
     ev.add_argument("--split", choices=["test", "val"], default="test", help="default test")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=cmd_eval)

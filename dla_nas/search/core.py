@@ -28,6 +28,7 @@ from ..data.report import warnings as report_warnings
 from ..errors import DataError, GenomeError, OptionError, RunError
 from ..files import check_out_file
 from ..results import RunStore, TrialRecord
+from ..train.config import cpu_cores
 from ..weights import parse_source, weights_file
 from .evaluator import ProxyEvaluator, load_task_data
 from .space import RECIPE, SearchSpace, kept_init
@@ -206,12 +207,6 @@ def sampler_seed(seed: int, worker: int, trials_before: int) -> int:
     if worker == 0 and trials_before == 0:
         return seed
     return int(np.random.SeedSequence([seed % 2**32, worker, trials_before]).generate_state(1)[0])
-
-
-def cpu_cores() -> int:
-    """The CPU cores this process may run on."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return cores or 1
 
 
 # ---- opening a run ---------------------------------------------------------------------------

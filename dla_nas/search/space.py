@@ -21,6 +21,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -33,7 +34,7 @@ from ..checks import boolean, check, integer, number, odd, one_of, optional
 from ..data import Augment, DataConfig, Dataset
 from ..data.config import AUGMENTATIONS, PRESETS, RESIZE_MODES
 from ..errors import DataError, GenomeError, SpaceError, TrainError, WeightsError
-from ..files import read_yaml
+from ..files import read_yaml, safe_name
 from ..train.config import TrainConfig, fine_tuning
 from ..weights.sources import parse_source
 from .backbone_space import FIELDS as HEAD_FIELDS
@@ -292,7 +293,7 @@ class SearchSpace:
         constraints = dict(mapping(raw.get("constraints", {}), "constraints", set(CONSTRAINTS)))
         for key, value in constraints.items():
             check(f"constraints.{key}", value, number(0, low_open=True), SpaceError)
-        common = dict(name=str(raw.get("name", Path(path).stem)), path=path, raw=raw,
+        common = dict(name=_run_name(raw.get("name"), path), path=path, raw=raw,
                       task=task, proxy=proxy, objectives=objectives, constraints=constraints,
                       recipe=tuple(recipe))
         if backbone is not None:
@@ -822,3 +823,14 @@ def _objectives(raw: Any) -> tuple[tuple[str, str], ...]:
                              f"({METRICS[metric]})")
         out.append((metric, direction))
     return tuple(out)
+
+
+def _run_name(name: Any, path: str) -> str:
+    """The space's ``name``, which names its default run folder (``results/<name>``): letters,
+    digits, ``_``, ``.`` and ``-``, not a dot first; without one, the file's stem made so."""
+    if name is None:
+        return safe_name(Path(path).stem, 60).lstrip(".") or "space"
+    if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", name)):
+        raise SpaceError(f"name: {name!r} is not allowed (letters, digits, _ . -, not a dot "
+                         "first: it names the run folder results/<name>)")
+    return name

@@ -6,6 +6,7 @@ flag without loading it; the trainer (``train.trainer``) runs the recipe."""
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -169,3 +170,9 @@ def check_device(spec: str) -> None:
                              f"(this machine has {torch.cuda.device_count()} CUDA devices)")
         return
     raise TrainError(f"device: {spec!r} is not allowed (cpu, cuda, cuda:N or auto)")
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores or 1
