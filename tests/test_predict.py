@@ -116,6 +116,13 @@ def test_onnx_and_exported_config_predict_as_the_checkpoint(trained, tmp_path, c
     onnx_model = load_predictor(graph)
     assert onnx_model.kind == "onnx" and onnx_model.class_names == ("a", "b", "c")
     assert onnx_model.preprocessing == load_predictor(run, "cpu").preprocessing
+    # without --weights the graph holds initial weights: export says so, predict refuses it
+    bare = tmp_path / "bare"
+    assert main(["export", str(run), "--onnx", "--out", str(bare)]) == 0
+    assert "initial weights, not trained ones" in capsys.readouterr().err
+    (untrained,) = bare.glob("*.onnx")
+    assert main(["predict", str(untrained), str(root)]) == 2
+    assert "exported without trained weights" in capsys.readouterr().err
 
 
 def test_onnx_without_onnxruntime_says_how_to_install_it(tmp_path, capsys, monkeypatch):

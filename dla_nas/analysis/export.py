@@ -472,5 +472,7 @@ def _write_onnx(run: Path, config: Path, model: nn.Module) -> Path:
     for key in ("class_names", "preprocessing", "hash", "input_shape"):
         if meta.get(key) is not None:
             proto.metadata_props.add(key=key, value=json.dumps(meta[key]))
+    # without --weights the graph holds initial weights: good for latency, not for answers
+    proto.metadata_props.add(key="trained", value=json.dumps("weights" in meta))
     write_file(path, proto.SerializeToString())
     return path

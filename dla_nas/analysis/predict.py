@@ -245,6 +245,9 @@ def _from_onnx(path: Path) -> Predictor:
         raise WeightsError(f"MODEL {path}: not an export of dla-nas (inputs {inputs}, outputs "
                            f"{outputs}; expected image and logits)")
     props = session.get_modelmeta().custom_metadata_map
+    if props.get("trained") == "false":
+        raise WeightsError(f"MODEL {path}: exported without trained weights (its answers would "
+                           "be noise; it serves latency only): export it with --weights")
     where = f"MODEL {path}: metadata_props"
     try:
         meta = {key: json.loads(props[key]) for key in ("preprocessing", "class_names")

@@ -104,6 +104,9 @@ def cmd_export(args: argparse.Namespace) -> int:
                            int8=args.int8)
     for path in paths:
         print(path)
+        if path.suffix == ".onnx" and not args.weights:
+            print(f"warning: {path.name}: initial weights, not trained ones (good for latency, "
+                  "not for predictions): --weights exports the trained ones", file=sys.stderr)
         warning = (exported_metadata(path).get("confirmed") or {}).get("warning") \
             if path.suffix == ".yaml" else None
         if warning:
