@@ -186,6 +186,9 @@ def test_bad_axis_flags_are_refused(tmp_path):
         plot_pareto([run], y="macs", out=tmp_path / "p")
     with pytest.raises(RunError, match="has no latency_ms values"):
         plot_pareto([run], x="latency_ms", out=tmp_path / "p")
+    with pytest.raises(RunError, match=r"^--y: .* is a run of classifiers, without val_miou"):
+        plot_pareto([run], y="val_miou", out=tmp_path / "p")
+    assert not (tmp_path / "p").exists()
     with pytest.raises(OptionError, match=r"--by: 'depth' is not allowed \(one of aggregation, "):
         plot_pareto([run], by="depth", out=tmp_path / "p")
 

@@ -131,7 +131,7 @@ def plot_pareto(runs: list[Path], x: str = "macs", y: str | None = None, *,
         raise OptionError(f"--by: {by!r} is not allowed (one of {', '.join(BY)})")
     if not runs:
         raise RunError("no run folder given (one or more results/<run> folders)")
-    loaded = [_load(Path(p), x, *run_style(i, by, COLOURS)) for i, p in enumerate(runs)]
+    loaded = [_load(Path(p), x, y, *run_style(i, by, COLOURS)) for i, p in enumerate(runs)]
     objectives = loaded[0].objectives
     for run in loaded[1:]:
         if run.objectives != objectives:
@@ -179,7 +179,7 @@ def _summary(run: RunPlot, x: str, y: str) -> dict[str, Any]:
 
 
 # ---- data -----------------------------------------------------------------------------------
-def _load(path: Path, x: str, colour: str, marker: str) -> RunPlot:
+def _load(path: Path, x: str, y: str, colour: str, marker: str) -> RunPlot:
     info = RunStore(path).info()
     records = load_run(path)
     if not records:
@@ -187,6 +187,9 @@ def _load(path: Path, x: str, colour: str, marker: str) -> RunPlot:
     if not any(r.value(x) is not None for r in records):
         raise RunError(f"--x: {path} has no {x} values (its objectives are "
                        f"{', '.join(m for m, _ in run_objectives(info))})")
+    if y == "val_miou" and info.get("data", {}).get("task") != "dense":  # else empty plots
+        raise RunError(f"--y: {path} is a run of classifiers, without val_miou (a dense "
+                       "run's metric)")
     return RunPlot(path, info, records, colour, marker, confirmed=load_confirmed(path))
 
 
