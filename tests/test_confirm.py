@@ -2,7 +2,9 @@
 once, a record per finished unit that survives a kill, and the figures in status, pareto and
 export."""
 
+import dataclasses
 import json
+import shutil
 
 import conftest
 import pytest
@@ -138,6 +140,22 @@ def test_bad_confirm_input_is_one_line(searched, argv, message, capsys):
     assert main(["confirm", str(out), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_infeasible_trial_is_not_confirmed(searched, tmp_path, capsys):
+    """A trial outside the run's constraints never trained, and export refuses it: confirm
+    refuses it too rather than train what cannot be exported."""
+    out, _ = searched
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("*.lock", "confirm*", "weights"))
+    record = next(r for r in load_run(copy) if r.kind == "search")
+    over = dataclasses.replace(record, trial=99, status="infeasible", val_acc=None,
+                               reason="macs 9 > max_macs 1")
+    RunStore(copy).append(over)
+    assert main(["confirm", str(copy), "--trial", "99", *RECIPE]) == 2
+    assert ("--trial: trial 99 is infeasible (macs 9 > max_macs 1): outside the run's "
+            "constraints") in capsys.readouterr().err
+    assert main(["export", str(copy), "--trial", "99"]) == 2
 
 
 def test_a_bad_dataset_is_refused_before_run_yaml_and_the_corrected_rerun_works(tmp_path, capsys):

@@ -174,6 +174,10 @@ def choose(records: list[TrialRecord], objectives: list[tuple[str, str]], *,
             raise RunError(f"--trial: {n} is not a finished search trial of this run")
         if by_number[n].genome is None:
             raise RunError(f"--trial: trial {n} has no genome ({by_number[n].status})")
+        if by_number[n].status == "infeasible":  # export would refuse what it trained
+            why = by_number[n].reason or "over the constraints"
+            raise RunError(f"--trial: trial {n} is infeasible ({why}): outside the run's "
+                           "constraints, never trained")
         chosen.append(by_number[n])
     return [search_candidate(r) for r in _unique(chosen)]
 
