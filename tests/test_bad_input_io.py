@@ -219,6 +219,12 @@ def test_a_flag_error_is_one_line(argv, message, capsys):
     assert error_line(capsys).startswith(message)
 
 
+def test_a_value_the_recipe_refuses_is_named_by_its_flag(capsys):
+    """--lr passes the parser and is refused by TrainConfig's rules: named as typed."""
+    assert main(["train", "dla34", "--lr", "0"]) == 2
+    assert error_line(capsys) == "dla-nas train: error: --lr: 0.0 is not allowed (> 0)"
+
+
 def test_help_still_prints_the_usage(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["search", "--help"])

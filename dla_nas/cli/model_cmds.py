@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import DataError, OptionError
+from ..errors import DataError, OptionError, TrainError
 from ..files import check_out_file, check_out_folder, safe_name, write_file
 from .render import epoch_progress, stderr_console
 
@@ -178,13 +178,27 @@ def _check_no_result(out: Path, overwrite: bool) -> None:
                           "give another --out, or --overwrite to replace them")
 
 
+def flag_config(**fields):
+    """The ``TrainConfig`` of a command's flags; a value it refuses is named by its flag
+    (``--lr: 0.0 is not allowed``), as the user typed it."""
+    from ..train.config import TrainConfig
+
+    try:
+        return TrainConfig(**fields)
+    except TrainError as exc:
+        field, _, rest = str(exc).partition(": ")
+        if field not in {f.name for f in dataclasses.fields(TrainConfig)}:
+            raise
+        raise OptionError(f"--{field.replace('_', '-')}: {rest}") from None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ..arch.builder import build_model, resolve_genome
     from ..arch.cost import model_cost
     from ..data import load_dataset, make_loader
     from ..data.report import data_report, warnings
     from ..train.checkpoint import save_checkpoint
-    from ..train.config import FINE_TUNING, PRETRAINED_RESOLUTION, TrainConfig, fine_tuning
+    from ..train.config import FINE_TUNING, PRETRAINED_RESOLUTION, fine_tuning
     from ..train.metrics import learnt_little
     from ..train.trainer import evaluate, resolve_device, train
     from ..weights import imagenet_normalised, parse_source, weights_file
@@ -195,7 +209,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     pretrained = bool(args.pretrained) or getattr(genome, "pretrained", False)
     tuning = fine_tuning(args.epochs) if pretrained else {}  # the recipe; flags override
     tuning.update({k: getattr(args, k) for k in FINE_TUNING if getattr(args, k) is not None})
-    cfg = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
+    cfg = flag_config(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
                       lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
                       compile=args.compile, schedule=args.schedule,
                       freeze_bn=args.freeze_bn,

@@ -12,7 +12,8 @@ from ..analysis.pareto import accuracy_metric, run_objectives
 from ..errors import OptionError, RunError
 from ..files import check_out_file, check_out_folder
 from ..results import RunStore
-from ..train.config import TrainConfig, frozen_epochs
+from ..train.config import frozen_epochs
+from .model_cmds import flag_config
 from .render import print_confirmed, print_summary, search_progress, stderr_console, unit_progress
 
 
@@ -121,7 +122,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     proxy = space.proxy  # a search from pretrained weights is confirmed from them too
     # the search's sampling, init and (through the space's task) augmentation and resize,
     # unless a flag says otherwise: the confirmed network is trained as it was ranked
-    cfg = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
+    cfg = flag_config(epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
                       lr=args.lr, device=args.device, threads=args.threads,
                       sampling=args.sampling or proxy.sampling, init=args.init or proxy.init,
                       backbone_lr_mult=proxy.backbone_lr_mult,
