@@ -164,24 +164,24 @@ def driver(space, out, trials, **kw):
                             stderr=subprocess.STDOUT, text=True)
 
 
-def wait_for_checkpoint(out, most_epochs=2, timeout=150):
-    """Until, after some trial has a record, a trial without one has saved an epoch checkpoint
-    (so a restore resumes it) after at most ``most_epochs`` epochs: a trial found near its
-    end could finish before the signal arrives."""
+def wait_for_state(out, most_epochs=2, timeout=150):
+    """Until, after some trial has a record, a trial without one has saved its state (so a
+    restore resumes it) after at most ``most_epochs`` epochs: a trial found near its end could
+    finish before the signal arrives."""
     end = time.time() + timeout
     while time.time() < end:
         done = {r.trial for r in search_records(out)} if (out / "trials.jsonl").exists() else set()
-        for state in (out / "ray").glob("search-*/trial-*/checkpoint_*/state.pt"):
-            number = int(state.parent.parent.name.split("-")[1])
+        for state in (out / "ray").glob("search-*/trial-*/state.pt"):
+            number = int(state.parent.name.split("-")[1])
             if number not in done and done:
-                try:  # complete, not half copied
+                try:  # a file just replaced can vanish
                     epoch = torch.load(state, weights_only=True)["train"]["epoch"]
                 except Exception:
                     continue
                 if epoch <= most_epochs:
                     return number
         time.sleep(0.05)
-    raise AssertionError("no trial checkpointed early in time")
+    raise AssertionError("no trial saved its state early in time")
 
 
 # ---- tests --------------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ def test_train_resumes_from_its_state_exactly():
 
     train(model(), data, cfg, stop_after_one)
     path = Path(tempfile.mkdtemp()) / "state.pt"
-    torch.save(saved, path)  # what a Ray checkpoint holds; plain data for weights_only
+    torch.save(saved, path)  # what a Ray trial saves; plain data for weights_only
     resumed = train(model(), data, cfg, resume=torch.load(path, weights_only=True))
     shutil.rmtree(path.parent)
     assert saved["epoch"] == 1 and resumed.epochs_run == 3
@@ -214,10 +214,9 @@ def test_train_resumes_from_its_state_exactly():
     assert resumed.train_loss_per_epoch == full.train_loss_per_epoch
 
 
-def test_a_rerun_trial_resumes_from_the_newest_checkpoint_of_its_number_and_genome(
-        tmp_path, monkeypatch):
+def test_a_rerun_trial_resumes_from_the_newest_state_of_its_number_and_genome(tmp_path):
     """After a kill -9, Tune's last snapshot may predate a trial: it runs again under a new
-    Tune id, and its checkpoints are found by record number, for the same genome and recipe
+    Tune id, and its saved states are found by record number, for the same genome and recipe
     only (a number whose trial never ran is drawn again with another genome)."""
     from dla_nas.search import ray_trial
 
@@ -225,23 +224,22 @@ def test_a_rerun_trial_resumes_from_the_newest_checkpoint_of_its_number_and_geno
         folder.mkdir(parents=True)
         torch.save({"train": {"epoch": epoch}, "started_at": "t", "key": key},
                    folder / ray_trial.STATE_FILE)
-        return folder
 
     ray_dir = tmp_path / "ray"
-    tunes = save(ray_dir / "search-1" / "trial-3-new" / "checkpoint_000000", "k", 1)
-    save(ray_dir / "search-0" / "trial-3-old" / "checkpoint_000003", "k", 4)
-    save(ray_dir / "search-0" / "trial-3-other" / "checkpoint_000006", "other genome", 7)
-    save(ray_dir / "search-0" / "trial-13-x" / "checkpoint_000008", "k", 9)
-    (ray_dir / "search-0" / "trial-3-cut" / "checkpoint_000009").mkdir(parents=True)
-    (ray_dir / "search-0" / "trial-3-cut" / "checkpoint_000009" / "state.pt").write_bytes(b"PK")
-    checkpoint = [ray.tune.Checkpoint.from_directory(str(tunes))]
-    monkeypatch.setattr(ray_trial.tune, "get_checkpoint", lambda: checkpoint[0])
+    save(ray_dir / "search-1" / "trial-3-new", "k", 1)
+    save(ray_dir / "search-0" / "trial-3-old", "k", 4)
+    save(ray_dir / "search-0" / "trial-3-other", "other genome", 7)
+    save(ray_dir / "search-0" / "trial-13-x", "k", 9)
+    save(ray_dir / "search-0" / "trial-31-x", "k", 11)
+    (ray_dir / "search-0" / "trial-3-cut").mkdir(parents=True)
+    (ray_dir / "search-0" / "trial-3-cut" / "state.pt").write_bytes(b"PK")
+    (ray_dir / "search-0" / "trial-3-old" / ".state.pt.x.part").write_bytes(b"PK")
     assert ray_trial._latest_state(str(tmp_path), 3, "k")["train"]["epoch"] == 4
     assert ray_trial._latest_state(str(tmp_path), 13, "k")["train"]["epoch"] == 9
     assert ray_trial._latest_state(str(tmp_path), 3, "new genome") is None
-    checkpoint[0] = None
     shutil.rmtree(ray_dir / "search-0")
     assert ray_trial._latest_state(str(tmp_path), 3, "k")["train"]["epoch"] == 1
+    assert ray_trial._latest_state(str(tmp_path), 31, "k") is None
 
 
 @pytest.mark.parametrize("kw, message", [
@@ -318,12 +316,13 @@ def test_search_with_asha_then_pareto_writes_records_stops_early_and_extends(tmp
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 def test_interrupted_driver_then_the_same_call_finishes_exactly_n(tmp_path, ray_env, sig):
-    # 12 epochs: a trial that has saved one of its first two checkpoints is far from done when
-    # the signal arrives (Tune's trials report synchronously: one never runs ahead of the driver)
+    # 12 epochs: a trial that has saved its state after one of its first two epochs is far from
+    # done when the signal arrives (Tune's trials report synchronously: one never runs ahead
+    # of the driver)
     space, out = write_space(tmp_path, proxy={"epochs": 12, "batch_size": 128}), tmp_path / "run"
     proc = driver(space, out, 4)
     try:
-        number = wait_for_checkpoint(out)
+        number = wait_for_state(out)
         proc.send_signal(sig)
         output, _ = proc.communicate(timeout=90)
     finally:
@@ -348,7 +347,7 @@ def test_interrupted_driver_then_the_same_call_finishes_exactly_n(tmp_path, ray_
     assert len((out / "trials.jsonl").read_text().splitlines()) == 4  # no duplicate records
     resumed = next(e for e in events if e.kind == "record" and e.record.trial == number)
     assert resumed.record.status == "ok"
-    assert resumed.resumed_after is not None  # from its checkpoint, not from scratch
+    assert resumed.resumed_after is not None  # from its saved state, not from scratch
 
 
 def test_balanced_accuracy_objective_a_step_budget_and_a_searched_lr(tmp_path, local_ray):

@@ -242,7 +242,7 @@ class SearchEvent:
     finished: int  # search trials with a record
     running: int = 0
     record: TrialRecord | None = None
-    resumed_after: int | None = None  # a Ray trial went on from this epoch's checkpoint
+    resumed_after: int | None = None  # a Ray trial went on from this epoch's saved state
     message: str = ""
 
 

@@ -15,8 +15,11 @@ How a trial runs
   counts params and MACs first and reports an ``infeasible`` result at once when a constraint
   is broken, without training; a genome already recorded is reported as ``reused`` (no
   training); otherwise it trains with the space's proxy and reports ``val_acc`` after every
-  epoch with a checkpoint (model, optimiser, schedule, shuffling state, epoch), so a paused,
-  failed or interrupted trial resumes from ``ray.tune.get_checkpoint()``. Values for the
+  epoch and replaces its training state (model, optimiser, schedule, shuffling state,
+  epoch) in ``state.pt`` of its Tune folder, so a failed or interrupted trial resumes from
+  its last epoch. Tune is given no checkpoints of its own: its experiment snapshot lags the
+  trials and, after a kill -9 of the driver, could name a checkpoint it had deleted since,
+  which failed the trial's restore. Values for the
   sampler are those of the Optuna backend: accuracy 0 for infeasible and diverged trials,
   FAIL for failures, and the constraint values (``value / limit - 1``) for NSGA-II and TPE.
   A genome that is being trained by another running trial is held back (the searcher
@@ -50,21 +53,21 @@ Records and numbers
 Restore
   Calling again with the same ``out`` restores the last Tune experiment
   (``Tuner.restore(..., resume_errored=True)``); unfinished trials continue from their last
-  epoch checkpoint. A trial whose record is already on disk (it finished after Tune's last
+  epoch's state. A trial whose record is already on disk (it finished after Tune's last
   experiment snapshot) reports that record again and trains nothing; the driver never writes
   a number twice. If the run has fewer finished trials than asked (a larger ``--trials``, or
   a timeout, or Tune's state half written when the driver was killed), a new experiment
   ``ray/search-<k>`` runs the rest from the same study, its sampler seeded from ``--seed``
   and the trials already in the study (``core.sampler_seed``). A trial resumes from the
-  newest of Tune's checkpoint and the checkpoints on disk of its record number and genome
-  (a trial newer than Tune's snapshot runs again under a new Tune id, from its checkpoint).
+  newest state on disk of its record number and genome (a trial newer than Tune's snapshot
+  runs again under a new Tune id, from that state).
   Ctrl-C stops gracefully (Tune saves its state; running trials are resumed next time) and
   raises ``KeyboardInterrupt`` after everything finished has been written and Ray has been
   shut down. After a kill -9 of the driver, Ray's dashboard and runtime-env agents linger for
   about a minute (Ray's own behaviour); everything else dies with the driver.
 
 Clusters: with ``address`` the driver joins that cluster (``auto``, ``HOST:PORT`` or
-``ray://HOST:PORT``); checkpoints are written under ``out``, so on several nodes ``out`` must
+``ray://HOST:PORT``); training states are written under ``out``, so on several nodes ``out`` must
 be on storage that every node sees (NFS). Without ``address`` a private local Ray is started
 on loopback (no dashboard) and shut down at the end.
 """
@@ -281,7 +284,6 @@ def _run_stages(driver: Driver, settings: TrialSettings, resolution: int, gpus: 
                 run_config=tune.RunConfig(
                     name=f"{STAGE}{index}", storage_path=str(ray_dir), verbose=0,
                     callbacks=[DlaNasRecorder(driver.run, driver.epochs, settings.device)],
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     failure_config=tune.FailureConfig(max_failures=1)))
             restored.add(ray_dir / f"{STAGE}{index}")
             fresh = True

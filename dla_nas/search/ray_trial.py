@@ -1,5 +1,5 @@
 """The worker side of the Ray backend: one Tune trial (cost, constraints, reuse, proxy training
-with a report and a checkpoint per epoch, resumable) and the baselines task."""
+with a report and a saved training state per epoch, resumable) and the baselines task."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import functools
 import json
 import os
 import socket
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 from ray import tune
 
+from ..files import atomic_path
 from ..results import RunStore, TrialRecord
 from . import trials
 from .core import evaluate_baselines, find_reuse
@@ -130,24 +130,28 @@ def _run_trial(proposal: trials.Proposal, settings: TrialSettings) -> None:
     tune.report(_metrics(record))
 
 
+def _state_path(out: str, number: int) -> Path:
+    """Where the running Tune trial of record ``number`` keeps its training state: in the
+    trial's folder of its experiment, one file, replaced after every epoch."""
+    context = tune.get_context()
+    folder = TRIAL_DIR.format(number=number, trial_id=context.get_trial_id())
+    return Path(out, "ray", context.get_experiment_name(), folder, STATE_FILE)
+
+
 def _latest_state(out: str, number: int, key: str) -> dict | None:
-    """The newest training state of record ``number`` with genome and recipe ``key``: Tune's
-    checkpoint, or a newer one on disk. After a kill -9 of the driver, Tune's last snapshot
-    may predate the last checkpoint, or the trial itself: then the trial runs again under a
-    new Tune id, and its earlier folder is found by the record number."""
+    """The newest training state on disk of record ``number`` with genome and recipe ``key``.
+    Tune is given no checkpoints: its experiment snapshot lags the trials, and after a kill -9
+    of the driver it could name a checkpoint that Tune had since deleted, which failed the
+    restore. A trial that runs again (a restored experiment, a retry after a failure, a new
+    Tune id when the snapshot predates the trial) finds its state by record number."""
     import torch
 
     states = []
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            states.append(torch.load(Path(folder, STATE_FILE), map_location="cpu",
-                                     weights_only=True))
     folders = TRIAL_DIR.format(number=number, trial_id="*")
-    for path in Path(out, "ray").glob(f"{STAGE}*/{folders}/checkpoint_*/{STATE_FILE}"):
+    for path in Path(out, "ray").glob(f"{STAGE}*/{folders}/{STATE_FILE}"):
         try:
             states.append(torch.load(path, map_location="cpu", weights_only=True))
-        except Exception:  # half written when the driver died: an older one will do
+        except Exception:  # unreadable (written by hand, a disk fault): an older one will do
             pass
     states = [st for st in states if st.get("key") == key]  # the number may be redrawn
     return max(states, key=lambda st: st["train"]["epoch"], default=None)
@@ -155,12 +159,13 @@ def _latest_state(out: str, number: int, key: str) -> dict | None:
 
 def _train(evaluator: ProxyEvaluator, model, record: TrialRecord, *, out: str,
            deadline: float | None, reported: list[int]) -> None:
-    """Cost, constraints, then proxy training with a report and checkpoint per epoch, filling
+    """Cost, constraints, then proxy training with a report and saved state per epoch, filling
     ``record``, until ``deadline`` (``trials.check_deadline``); the epochs reported go to
     ``reported``."""
     import torch
 
     resume = None
+    state_path = _state_path(out, record.trial)
     saved = _latest_state(out, record.trial, record.key)
     if saved is not None:
         resume = saved["train"]
@@ -174,16 +179,16 @@ def _train(evaluator: ProxyEvaluator, model, record: TrialRecord, *, out: str,
         if report.val is not None:
             partial.set_val_metrics(report.val)
         partial.finish()
-        with tempfile.TemporaryDirectory(prefix="dla-nas-ckpt-") as folder:
+        with atomic_path(state_path) as part:
             torch.save({"train": state, "started_at": record.started_at, "key": record.key},
-                       Path(folder, STATE_FILE))
-            try:
-                metrics = _metrics(partial, report.epoch)
-                if resume is not None:
-                    metrics["resumed_after"] = int(resume["epoch"])
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-            except Exception as exc:
-                raise ReportError(str(exc)) from exc
+                       part)
+        try:
+            metrics = _metrics(partial, report.epoch)
+            if resume is not None:
+                metrics["resumed_after"] = int(resume["epoch"])
+            tune.report(metrics)
+        except Exception as exc:
+            raise ReportError(str(exc)) from exc
         reported.append(report.epoch)
 
     evaluator.measure(model, record, on_epoch, resume=resume)
