@@ -152,6 +152,20 @@ class RunStore:
         self.rungs_file = self.path / "rungs.jsonl"
         self._lock_file = self.path / ".lock"
 
+    def check_new(self) -> None:
+        """Refuse a folder that holds files (hidden ones aside) as the place of a new run: a
+        run whose run.yaml was lost, a train's output, anything else; the records would mix
+        with what is there."""
+        if not self.path.is_dir():
+            return
+        found = sorted(p.name for p in self.path.iterdir() if not p.name.startswith("."))
+        if found:
+            shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3
+                                            else "")
+            raise RunError(f"{self.path}: holds {shown} but no run.yaml (not a dla-nas run, "
+                           "or its run.yaml was lost); a new run needs a new or empty folder: "
+                           "use another --out")
+
     def create_or_check(self, run_info: dict[str, Any]) -> bool:
         """Write ``run.yaml`` for a new run; for an existing one check that the space is the
         same. Returns True when the run already existed (a resume)."""

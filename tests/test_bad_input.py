@@ -10,9 +10,11 @@ import types
 from pathlib import Path
 
 import conftest
+import optuna
 import pytest
 import torch
 import yaml
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 import dla_nas.arch.builder
 import dla_nas.data
@@ -22,7 +24,9 @@ from dla_nas.arch import zoo
 from dla_nas.arch.builder import build_model
 from dla_nas.arch.genome import MAX_BLOCKS, MAX_WEIGHTS, Genome
 from dla_nas.cli import main
+from dla_nas.errors import RunError
 from dla_nas.results import RunStore, TrialRecord, load_run
+from dla_nas.search.core import check_study_file
 from dla_nas.search.space import SearchSpace
 from dla_nas.train.checkpoint import save_checkpoint
 from dla_nas.train.config import TrainConfig
@@ -179,6 +183,64 @@ def test_an_out_that_is_a_file_is_refused_before_loading(command, out_file, tmp_
 def test_an_out_below_a_file_is_refused(out_file, capsys, no_loading):
     assert main(["train", "dla34_cifar", "--out", str(out_file / "sub")]) == 2
     error_line(capsys, f"{out_file} is a file")
+
+
+@pytest.mark.parametrize("kept", ["a train's output", "a run without its run.yaml"])
+def test_search_refuses_a_folder_that_holds_files_but_no_run(kept, tmp_path, capsys,
+                                                             no_loading):
+    out = tmp_path / "out"
+    if kept == "a train's output":
+        out.mkdir()
+        (out / "checkpoint.pt").write_bytes(b"old weights")
+        (out / "metrics.json").write_text("{}")
+    else:
+        make_run(out)
+        (out / "run.yaml").unlink()
+    before = files_of(out)
+    space = write(tmp_path / "space.yaml", SPACE)
+    assert main(["search", "--space", str(space), "--out", str(out)]) == 2
+    error_line(capsys, f"{out}: holds", "but no run.yaml", "another --out")
+    assert files_of(out) == before
+
+
+def test_search_takes_a_folder_with_only_hidden_files_as_new(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".DS_Store").write_bytes(b"finder")
+
+    def reached(*args, **kwargs):  # past the folder's check, on to the data
+        raise dla_nas.data.DataError("reached the data")
+
+    monkeypatch.setattr(dla_nas.search.core, "load_task_data", reached)
+    space = write(tmp_path / "space.yaml", SPACE)
+    assert main(["search", "--space", str(space), "--out", str(out)]) == 2
+    error_line(capsys, "reached the data")
+
+
+def test_a_run_whose_journal_or_records_were_lost_is_refused(tmp_path, capsys, no_loading):
+    store = RunStore(make_run(tmp_path / "run"))  # two search records, no journal
+    before = files_of(store.path)
+    space = write(tmp_path / "space.yaml", SPACE)
+    assert main(["search", "--space", str(space), "--out", str(store.path)]) == 2
+    error_line(capsys, f"{store.journal}: missing, but trials.jsonl holds 2 search trial(s)",
+               "another --out")
+    assert files_of(store.path) == before
+
+    storage = JournalStorage(JournalFileBackend(str(store.journal)))
+    study = optuna.create_study(study_name="tiny", storage=storage,
+                                directions=["maximize", "minimize"])
+    check_study_file(store, "tiny")  # a study begun, nothing told: nothing to lose
+    study.add_trial(optuna.trial.create_trial(values=[0.5, 100.0]))
+    check_study_file(store, "tiny")  # both there
+    records = store.trials_file.read_bytes()
+    store.trials_file.unlink()
+    with pytest.raises(RunError, match=r"trials.jsonl: missing, but study.journal holds 1 "):
+        check_study_file(store, "tiny")
+    store.append(TrialRecord(trial=-1, status="ok", hash="b", kind="baseline", name="b"))
+    with pytest.raises(RunError, match=r"trials.jsonl: no search record, but study.journal "):
+        check_study_file(store, "tiny")
+    store.trials_file.write_bytes(records)
+    check_study_file(store, "tiny")
 
 
 def test_train_refuses_a_folder_with_another_runs_results_unless_overwrite(

@@ -296,6 +296,8 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
     space = load_space(opts)
     store = RunStore(opts.out)
     resumed = store.run_yaml.exists()
+    if not resumed:
+        store.check_new()
     old = store.info() if resumed else {}
     stored = (old.get("space") or {}).get("proxy") or {}
     before_init = resumed and "init" not in stored  # its space must stay as it was written
@@ -320,6 +322,8 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
                                or (old.get("options") or {}).get("early_stopping") or "none")
         opts.warm_start = (opts.warm_start
                            or (old.get("options") or {}).get("warm_start") or "none")
+        if opts.storage is None:
+            check_study_file(store, space.name)
     if backend == "optuna":
         opts.sampler = opts.sampler or OPTUNA_SAMPLER
         if opts.early_stopping == "asha":
@@ -350,6 +354,32 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
     if resumed or create:
         run.create()
     return run
+
+
+def check_study_file(store: RunStore, study_name: str) -> None:
+    """Refuse to continue a run whose journal file or records were lost while the other is
+    there: the sampler would start over beside the records, or the trials the study knows
+    would have no record, and the run would be redone or thinned out without a word."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    records = len(store.search_records())
+    if not store.journal.exists():
+        if records:
+            raise RunError(f"{store.journal}: missing, but {store.trials_file.name} holds "
+                           f"{records} search trial(s): the sampler cannot go on without "
+                           "them; restore the file, or start a new run with another --out")
+        return
+    storage = JournalStorage(JournalFileBackend(str(store.journal)))
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:  # the journal was written before a first trial; nothing is lost
+        return
+    told = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    if told and not records:
+        state = "missing" if not store.trials_file.exists() else "no search record"
+        raise RunError(f"{store.trials_file}: {state}, but {store.journal.name} holds {told} "
+                       "finished trial(s): their records are lost; restore the file, or start "
+                       "a new run with another --out")
 
 
 # ---- what trials are told and reuse ------------------------------------------------------------
