@@ -159,27 +159,52 @@ def test_kill_9_then_resume_loses_nothing_and_retrains_nothing(tmp_path):
             assert len(retry) == 1 and retry[0].params == t.params
 
 
-def test_ctrl_c_stops_gracefully_and_the_same_command_continues(tmp_path):
+@pytest.mark.parametrize("sig, sigint", [(signal.SIGINT, signal.SIG_DFL),
+                                         (signal.SIGTERM, signal.SIG_IGN)],
+                         ids=["ctrl-c", "sigterm-nohup"])
+def test_ctrl_c_or_sigterm_stops_gracefully_and_the_same_command_continues(tmp_path, sig,
+                                                                          sigint):
+    """SIGINT as from a terminal; SIGTERM (kill, timeout, a job scheduler) to a search started
+    in the background of a script (``nohup ... &``: SIGINT ignored, and inherited so by the
+    workers, which the driver stops with SIGINT)."""
     space, out = write_space(tmp_path, proxy={"epochs": 3, "batch_size": 64}), tmp_path / "run"
     args = [sys.executable, "-m", "dla_nas.cli", "search", "--space", str(space), "--trials", "6",
-            "--out", str(out)]
-    # as from a terminal: a job started in the background of a script inherits SIGINT
-    # ignored, and Python then keeps ignoring it (a CI runner may start pytest that way)
+            "--out", str(out), "--workers", "2"]
+    # a job started in the background of a script inherits SIGINT ignored, and Python then
+    # keeps ignoring it (a CI runner may start pytest that way): set it as the case says
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "trials.jsonl").exists():
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
     assert "interrupted" in output and "Traceback" not in output
+    assert "run the same command to continue" in " ".join(output.split())
     again = cli("search", "--space", str(space), "--trials", "6", "--out", str(out), timeout=300)
     assert again.returncode == 0, again.stderr
     records = search_records(out)
     assert sorted(r.trial for r in records) == sorted({r.trial for r in records})
     assert len(records) == 6
     assert_no_genome_trained_twice(records)
+
+
+def test_a_worker_stops_on_the_drivers_sigint_even_when_it_inherited_it_ignored():
+    """The driver stops its workers with SIGINT; a search started with SIGINT ignored
+    (``nohup ... &``) passes that on to them, and they would train on until killed."""
+    code = ("import os, signal\n"
+            "from dla_nas.search.optuna_backend import _worker_signals\n"
+            "_worker_signals(os.getppid())\n"
+            "try:\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    signal.sigtimedwait([], 5)\n"
+            "except KeyboardInterrupt:\n"
+            "    print('stopped')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                       signal.SIG_IGN))
+    assert done.stdout == "stopped\n", done.stderr
 
 
 def test_two_workers_finish_exactly_n_trials(tmp_path):

@@ -1,12 +1,16 @@
 """The ``dla-nas`` command line: ``main`` parses, runs one command, and turns bad input
-(any ``DlaNasError``) into one line on stderr and exit status 2; a warning is one line too."""
+(any ``DlaNasError``) into one line on stderr and exit status 2; a warning is one line too.
+SIGTERM (``kill``, ``timeout``, ``docker stop``, a job scheduler) stops a command as Ctrl-C
+does: finished work saved, and the line that says how to continue."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 import warnings
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..errors import DlaNasError
 from ..files import WRITE_ERRNOS, write_error
@@ -21,10 +25,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     shown = warnings.formatwarning
     warnings.formatwarning = _one_line
     try:
-        return func(args)
+        with _term_as_interrupt():
+            return func(args)
     except DlaNasError as exc:
         print(f"dla-nas {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a command that saves nothing along the way (train, export)
+        print(f"dla-nas {args.command}: interrupted", file=sys.stderr)
+        return 130
     except OSError as exc:  # a full disk or a denied write that no atomic write named
         if exc.errno not in WRITE_ERRNOS:
             raise
@@ -33,6 +41,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         warnings.formatwarning = shown
+
+
+@contextlib.contextmanager
+def _term_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM goes to the SIGINT handler in place (Tune's graceful stop
+    during a Ray search; else KeyboardInterrupt, also where SIGINT is ignored, as in a job
+    started with ``nohup ... &``)."""
+    def on_term(signum, frame) -> None:
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread: signals are not ours to take
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _one_line(message, category, filename, lineno, line=None) -> str:

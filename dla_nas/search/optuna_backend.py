@@ -137,8 +137,12 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
 
 
 # ---- worker ----------------------------------------------------------------------------------
-def _exit_with_parent(parent: int) -> None:
-    """Workers end when the driver dies (kill -9 included), so a resume never races them."""
+def _worker_signals(parent: int) -> None:
+    """Workers end when the driver dies (kill -9 included), so a resume never races them, and
+    stop on the driver's SIGINT, also when the search was started with SIGINT ignored
+    (``nohup ... &``), which a worker inherits."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     def watch() -> None:
         while True:
             if os.getppid() != parent:
@@ -152,7 +156,7 @@ def worker_main(opts_dict: dict, index: int, device: str, threads: int | None, p
                 deadline: float | None) -> None:
     """One worker process: run baselines (worker 0 only), then trials until the study has
     the requested number or the deadline passes."""
-    _exit_with_parent(parent)
+    _worker_signals(parent)
     opts = SearchOptions(**opts_dict)
     store = RunStore(opts.out)
     space = SearchSpace.of_run(store.info())  # as the driver resolved it: parsed once

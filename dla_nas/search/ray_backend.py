@@ -77,6 +77,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 from pathlib import Path
 
 import optuna
@@ -202,7 +203,11 @@ def run_ray_search(opts: SearchOptions, *, address: str | None = None,
     interrupted = False
     with tune_environment(), _SigintWatch() as watch:
         try:
+            term = signal.getsignal(signal.SIGTERM)
             connect(address, num_cpus)
+            if callable(term) and threading.current_thread() is threading.main_thread():
+                # ray.init puts its own SIGTERM handler (an abort) in place of the caller's
+                signal.signal(signal.SIGTERM, term)
             check_resources(gpus_per_trial, cpus_per_trial)
             run.create()
             with run.store.lock():  # a new run's first trials are the hand designs
