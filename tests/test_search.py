@@ -190,6 +190,28 @@ def test_ctrl_c_or_sigterm_stops_gracefully_and_the_same_command_continues(tmp_p
     assert_no_genome_trained_twice(records)
 
 
+def test_status_tells_trials_in_training_from_those_a_stopped_search_left(tmp_path, capsys):
+    from test_bad_input import make_run  # a run of space "tiny" with two records
+
+    from dla_nas.search.core import journal_storage
+
+    store = RunStore(make_run(tmp_path / "run"))
+    study = optuna.create_study(study_name="tiny", storage=journal_storage(store),
+                                directions=["maximize", "minimize"])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    for pid, host in [(os.getpid(), socket.gethostname()), (os.getpid(), socket.gethostname()),
+                      (gone.pid, socket.gethostname()), (gone.pid, "elsewhere")]:
+        trial = study.ask()
+        trial.set_user_attr("pid", pid)
+        trial.set_user_attr("host", host)
+    assert main(["status", str(store.path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    by = sorted([f"pid {gone.pid} on elsewhere", f"pid {os.getpid()} on {socket.gethostname()}"])
+    assert f"in training now: 3 trial(s), by {', '.join(by)}" in out
+    assert "1 trial(s) left unfinished by a search that stopped" in out
+
+
 def test_a_worker_stops_on_the_drivers_sigint_even_when_it_inherited_it_ignored():
     """The driver stops its workers with SIGINT; a search started with SIGINT ignored
     (``nohup ... &``) passes that on to them, and they would train on until killed."""

@@ -44,6 +44,16 @@ def cmd_status(args: argparse.Namespace) -> int:
                       f"{r.wall_seconds:.1f}", note)
     console.print(table)
     print_summary(console, store, objectives)
+    if not (info.get("options") or {}).get("storage"):  # a study elsewhere is not read here
+        from ..search.trials import running
+
+        live, left = running(store, space.get("name", ""))
+        if live:
+            console.print(f"in training now: {len(live)} trial(s), by "
+                          + ", ".join(sorted(set(live))))
+        if left:
+            console.print(f"{left} trial(s) left unfinished by a search that stopped: drawn "
+                          "again when the same search command continues the run")
     from ..analysis.confirm import load_confirmed
 
     confirmed = load_confirmed(args.run)

@@ -356,12 +356,17 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
     return run
 
 
+def journal_storage(store: RunStore) -> optuna.storages.BaseStorage:
+    """The Optuna storage of a run that keeps its study in its folder (no ``--storage``)."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return JournalStorage(JournalFileBackend(str(store.journal)))
+
+
 def check_study_file(store: RunStore, study_name: str) -> None:
     """Refuse to continue a run whose journal file or records were lost while the other is
     there: the sampler would start over beside the records, or the trials the study knows
     would have no record, and the run would be redone or thinned out without a word."""
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
     records = len(store.search_records())
     if not store.journal.exists():
         if records:
@@ -369,9 +374,8 @@ def check_study_file(store: RunStore, study_name: str) -> None:
                            f"{records} search trial(s): the sampler cannot go on without "
                            "them; restore the file, or start a new run with another --out")
         return
-    storage = JournalStorage(JournalFileBackend(str(store.journal)))
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
+        study = optuna.load_study(study_name=study_name, storage=journal_storage(store))
     except KeyError:  # the journal was written before a first trial; nothing is lost
         return
     told = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))

@@ -24,6 +24,7 @@ from ..train.trainer import EpochReport
 from .core import (
     SearchOptions,
     constraint_values,
+    journal_storage,
     make_sampler,
     objective_values,
     sampler_seed,
@@ -150,15 +151,34 @@ def open_study(store: RunStore, space: SearchSpace, opts: SearchOptions,
                worker: int = 0) -> optuna.Study:
     """The run's study, with a sampler seeded by ``sampler_seed``: the worker's index and the
     trials already in the study give each worker, and each restart, its own draws."""
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = opts.storage or JournalStorage(JournalFileBackend(str(store.journal)))
+    storage = opts.storage or journal_storage(store)
     study = optuna.create_study(study_name=space.name, storage=storage,
                                 directions=space.directions, load_if_exists=True)
     before = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
     study.sampler = make_sampler(opts.sampler_name(space), sampler_seed(opts.seed, worker, before))
     return study
+
+
+def running(store: RunStore, study_name: str) -> tuple[list[str], int]:
+    """The running trials of a run that keeps its study in its folder: the processes that
+    train them (``pid N on HOST``, one entry per trial; a process on another host is taken
+    as live), and how many a dead process of this host left (drawn again on resume)."""
+    if not store.journal.exists():
+        return [], 0
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=journal_storage(store))
+    except KeyError:  # a journal written before the study was made
+        return [], 0
+    here, live, left = socket.gethostname(), [], 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid, host = t.user_attrs.get("pid"), t.user_attrs.get("host")
+        if host == here and isinstance(pid, int) and not alive(pid):
+            left += 1
+        else:
+            live.append(f"pid {pid} on {host}")
+    return live, left
 
 
 def warm_start(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
