@@ -169,6 +169,10 @@ def test_a_failed_append_is_one_line_naming_the_file(tmp_path, capsys, monkeypat
     (["train", "dla34", "--split-seed", str(2**40)], "--split-seed:"),
     (["search", "--space", "s.yaml", "--seed", str(2**32)], "--seed:"),
     (["confirm", "run", "--seeds", f"0,{2**32}"], f"--seeds: '0,{2**32}' is not allowed"),
+    (["confirm", "run", "--seeds", "0,,1"], "--seeds: '0,,1' is not allowed (an empty item"),
+    (["confirm", "run", "--trial", "3,"], "--trial: '3,' is not allowed (an empty item"),
+    (["search", "--space", "s.yaml", "--baselines", "a,,b"], "--baselines: 'a,,b' is not"),
+    (["search", "--space", "s.yaml", "--gpus", "0,,1"], "--gpus: '0,,1' is not allowed"),
 ])
 def test_sizes_and_seeds_out_of_range_are_refused_at_parse_time(argv, message, tmp_path,
                                                                  capsys, monkeypatch):

@@ -65,7 +65,12 @@ seed_int = int_range(0, MAX_SEED)
 
 
 def comma_list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    """``a, b`` -> ["a", "b"] ('' -> []); an empty item (``0,,1``, ``a,``) is a slip: refused."""
+    items = [t.strip() for t in text.split(",")]
+    if text.strip() and not all(items):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed (an empty item between "
+                                         "commas)")
+    return [t for t in items if t]
 
 
 def int_list(text: str, high: int | None = None) -> list[int]:
