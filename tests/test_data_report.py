@@ -79,6 +79,36 @@ def test_odd_sizes_and_mixed_formats_are_read_from_the_files(tmp_path):
         "images are made square by pad: their aspect ratios (w/h) run from 0.5 to 3"]
 
 
+def deep_folder(root: Path, scale: float, dtype, ext: str) -> Path:
+    """Two classes of 10 grey noise images each, values in [0, scale), stored as ``dtype``."""
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray((rng.random((16, 16)) * scale).astype(dtype)).save(
+                root / name / f"{i}.{ext}")
+    return root
+
+
+def test_float_and_few_bit_16_bit_images_are_warned_about(tmp_path):
+    floats = report_of(deep_folder(tmp_path / "f", 1.0, np.float32, "tif"))
+    assert floats.modes == ("F",) and 0.9 < floats.float_peak <= 1
+    [line] = warnings(floats)
+    assert "floating point (mode F, values up to 0.9" in line and "read as black" in line
+    assert floats.to_dict()["float_peak"] == floats.float_peak
+
+    twelve = report_of(deep_folder(tmp_path / "12", 4096, np.uint16, "png"))
+    assert twelve.sixteen_bit_peak < 4096 and twelve.float_peak is None
+    [line] = warnings(twelve)
+    assert "16-bit images use 12 bits or fewer" in line and "keep 16 grey levels" in line
+    assert "(x16)" in line
+
+    full = report_of(deep_folder(tmp_path / "16", 65535, np.uint16, "png"))
+    assert full.sixteen_bit_peak > 60000 and not warnings(full)
+    plain = report_of(write_folder(tmp_path / "8", {"a": 10, "b": 10}))
+    assert plain.sixteen_bit_peak is None and "sixteen_bit_peak" not in plain.to_dict()
+
+
 def test_small_images_at_a_large_resolution_are_said_to_be_upscaled(tmp_path):
     root = write_folder(tmp_path / "small", {"a": 4, "b": 4}, size=8)
     assert any("upscaled" in w and "median side is 8 px" in w

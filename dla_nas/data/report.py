@@ -16,7 +16,7 @@ from PIL import Image
 
 from .config import IMBALANCE_RATIO, imbalance
 from .dataset import Dataset
-from .images import _map_safely
+from .images import _SIXTEEN_BIT_MODES, _map_safely
 
 SPLITS = ("train", "val", "test")
 # width/height outside this range (3:4 to 4:3) is visibly squashed by the square resize
@@ -25,6 +25,9 @@ SQUARE_ASPECT = (0.75, 1.33)
 # nothing and only cost compute
 UPSCALE_FACTOR = 2.0
 DUPLICATE_EXAMPLES = 3  # example pairs kept: enough to find the files, short enough to print
+# 16-bit images whose values stay below this use 14 bits or fewer: read as value / 257 they keep
+# at most 64 grey levels (a 12-bit camera's, 0-4095, keeps 16)
+FEW_BITS = 2**14
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class FileFacts:
     mode: str
     format: str
     digest: str
+    peak: float | None = None  # the largest value, for float and 16-bit images only
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,8 @@ class DataReport:
     augment: str = "none"  # the training augmentation (``Augment.describe``)
     dense: bool = False  # masks: a class a pixel
     skipped: int = 0  # image files that could not be read, left out
+    float_peak: float | None = None  # the largest value of the float images (mode F), if any
+    sixteen_bit_peak: int | None = None  # ... of the 16-bit images, if any
 
     @property
     def totals(self) -> tuple[int, ...]:
@@ -93,6 +99,9 @@ class DataReport:
             out["sizes"] = {"width": list(s.width), "height": list(s.height),
                             "aspect": list(s.aspect)}
             out["modes"], out["formats"] = list(self.modes), list(self.formats)
+        for key in ("float_peak", "sixteen_bit_peak"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         return out
 
 
@@ -113,9 +122,13 @@ def data_report(data: Dataset) -> DataReport:
              for s, p in paths.items()}
     everything = [f for s in SPLITS for f in facts[s]]
     leaks, examples = _leaks(paths, {s: [f.digest for f in facts[s]] for s in SPLITS})
+    floats = [f.peak for f in everything if f.mode == "F" and f.peak is not None]
+    deep = [f.peak for f in everything if f.mode in _SIXTEEN_BIT_MODES and f.peak is not None]
     return replace(base, leaks=leaks, leak_examples=examples, sizes=_size_stats(everything),
-                    modes=tuple(sorted({f.mode for f in everything})),
-                    formats=tuple(sorted({f.format for f in everything})))
+                   modes=tuple(sorted({f.mode for f in everything})),
+                   formats=tuple(sorted({f.format for f in everything})),
+                   float_peak=max(floats) if floats else None,
+                   sixteen_bit_peak=int(max(deep)) if deep else None)
 
 
 def _task(dense: bool) -> str:
@@ -132,12 +145,17 @@ def _class_counts(labels: torch.Tensor, num_classes: int) -> tuple[int, ...]:
 
 
 def _file_facts(path: str) -> FileFacts:
-    """Size, mode and format from the header, and a digest of the bytes: one read per file."""
+    """Size, mode and format from the header, and a digest of the bytes: one read per file;
+    float and 16-bit images (rare) are decoded for their largest value."""
     with open(path, "rb") as f:
         raw = f.read()
     with Image.open(io.BytesIO(raw)) as im:  # opening reads the header only
+        peak = None
+        if im.mode == "F" or im.mode in _SIXTEEN_BIT_MODES:
+            values = np.asarray(im, dtype=np.float64)
+            peak = float(np.nanmax(values)) if np.isfinite(values).any() else None
         return FileFacts(im.width, im.height, im.mode, im.format or "?",
-                         hashlib.blake2b(raw, digest_size=16).hexdigest())
+                         hashlib.blake2b(raw, digest_size=16).hexdigest(), peak)
 
 
 def _array_digests(data: Dataset, split: str) -> list[str]:
@@ -206,6 +224,17 @@ def _warning_lines(r: DataReport, balanced: bool | None) -> Iterator[str]:
         yield (f"images are upscaled: their median side is {side} px, against "
                f"--resolution {r.resolution}; a --resolution near {side} costs less and "
                "loses nothing")
+    if r.float_peak is not None:
+        yield (f"images are floating point (mode F, values up to {r.float_peak:g}): they are "
+               "read as grey levels 0-255, values outside clipped"
+               + (", so these read as black" if r.float_peak <= 1 else "")
+               + "; save them as 8- or 16-bit images")
+    if r.sixteen_bit_peak is not None and r.sixteen_bit_peak < FEW_BITS:
+        bits = max(1, r.sixteen_bit_peak.bit_length())
+        yield (f"16-bit images use {bits} bits or fewer (values up to {r.sixteen_bit_peak}): "
+               "read as value / 257 (the full 16-bit range) they keep "
+               f"{r.sixteen_bit_peak // 257 + 1} grey levels; scale them to the full range "
+               f"(x{2 ** (16 - bits)}) or save them as 8-bit images")
     if r.leaks:
         yield (f"{r.leaks} images in val/test also appear in train (e.g. "
                f"{r.leak_examples[0]}): the scores will flatter; remove the copies")
