@@ -159,7 +159,7 @@ class RunStore:
         if not self.path.is_dir():
             return
         found = sorted(p.name for p in self.path.iterdir() if not p.name.startswith("."))
-        if found:
+        if found and not self.run_yaml.exists():  # another search's run.yaml, just written
             shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3
                                             else "")
             raise RunError(f"{self.path}: holds {shown} but no run.yaml (not a dla-nas run, "

@@ -201,6 +201,8 @@ def test_search_refuses_a_folder_that_holds_files_but_no_run(kept, tmp_path, cap
     assert main(["search", "--space", str(space), "--out", str(out)]) == 2
     error_line(capsys, f"{out}: holds", "but no run.yaml", "another --out")
     assert files_of(out) == before
+    (out / "run.yaml").write_text("{}")  # another search's, written after this one looked
+    RunStore(out).check_new()  # a resume, then: not refused
 
 
 def test_search_takes_a_folder_with_only_hidden_files_as_new(tmp_path, capsys, monkeypatch):
@@ -215,6 +217,29 @@ def test_search_takes_a_folder_with_only_hidden_files_as_new(tmp_path, capsys, m
     space = write(tmp_path / "space.yaml", SPACE)
     assert main(["search", "--space", str(space), "--out", str(out)]) == 2
     error_line(capsys, "reached the data")
+
+
+def test_a_ray_run_of_dla_nas_0_1_has_no_journal_and_is_continued(tmp_path, capsys,
+                                                                   monkeypatch):
+    """dla-nas 0.1's Ray backend kept its study inside Tune: no study.journal to miss."""
+    run = make_run(tmp_path / "run")
+    info = yaml.safe_load((run / "run.yaml").read_text())
+    space = write(tmp_path / "space.yaml", SPACE)
+    info.update(backend="ray", versions={"dla-nas": "0.1.0"}, space_fingerprint=(
+        SearchSpace.from_yaml(space).fingerprint()))
+    (run / "run.yaml").write_text(yaml.safe_dump(info))
+
+    def reached(*args, **kwargs):  # past the run folder's checks, on to the data
+        raise dla_nas.data.DataError("reached the data")
+
+    monkeypatch.setattr(dla_nas.search.core, "load_task_data", reached)
+    argv = ["search", "--backend", "ray", "--space", str(space), "--out", str(run)]
+    assert main(argv) == 2
+    error_line(capsys, "reached the data")
+    info["versions"] = {"dla-nas": "0.2.0"}
+    (run / "run.yaml").write_text(yaml.safe_dump(info))
+    assert main(argv) == 2
+    error_line(capsys, "study.journal: missing")
 
 
 def test_a_run_whose_journal_or_records_were_lost_is_refused(tmp_path, capsys, no_loading):
@@ -234,7 +259,10 @@ def test_a_run_whose_journal_or_records_were_lost_is_refused(tmp_path, capsys, n
     check_study_file(store, "tiny")  # both there
     records = store.trials_file.read_bytes()
     store.trials_file.unlink()
-    with pytest.raises(RunError, match=r"trials.jsonl: missing, but study.journal holds 1 "):
+    # one trial told and unrecorded: Tune tells the study just before its record is written
+    check_study_file(store, "tiny")
+    study.add_trial(optuna.trial.create_trial(values=[0.6, 200.0]))
+    with pytest.raises(RunError, match=r"trials.jsonl: missing, but study.journal holds 2 "):
         check_study_file(store, "tiny")
     store.append(TrialRecord(trial=-1, status="ok", hash="b", kind="baseline", name="b"))
     with pytest.raises(RunError, match=r"trials.jsonl: no search record, but study.journal "):

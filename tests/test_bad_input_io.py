@@ -173,6 +173,7 @@ def test_a_failed_append_is_one_line_naming_the_file(tmp_path, capsys, monkeypat
     (["confirm", "run", "--trial", "3,"], "--trial: '3,' is not allowed (an empty item"),
     (["search", "--space", "s.yaml", "--baselines", "a,,b"], "--baselines: 'a,,b' is not"),
     (["search", "--space", "s.yaml", "--gpus", "0,,1"], "--gpus: '0,,1' is not allowed"),
+    (["search", "--space", "s.yaml", "--gpus", ""], "--gpus: '' is not allowed (GPU indices"),
 ])
 def test_sizes_and_seeds_out_of_range_are_refused_at_parse_time(argv, message, tmp_path,
                                                                  capsys, monkeypatch):

@@ -191,11 +191,14 @@ def test_ctrl_c_or_sigterm_stops_gracefully_and_the_same_command_continues(tmp_p
 
 
 def test_status_tells_trials_in_training_from_those_a_stopped_search_left(tmp_path, capsys):
-    from test_bad_input import make_run  # a run of space "tiny" with two records
+    from test_bad_input import SPACE as TINY_SPACE  # named "tiny"
+    from test_bad_input import make_run  # a run with two records
 
     from dla_nas.search.core import journal_storage
 
     store = RunStore(make_run(tmp_path / "run"))
+    info = yaml.safe_load(store.run_yaml.read_text())
+    store.run_yaml.write_text(yaml.safe_dump({**info, "space": TINY_SPACE}))
     study = optuna.create_study(study_name="tiny", storage=journal_storage(store),
                                 directions=["maximize", "minimize"])
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -211,22 +214,35 @@ def test_status_tells_trials_in_training_from_those_a_stopped_search_left(tmp_pa
     assert f"in training now: 3 trial(s), by {', '.join(by)}" in out
     assert "1 trial(s) left unfinished by a search that stopped" in out
 
+    unnamed = {k: v for k, v in TINY_SPACE.items() if k != "name"}  # named by its file's stem
+    store.run_yaml.write_text(yaml.safe_dump({**info, "space": unnamed,
+                                              "space_path": "spaces/tiny.yaml"}))
+    assert main(["status", str(store.path)]) == 0
+    assert "in training now: 3 trial(s)" in " ".join(capsys.readouterr().out.split())
+    lines = store.journal.read_text().splitlines(keepends=True)
+    store.journal.write_text("".join(lines[:2] + [lines[2][:10] + "\n"] + lines[3:]))
+    assert main(["status", str(store.path)]) == 0  # the table stands; the journal is named
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"warning: {store.journal}: cannot be read" in out and "Traceback" not in out
+
 
 def test_a_worker_stops_on_the_drivers_sigint_even_when_it_inherited_it_ignored():
     """The driver stops its workers with SIGINT; a search started with SIGINT ignored
-    (``nohup ... &``) passes that on to them, and they would train on until killed."""
+    (``nohup ... &``) passes that on to them, and they would train on until killed. A SIGTERM
+    to the whole process group (``timeout``, a job scheduler) stops them as gracefully."""
     code = ("import os, signal\n"
             "from dla_nas.search.optuna_backend import _worker_signals\n"
             "_worker_signals(os.getppid())\n"
-            "try:\n"
-            "    os.kill(os.getpid(), signal.SIGINT)\n"
-            "    signal.sigtimedwait([], 5)\n"
-            "except KeyboardInterrupt:\n"
-            "    print('stopped')\n")
+            "for sig in (signal.SIGINT, signal.SIGTERM):\n"
+            "    try:\n"
+            "        os.kill(os.getpid(), sig)\n"
+            "        signal.sigtimedwait([], 5)\n"
+            "    except KeyboardInterrupt:\n"
+            "        print('stopped')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, preexec_fn=lambda: signal.signal(signal.SIGINT,
                                                                        signal.SIG_IGN))
-    assert done.stdout == "stopped\n", done.stderr
+    assert done.stdout == "stopped\nstopped\n", done.stderr
 
 
 def test_two_workers_finish_exactly_n_trials(tmp_path):

@@ -91,9 +91,12 @@ def seed_list(text: str) -> list[int]:
 
 def gpu_list(text: str) -> list[int]:
     try:
-        return [int(t) for t in comma_list(text)]
+        gpus = [int(t) for t in comma_list(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed (GPU indices such as 0,1)") from None
+        gpus = []
+    if not gpus:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed (GPU indices such as 0,1)")
+    return gpus
 
 
 def add_source_args(p: argparse.ArgumentParser, resolution_help: str) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import OptionError
+from ..errors import DlaNasError, OptionError
 from ..files import check_out_folder
 from .render import figure, print_confirmed, print_summary
 
@@ -45,9 +45,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     console.print(table)
     print_summary(console, store, objectives)
     if not (info.get("options") or {}).get("storage"):  # a study elsewhere is not read here
+        from ..search.space import SearchSpace
         from ..search.trials import running
 
-        live, left = running(store, space.get("name", ""))
+        try:  # the study is named as the space (its file's stem when it has no name)
+            live, left = running(store, SearchSpace.of_run(info).name)
+        except DlaNasError as exc:  # the run's table above stands without it
+            console.print(f"[yellow]warning[/]: {exc}")
+            live, left = [], 0
         if live:
             console.print(f"in training now: {len(live)} trial(s), by "
                           + ", ".join(sorted(set(live))))

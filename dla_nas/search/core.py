@@ -322,7 +322,9 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
                                or (old.get("options") or {}).get("early_stopping") or "none")
         opts.warm_start = (opts.warm_start
                            or (old.get("options") or {}).get("warm_start") or "none")
-        if opts.storage is None:
+        made_by = str((old.get("versions") or {}).get("dla-nas", ""))
+        # dla-nas 0.1's Ray backend kept its study inside Tune: such a run has no journal
+        if opts.storage is None and not (backend == "ray" and made_by.startswith("0.1")):
             check_study_file(store, space.name)
     if backend == "optuna":
         opts.sampler = opts.sampler or OPTUNA_SAMPLER
@@ -379,7 +381,9 @@ def check_study_file(store: RunStore, study_name: str) -> None:
     except KeyError:  # the journal was written before a first trial; nothing is lost
         return
     told = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-    if told and not records:
+    # Tune tells the searcher (the study) of a finished trial just before the callback that
+    # writes its record: a driver killed between the two leaves one trial told, unrecorded
+    if told > 1 and not records:
         state = "missing" if not store.trials_file.exists() else "no search record"
         raise RunError(f"{store.trials_file}: {state}, but {store.journal.name} holds {told} "
                        "finished trial(s): their records are lost; restore the file, or start "

@@ -139,9 +139,11 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
 # ---- worker ----------------------------------------------------------------------------------
 def _worker_signals(parent: int) -> None:
     """Workers end when the driver dies (kill -9 included), so a resume never races them, and
-    stop on the driver's SIGINT, also when the search was started with SIGINT ignored
-    (``nohup ... &``), which a worker inherits."""
+    stop gracefully on the driver's SIGINT, also when the search was started with SIGINT
+    ignored (``nohup ... &``), which a worker inherits, and on a SIGTERM sent to the whole
+    process group (``timeout``, a job scheduler)."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     def watch() -> None:
         while True:

@@ -153,12 +153,14 @@ def _stages(ray_dir: Path) -> list[Path]:
 
 def _restorable(path: Path) -> bool:
     """Tune can restore ``path``: its newest state files are complete (a kill -9 while Tune
-    wrote them leaves a truncated file, which ``Tuner.restore`` cannot read)."""
+    wrote them leaves a truncated file, which ``Tuner.restore`` cannot read), and it holds
+    no Tune checkpoints (dla-nas 0.2 gave Tune one per epoch and kept the last, and a
+    snapshot could name one deleted since: the trial failed to restore)."""
     import ray.cloudpickle as cloudpickle
     from ray.tune import Tuner
 
-    if not Tuner.can_restore(str(path)):
-        return False
+    if not Tuner.can_restore(str(path)) or any(path.glob("trial-*/checkpoint_*")):
+        return False  # checkpoints: dla-nas 0.2's, which Tune may have deleted since
     try:
         json.loads(sorted(path.glob("experiment_state-*.json"))[-1].read_text())
         for pattern in ("tuner.pkl", "searcher-state-*.pkl", "search_gen_state-*.json"):
@@ -204,9 +206,14 @@ def run_ray_search(opts: SearchOptions, *, address: str | None = None,
     with tune_environment(), _SigintWatch() as watch:
         try:
             term = signal.getsignal(signal.SIGTERM)
-            connect(address, num_cpus)
+            try:
+                connect(address, num_cpus)
+            except SystemExit as exc:  # ray.init's own SIGTERM handler, while it starts Ray
+                if exc.code != signal.SIGTERM or not callable(term):
+                    raise
+                raise KeyboardInterrupt from None
             if callable(term) and threading.current_thread() is threading.main_thread():
-                # ray.init puts its own SIGTERM handler (an abort) in place of the caller's
+                # once started, Ray's handler aborts the process: the caller's goes back
                 signal.signal(signal.SIGTERM, term)
             check_resources(gpus_per_trial, cpus_per_trial)
             run.create()

@@ -19,6 +19,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..arch.backbone_genome import genome_from_dict
+from ..errors import RunError
 from ..results import RunStore, TrialRecord, trial_key
 from ..train.trainer import EpochReport
 from .core import (
@@ -169,15 +170,19 @@ def running(store: RunStore, study_name: str) -> tuple[list[str], int]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.load_study(study_name=study_name, storage=journal_storage(store))
+        found = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     except KeyError:  # a journal written before the study was made
         return [], 0
+    except Exception as exc:  # a damaged journal: Optuna's own errors vary by version
+        raise RunError(f"{store.journal}: cannot be read ({type(exc).__name__}: "
+                       f"{str(exc)[:120]})") from None
     here, live, left = socket.gethostname(), [], 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for t in found:
         pid, host = t.user_attrs.get("pid"), t.user_attrs.get("host")
         if host == here and isinstance(pid, int) and not alive(pid):
             left += 1
-        else:
-            live.append(f"pid {pid} on {host}")
+        else:  # no pid yet: drawn a moment ago, by a process that is starting it
+            live.append(f"pid {pid} on {host}" if pid is not None else "a process starting")
     return live, left
 
 
