@@ -12,6 +12,7 @@ from dla_nas.cli import main
 from dla_nas.dominance import crowding_distance
 from dla_nas.errors import OptionError
 from dla_nas.results import RunStore, TrialRecord, load_run
+from dla_nas.search.core import SearchOptions, open_run
 from dla_nas.search.early_stopping import ParetoStopping, RungEntry, Rungs, keep_going
 from dla_nas.train.metrics import Metrics
 from dla_nas.train.trainer import EpochReport
@@ -95,7 +96,9 @@ def test_pareto_stopping_shares_its_rungs_through_the_run_folder(tmp_path):
 def test_a_search_with_pareto_early_stopping_stops_at_its_rung(tmp_path):
     space = conftest.write_space(tmp_path, SPACE)  # 2 epochs: one rung, after epoch 1
     out = tmp_path / "run"
-    store = RunStore(out)
+    opts = SearchOptions(space=str(space), trials=6, out=str(out), sampler="random",
+                         early_stopping="pareto")
+    store = open_run(opts, "optuna").store  # the run's folder, before its first trial
     for i in range(5):  # five stronger trials already at the rung: each real one falls below
         store.enter_rung({"trial": 1000 + i, "epoch": 1, "values": [1.0, 1.0 + i / 10]})
     assert main(["search", "--space", str(space), "--trials", "6", "--out", str(out),
