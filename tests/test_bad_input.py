@@ -269,6 +269,10 @@ def test_a_run_whose_journal_or_records_were_lost_is_refused(tmp_path, capsys, n
         check_study_file(store, "tiny")
     store.trials_file.write_bytes(records)
     check_study_file(store, "tiny")
+    lines = store.journal.read_text().splitlines(keepends=True)
+    store.journal.write_text("".join(lines[:1] + [lines[1][:10] + "\n"] + lines[2:]))
+    with pytest.raises(RunError, match=r"study.journal: cannot be read \(JSONDecodeError"):
+        check_study_file(store, "tiny")  # a resume: one line, not a traceback
 
 
 def test_train_refuses_a_folder_with_another_runs_results_unless_overwrite(

@@ -365,6 +365,18 @@ def journal_storage(store: RunStore) -> optuna.storages.BaseStorage:
     return JournalStorage(JournalFileBackend(str(store.journal)))
 
 
+def journal_study(store: RunStore, study_name: str) -> optuna.Study | None:
+    """The study kept in the run folder's journal, or None before it was made; a damaged
+    journal raises ``RunError`` naming it."""
+    try:
+        return optuna.load_study(study_name=study_name, storage=journal_storage(store))
+    except KeyError:  # a journal written before the study was made
+        return None
+    except Exception as exc:  # a damaged journal: Optuna's own errors vary by version
+        raise RunError(f"{store.journal}: cannot be read ({type(exc).__name__}: "
+                       f"{str(exc)[:120]})") from None
+
+
 def check_study_file(store: RunStore, study_name: str) -> None:
     """Refuse to continue a run whose journal file or records were lost while the other is
     there: the sampler would start over beside the records, or the trials the study knows
@@ -376,9 +388,8 @@ def check_study_file(store: RunStore, study_name: str) -> None:
                            f"{records} search trial(s): the sampler cannot go on without "
                            "them; restore the file, or start a new run with another --out")
         return
-    try:
-        study = optuna.load_study(study_name=study_name, storage=journal_storage(store))
-    except KeyError:  # the journal was written before a first trial; nothing is lost
+    study = journal_study(store, study_name)
+    if study is None:  # the journal was written before a first trial; nothing is lost
         return
     told = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
     # Tune tells the searcher (the study) of a finished trial just before the callback that

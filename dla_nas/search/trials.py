@@ -19,13 +19,13 @@ import optuna
 from optuna.trial import TrialState
 
 from ..arch.backbone_genome import genome_from_dict
-from ..errors import RunError
 from ..results import RunStore, TrialRecord, trial_key
 from ..train.trainer import EpochReport
 from .core import (
     SearchOptions,
     constraint_values,
     journal_storage,
+    journal_study,
     make_sampler,
     objective_values,
     sampler_seed,
@@ -168,16 +168,11 @@ def running(store: RunStore, study_name: str) -> tuple[list[str], int]:
     if not store.journal.exists():
         return [], 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=journal_storage(store))
-        found = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    except KeyError:  # a journal written before the study was made
+    study = journal_study(store, study_name)
+    if study is None:
         return [], 0
-    except Exception as exc:  # a damaged journal: Optuna's own errors vary by version
-        raise RunError(f"{store.journal}: cannot be read ({type(exc).__name__}: "
-                       f"{str(exc)[:120]})") from None
     here, live, left = socket.gethostname(), [], 0
-    for t in found:
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid, host = t.user_attrs.get("pid"), t.user_attrs.get("host")
         if host == here and isinstance(pid, int) and not alive(pid):
             left += 1
