@@ -73,6 +73,8 @@ def check_run(out, n, epochs):
             assert r.epochs_run == (r.stopped_rung or epochs)
     trained = [r.hash for r in records if r.epochs_run > 0 and r.reused_from is None]
     assert len(trained) == len(set(trained))
+    # each recorded trial's saved training states are deleted (a 500-trial run keeps none)
+    assert not list(Path(out, "ray").glob("search-*/trial-*/state.pt"))
     for r in records:
         if r.status == "reused":
             first = next(f for f in records if f.trial == r.reused_from)

@@ -20,7 +20,7 @@ from ray.tune.search import Searcher
 from ..results import RunStore, TrialRecord
 from . import trials
 from .core import OnEvent, Run, SearchEvent, SearchOptions, find_reuse
-from .ray_trial import PAST_DEADLINE, record_of
+from .ray_trial import PAST_DEADLINE, record_of, state_files
 from .space import SearchSpace
 
 # The driver of each run in progress, set by ``driving``: Tune pickles the searcher and the
@@ -188,6 +188,9 @@ class Recorder:
             record.stopped_rung = record.epochs_run  # the scheduler stopped it at this rung
         record.backend = "ray"
         self.store.append(record.finish())
+        # recorded: its training states are spent (kept until now: a crash would retrain it)
+        for state in state_files(str(self.store.path), record.trial):
+            state.unlink(missing_ok=True)
         self.on_record(record, result.get("resumed_after"))
 
 

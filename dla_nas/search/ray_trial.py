@@ -138,6 +138,12 @@ def _state_path(out: str, number: int) -> Path:
     return Path(out, "ray", context.get_experiment_name(), folder, STATE_FILE)
 
 
+def state_files(out: str, number: int) -> Iterator[Path]:
+    """The training states on disk of record ``number``, in any Tune trial and experiment."""
+    folders = TRIAL_DIR.format(number=number, trial_id="*")
+    return Path(out, "ray").glob(f"{STAGE}*/{folders}/{STATE_FILE}")
+
+
 def _latest_state(out: str, number: int, key: str) -> dict | None:
     """The newest training state on disk of record ``number`` with genome and recipe ``key``.
     Tune is given no checkpoints: its experiment snapshot lags the trials, and after a kill -9
@@ -147,8 +153,7 @@ def _latest_state(out: str, number: int, key: str) -> dict | None:
     import torch
 
     states = []
-    folders = TRIAL_DIR.format(number=number, trial_id="*")
-    for path in Path(out, "ray").glob(f"{STAGE}*/{folders}/{STATE_FILE}"):
+    for path in state_files(out, number):
         try:
             states.append(torch.load(path, map_location="cpu", weights_only=True))
         except Exception:  # unreadable (written by hand, a disk fault): an older one will do
