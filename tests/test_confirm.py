@@ -96,6 +96,40 @@ def test_confirm_trains_each_unit_once_and_resumes_after_a_kill(searched, tmp_pa
                                                    lr=0.1, device="cpu"), store)
 
 
+def test_a_unit_interrupted_mid_training_goes_on_from_its_last_epoch(searched, tmp_path):
+    """The unit in training saves its state after each epoch; the same confirmation goes on
+    from there, to the same record as a run that was never interrupted."""
+    out, _ = searched
+    cand = baseline_candidate("plain_cnn_4_8")
+    info = RunStore(out).info()
+    data = load_dataset(DataConfig(info["space"]["task"]["dataset"], resolution=16))
+    cfg = TrainConfig(epochs=3, min_steps=0, batch_size=16, device="cpu")
+    whole = confirm([cand], [0], data, cfg, ConfirmStore(tmp_path / "whole.jsonl"))[0]
+    store = ConfirmStore(tmp_path / CONFIRM_FILE)
+
+    def killed(c, seed, report):
+        if report.epoch == 2:
+            raise KeyboardInterrupt  # after the state of epoch 2 was saved
+
+    with pytest.raises(KeyboardInterrupt):
+        confirm([cand], [0], data, cfg, store, on_epoch=killed)
+    assert not store.records() and store.state_path(cand, 0).is_file()
+    heard = []
+    [again] = confirm([cand], [0], data, cfg, store,
+                      on_epoch=lambda c, seed, report: heard.append(report.epoch))
+    assert heard == [3]  # epochs 1 and 2 were not trained again
+    assert not store.state_path(cand, 0).exists()  # recorded: the state is deleted
+    same = ("val_acc", "test_acc", "test_confusion", "epochs_run")
+    assert [getattr(again, k) for k in same] == [getattr(whole, k) for k in same]
+
+    with pytest.raises(KeyboardInterrupt):
+        confirm([cand], [1], data, cfg, store, on_epoch=killed)
+    assert store.saved_state(cand, 1, whole.recipe)["epoch"] == 2
+    assert store.saved_state(cand, 1, {**whole.recipe, "lr": 0.1}) is None  # not its recipe
+    store.state_path(cand, 1).write_bytes(b"PK")  # damaged: the unit starts over
+    assert store.saved_state(cand, 1, whole.recipe) is None
+
+
 def test_confirm_cli_then_status_pareto_and_export_show_the_figures(searched, capsys):
     out, _ = searched
     argv = ["confirm", str(out), "--pareto", "--seeds", "0,1", "--baselines",

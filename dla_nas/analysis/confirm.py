@@ -2,8 +2,9 @@
 seeds at full fidelity, and evaluate each once on the test split, which the search never saw.
 
 Every finished (candidate, seed) is one line of ``confirm.jsonl`` in the run folder, appended
-and flushed at once, so a killed confirmation loses at most the unit in training, and the same
-command continues it without retraining anything that finished. A rerun with another recipe
+and flushed at once, and the unit in training saves its state after each epoch, so a killed
+confirmation loses at most an epoch, and the same command continues it without retraining
+anything that finished. A rerun with another recipe
 is refused: its figures would not be comparable. Several confirmations may share the file: each
 claims a unit before training it (``confirm.jsonl.claims``, under the file's lock), so no unit
 trains twice, and a unit whose process died is taken up again.
@@ -29,7 +30,7 @@ from ..arch.cost import model_cost
 from ..data import Dataset, make_loader
 from ..dominance import non_dominated_sort
 from ..errors import DataError, RunError
-from ..files import safe_name
+from ..files import atomic_path, safe_name
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
 from ..search.space import Recipe, SearchSpace
 from ..train.config import TrainConfig, from_scratch
@@ -242,12 +243,33 @@ class ConfirmStore:
         name = "weights" if self.path.name == CONFIRM_FILE else f"{self.path.stem}-weights"
         return self.path.parent / name
 
+    def _unit_name(self, cand: Candidate, seed: int) -> str:
+        unit = hashlib.sha256(f"{cand.kind}:{cand.hash}".encode()).hexdigest()[:10]
+        return f"{safe_name(cand.label, 60)}-{unit}-seed{seed}"
+
     def save_weights(self, model: torch.nn.Module, cand: Candidate, seed: int) -> str:
         """Write a trained model's state dict as safetensors (atomically); its file name."""
-        unit = hashlib.sha256(f"{cand.kind}:{cand.hash}".encode()).hexdigest()[:10]
-        name = f"{safe_name(cand.label, 60)}-{unit}-seed{seed}.safetensors"
+        name = f"{self._unit_name(cand, seed)}.safetensors"
         write_state_dict(model.state_dict(), self.weights_dir / name)
         return name
+
+    def state_path(self, cand: Candidate, seed: int) -> Path:
+        """A unit's training state after its last finished epoch (``train``'s
+        ``report.state()`` and the recipe), replaced each epoch and deleted once the unit is
+        recorded: an interrupted confirmation goes on from there."""
+        return self.weights_dir / f"{self._unit_name(cand, seed)}.state.pt"
+
+    def saved_state(self, cand: Candidate, seed: int, recipe: dict) -> dict | None:
+        """The training state to resume ``(cand, seed)`` from: the one saved with this recipe,
+        else None (none, another recipe's, unreadable)."""
+        path = self.state_path(cand, seed)
+        if not path.is_file():
+            return None
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # a disk fault or a foreign file: the unit starts over
+            return None
+        return saved.get("train") if saved.get("recipe") == recipe else None
 
     def best_weights(self, records: list[ConfirmRecord], kind: str,
                      digest: str) -> ConfirmRecord | None:
@@ -389,10 +411,15 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
         report = pretrained.load_into(model, require_match=False) if pretrained else None
         cost = model_cost(model, (data.in_chans, resolution, resolution))
         loaded = report is not None or getattr(model, "transfer_report", None) is not None
-        heard = None if on_epoch is None else (lambda report: on_epoch(cand, seed, report))
+        def heard(report: EpochReport) -> None:
+            with atomic_path(store.state_path(cand, seed)) as part:
+                torch.save({"recipe": recipe, "train": report.state()}, part)
+            if on_epoch is not None:
+                on_epoch(cand, seed, report)
+
         result = train(model, cand.data(cand_data),
                        from_scratch(cand.config(cfg, seed), loaded or cand.kind != "baseline"),
-                       heard)
+                       heard, resume=store.saved_state(cand, seed, recipe))
         test = evaluate(model, make_loader(cand_data, "test", cfg.eval_batch_size, device,
                                            train=False, seed=seed,
                                            channels_last=cfg.channels_last),
@@ -430,6 +457,7 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
         try:
             record = train_unit(cand, seed)
             store.append(record)
+            store.state_path(cand, seed).unlink(missing_ok=True)  # recorded: spent
         finally:  # finished, failed or interrupted: the unit is no longer in training here
             store.release(cand.unit, seed)
         trained += 1

@@ -176,8 +176,8 @@ def cmd_confirm(args: argparse.Namespace) -> int:
             records = confirm(candidates, seeds, data, cfg, store, on_done, data_at, pretrained,
                               on_wait, on_epoch=on_epoch)
     except KeyboardInterrupt:
-        log.print(f"[yellow]interrupted[/]: finished units are saved in {store.path}; run the "
-                  "same command to continue")
+        log.print(f"[yellow]interrupted[/]: finished units are saved in {store.path}, and the "
+                  "unit in training after its last epoch; run the same command to continue")
         return 130
     wanted = {c.unit for c in candidates}
     print_confirmed(log, [c for c in summarize(records, data.class_names)
