@@ -150,3 +150,41 @@ def test_a_warning_is_one_line_and_data_counts_the_unreadable(tmp_path):
     assert out.stderr.startswith(f"warning: skipping unreadable image {root / 'a' / '9999.png'}")
     assert len(out.stderr.splitlines()) == 1 and "UserWarning" not in out.stderr
     assert json.loads(out.stdout)["unreadable_skipped"] == 1
+
+
+def test_an_interrupted_train_goes_on_from_its_last_epoch_with_the_same_out(tmp_path, capsys,
+                                                                            monkeypatch):
+    """``train --out X`` saves its state after each epoch; the same command goes on from it,
+    to the same figures as a training never interrupted; other settings are refused."""
+    import dla_nas.cli.model_cmds as model_cmds
+
+    def argv(epochs: int = 3) -> list[str]:
+        return ["train", "plain_cnn_4_8", "--dataset", "digits", "--resolution", "8",
+                "--epochs", str(epochs), "--min-steps", "0"]
+
+    assert main([*argv(), "--out", str(tmp_path / "whole")]) == 0
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    shown = model_cmds.epoch_progress
+
+    @contextlib.contextmanager
+    def interrupted_after_two(console, epochs, quiet, done=0):
+        def on_epoch(report):
+            if report.epoch == 2:  # its state is saved before the display hears of it
+                raise KeyboardInterrupt
+        yield on_epoch
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(model_cmds, "epoch_progress", interrupted_after_two)
+    assert main([*argv(), "--out", str(out)]) == 130
+    assert f"--out {out} goes on from it" in " ".join(capsys.readouterr().err.split())
+    assert sorted(p.name for p in out.iterdir()) == ["train-state.pt"]
+    monkeypatch.setattr(model_cmds, "epoch_progress", shown)
+    assert main([*argv(4), "--out", str(out)]) == 2  # 4 epochs: not this state's
+    assert "holds train-state.pt, an unfinished training with other settings" in \
+        capsys.readouterr().err
+    assert main([*argv(), "--out", str(out)]) == 0
+    assert "resuming after epoch 2" in capsys.readouterr().err
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json"]
+    for key in ("val_acc_per_epoch", "train_loss_per_epoch", "test_acc", "test_confusion"):
+        assert resumed[key] == whole[key], key

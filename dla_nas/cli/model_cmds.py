@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ..errors import DataError, OptionError, TrainError
-from ..files import check_out_file, check_out_folder, safe_name, write_file
+from ..files import atomic_path, check_out_file, check_out_folder, safe_name, write_file
 from .render import epoch_progress, stderr_console
 
 
@@ -167,6 +167,9 @@ def _default_out(prefix: str, label: str) -> Path:
 
 
 TRAIN_RESULTS = ("checkpoint.pt", "metrics.json")
+# the training state after the last finished epoch, deleted once the results are written:
+# the same command (the same --out) goes on from it
+TRAIN_STATE = "train-state.pt"
 
 
 def _check_no_result(out: Path, overwrite: bool) -> None:
@@ -176,6 +179,25 @@ def _check_no_result(out: Path, overwrite: bool) -> None:
     if found and not overwrite:
         raise OptionError(f"--out {out}: already holds {' and '.join(found)} of another run; "
                           "give another --out, or --overwrite to replace them")
+
+
+def _saved_train_state(out: Path, key: str, overwrite: bool) -> dict | None:
+    """The state to resume from: ``--out``'s ``train-state.pt`` when it is this training's
+    (None without one, or with ``--overwrite``); another training's is refused."""
+    import torch
+
+    path = out / TRAIN_STATE
+    if overwrite or not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a state this version wrote
+        saved = {}
+    if saved.get("key") != key:
+        raise OptionError(f"--out {out}: holds {TRAIN_STATE}, an unfinished training with other "
+                          "settings; finish it with its own command, give another --out, or "
+                          "--overwrite to start this one there")
+    return saved["train"]
 
 
 def flag_config(**fields):
@@ -247,8 +269,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     epochs = cfg.epochs_for(len(data.train))
     log.print(f"{data.summary()}; {cfg.describe(data)}; device {device}; {epochs} epochs of "
               f"{cfg.steps_per_epoch(len(data.train))} steps")
-    with epoch_progress(log, epochs, args.json) as on_epoch:
-        result = train(model, data, cfg, callback=on_epoch)
+    from ..analysis.confirm import recipe_of
+
+    # what must match for a saved state to be this training's: genome, recipe, data, seed
+    key = json.dumps({"genome": digest, "seed": cfg.seed, "pretrained": args.pretrained,
+                      **recipe_of(cfg, data)}, sort_keys=True, default=str)
+    resume = _saved_train_state(out, key, args.overwrite)
+    if resume is not None:
+        log.print(f"resuming after epoch {resume['epoch']} ({out / TRAIN_STATE})")
+
+    def save_state(report) -> None:
+        with atomic_path(out / TRAIN_STATE) as part:
+            torch.save({"key": key, "train": report.state()}, part)
+        on_epoch(report)
+
+    try:
+        with epoch_progress(log, epochs, args.json,
+                            int(resume["epoch"]) if resume else 0) as on_epoch:
+            result = train(model, data, cfg, callback=save_state, resume=resume)
+    except KeyboardInterrupt:  # said on stderr with --json too
+        state = out / TRAIN_STATE
+        print("dla-nas train: interrupted" + (
+            f": the state after the last finished epoch is in {state}; the same command "
+            f"with --out {out} goes on from it" if state.exists() else ""), file=sys.stderr)
+        return 130
     test_loader = make_loader(data, "test", cfg.eval_batch_size, device, train=False, seed=cfg.seed,
                               channels_last=cfg.channels_last)
     test = evaluate(model, test_loader, data.num_classes, autocast=device.type == "cuda")
@@ -259,6 +303,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     save_checkpoint(out / "checkpoint.pt", model, cfg, data, {"metrics": metrics, **extra})
     write_file(out / "metrics.json", json.dumps(metrics, indent=2))
+    (out / TRAIN_STATE).unlink(missing_ok=True)  # the results are written: spent
     if data.dense:  # a few test images with their true and predicted masks
         from ..analysis.masks import mask_examples
 

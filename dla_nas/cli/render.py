@@ -47,9 +47,9 @@ def _epoch_lines(console, label: str = "", every: float = 30.0):
 
 
 @contextlib.contextmanager
-def epoch_progress(console, epochs: int, quiet: bool):
-    """A progress bar over epochs (plain lines when stderr is not a terminal); yields the
-    trainer callback that advances it."""
+def epoch_progress(console, epochs: int, quiet: bool, done: int = 0):
+    """A progress bar over epochs, ``done`` of them already trained (plain lines when stderr
+    is not a terminal); yields the trainer callback that advances it."""
     from rich.progress import Progress
 
     if quiet:
@@ -60,7 +60,7 @@ def epoch_progress(console, epochs: int, quiet: bool):
         yield lambda report: line(report, epochs)
         return
     with Progress(*_epoch_columns(), console=console) as progress:
-        task = progress.add_task("train", total=epochs, stats="")
+        task = progress.add_task("train", total=epochs, completed=done, stats="")
 
         def on_epoch(report) -> None:
             progress.update(task, advance=1, stats=_epoch_stats(report))
