@@ -30,9 +30,10 @@ from ..arch.cost import model_cost
 from ..data import Dataset, make_loader
 from ..dominance import non_dominated_sort
 from ..errors import DataError, RunError
-from ..files import atomic_path, safe_name
+from ..files import safe_name
 from ..results import RunStore, TrialRecord, append_line, file_lock, load_run, read_jsonl
 from ..search.space import Recipe, SearchSpace
+from ..train.checkpoint import load_train_state, save_train_state
 from ..train.config import TrainConfig, from_scratch
 from ..train.metrics import learnt_little
 from ..train.trainer import EpochReport, evaluate, resolve_device, train
@@ -262,14 +263,8 @@ class ConfirmStore:
     def saved_state(self, cand: Candidate, seed: int, recipe: dict) -> dict | None:
         """The training state to resume ``(cand, seed)`` from: the one saved with this recipe,
         else None (none, another recipe's, unreadable)."""
-        path = self.state_path(cand, seed)
-        if not path.is_file():
-            return None
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # a disk fault or a foreign file: the unit starts over
-            return None
-        return saved.get("train") if saved.get("recipe") == recipe else None
+        saved = load_train_state(self.state_path(cand, seed), recipe)
+        return saved["train"] if saved is not None else None
 
     def best_weights(self, records: list[ConfirmRecord], kind: str,
                      digest: str) -> ConfirmRecord | None:
@@ -412,8 +407,7 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
         cost = model_cost(model, (data.in_chans, resolution, resolution))
         loaded = report is not None or getattr(model, "transfer_report", None) is not None
         def heard(report: EpochReport) -> None:
-            with atomic_path(store.state_path(cand, seed)) as part:
-                torch.save({"recipe": recipe, "train": report.state()}, part)
+            save_train_state(store.state_path(cand, seed), recipe, report.state())
             if on_epoch is not None:
                 on_epoch(cand, seed, report)
 

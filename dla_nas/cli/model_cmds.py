@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ..errors import DataError, OptionError, TrainError
-from ..files import atomic_path, check_out_file, check_out_folder, safe_name, write_file
+from ..files import check_out_file, check_out_folder, safe_name, write_file
 from .render import epoch_progress, stderr_console
 
 
@@ -184,16 +184,13 @@ def _check_no_result(out: Path, overwrite: bool) -> None:
 def _saved_train_state(out: Path, key: str, overwrite: bool) -> dict | None:
     """The state to resume from: ``--out``'s ``train-state.pt`` when it is this training's
     (None without one, or with ``--overwrite``); another training's is refused."""
-    import torch
+    from ..train.checkpoint import load_train_state
 
     path = out / TRAIN_STATE
     if overwrite or not path.is_file():
         return None
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not a state this version wrote
-        saved = {}
-    if saved.get("key") != key:
+    saved = load_train_state(path, key)
+    if saved is None:  # another training's, or not a state at all
         raise OptionError(f"--out {out}: holds {TRAIN_STATE}, an unfinished training with other "
                           "settings; finish it with its own command, give another --out, or "
                           "--overwrite to start this one there")
@@ -219,7 +216,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..arch.cost import model_cost
     from ..data import load_dataset, make_loader
     from ..data.report import data_report, warnings
-    from ..train.checkpoint import save_checkpoint
+    from ..train.checkpoint import save_checkpoint, save_train_state
     from ..train.config import FINE_TUNING, PRETRAINED_RESOLUTION, fine_tuning
     from ..train.metrics import learnt_little
     from ..train.trainer import evaluate, resolve_device, train
@@ -279,8 +276,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         log.print(f"resuming after epoch {resume['epoch']} ({out / TRAIN_STATE})")
 
     def save_state(report) -> None:
-        with atomic_path(out / TRAIN_STATE) as part:
-            torch.save({"key": key, "train": report.state()}, part)
+        save_train_state(out / TRAIN_STATE, key, report.state())
         on_epoch(report)
 
     try:

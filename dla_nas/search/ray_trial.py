@@ -14,7 +14,6 @@ from typing import Callable, Iterator
 
 from ray import tune
 
-from ..files import atomic_path
 from ..results import RunStore, TrialRecord
 from . import trials
 from .core import evaluate_baselines, find_reuse
@@ -150,15 +149,11 @@ def _latest_state(out: str, number: int, key: str) -> dict | None:
     of the driver it could name a checkpoint that Tune had since deleted, which failed the
     restore. A trial that runs again (a restored experiment, a retry after a failure, a new
     Tune id when the snapshot predates the trial) finds its state by record number."""
-    import torch
+    from ..train.checkpoint import load_train_state
 
-    states = []
-    for path in state_files(out, number):
-        try:
-            states.append(torch.load(path, map_location="cpu", weights_only=True))
-        except Exception:  # unreadable (written by hand, a disk fault): an older one will do
-            pass
-    states = [st for st in states if st.get("key") == key]  # the number may be redrawn
+    # of this genome and recipe only: a number may be redrawn; an unreadable file is passed by
+    states = [st for st in (load_train_state(path, key) for path in state_files(out, number))
+              if st is not None]
     return max(states, key=lambda st: st["train"]["epoch"], default=None)
 
 
@@ -167,7 +162,7 @@ def _train(evaluator: ProxyEvaluator, model, record: TrialRecord, *, out: str,
     """Cost, constraints, then proxy training with a report and saved state per epoch, filling
     ``record``, until ``deadline`` (``trials.check_deadline``); the epochs reported go to
     ``reported``."""
-    import torch
+    from ..train.checkpoint import save_train_state
 
     resume = None
     state_path = _state_path(out, record.trial)
@@ -184,9 +179,7 @@ def _train(evaluator: ProxyEvaluator, model, record: TrialRecord, *, out: str,
         if report.val is not None:
             partial.set_val_metrics(report.val)
         partial.finish()
-        with atomic_path(state_path) as part:
-            torch.save({"train": state, "started_at": record.started_at, "key": record.key},
-                       part)
+        save_train_state(state_path, record.key, state, started_at=record.started_at)
         try:
             metrics = _metrics(partial, report.epoch)
             if resume is not None:

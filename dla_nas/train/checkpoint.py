@@ -1,6 +1,7 @@
 """Checkpoints of ``dla-nas train``: weights plus what rebuilds and evaluates the model, saved
 as tensors and plain data, and read back with ``torch.load(weights_only=True)`` and checked
-field by field."""
+field by field; and the training states that ``train``, ``confirm`` and the Ray trials save
+after each epoch to resume from."""
 
 from __future__ import annotations
 
@@ -18,9 +19,28 @@ from ..arch.backbone_genome import genome_from_dict
 from ..arch.builder import build_model
 from ..data import Dataset
 from ..errors import CheckpointError, GenomeError
-from ..files import write_file
+from ..files import atomic_path, write_file
 from ..weights.loading import first_non_finite, load_tensors_only, refused_global
 from .config import TrainConfig
+
+
+def save_train_state(path: Path, key: Any, state: dict, **extra: Any) -> None:
+    """Write ``state`` (a trainer ``report.state()``) with ``key`` (what must match for a
+    later run to resume from it) and ``extra`` plain fields, atomically."""
+    with atomic_path(path) as part:
+        torch.save({"key": key, "train": state, **extra}, part)
+
+
+def load_train_state(path: Path, key: Any) -> dict | None:
+    """What ``save_train_state`` wrote at ``path`` for ``key`` (``train``: the state, and the
+    extra fields), or None: no file, an unreadable one, or another key's."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a disk fault, a foreign file: nothing to resume from
+        return None
+    return saved if isinstance(saved, dict) and saved.get("key") == key else None
 
 
 def save_checkpoint(path, model: nn.Module, cfg: TrainConfig, data: Dataset, extra: dict) -> None:
