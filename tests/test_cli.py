@@ -179,12 +179,21 @@ def test_an_interrupted_train_goes_on_from_its_last_epoch_with_the_same_out(tmp_
     assert f"--out {out} goes on from it" in " ".join(capsys.readouterr().err.split())
     assert sorted(p.name for p in out.iterdir()) == ["train-state.pt"]
     monkeypatch.setattr(model_cmds, "epoch_progress", shown)
-    assert main([*argv(4), "--out", str(out)]) == 2  # 4 epochs: not this state's
-    assert "holds train-state.pt, an unfinished training with other settings" in \
-        capsys.readouterr().err
+    for other in (argv(4), [*argv(), "--split-seed", "1"]):  # not this state's settings
+        assert main([*other, "--out", str(out)]) == 2
+        assert "holds train-state.pt, an unfinished training with other settings" in \
+            capsys.readouterr().err
     assert main([*argv(), "--out", str(out)]) == 0
     assert "resuming after epoch 2" in capsys.readouterr().err
     resumed = json.loads((out / "metrics.json").read_text())
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json"]
     for key in ("val_acc_per_epoch", "train_loss_per_epoch", "test_acc", "test_confusion"):
         assert resumed[key] == whole[key], key
+    assert resumed["resumed_after"] == 2 and "resumed_after" not in whole
+
+    # --overwrite of those results, interrupted: the same command goes on from its state
+    monkeypatch.setattr(model_cmds, "epoch_progress", interrupted_after_two)
+    assert main([*argv(), "--out", str(out), "--overwrite"]) == 130
+    monkeypatch.setattr(model_cmds, "epoch_progress", shown)
+    assert main([*argv(), "--out", str(out), "--overwrite"]) == 0
+    assert "resuming after epoch 2" in capsys.readouterr().err

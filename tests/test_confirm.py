@@ -124,10 +124,13 @@ def test_a_unit_interrupted_mid_training_goes_on_from_its_last_epoch(searched, t
 
     with pytest.raises(KeyboardInterrupt):
         confirm([cand], [1], data, cfg, store, on_epoch=killed)
-    assert store.saved_state(cand, 1, whole.recipe)["epoch"] == 2
-    assert store.saved_state(cand, 1, {**whole.recipe, "lr": 0.1}) is None  # not its recipe
+    key = {"recipe": whole.recipe, "data": data.fingerprint()}
+    assert store.saved_state(cand, 1, key)["epoch"] == 2
+    assert store.saved_state(cand, 1, {**key, "recipe": {**whole.recipe, "lr": 0.1}}) is None
+    other = load_dataset(DataConfig(info["space"]["task"]["dataset"], resolution=16, seed=1))
+    assert store.saved_state(cand, 1, {**key, "data": other.fingerprint()}) is None  # split
     store.state_path(cand, 1).write_bytes(b"PK")  # damaged: the unit starts over
-    assert store.saved_state(cand, 1, whole.recipe) is None
+    assert store.saved_state(cand, 1, key) is None
 
 
 def test_confirm_cli_then_status_pareto_and_export_show_the_figures(searched, capsys):

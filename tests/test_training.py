@@ -196,3 +196,37 @@ def test_eval_refuses_a_dataset_with_other_classes(tmp_path, capsys):
             Image.new("L", (8, 8), color=i * 40).save(folder / cls / f"{i}.png")
     assert main(["eval", str(tmp_path / "r" / "checkpoint.pt"), "--dataset", f"folder:{folder}"]) == 2
     assert "evaluate it on data with its 10 classes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "balanced"])
+def test_a_training_streamed_from_disk_resumes_to_the_same_losses(tmp_path, sampling):
+    """A folder over the in-memory budget is decoded by DataLoader workers: its order and
+    augmentation draws are saved in the training state, and a resumed run shuffles as the
+    run it resumes did (the loader once drew its workers' seeds from the order's generator
+    too, once per new iterator, so a resumed run shuffled otherwise)."""
+    from conftest import write_folder
+
+    root = write_folder(tmp_path / "data", {"a": 40, "b": 24})
+    data = load_dataset(DataConfig(f"folder:{root}", resolution=16, max_in_memory_bytes=0))
+    assert data.streaming and data.augment.pad  # shifts drawn by the augmentation generator
+    genome = Genome.from_dict({"stem": {"kernel": 3, "levels": [{"channels": 4}]},
+                               "stages": [{"channels": 8, "stride": 1, "level_root": False}]})
+    cfg = TrainConfig(min_steps=0, epochs=3, batch_size=16, device="cpu", threads=1,
+                      sampling=sampling)
+
+    def model():
+        torch.manual_seed(0)
+        return build_model(genome, data.num_classes, data.in_chans)
+
+    whole = train(model(), data, cfg)
+    saved = {}
+
+    def stop_after_two(report):
+        if report.epoch == 2:
+            saved.update(report.state())
+            return True
+
+    train(model(), data, cfg, stop_after_two)
+    resumed = train(model(), data, cfg, resume=saved)
+    assert resumed.train_loss_per_epoch == whole.train_loss_per_epoch
+    assert resumed.val_acc_per_epoch == whole.val_acc_per_epoch

@@ -260,10 +260,10 @@ class ConfirmStore:
         recorded: an interrupted confirmation goes on from there."""
         return self.weights_dir / f"{self._unit_name(cand, seed)}.state.pt"
 
-    def saved_state(self, cand: Candidate, seed: int, recipe: dict) -> dict | None:
-        """The training state to resume ``(cand, seed)`` from: the one saved with this recipe,
-        else None (none, another recipe's, unreadable)."""
-        saved = load_train_state(self.state_path(cand, seed), recipe)
+    def saved_state(self, cand: Candidate, seed: int, key: dict) -> dict | None:
+        """The training state to resume ``(cand, seed)`` from: the one saved with ``key`` (the
+        recipe and the data's fingerprint), else None (none, another's, unreadable)."""
+        saved = load_train_state(self.state_path(cand, seed), key)
         return saved["train"] if saved is not None else None
 
     def best_weights(self, records: list[ConfirmRecord], kind: str,
@@ -387,8 +387,13 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
     check_candidates(candidates, data.resolution, data.dense)
     recipe = recipe_of(cfg, data, pretrained)
     store.check_recipe(recipe)
+    # what a unit's saved state must match to be resumed: the recipe and the split's images
+    state_key = {"recipe": recipe, "data": data.fingerprint()}
     todo = [(c, s) for c in candidates for s in seeds]
     done = {r.key for r in store.records()}
+    for cand, seed in todo:  # a crash between a unit's record and its state's removal
+        if (cand.unit, seed) in done:
+            store.state_path(cand, seed).unlink(missing_ok=True)
     total = sum((c.unit, s) not in done for c, s in todo)
     device = resolve_device(cfg.device)
 
@@ -407,13 +412,13 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
         cost = model_cost(model, (data.in_chans, resolution, resolution))
         loaded = report is not None or getattr(model, "transfer_report", None) is not None
         def heard(report: EpochReport) -> None:
-            save_train_state(store.state_path(cand, seed), recipe, report.state())
+            save_train_state(store.state_path(cand, seed), state_key, report.state())
             if on_epoch is not None:
                 on_epoch(cand, seed, report)
 
         result = train(model, cand.data(cand_data),
                        from_scratch(cand.config(cfg, seed), loaded or cand.kind != "baseline"),
-                       heard, resume=store.saved_state(cand, seed, recipe))
+                       heard, resume=store.saved_state(cand, seed, state_key))
         test = evaluate(model, make_loader(cand_data, "test", cfg.eval_batch_size, device,
                                            train=False, seed=seed,
                                            channels_last=cfg.channels_last),

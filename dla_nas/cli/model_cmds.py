@@ -183,18 +183,22 @@ def _check_no_result(out: Path, overwrite: bool) -> None:
 
 def _saved_train_state(out: Path, key: str, overwrite: bool) -> dict | None:
     """The state to resume from: ``--out``'s ``train-state.pt`` when it is this training's
-    (None without one, or with ``--overwrite``); another training's is refused."""
+    (whatever else ``--out`` holds: results of an earlier run of it, or a run with
+    ``--overwrite`` that was interrupted). Else None, once another training's results or
+    state there are refused unless ``--overwrite``."""
     from ..train.checkpoint import load_train_state
 
-    path = out / TRAIN_STATE
-    if overwrite or not path.is_file():
+    saved = load_train_state(out / TRAIN_STATE, key)
+    if saved is not None:
+        return saved["train"]
+    if overwrite:
         return None
-    saved = load_train_state(path, key)
-    if saved is None:  # another training's, or not a state at all
+    _check_no_result(out, False)
+    if (out / TRAIN_STATE).exists():  # another training's, or not a state at all
         raise OptionError(f"--out {out}: holds {TRAIN_STATE}, an unfinished training with other "
                           "settings; finish it with its own command, give another --out, or "
                           "--overwrite to start this one there")
-    return saved["train"]
+    return None
 
 
 def flag_config(**fields):
@@ -234,12 +238,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                       freeze_bn=args.freeze_bn,
                       **given(sampling=args.sampling, init=args.init), **tuning)
     out = check_out_folder(args.out) if args.out else _default_out("train", label)
-    _check_no_result(out, args.overwrite)
+    if not (out / TRAIN_STATE).exists():  # with one, decided once its settings are known
+        _check_no_result(out, args.overwrite)
     # fetched and checked before the data is loaded: a missing file fails at once
     weights = weights_file(parse_source(args.pretrained, genome.name)) if args.pretrained \
         else None
     resolution = args.resolution or (PRETRAINED_RESOLUTION if pretrained else None)
     data = load_dataset(_data_config(args, resolution))
+    fingerprint = data.fingerprint()  # which images each split holds, and the classes
     check_task(genome, data, f"GENOME {args.genome}")
     report = data_report(data)  # before the data moves to the device
     genome.feature_sizes(data.resolution)
@@ -270,7 +276,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     # what must match for a saved state to be this training's: genome, recipe, data, seed
     key = json.dumps({"genome": digest, "seed": cfg.seed, "pretrained": args.pretrained,
-                      **recipe_of(cfg, data)}, sort_keys=True, default=str)
+                      "data": fingerprint, **recipe_of(cfg, data)}, sort_keys=True,
+                     default=str)
     resume = _saved_train_state(out, key, args.overwrite)
     if resume is not None:
         log.print(f"resuming after epoch {resume['epoch']} ({out / TRAIN_STATE})")
@@ -297,6 +304,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "class_names": data.class_names, "params": cost.params, "macs": cost.macs,
         **result.to_dict(), **test.to_dict("test_"), **extra, "data_report": report.to_dict(),
     }
+    if resume is not None:
+        metrics["resumed_after"] = int(resume["epoch"])
     save_checkpoint(out / "checkpoint.pt", model, cfg, data, {"metrics": metrics, **extra})
     write_file(out / "metrics.json", json.dumps(metrics, indent=2))
     (out / TRAIN_STATE).unlink(missing_ok=True)  # the results are written: spent

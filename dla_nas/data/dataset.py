@@ -102,6 +102,20 @@ class Dataset:
             return ()
         return tuple(self.files[i] for i in part.index.tolist())
 
+    def fingerprint(self) -> str:
+        """A digest of what each split holds: class names, channels, and per split its files
+        (by ``file_ids``) or its samples' positions in their source, and its labels. Another
+        split seed, train fraction, a folder that gained images: another fingerprint."""
+        digest = hashlib.sha256(repr((self.class_names, self.in_chans)).encode())
+        for name in ("train", "val", "test"):
+            part = getattr(self, name)
+            index = getattr(part, "index", None)
+            for tensor in (self.file_ids(name), index, part.labels):
+                if tensor is not None:
+                    digest.update(tensor.cpu().contiguous().numpy().tobytes())
+            digest.update(b"|")
+        return digest.hexdigest()
+
     def file_ids(self, split: str) -> torch.Tensor:
         """An int64 id of each image file of ``split``: a hash of its path relative to the
         dataset's folder, so that a checkpoint can tell which files it trained on, however

@@ -160,6 +160,22 @@ def _collate_readable(
     return torch.stack([k[0] for k in kept]), torch.stack([k[1] for k in kept])
 
 
+class _Generators:
+    """Generators saved and restored as one state (a loader's ``generator``, which the trainer
+    keeps in a training state): the sampler's and the augmentation's of ``StreamLoader``."""
+
+    def __init__(self, *generators: torch.Generator) -> None:
+        self.generators = generators
+
+    def get_state(self) -> torch.Tensor:
+        return torch.cat([g.get_state() for g in self.generators])
+
+    def set_state(self, state: torch.Tensor) -> None:
+        sizes = [g.get_state().numel() for g in self.generators]
+        for g, part in zip(self.generators, state.split(sizes)):
+            g.set_state(part.clone())
+
+
 class StreamLoader:
     """Batches of a FileSplit decoded by DataLoader workers, then augmented on the device;
     ``balanced`` as in ``DeviceLoader``."""
@@ -175,13 +191,19 @@ class StreamLoader:
         _check_batch_size(batch_size)
         self.device = torch.device(device)
         workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
-        generator = torch.Generator().manual_seed(seed)
-        sampler = (torch.utils.data.WeightedRandomSampler(
-            class_balanced_weights(split.labels), len(split), generator=generator)
-            if balanced else None)
+        files = _ImageFiles(split, in_chans, resolution, resize)
+        # the order's generator goes to the sampler alone: the DataLoader would also draw its
+        # workers' seeds from it, once per iterator, and a resumed training (a new iterator)
+        # would then shuffle otherwise than the run it resumes
+        order = torch.Generator().manual_seed(seed)
+        if balanced:
+            sampler = torch.utils.data.WeightedRandomSampler(
+                class_balanced_weights(split.labels), len(split), generator=order)
+        else:
+            sampler = torch.utils.data.RandomSampler(files, generator=order) if shuffle \
+                else None
         self._loader = torch.utils.data.DataLoader(
-            _ImageFiles(split, in_chans, resolution, resize), batch_size=batch_size,
-            shuffle=shuffle and sampler is None, sampler=sampler, generator=generator,
+            files, batch_size=batch_size, sampler=sampler,
             num_workers=workers,
             persistent_workers=workers > 0, pin_memory=self.device.type == "cuda",
             drop_last=drop_last, collate_fn=_collate_readable,
@@ -189,6 +211,8 @@ class StreamLoader:
         generator = torch.Generator(device=self.device).manual_seed(seed)
         self._transform = _BatchTransform(mean, std, augment, pad, generator, self.device,
                                           channels_last)
+        # the order and the augmentation draws, restored together when a training resumes
+        self.generator = _Generators(order, generator)
 
     def __len__(self) -> int:
         return len(self._loader)

@@ -273,8 +273,12 @@ def train(
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
-        if generator is not None and resume.get("generator") is not None:
-            generator.set_state(resume["generator"])
+        saved = resume.get("generator")
+        # a state saved on another device (a CUDA generator's is another size): the order
+        # and augmentation draws start again from the seed; the weights go on as saved
+        if generator is not None and saved is not None \
+                and saved.numel() == generator.get_state().numel():
+            generator.set_state(saved)
         step, images, train_time = int(resume["step"]), int(resume["images"]), float(resume["train_time"])
         for key in _HISTORY:
             setattr(result, key, list(resume["history"][key]))
