@@ -494,9 +494,7 @@ def test_a_trial_a_dead_driver_drew_but_never_ran_is_drawn_again(tmp_path):
     assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING]
 
 
-@pytest.mark.parametrize("damage", ["half-written state", "a checkpoint of 0.2"])
-def test_a_tune_state_that_cannot_be_restored_is_said_and_the_run_goes_on(tmp_path, local_ray,
-                                                                          damage):
+def test_a_tune_state_that_cannot_be_restored_is_said_and_the_run_goes_on(tmp_path, local_ray):
     """A Tune experiment whose state files are broken (the driver died writing them), or
     that holds Tune checkpoints (dla-nas 0.2's, which a snapshot could name after Tune had
     deleted them), is named in a note to the display, and a new experiment runs the trials."""
@@ -504,14 +502,19 @@ def test_a_tune_state_that_cannot_be_restored_is_said_and_the_run_goes_on(tmp_pa
     opts = SearchOptions(space=str(space), trials=1, out=str(out), seed=0, early_stopping="none")
     assert run_ray_search(opts, cpus_per_trial=2) == 1
     broken = out / "ray" / "search-0"
-    if damage == "half-written state":
-        for state in broken.glob("experiment_state-*.json"):
-            state.write_text("{")
-    else:
-        (next(broken.glob("trial-0-*")) / "checkpoint_000000").mkdir()
+    for state in broken.glob("experiment_state-*.json"):
+        state.write_text("{")  # half written
     opts.trials = 2
     events = []
     assert run_ray_search(opts, cpus_per_trial=2, on_event=events.append) == 2
     (note,) = [e for e in events if e.kind == "note"]
     assert "cannot be restored" in note.message and "search-1" in note.message
     check_run(out, 2, epochs=1)
+    (next((out / "ray" / "search-1").glob("trial-1-*")) / "checkpoint_000000").mkdir()  # 0.2's
+    opts.trials = 3
+    events.clear()
+    assert run_ray_search(opts, cpus_per_trial=2, on_event=events.append) == 3
+    (note,) = [e for e in events if e.kind == "note"]
+    assert "search-1: Tune's state cannot be restored" in note.message
+    assert "search-2" in note.message
+    check_run(out, 3, epochs=1)
