@@ -21,7 +21,6 @@ import ray
 import torch
 import yaml
 
-from dla_nas.data import DataConfig, load_dataset
 from dla_nas.errors import OptionError
 from dla_nas.results import RunStore, load_run
 from dla_nas.search.core import SearchOptions
@@ -29,8 +28,6 @@ from dla_nas.search.early_stopping import RungEntry, keep_going
 from dla_nas.search.ray_backend import check_ray_options, run_ray_search
 from dla_nas.search.space import SearchSpace
 from dla_nas.search.trials import open_study
-from dla_nas.train.config import TrainConfig
-from dla_nas.train.trainer import train
 
 # digits at native 8 px with tiny genomes; a MACs limit that most of the space fits
 SPACE = {
@@ -190,35 +187,6 @@ def wait_for_state(out, most_epochs=2, timeout=150):
 
 
 # ---- tests --------------------------------------------------------------------------------------
-def test_train_resumes_from_its_state_exactly():
-    data = load_dataset(DataConfig("digits", resolution=8))
-    from dla_nas import Genome, build_model
-
-    genome = Genome.from_dict({"stem": {"kernel": 3, "levels": [{"channels": 4}]},
-                               "stages": [{"channels": 8, "stride": 1, "level_root": False}]})
-    cfg = TrainConfig(min_steps=0, epochs=3, batch_size=128, device="cpu", threads=1)
-
-    def model():
-        torch.manual_seed(0)
-        return build_model(genome, data.num_classes, data.in_chans)
-
-    full = train(model(), data, cfg)
-    saved = {}
-
-    def stop_after_one(report):
-        saved.update(report.state())
-        return True
-
-    train(model(), data, cfg, stop_after_one)
-    path = Path(tempfile.mkdtemp()) / "state.pt"
-    torch.save(saved, path)  # what a Ray trial saves; plain data for weights_only
-    resumed = train(model(), data, cfg, resume=torch.load(path, weights_only=True))
-    shutil.rmtree(path.parent)
-    assert saved["epoch"] == 1 and resumed.epochs_run == 3
-    assert resumed.val_acc_per_epoch == full.val_acc_per_epoch
-    assert resumed.train_loss_per_epoch == full.train_loss_per_epoch
-
-
 def test_a_rerun_trial_resumes_from_the_newest_state_of_its_number_and_genome(tmp_path):
     """After a kill -9, Tune's last snapshot may predate a trial: it runs again under a new
     Tune id, and its saved states are found by record number, for the same genome and recipe

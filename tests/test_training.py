@@ -198,17 +198,25 @@ def test_eval_refuses_a_dataset_with_other_classes(tmp_path, capsys):
     assert "evaluate it on data with its 10 classes" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("sampling", ["uniform", "balanced"])
-def test_a_training_streamed_from_disk_resumes_to_the_same_losses(tmp_path, sampling):
-    """A folder over the in-memory budget is decoded by DataLoader workers: its order and
-    augmentation draws are saved in the training state, and a resumed run shuffles as the
-    run it resumes did (the loader once drew its workers' seeds from the order's generator
-    too, once per new iterator, so a resumed run shuffled otherwise)."""
+@pytest.mark.parametrize("source, sampling", [("digits", "uniform"),
+                                              ("streamed", "uniform"), ("streamed", "balanced")])
+def test_a_training_resumes_from_its_saved_state_to_the_same_losses(tmp_path, source,
+                                                                     sampling):
+    """A training stopped after an epoch and resumed from ``report.state()`` (saved as
+    ``save_train_state`` saves it: plain data for ``weights_only``) repeats the run it
+    resumes. A folder over the in-memory budget is decoded by DataLoader workers: its order
+    and augmentation draws are in the state too (the loader once drew its workers' seeds from
+    the order's generator, once per new iterator, so a resumed run shuffled otherwise)."""
     from conftest import write_folder
 
-    root = write_folder(tmp_path / "data", {"a": 40, "b": 24})
-    data = load_dataset(DataConfig(f"folder:{root}", resolution=16, max_in_memory_bytes=0))
-    assert data.streaming and data.augment.pad  # shifts drawn by the augmentation generator
+    from dla_nas.train.checkpoint import load_train_state, save_train_state
+
+    if source == "digits":
+        data = load_dataset(DataConfig("digits", resolution=8))
+    else:
+        root = write_folder(tmp_path / "data", {"a": 40, "b": 24})
+        data = load_dataset(DataConfig(f"folder:{root}", resolution=16, max_in_memory_bytes=0))
+        assert data.streaming and data.augment.pad  # shifts drawn by the augmentation's RNG
     genome = Genome.from_dict({"stem": {"kernel": 3, "levels": [{"channels": 4}]},
                                "stages": [{"channels": 8, "stride": 1, "level_root": False}]})
     cfg = TrainConfig(min_steps=0, epochs=3, batch_size=16, device="cpu", threads=1,
@@ -219,14 +227,16 @@ def test_a_training_streamed_from_disk_resumes_to_the_same_losses(tmp_path, samp
         return build_model(genome, data.num_classes, data.in_chans)
 
     whole = train(model(), data, cfg)
-    saved = {}
 
     def stop_after_two(report):
         if report.epoch == 2:
-            saved.update(report.state())
+            save_train_state(tmp_path / "state.pt", "k", report.state())
             return True
 
     train(model(), data, cfg, stop_after_two)
-    resumed = train(model(), data, cfg, resume=saved)
+    saved = load_train_state(tmp_path / "state.pt", "k")
+    assert saved["train"]["epoch"] == 2 and load_train_state(tmp_path / "state.pt", "j") is None
+    resumed = train(model(), data, cfg, resume=saved["train"])
+    assert resumed.epochs_run == 3
     assert resumed.train_loss_per_epoch == whole.train_loss_per_epoch
     assert resumed.val_acc_per_epoch == whole.val_acc_per_epoch

@@ -17,9 +17,9 @@ How a trial runs
   training); otherwise it trains with the space's proxy and reports ``val_acc`` after every
   epoch and replaces its training state (model, optimiser, schedule, shuffling state,
   epoch) in ``state.pt`` of its Tune folder (deleted once the trial is recorded), so a
-  failed or interrupted trial resumes from its last epoch. Tune is given no checkpoints of its own: its experiment snapshot lags the
-  trials and, after a kill -9 of the driver, could name a checkpoint it had deleted since,
-  which failed the trial's restore. Values for the
+  failed or interrupted trial resumes from its last epoch. Tune is given no checkpoints of
+  its own: its experiment snapshot lags the trials and, after a kill -9 of the driver, could
+  name a checkpoint it had deleted since, which failed the trial's restore. Values for the
   sampler are those of the Optuna backend: accuracy 0 for infeasible and diverged trials,
   FAIL for failures, and the constraint values (``value / limit - 1``) for NSGA-II and TPE.
   A genome that is being trained by another running trial is held back (the searcher
