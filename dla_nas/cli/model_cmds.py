@@ -216,6 +216,7 @@ def flag_config(**fields):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ..analysis.confirm import recipe_of
     from ..arch.builder import build_model, resolve_genome
     from ..arch.cost import model_cost
     from ..data import load_dataset, make_loader
@@ -272,8 +273,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     epochs = cfg.epochs_for(len(data.train))
     log.print(f"{data.summary()}; {cfg.describe(data)}; device {device}; {epochs} epochs of "
               f"{cfg.steps_per_epoch(len(data.train))} steps")
-    from ..analysis.confirm import recipe_of
-
     # what must match for a saved state to be this training's: genome, recipe, data, seed
     key = json.dumps({"genome": digest, "seed": cfg.seed, "pretrained": args.pretrained,
                       "data": fingerprint, **recipe_of(cfg, data)}, sort_keys=True,
