@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from dla_nas import attach, build_model
-from dla_nas.arch.backbone_genome import HEAD_AGGREGATIONS
+from dla_nas.arch.backbone_genome import HEAD_AGGREGATIONS, BackboneGenome
 from dla_nas.backbones import FeatureTaps, dla_backbone, efficientnet_lite0, timm_features
 from dla_nas.backbones.attach import (
     IDA,
@@ -165,8 +165,11 @@ def test_lite0_loads_its_offline_weights_key_for_key():
     random = efficientnet_lite0(pretrained=False)[0]
     with torch.no_grad():
         assert not torch.allclose(model.eval()(x), random.eval()(x), atol=1e-3)
-    assert info(FeatureTaps(model, taps)) == [("_blocks.2", 24, 4), ("_blocks.4", 40, 8),
-                                              ("_blocks.10", 112, 16), ("_blocks.15", 320, 32)]
+    levels = info(FeatureTaps(model, taps))
+    assert levels == [("_blocks.0", 16, 2), ("_blocks.2", 24, 4), ("_blocks.4", 40, 8),
+                      ("_blocks.10", 112, 16), ("_blocks.15", 320, 32)]
+    # what a genome knows without building it (a dense head's output stride, a cut's range)
+    assert BackboneGenome("efficientnet_lite0").level_strides == [r for *_, r in levels]
 
 
 def test_lite0_without_its_packages_says_what_to_install(monkeypatch):

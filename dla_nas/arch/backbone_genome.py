@@ -53,8 +53,8 @@ HEAD_AGGREGATIONS = ("none", "ida", "tree", "dla_up")
 TASKS = ("classify", "dense")
 UPSAMPLES = ("deconv", "bilinear")  # DLA-up's: learnt from a bilinear start, or fixed
 NODE_KERNELS = (1, 3)
-# efficientnet_lite0's levels (``backbones.lite0.LITE0_TAPS``): strides 4, 8, 16 and 32
-LITE0_STRIDES = (4, 8, 16, 32)
+# efficientnet_lite0's levels (``backbones.lite0.LITE0_TAPS``): strides 2, 4, 8, 16 and 32
+LITE0_STRIDES = (2, 4, 8, 16, 32)
 MAX_WIDTH = 4096
 
 @dataclass(frozen=True)
@@ -269,7 +269,7 @@ class BackboneGenome(GenomeText):
     # ---- geometry ------------------------------------------------------------------------
     def feature_sizes(self, size: int) -> list[int]:
         """Spatial size of each level for a square input of ``size`` px (a zoo backbone's
-        own; lite0's at strides 4-32). Raises ``GenomeError`` below ``min_input_size``."""
+        own; lite0's at strides 2-32). Raises ``GenomeError`` below ``min_input_size``."""
         if self.zoo is not None:
             return self.zoo.feature_sizes(size)
         if size < self.min_input_size():

