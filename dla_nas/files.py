@@ -1,5 +1,5 @@
 """The files and folders dla-nas is given and writes: reading a YAML file, checking an output
-folder, writing a file atomically (a set of files together), naming a file safely.
+folder (and holding it), writing a file atomically (a set of files together), naming a file safely.
 
 Each failure is one ``DlaNasError`` line that names the file or flag and what is allowed.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import re
 import shutil
@@ -87,6 +88,23 @@ def _check_nearest_folder(folder: Path, shown: Path, flag: str) -> None:
         os.close(fd)
         os.unlink(probe)
         return
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, flag: str = "--out") -> Iterator[None]:
+    """Hold ``folder`` (it exists) for this process alone, across processes; an
+    ``OptionError`` naming ``flag`` where another process holds it. The lock is on the folder
+    itself, so nothing is added to it, and the system drops it when a process dies."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OptionError(f"{flag} {folder}: another dla-nas process is writing there; "
+                              f"wait for it to finish, or give another {flag}") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def write_error(path: str | Path, exc: OSError) -> WriteError:

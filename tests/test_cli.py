@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from dla_nas.cli import main
+from dla_nas.files import folder_lock
 
 
 def test_show_json_dla34(capsys):
@@ -183,6 +184,13 @@ def test_an_interrupted_train_goes_on_from_its_last_epoch_with_the_same_out(tmp_
         assert main([*other, "--out", str(out)]) == 2
         assert "holds train-state.pt, an unfinished training with other settings" in \
             capsys.readouterr().err
+    saved = (out / "train-state.pt").read_bytes()
+    with folder_lock(out):  # another process training there: refused, its state untouched
+        assert main([*argv(), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"dla-nas train: error: --out {out}: another dla-nas process is writing there; wait "
+        "for it to finish, or give another --out")
+    assert (out / "train-state.pt").read_bytes() == saved
     assert main([*argv(), "--out", str(out)]) == 0
     assert "resuming after epoch 2" in capsys.readouterr().err
     resumed = json.loads((out / "metrics.json").read_text())

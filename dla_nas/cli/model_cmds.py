@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ..errors import DataError, OptionError, TrainError
-from ..files import check_out_file, check_out_folder, safe_name, write_file
+from ..files import check_out_file, check_out_folder, folder_lock, safe_name, write_file
 from .render import epoch_progress, stderr_console
 
 
@@ -267,64 +267,65 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = data.to(device)
     cost = model_cost(model, (data.in_chans, data.resolution, data.resolution))
     out.mkdir(parents=True, exist_ok=True)
-    digest = genome.canonical_hash()
-    log.print(f"[bold]{label}[/] ({digest}): {cost.params:,} params, {cost.macs:,} MACs at "
-              f"{data.resolution}px")
-    epochs = cfg.epochs_for(len(data.train))
-    log.print(f"{data.summary()}; {cfg.describe(data)}; device {device}; {epochs} epochs of "
-              f"{cfg.steps_per_epoch(len(data.train))} steps")
-    # what must match for a saved state to be this training's: genome, recipe, data, seed
-    key = json.dumps({"genome": digest, "seed": cfg.seed, "pretrained": args.pretrained,
-                      "data": fingerprint, **recipe_of(cfg, data)}, sort_keys=True,
-                     default=str)
-    resume = _saved_train_state(out, key, args.overwrite)
-    if resume is not None:
-        log.print(f"resuming after epoch {resume['epoch']} ({out / TRAIN_STATE})")
+    with folder_lock(out, "--out"):  # two trainings never write into one folder
+        digest = genome.canonical_hash()
+        log.print(f"[bold]{label}[/] ({digest}): {cost.params:,} params, {cost.macs:,} MACs at "
+                  f"{data.resolution}px")
+        epochs = cfg.epochs_for(len(data.train))
+        log.print(f"{data.summary()}; {cfg.describe(data)}; device {device}; {epochs} epochs of "
+                  f"{cfg.steps_per_epoch(len(data.train))} steps")
+        # what must match for a saved state to be this training's: genome, recipe, data, seed
+        key = json.dumps({"genome": digest, "seed": cfg.seed, "pretrained": args.pretrained,
+                          "data": fingerprint, **recipe_of(cfg, data)}, sort_keys=True,
+                         default=str)
+        resume = _saved_train_state(out, key, args.overwrite)
+        if resume is not None:
+            log.print(f"resuming after epoch {resume['epoch']} ({out / TRAIN_STATE})")
 
-    def save_state(report) -> None:
-        save_train_state(out / TRAIN_STATE, key, report.state())
-        on_epoch(report)
+        def save_state(report) -> None:
+            save_train_state(out / TRAIN_STATE, key, report.state())
+            on_epoch(report)
 
-    try:
-        with epoch_progress(log, epochs, args.json,
-                            int(resume["epoch"]) if resume else 0) as on_epoch:
-            result = train(model, data, cfg, callback=save_state, resume=resume)
-    except KeyboardInterrupt:  # said on stderr with --json too
-        state = out / TRAIN_STATE
-        print("dla-nas train: interrupted" + (
-            f": the state after the last finished epoch is in {state}; the same command "
-            f"with --out {out} goes on from it" if state.exists() else ""), file=sys.stderr)
-        return 130
-    test_loader = make_loader(data, "test", cfg.eval_batch_size, device, train=False, seed=cfg.seed,
-                              channels_last=cfg.channels_last)
-    test = evaluate(model, test_loader, data.num_classes, autocast=device.type == "cuda")
-    metrics = {
-        "genome": label, "hash": digest, "dataset": data.name, "resolution": data.resolution,
-        "class_names": data.class_names, "params": cost.params, "macs": cost.macs,
-        **result.to_dict(), **test.to_dict("test_"), **extra, "data_report": report.to_dict(),
-    }
-    if resume is not None:
-        metrics["resumed_after"] = int(resume["epoch"])
-    save_checkpoint(out / "checkpoint.pt", model, cfg, data, {"metrics": metrics, **extra})
-    write_file(out / "metrics.json", json.dumps(metrics, indent=2))
-    (out / TRAIN_STATE).unlink(missing_ok=True)  # the results are written: spent
-    if data.dense:  # a few test images with their true and predicted masks
-        from ..analysis.masks import mask_examples
+        try:
+            with epoch_progress(log, epochs, args.json,
+                                int(resume["epoch"]) if resume else 0) as on_epoch:
+                result = train(model, data, cfg, callback=save_state, resume=resume)
+        except KeyboardInterrupt:  # said on stderr with --json too
+            state = out / TRAIN_STATE
+            print("dla-nas train: interrupted" + (
+                f": the state after the last finished epoch is in {state}; the same command "
+                f"with --out {out} goes on from it" if state.exists() else ""), file=sys.stderr)
+            return 130
+        test_loader = make_loader(data, "test", cfg.eval_batch_size, device, train=False,
+                                  seed=cfg.seed, channels_last=cfg.channels_last)
+        test = evaluate(model, test_loader, data.num_classes, autocast=device.type == "cuda")
+        metrics = {
+            "genome": label, "hash": digest, "dataset": data.name, "resolution": data.resolution,
+            "class_names": data.class_names, "params": cost.params, "macs": cost.macs,
+            **result.to_dict(), **test.to_dict("test_"), **extra, "data_report": report.to_dict(),
+        }
+        if resume is not None:
+            metrics["resumed_after"] = int(resume["epoch"])
+        save_checkpoint(out / "checkpoint.pt", model, cfg, data, {"metrics": metrics, **extra})
+        write_file(out / "metrics.json", json.dumps(metrics, indent=2))
+        (out / TRAIN_STATE).unlink(missing_ok=True)  # the results are written: spent
+        if data.dense:  # a few test images with their true and predicted masks
+            from ..analysis.masks import mask_examples
 
-        mask_examples(model, data, out / "test-masks.png")
-    if args.json:
-        print(json.dumps(metrics))
-    else:
-        status = "[red]diverged[/] " + result.divergence if result.diverged else "done"
-        val = f"val mIoU {result.val.miou:.4f}" if data.dense else \
-            f"val acc {result.val_acc:.4f}"
-        log.print(f"{status}: {val}, {scores(test, 'test')}, "
-                  f"{result.train_seconds:.1f} s, {result.images_per_second:,.0f} images/s")
-        masks = f", {out / 'test-masks.png'}" if data.dense else ""
-        log.print(f"wrote {out / 'checkpoint.pt'}{masks} and {out / 'metrics.json'}")
-    if (warning := learnt_little(test.confusion, data.class_names, unit(data))) is not None:
-        log.print(f"[yellow]warning[/]: test split: {warning}", highlight=False)
-    return 1 if result.diverged else 0
+            mask_examples(model, data, out / "test-masks.png")
+        if args.json:
+            print(json.dumps(metrics))
+        else:
+            status = "[red]diverged[/] " + result.divergence if result.diverged else "done"
+            val = f"val mIoU {result.val.miou:.4f}" if data.dense else \
+                f"val acc {result.val_acc:.4f}"
+            log.print(f"{status}: {val}, {scores(test, 'test')}, "
+                      f"{result.train_seconds:.1f} s, {result.images_per_second:,.0f} images/s")
+            masks = f", {out / 'test-masks.png'}" if data.dense else ""
+            log.print(f"wrote {out / 'checkpoint.pt'}{masks} and {out / 'metrics.json'}")
+        if (warning := learnt_little(test.confusion, data.class_names, unit(data))) is not None:
+            log.print(f"[yellow]warning[/]: test split: {warning}", highlight=False)
+        return 1 if result.diverged else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
