@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -151,6 +152,14 @@ class RunStore:
         self.journal = self.path / "study.journal"
         self.rungs_file = self.path / "rungs.jsonl"
         self._lock_file = self.path / ".lock"
+        self.states = self.path / "states"
+
+    def trial_state(self, key: str) -> Path:
+        """Where the training of genome and recipe ``key`` (``TrialRecord.key``) keeps its
+        state between epochs (the Optuna backend's; Ray trials keep theirs in Tune's
+        folders): by key, so the retry of an interrupted trial, which draws the same, finds
+        it."""
+        return self.states / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.state.pt"
 
     def check_new(self) -> None:
         """Refuse a folder that holds files (hidden ones aside) as the place of a new run: a

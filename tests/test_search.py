@@ -487,6 +487,39 @@ def test_timeout_ends_a_running_trial_and_a_resume_draws_it_again(tmp_path):
     assert waiting[0].system_attrs["fixed_params"] == study.trials[0].params
 
 
+def test_an_interrupted_trial_is_retried_from_its_last_epoch(tmp_path):
+    """Ctrl-C (or --timeout, or a kill) in a trial's third epoch: its retry, which draws the
+    same, trains epochs 3 and 4 only, to the record of a trial never interrupted."""
+    from dla_nas.search.evaluator import ProxyEvaluator
+    from dla_nas.train.checkpoint import load_train_state
+
+    proxy = dict(conftest.HAND_SPACE["proxy"], epochs=4)
+    space = SearchSpace.from_yaml(conftest.write_space(tmp_path, conftest.HAND_SPACE,
+                                                       proxy=proxy))
+    evaluator = ProxyEvaluator(space, "cpu")
+    seen = []
+
+    def watch(record, report):
+        seen.append(report.epoch)
+        if report.epoch == 2 and len(seen) == 2:  # its state is saved before this is called
+            raise KeyboardInterrupt
+
+    study, store = _study_and_store(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(study, study.ask(), space, evaluator, store, stopping=watch)
+    key = study.trials[0].user_attrs["key"]
+    assert load_train_state(store.trial_state(key), key)["train"]["epoch"] == 2
+    recover(study, store, space)  # the retry, with the same parameters
+    retry = run_trial(study, study.ask(), space, evaluator, store, stopping=watch)
+    assert seen == [1, 2, 3, 4] and retry.epochs_run == 4 and retry.key == key
+    assert not store.trial_state(key).exists()  # recorded: spent
+
+    again, fresh = optuna.create_study(directions=space.directions), RunStore(tmp_path / "b")
+    again.enqueue_trial(study.trials[0].params)
+    whole = run_trial(again, again.ask(), space, evaluator, fresh)
+    assert retry.val_acc_per_epoch == whole.val_acc_per_epoch and retry.macs == whole.macs
+
+
 def test_the_warm_start_goes_cheapest_first_and_keeps_within_the_constraints(tmp_path):
     """A CPU budget is spent on the cheap hand designs first; one over a constraint is not
     trained at all (the magnetic-tile search began with the 39M and 49M-MAC designs)."""

@@ -7,7 +7,9 @@ run-wide file lock, so N workers finish exactly the requested number of trials.
 
 Resume: the same command with the same ``--out`` reopens the study. A trial left RUNNING by a
 process that died (same host, dead pid) is completed from its record if it has one, else
-marked failed and re-enqueued with the same parameters; so is a trial interrupted by Ctrl-C.
+marked failed and re-enqueued with the same parameters; so is a trial interrupted by Ctrl-C
+or ``--timeout``. Its retry goes on from the last epoch the interrupted one finished (a
+state saved after each epoch in the run's ``states/``, deleted once the trial is recorded).
 """
 
 from __future__ import annotations
@@ -110,6 +112,29 @@ def _until(deadline: float | None, stopping: ParetoStopping | None):
     return on_epoch
 
 
+def _saving_state(evaluator: ProxyEvaluator, store: RunStore, callback):
+    """The proxy training of a trial with its state saved after each epoch
+    (``RunStore.trial_state``), going on from a saved state of its genome and recipe: the
+    retry of a trial that Ctrl-C, a kill or ``--timeout`` ended goes on from its last
+    epoch (its first start time kept) instead of training again."""
+    from ..train.checkpoint import load_train_state, save_train_state
+
+    def measure(model, record: TrialRecord) -> None:
+        path = store.trial_state(record.key)
+        saved = load_train_state(path, record.key)
+        if saved is not None:
+            record.started_at = saved["started_at"]
+
+        def on_epoch(report) -> bool:
+            path.parent.mkdir(exist_ok=True)
+            save_train_state(path, record.key, report.state(), started_at=record.started_at)
+            return bool(callback(record, report)) if callback is not None else False
+
+        evaluator.measure(model, record, on_epoch,
+                          resume=saved["train"] if saved is not None else None)
+    return measure
+
+
 def run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
               evaluator: ProxyEvaluator, store: RunStore, sampler: str = "",
               stopping: ParetoStopping | None = None,
@@ -124,14 +149,16 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, space: SearchSpace,
             trial.set_user_attr("hash", proposal.hash)
             trial.set_user_attr("key", proposal.key)
         reuse = twin_record(study, store, proposal.key, owners) if proposal.key else None
-        record = trials.run(evaluator, proposal, reuse=reuse,
-                            callback=_until(deadline, stopping), sampler=sampler)
+        record = trials.run(evaluator, proposal, reuse=reuse, sampler=sampler,
+                            measure=_saving_state(evaluator, store, _until(deadline, stopping)))
     except (trials.PastDeadline, KeyboardInterrupt) as stop:
         study.tell(trial, state=TrialState.FAIL)  # no record: retried on resume
         if isinstance(stop, KeyboardInterrupt):
             raise
         return None
     store.append(record)
+    if record.key:  # recorded: its saved state is spent
+        store.trial_state(record.key).unlink(missing_ok=True)
     trials.tell(study, trial, record, space)
     return record
 
