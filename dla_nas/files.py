@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import re
 import shutil
@@ -95,6 +94,8 @@ def folder_lock(folder: Path, flag: str = "--out") -> Iterator[None]:
     """Hold ``folder`` (it exists) for this process alone, across processes; an
     ``OptionError`` naming ``flag`` where another process holds it. The lock is on the folder
     itself, so nothing is added to it, and the system drops it when a process dies."""
+    import fcntl  # POSIX only: imported where it is used
+
     fd = os.open(folder, os.O_RDONLY)
     try:
         try:
@@ -102,6 +103,8 @@ def folder_lock(folder: Path, flag: str = "--out") -> Iterator[None]:
         except BlockingIOError:
             raise OptionError(f"{flag} {folder}: another dla-nas process is writing there; "
                               f"wait for it to finish, or give another {flag}") from None
+        except OSError:  # a file system without locks (some network mounts): unguarded
+            pass
         yield
     finally:
         os.close(fd)  # releases the lock

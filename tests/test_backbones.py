@@ -190,8 +190,9 @@ def test_timm_features():
     except Exception as e:  # a torchvision built for CUDA raises a RuntimeError
         pytest.skip(f"timm does not import here: {type(e).__name__}: {str(e).splitlines()[0]}")
     model, taps = timm_features("resnet18")
-    assert info(FeatureTaps(model, taps)) == [("layer1", 64, 4), ("layer2", 128, 8),
-                                              ("layer3", 256, 16), ("layer4", 512, 32)]
+    assert info(FeatureTaps(model, taps)) == [("act1", 64, 2), ("layer1", 64, 4),
+                                              ("layer2", 128, 8), ("layer3", 256, 16),
+                                              ("layer4", 512, 32)]
 
 
 @pytest.mark.parametrize("aggregation, upsample", [("ida", "deconv"), ("dla_up", "deconv"),

