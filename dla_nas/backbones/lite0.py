@@ -9,7 +9,7 @@ from ..weights.transfer import Pretrained
 
 # The last block at each stride for a 224 px input: stride 2: _blocks.0 (16 channels), 4:
 # _blocks.2 (24), 8: _blocks.4 (40), 16: _blocks.10 (112), 32: _blocks.15 (320), as timm's
-# features_only takes them (stride 2: what a dense head needs for thin defects). Not
+# features_only takes them (stride 2: for dense heads at fine resolution). Not
 # _conv_head: its output is the 1280-channel 1x1 conv before its BN and ReLU6 (_bn1, _swish),
 # and _swish is one module used by every block.
 LITE0_TAPS = ("_blocks.0", "_blocks.2", "_blocks.4", "_blocks.10", "_blocks.15")
