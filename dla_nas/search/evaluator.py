@@ -3,6 +3,7 @@ check, low-fidelity training, and the trial record. Both search backends call th
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Callable
 
@@ -74,6 +75,12 @@ class ProxyEvaluator:
         # a trial that draws one of the space's hand designs is named after it
         self.hand_designs = {space.hand_design(name).canonical_hash(): name
                              for name in space.baselines}
+
+    @functools.cached_property
+    def data_fingerprint(self) -> str:
+        """``Dataset.fingerprint`` of the task data (which images each split holds), once
+        per process: what a trial's saved training state must match."""
+        return self.data.fingerprint()
 
     def data_at(self, resolution: int | None) -> Dataset:
         """The task data at ``resolution`` px (None: the task's), loaded once."""

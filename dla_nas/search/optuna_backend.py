@@ -127,7 +127,7 @@ def _saving_state(evaluator: ProxyEvaluator, store: RunStore, callback):
         path = store.trial_state(record.key)
         # what a state must match besides the genome and recipe: the split's images (a
         # folder may gain some between runs) and the code that saved it
-        key = {"trial": record.key, "data": evaluator.data.fingerprint(),
+        key = {"trial": record.key, "data": evaluator.data_fingerprint,
                "version": __version__}
         saved = load_train_state(path, key)
         if saved is not None:
