@@ -189,14 +189,23 @@ def wait_for_state(out, most_epochs=2, timeout=150):
 # ---- tests --------------------------------------------------------------------------------------
 def test_a_rerun_trial_resumes_from_the_newest_state_of_its_number_and_genome(tmp_path):
     """After a kill -9, Tune's last snapshot may predate a trial: it runs again under a new
-    Tune id, and its saved states are found by record number, for the same genome and recipe
-    only (a number whose trial never ran is drawn again with another genome)."""
+    Tune id, and its saved states are found by record number, for the same genome, recipe and
+    data only (a number whose trial never ran is drawn again with another genome)."""
+    from dla_nas.results import TrialRecord
     from dla_nas.search import ray_trial
+    from dla_nas.search.trials import SavedTraining
 
     def save(folder, key, epoch):
         folder.mkdir(parents=True)
-        torch.save({"train": {"epoch": epoch}, "started_at": "t", "key": key},
+        torch.save({"train": {"epoch": epoch}, "started_at": 5.0, "key": {"trial": key}},
                    folder / ray_trial.STATE_FILE)
+
+    def resumed(number, key):
+        record = TrialRecord(trial=number, status="ok", hash="h")
+        state = SavedTraining(record, {"trial": key}).resume(
+            ray_trial.state_files(str(tmp_path), number))
+        assert record.started_at == (0.0 if state is None else 5.0)
+        return None if state is None else state["epoch"]
 
     ray_dir = tmp_path / "ray"
     save(ray_dir / "search-1" / "trial-3-new", "k", 1)
@@ -207,12 +216,12 @@ def test_a_rerun_trial_resumes_from_the_newest_state_of_its_number_and_genome(tm
     (ray_dir / "search-0" / "trial-3-cut").mkdir(parents=True)
     (ray_dir / "search-0" / "trial-3-cut" / "state.pt").write_bytes(b"PK")
     (ray_dir / "search-0" / "trial-3-old" / ".state.pt.x.part").write_bytes(b"PK")
-    assert ray_trial._latest_state(str(tmp_path), 3, "k")["train"]["epoch"] == 4
-    assert ray_trial._latest_state(str(tmp_path), 13, "k")["train"]["epoch"] == 9
-    assert ray_trial._latest_state(str(tmp_path), 3, "new genome") is None
+    assert resumed(3, "k") == 4
+    assert resumed(13, "k") == 9
+    assert resumed(3, "new genome") is None
     shutil.rmtree(ray_dir / "search-0")
-    assert ray_trial._latest_state(str(tmp_path), 3, "k")["train"]["epoch"] == 1
-    assert ray_trial._latest_state(str(tmp_path), 31, "k") is None
+    assert resumed(3, "k") == 1
+    assert resumed(31, "k") is None
 
 
 @pytest.mark.parametrize("kw, message", [

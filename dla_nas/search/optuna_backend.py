@@ -28,7 +28,6 @@ from multiprocessing.connection import wait as wait_for_exit
 import optuna
 from optuna.trial import TrialState
 
-from .. import __version__
 from ..errors import DlaNasError
 from ..results import RunStore, TrialRecord
 from . import trials
@@ -117,30 +116,19 @@ def _until(deadline: float | None, stopping: ParetoStopping | None):
 
 
 def _saving_state(evaluator: ProxyEvaluator, store: RunStore, callback):
-    """The proxy training of a trial with its state saved after each epoch
-    (``RunStore.trial_state``), going on from a saved state of its genome and recipe: the
-    retry of a trial that Ctrl-C, a kill or ``--timeout`` ended goes on from its last
-    epoch (its first start time kept) instead of training again."""
-    from ..train.checkpoint import load_train_state, save_train_state
-
+    """The proxy training of a trial with its state saved after each epoch at
+    ``RunStore.trial_state`` (``trials.SavedTraining``): a retried trial goes on from there."""
     def measure(model, record: TrialRecord) -> None:
         path = store.trial_state(record.key)
-        # what a state must match besides the genome and recipe: the split's images (a
-        # folder may gain some between runs) and the code that saved it
-        key = {"trial": record.key, "data": evaluator.data_fingerprint,
-               "version": __version__}
-        saved = load_train_state(path, key)
-        if saved is not None:
-            record.started_at = saved["started_at"]
+        saved = trials.SavedTraining.of(evaluator, record)
+        resume = saved.resume([path])
 
         def on_epoch(report) -> bool:
             if report.epoch < report.epochs:  # after the last one, the record follows
-                path.parent.mkdir(exist_ok=True)
-                save_train_state(path, key, report.state(), started_at=record.started_at)
+                saved.save(path, report.state())
             return bool(callback(record, report)) if callback is not None else False
 
-        evaluator.measure(model, record, on_epoch,
-                          resume=saved["train"] if saved is not None else None)
+        evaluator.measure(model, record, on_epoch, resume=resume)
     return measure
 
 

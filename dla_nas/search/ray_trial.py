@@ -143,33 +143,18 @@ def state_files(out: str, number: int) -> Iterator[Path]:
     return Path(out, "ray").glob(f"{STAGE}*/{folders}/{STATE_FILE}")
 
 
-def _latest_state(out: str, number: int, key: str) -> dict | None:
-    """The newest training state on disk of record ``number`` with genome and recipe ``key``.
-    Tune is given no checkpoints: its experiment snapshot lags the trials, and after a kill -9
-    of the driver it could name a checkpoint that Tune had since deleted, which failed the
-    restore. A trial that runs again (a restored experiment, a retry after a failure, a new
-    Tune id when the snapshot predates the trial) finds its state by record number."""
-    from ..train.checkpoint import load_train_state
-
-    # of this genome and recipe only: a number may be redrawn; an unreadable file is passed by
-    states = [st for st in (load_train_state(path, key) for path in state_files(out, number))
-              if st is not None]
-    return max(states, key=lambda st: st["train"]["epoch"], default=None)
-
-
 def _train(evaluator: ProxyEvaluator, model, record: TrialRecord, *, out: str,
            deadline: float | None, reported: list[int]) -> None:
     """Cost, constraints, then proxy training with a report and saved state per epoch, filling
     ``record``, until ``deadline`` (``trials.check_deadline``); the epochs reported go to
-    ``reported``."""
-    from ..train.checkpoint import save_train_state
-
-    resume = None
+    ``reported``. A trial that runs again (a restored experiment, a retry after a failure, a
+    new Tune id when Tune's snapshot predates the trial) finds its state by record number:
+    Tune is given no checkpoints, as its snapshot lags the trials and, after a kill -9 of the
+    driver, could name a checkpoint Tune had since deleted, which failed the restore."""
+    saved = trials.SavedTraining.of(evaluator, record)
+    resume = saved.resume(state_files(out, record.trial))
     state_path = _state_path(out, record.trial)
-    saved = _latest_state(out, record.trial, record.key)
-    if saved is not None:
-        resume = saved["train"]
-        record.started_at = saved["started_at"]
+
     def on_epoch(report) -> None:
         trials.check_deadline(deadline, record.trial, report)
         state = report.state()
@@ -179,7 +164,7 @@ def _train(evaluator: ProxyEvaluator, model, record: TrialRecord, *, out: str,
         if report.val is not None:
             partial.set_val_metrics(report.val)
         partial.finish()
-        save_train_state(state_path, record.key, state, started_at=record.started_at)
+        saved.save(state_path, state)
         try:
             metrics = _metrics(partial, report.epoch)
             if resume is not None:

@@ -13,13 +13,16 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
 
 import optuna
 from optuna.trial import TrialState
 
+from .. import __version__
 from ..arch.backbone_genome import genome_from_dict
 from ..results import RunStore, TrialRecord, trial_key
+from ..train.checkpoint import load_train_state, save_train_state
 from ..train.trainer import EpochReport
 from .core import (
     SearchOptions,
@@ -50,6 +53,38 @@ def check_deadline(deadline: float | None, trial: int, report: EpochReport) -> N
     backend calls it after each epoch of a trial. A trial whose last epoch is done is kept."""
     if deadline is not None and time.time() >= deadline and report.epoch < report.epochs:
         raise PastDeadline(f"--timeout passed in epoch {report.epoch} of trial {trial}")
+
+
+@dataclass
+class SavedTraining:
+    """A trial's proxy training, saved after each epoch so that its retry (Ctrl-C, a kill,
+    ``--timeout``, a restored Ray experiment) goes on from the last epoch with its first start
+    time. A state serves only the same genome and recipe, the same split images (a folder may
+    gain some between runs) and the code that saved it; a backend chooses where it lies."""
+
+    record: TrialRecord
+    key: dict[str, str]
+
+    @classmethod
+    def of(cls, evaluator: ProxyEvaluator, record: TrialRecord) -> SavedTraining:
+        return cls(record, {"trial": record.key, "data": evaluator.data_fingerprint,
+                            "version": __version__})
+
+    def resume(self, paths: Iterable[Path]) -> dict | None:
+        """The trainer state to go on from: the newest of this key among ``paths`` (the
+        others, and unreadable files, are passed by), or None; sets the record's start."""
+        states = [st for st in (load_train_state(path, self.key) for path in paths)
+                  if st is not None]
+        saved = max(states, key=lambda st: st["train"]["epoch"], default=None)
+        if saved is None:
+            return None
+        self.record.started_at = saved["started_at"]
+        return saved["train"]
+
+    def save(self, path: Path, state: dict) -> None:
+        """Write a trainer ``report.state()`` at ``path``, replacing the last one."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_train_state(path, self.key, state, started_at=self.record.started_at)
 
 
 @dataclass
