@@ -190,6 +190,20 @@ def test_ctrl_c_or_sigterm_stops_gracefully_and_the_same_command_continues(tmp_p
     assert_no_genome_trained_twice(records)
 
 
+def test_status_says_which_stopped_trials_kept_their_training(tmp_path, capsys):
+    from test_bad_input import make_run  # a run with two records
+
+    store = RunStore(make_run(tmp_path / "run"))
+    assert main(["status", str(store.path)]) == 0
+    assert "kept their last epoch" not in capsys.readouterr().out
+    store.states.mkdir()
+    for key in ("a", "b"):
+        store.trial_state(key).write_bytes(b"saved")
+    assert main(["status", str(store.path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "2 trial(s) stopped in training kept their last epoch" in out
+
+
 def test_status_tells_trials_in_training_from_those_a_stopped_search_left(tmp_path, capsys):
     from test_bad_input import SPACE as TINY_SPACE  # named "tiny"
     from test_bad_input import make_run  # a run with two records

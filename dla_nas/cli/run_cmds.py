@@ -44,6 +44,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                       f"{r.wall_seconds:.1f}", note)
     console.print(table)
     print_summary(console, store, objectives)
+    live: list[str] = []
     if not (info.get("options") or {}).get("storage"):  # a study elsewhere is not read here
         from ..search.space import SearchSpace
         from ..search.trials import running
@@ -52,13 +53,17 @@ def cmd_status(args: argparse.Namespace) -> int:
             live, left = running(store, SearchSpace.of_run(info).name)
         except DlaNasError as exc:  # the run's table above stands without it
             console.print(f"[yellow]warning[/]: {exc}")
-            live, left = [], 0
+            left = 0
         if live:
             console.print(f"in training now: {len(live)} trial(s), by "
                           + ", ".join(sorted(set(live))))
         if left:
             console.print(f"{left} trial(s) left unfinished by a search that stopped: drawn "
                           "again when the same search command continues the run")
+    saved = sum(1 for _ in store.states.glob("*.state.pt"))  # the Optuna backend's
+    if saved and not live:  # while trials train, their states are work in progress
+        console.print(f"{saved} trial(s) stopped in training kept their last epoch in "
+                      f"{store.states}: the same search command goes on from there")
     from ..analysis.confirm import load_confirmed
 
     confirmed = load_confirmed(args.run)
