@@ -239,6 +239,27 @@ def test_out_csv_has_a_row_per_readable_image(trained, tmp_path, capsys):
     assert_same(got, {str(one): predicted(capsys, run, data)[str(one)]})
 
 
+def test_float_and_sparse_16_bit_images_are_warned_about_as_training_does(trained,
+                                                                         tmp_path, capsys):
+    _, run = trained
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    Image.fromarray(rng.random((16, 16)).astype(np.float32)).save(folder / "f.tif")
+    Image.fromarray((rng.random((16, 16)) * 4096).astype(np.uint16)).save(folder / "d.png")
+    Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).save(folder / "e.png")
+    code, _, err = run_predict(capsys, str(run), str(folder))
+    assert code == 0
+    warned = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert len(warned) == 2, err
+    assert "floating point (mode F, values up to 0.9" in warned[0] and "black" in warned[0]
+    assert "16-bit images use 12 bits or fewer" in warned[1]
+    (folder / "f.tif").unlink()
+    (folder / "d.png").unlink()
+    code, _, err = run_predict(capsys, str(run), str(folder))
+    assert code == 0 and "warning" not in err
+
+
 def test_preprocessing_from_an_export_is_checked():
     meta = {"channels": "RGB", "size": [16, 16], "resize": "crop", "mean": [0.5] * 3,
             "std": [0.25] * 3}

@@ -427,6 +427,7 @@ def _mask_files(root: Path, paths: list[Path], masks: Path) -> dict[str, Path]:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..analysis.predict import find_images, load_predictor, predict
+    from ..data.report import depth_warnings
 
     out = check_out_file(args.out) if args.out else None  # before any work
     masks = check_out_folder(args.masks, "--masks") if args.masks else None
@@ -440,6 +441,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                           "not masks (a dense model does)")
     for path, reason in result.skipped:
         print(f"warning: skipping unreadable image {path}: {reason}", file=sys.stderr)
+    for line in depth_warnings([str(p) for p in paths]):
+        print(f"warning: {line}", file=sys.stderr)
     if not result.rows:
         raise DataError(f"PATH {args.path}: none of its {len(paths)} image file(s) could be "
                         "read")

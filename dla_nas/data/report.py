@@ -16,7 +16,7 @@ from PIL import Image
 
 from .config import IMBALANCE_RATIO, imbalance
 from .dataset import Dataset
-from .images import _SIXTEEN_BIT_MODES, _map_safely
+from .images import _SIXTEEN_BIT_MODES, _map_safely, _probe
 
 SPLITS = ("train", "val", "test")
 # width/height outside this range (3:4 to 4:3) is visibly squashed by the square resize
@@ -122,13 +122,27 @@ def data_report(data: Dataset) -> DataReport:
              for s, p in paths.items()}
     everything = [f for s in SPLITS for f in facts[s]]
     leaks, examples = _leaks(paths, {s: [f.digest for f in facts[s]] for s in SPLITS})
-    floats = [f.peak for f in everything if f.mode == "F" and f.peak is not None]
-    deep = [f.peak for f in everything if f.mode in _SIXTEEN_BIT_MODES and f.peak is not None]
+    float_peak, sixteen_bit_peak = _peaks(everything)
     return replace(base, leaks=leaks, leak_examples=examples, sizes=_size_stats(everything),
                    modes=tuple(sorted({f.mode for f in everything})),
                    formats=tuple(sorted({f.format for f in everything})),
-                   float_peak=max(floats) if floats else None,
-                   sixteen_bit_peak=int(max(deep)) if deep else None)
+                   float_peak=float_peak, sixteen_bit_peak=sixteen_bit_peak)
+
+
+def _peaks(facts: Sequence[FileFacts]) -> tuple[float | None, int | None]:
+    """The largest value of the float images and of the 16-bit ones among ``facts``."""
+    floats = [f.peak for f in facts if f.mode == "F" and f.peak is not None]
+    deep = [f.peak for f in facts if f.mode in _SIXTEEN_BIT_MODES and f.peak is not None]
+    return (max(floats) if floats else None), (int(max(deep)) if deep else None)
+
+
+def depth_warnings(paths: Sequence[str]) -> list[str]:
+    """What ``warnings`` says of float and sparse 16-bit images, for image files outside a
+    dataset (``predict``'s): headers are read for all, pixels only of those two kinds."""
+    deep = [p for p, m in zip(paths, _map_safely(_probe, paths))
+            if m == "F" or m in _SIXTEEN_BIT_MODES]
+    facts = [f for f in _map_safely(_file_facts, deep) if isinstance(f, FileFacts)]
+    return list(_depth_lines(*_peaks(facts)))
 
 
 def _task(dense: bool) -> str:
@@ -224,17 +238,21 @@ def _warning_lines(r: DataReport, balanced: bool | None) -> Iterator[str]:
         yield (f"images are upscaled: their median side is {side} px, against "
                f"--resolution {r.resolution}; a --resolution near {side} costs less and "
                "loses nothing")
-    if r.float_peak is not None:
-        yield (f"images are floating point (mode F, values up to {r.float_peak:g}): they are "
-               "read as grey levels 0-255, values outside clipped"
-               + (", so these read as black" if r.float_peak <= 1 else "")
-               + "; save them as 8- or 16-bit images")
-    if r.sixteen_bit_peak is not None and r.sixteen_bit_peak < FEW_BITS:
-        bits = max(1, r.sixteen_bit_peak.bit_length())
-        yield (f"16-bit images use {bits} bits or fewer (values up to {r.sixteen_bit_peak}): "
-               "read as value / 257 (the full 16-bit range) they keep "
-               f"{r.sixteen_bit_peak // 257 + 1} grey levels; scale them to the full range "
-               f"(x{2 ** (16 - bits)}) or save them as 8-bit images")
+    yield from _depth_lines(r.float_peak, r.sixteen_bit_peak)
     if r.leaks:
         yield (f"{r.leaks} images in val/test also appear in train (e.g. "
                f"{r.leak_examples[0]}): the scores will flatter; remove the copies")
+
+
+def _depth_lines(float_peak: float | None, sixteen_bit_peak: int | None) -> Iterator[str]:
+    if float_peak is not None:
+        yield (f"images are floating point (mode F, values up to {float_peak:g}): they are "
+               "read as grey levels 0-255, values outside clipped"
+               + (", so these read as black" if float_peak <= 1 else "")
+               + "; save them as 8- or 16-bit images")
+    if sixteen_bit_peak is not None and sixteen_bit_peak < FEW_BITS:
+        bits = max(1, sixteen_bit_peak.bit_length())
+        yield (f"16-bit images use {bits} bits or fewer (values up to {sixteen_bit_peak}): "
+               "read as value / 257 (the full 16-bit range) they keep "
+               f"{sixteen_bit_peak // 257 + 1} grey levels; scale them to the full range "
+               f"(x{2 ** (16 - bits)}) or save them as 8-bit images")
