@@ -325,7 +325,7 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
         made_by = str((old.get("versions") or {}).get("dla-nas", ""))
         # dla-nas 0.1's Ray backend kept its study inside Tune: such a run has no journal
         if opts.storage is None and not (backend == "ray" and made_by.startswith("0.1")):
-            check_study_file(store, space.name)
+            check_study_file(store, space.name, backend)
     if backend == "optuna":
         opts.sampler = opts.sampler or OPTUNA_SAMPLER
         if opts.early_stopping == "asha":
@@ -377,10 +377,11 @@ def journal_study(store: RunStore, study_name: str) -> optuna.Study | None:
                        f"{str(exc)[:120]})") from None
 
 
-def check_study_file(store: RunStore, study_name: str) -> None:
+def check_study_file(store: RunStore, study_name: str, backend: str = "optuna") -> None:
     """Refuse to continue a run whose journal file or records were lost while the other is
     there: the sampler would start over beside the records, or the trials the study knows
-    would have no record, and the run would be redone or thinned out without a word."""
+    would have no record, and the run would be redone or thinned out without a word.
+    ``backend``: the run's (``ray`` may leave one finished trial unrecorded)."""
     records = len(store.search_records())
     if not store.journal.exists():
         if records:
@@ -393,8 +394,9 @@ def check_study_file(store: RunStore, study_name: str) -> None:
         return
     told = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
     # Tune tells the searcher (the study) of a finished trial just before the callback that
-    # writes its record: a driver killed between the two leaves one trial told, unrecorded
-    if told > 1 and not records:
+    # writes its record: a driver killed between the two leaves one trial told, unrecorded;
+    # the Optuna backend tells a trial after its record
+    if told > (1 if backend == "ray" else 0) and not records:
         state = "missing" if not store.trials_file.exists() else "no search record"
         raise RunError(f"{store.trials_file}: {state}, but {store.journal.name} holds {told} "
                        "finished trial(s): their records are lost; restore the file, or start "
