@@ -296,8 +296,9 @@ def test_search_with_asha_then_pareto_writes_records_stops_early_and_extends(tmp
     assert sorted(p.name for p in (out / "ray").iterdir()) == ["search-0", "search-1"]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
-                         ids=["ctrl-c", "sigterm", "kill-9"])
+# no Ctrl-C case: SIGTERM is handed to the SIGINT handler in place (``_term_as_interrupt``),
+# here Tune's, so the SIGTERM case runs Ctrl-C's graceful stop (and a case costs ~40 s)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
 def test_interrupted_driver_then_the_same_call_finishes_exactly_n(tmp_path, ray_env, sig):
     # 12 epochs: a trial that has saved its state after one of its first two epochs is far from
     # done when the signal arrives (Tune's trials report synchronously: one never runs ahead
