@@ -300,7 +300,7 @@ def test_compare_with_line_finds_the_targets_and_the_gap():
     dense = [replace(c, test_miou=(m, m, m)) for c, m in
              zip(line + [half, better], (0.50, 0.40, 0.45, 0.30))]
     by_miou = compare_with_line(dense, metric="val_miou")
-    assert by_miou["best_hand_design"] == {"label": "small", "macs": 100,
+    assert by_miou["best_hand_design"] == {"label": "small", "macs": 100, "seeds": 3,
                                            "test_miou": [0.5, 0.5, 0.5]}
     assert by_miou["half_macs"] == [] and by_miou["gap"] is None
     for rows in (line, line + [redrawn]):  # no search trial but a hand design

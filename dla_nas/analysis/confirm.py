@@ -640,8 +640,8 @@ def compare_with_line(confirmed: list[Confirmed], hand_designs: Iterable[str] = 
         return hypervolume([[test[id(c)][0], math.log10(c.macs)] for c in cs],
                            ["maximize", "minimize"], reference)
 
-    def row(c: Confirmed) -> dict[str, Any]:
-        return {"label": c.label, "macs": c.macs,
+    def row(c: Confirmed) -> dict[str, Any]:  # the figure as [mean, lowest, highest]
+        return {"label": c.label, "macs": c.macs, "seeds": len(c.seeds),
                 f"test_{metric.removeprefix('val_')}": list(test[id(c)])}
 
     ranks = non_dominated_sort([[test[id(c)][0], c.macs] for c in found],
