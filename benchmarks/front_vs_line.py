@@ -6,8 +6,8 @@ reports the best hand design (highest mean test accuracy over seeds), the target
 one point better at <= its MACs with the lowest seed above its highest), the gap, and the
 hypervolumes of the confirmed front and of the line (``dla_nas.analysis.confirm.compare_with_line``).
 Each row gives a candidate's label, MACs, seed count and test figure as [mean, lowest,
-highest] over its seeds. A search trial that drew a hand design (the line's, or one of the space's baselines, which a
-warm start draws first) is not counted as a finding.
+highest] over its seeds. A search trial that drew a hand design (the line's, or one of the
+space's baselines, which a warm start draws first) is not counted as a finding.
 
     python benchmarks/front_vs_line.py results/reference-digits-aggregation
     python benchmarks/front_vs_line.py RUN --share 0.667 --point-macs 1.1   # over a backbone
