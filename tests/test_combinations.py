@@ -1,5 +1,5 @@
-"""Every backend x sampler x early stopping runs a real two-trial search through the command
-line. Optuna 5.1 once broke the Ray backend for every sampler but TPE (Tune pickles its
+"""Each backend x sampler x early stopping (on Ray, the two that stop trials) runs a real
+two-trial search through the command line. Optuna 5.1 once broke the Ray backend for every sampler but TPE (Tune pickles its
 searcher, and the NSGA-II sampler came to hold a lock); a new release of Optuna or Ray that
 breaks one combination fails here. On Ray, each sampler runs under both schedulers that stop
 trials (ASHA, Pareto); no early stopping (Tune's plain FIFO) is the path of the Ray tests in
