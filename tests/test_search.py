@@ -579,6 +579,42 @@ def test_which_new_runs_start_from_the_hand_designs(tmp_path, sampler, warm_star
     assert len(again.get_trials(deepcopy=False)) == enqueued
 
 
+def test_an_enqueued_network_is_drawn_next_once_and_one_outside_the_space_refused(
+        tmp_path, capsys):
+    """--enqueue (Optuna's enqueue_trial): the user's network is the next trial, new run or
+    resumed, with the nominal recipe, and never queued twice; a network the space cannot
+    draw, or a missing file, is refused in one line before anything is written."""
+    from dla_nas.search.optuna_backend import start
+
+    space = str(conftest.write_space(tmp_path, conftest.HAND_SPACE))
+    mine = zoo.load("plain_cnn_8_16_32")
+    (tmp_path / "mine.yaml").write_text(mine.to_yaml())
+    out = tmp_path / "run"
+    plain = SearchOptions(space=space, trials=1, out=str(out), warm_start="none")
+    _, study = start(plain)
+    assert not study.get_trials(deepcopy=False)  # a new run, nothing queued
+    opts = SearchOptions(space=space, trials=1, out=str(out), warm_start="none",
+                         enqueue=[str(tmp_path / "mine.yaml")])
+    _, study = start(opts)  # resumed with --enqueue
+    trial = study.ask()
+    genome, _, _ = SearchSpace.from_yaml(space).sample_trial(trial, 8)
+    assert genome.canonical_hash() == mine.canonical_hash()
+    study.tell(trial, [0.5, 1000.0])
+    RunStore(out).append(TrialRecord(0, "ok", mine.canonical_hash(), val_acc=0.5, macs=1000,
+                                     params=10, epochs_run=1))
+    _, again = start(opts)  # the same command again: already tried, not queued
+    assert len(again.get_trials(deepcopy=False)) == 1
+
+    for spec, says in (("dla34", "--enqueue dla34: not in the space test-hand ("),
+                       (str(tmp_path / "nope.yaml"), "nope.yaml: no such file")):
+        new = tmp_path / f"new-{spec[-4:]}"
+        capsys.readouterr()
+        assert main(["search", "--space", space, "--out", str(new), "--enqueue", spec]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1
+        assert not (new / "run.yaml").exists()
+
+
 def test_resume_keeps_the_runs_storage(tmp_path):
     from dla_nas.search.optuna_backend import start
 

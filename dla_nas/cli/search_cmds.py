@@ -29,6 +29,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         dataset=args.dataset, resolution=args.resolution, augment=args.augment,
         resize=args.resize, sampling=args.sampling, labels_per_class=args.labels_per_class,
         early_stopping=args.early_stopping or args.scheduler, warm_start=args.warm_start,
+        enqueue=args.enqueue,
         latency_threads=args.latency_threads, latency_table=args.latency_table)
     if args.scheduler is not None:
         print("dla-nas search: --scheduler is deprecated; it is --early-stopping now, for "

@@ -17,6 +17,7 @@ import numpy as np
 import optuna
 
 from ..arch.baselines import baseline_genome, check_baseline_task
+from ..arch.builder import resolve_genome
 from ..arch.cost import genome_cost
 from ..arch.genome import MAX_INPUT
 from ..arch.latency import read_table
@@ -72,6 +73,8 @@ class SearchOptions:
     early_stopping: str | None = None
     # baselines: a new run's first trials are the space's hand designs; None: the default
     warm_start: str | None = None
+    # networks (genome files or zoo names) to try first, each once (``enqueue_points``)
+    enqueue: list[str] = field(default_factory=list)
     # the CPU threads ONNX Runtime gets when a trial's latency is measured (arch.latency)
     latency_threads: int = 1
     # latencies measured on the target machine (arch.latency.read_table), used where known
@@ -110,6 +113,11 @@ class SearchOptions:
             raise OptionError(f"--timeout: {self.timeout} is not allowed (> 0)")
         for name in self.baselines:
             baseline_genome(name)
+        for spec in self.enqueue:
+            try:
+                resolve_genome(spec)
+            except GenomeError as exc:
+                raise OptionError(f"--enqueue: {exc}") from None
         if self.storage is not None:
             check_storage(self.storage)
 
@@ -342,6 +350,7 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
     data = data_info(space, opts)
     for name in opts.baselines:  # trained on these data: of their task
         check_baseline_task(name, baseline_genome(name), space.dense)
+    enqueue_points(opts, space, data)  # a network the space cannot draw, refused now
     kept = resumed and old.get("objectives") == [list(o) for o in space.objectives]
     if data["task"] == "dense" and not kept:  # pixel accuracy mostly measures the background
         space = space.ranked_by("val_miou")
@@ -425,24 +434,17 @@ def warm_start_points(opts: SearchOptions, space: SearchSpace,
                       data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The sampler parameters of a run's first trials, by name: under ``--warm-start
     baselines``, the space's hand designs (``baselines``), each with the nominal training
-    settings a baseline gets where the space searches them (``recipe``). They come cheapest
-    first (MACs at the run's ``data`` size), so a budget spent early buys most designs; one
-    over a params or MACs constraint, or one the space cannot draw, is left out."""
+    settings a baseline gets where the space searches them (``nominal_params``). They come
+    cheapest first (MACs at the run's ``data`` size), so a budget spent early buys most
+    designs; one over a params or MACs constraint, or one the space cannot draw, is left out."""
     if opts.warm_start_name(space) != "baselines":
         return {}
-    resolution = data["resolution"]
-    nominal = {"resolution": resolution, "lr": space.proxy.lr,
-               "weight_decay": space.proxy.weight_decay, "augment": space.task.augment,
-               "backbone_lr_mult": space.proxy.backbone_lr_mult,
-               "freeze_epochs": space.proxy.freeze_epochs}
-    searched = dict(space.recipe)
-    settings = {param: nominal[key] for key, param in RECIPE if key in searched}
-    shape = (data["in_chans"], resolution, resolution)
+    shape = (data["in_chans"], data["resolution"], data["resolution"])
     points = []
     for name in space.baselines:
         genome = space.hand_design(name)
         try:
-            params = {**space.find(genome, resolution), **settings}
+            params = nominal_params(space, genome, data)
             cost = genome_cost(genome, shape, data["num_classes"])
         except (Unreachable, GenomeError):
             continue
@@ -450,6 +452,35 @@ def warm_start_points(opts: SearchOptions, space: SearchSpace,
         if all(v <= 0 for v in space.constraint_values(measured.get).values()):
             points.append((cost.macs, name, params))
     return {name: params for _, name, params in sorted(points, key=lambda p: p[0])}
+
+
+def enqueue_points(opts: SearchOptions, space: SearchSpace,
+                   data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The sampler parameters of the ``--enqueue`` networks, by spec, with the nominal
+    training settings (Optuna's ``enqueue_trial``: the next trials drawn); ``OptionError``
+    names a network the space cannot draw, and the value it lacks."""
+    points = {}
+    for spec in opts.enqueue:
+        try:
+            points[spec] = nominal_params(space, resolve_genome(spec), data)
+        except (Unreachable, GenomeError) as exc:
+            raise OptionError(f"--enqueue {spec}: not in the space {space.name} "
+                              f"({exc})") from None
+    return points
+
+
+def nominal_params(space: SearchSpace, genome: Any, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The sampler parameters that draw ``genome`` at the run's resolution (``data``), with
+    the nominal training settings where the space searches them (those a baseline gets);
+    ``Unreachable`` names a value the space does not offer."""
+    resolution = data["resolution"]
+    nominal = {"resolution": resolution, "lr": space.proxy.lr,
+               "weight_decay": space.proxy.weight_decay, "augment": space.task.augment,
+               "backbone_lr_mult": space.proxy.backbone_lr_mult,
+               "freeze_epochs": space.proxy.freeze_epochs}
+    searched = dict(space.recipe)
+    settings = {param: nominal[key] for key, param in RECIPE if key in searched}
+    return {**space.find(genome, resolution), **settings}
 
 
 # ---- baselines -----------------------------------------------------------------------------------

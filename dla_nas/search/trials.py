@@ -27,6 +27,7 @@ from ..train.trainer import EpochReport
 from .core import (
     SearchOptions,
     constraint_values,
+    enqueue_points,
     journal_storage,
     journal_study,
     make_sampler,
@@ -218,12 +219,15 @@ def running(store: RunStore, study_name: str) -> tuple[list[str], int]:
 
 def warm_start(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
                data: Mapping[str, Any]) -> None:
-    """Queue the warm start's hand designs as a new study's first trials (call under the run
-    lock; a study with trials is left as it is, so a resume never draws them again); ``data``:
-    the run's (run.yaml ``data``)."""
+    """Queue the warm start's hand designs as a new study's first trials (a study with
+    trials is left as it is, so a resume never draws them again), then the ``--enqueue``
+    networks the study has not seen yet, new run or resumed (call under the run lock);
+    ``data``: the run's (run.yaml ``data``)."""
     if not study.get_trials(deepcopy=False):
         for params in warm_start_points(opts, space, data).values():
             study.enqueue_trial(params)
+    for params in enqueue_points(opts, space, data).values():
+        study.enqueue_trial(params, skip_if_exists=True)
 
 
 def tell(study: optuna.Study, trial: optuna.Trial | int, record: TrialRecord,
