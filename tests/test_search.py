@@ -581,9 +581,9 @@ def test_which_new_runs_start_from_the_hand_designs(tmp_path, sampler, warm_star
 
 def test_an_enqueued_network_is_drawn_next_once_and_one_outside_the_space_refused(
         tmp_path, capsys):
-    """--enqueue (Optuna's enqueue_trial): the user's network is the next trial, new run or
-    resumed, with the nominal recipe, and never queued twice; a network the space cannot
-    draw, or a missing file, is refused in one line before anything is written."""
+    """--enqueue (Optuna's enqueue_trial): the user's network is drawn next, new run (before
+    the hand designs) or resumed, and never queued twice; one the space cannot draw, a
+    missing file, or a run at --trials already is refused in one line, nothing written."""
     from dla_nas.search.optuna_backend import start
 
     space = str(conftest.write_space(tmp_path, conftest.HAND_SPACE))
@@ -602,8 +602,22 @@ def test_an_enqueued_network_is_drawn_next_once_and_one_outside_the_space_refuse
     study.tell(trial, [0.5, 1000.0])
     RunStore(out).append(TrialRecord(0, "ok", mine.canonical_hash(), val_acc=0.5, macs=1000,
                                      params=10, epochs_run=1))
+    with pytest.raises(OptionError, match="has 1 finished trials and --trials is 1: raise"):
+        start(opts)  # reached --trials: it would stay queued, untrained
+    opts.trials = 2
     _, again = start(opts)  # the same command again: already tried, not queued
     assert len(again.get_trials(deepcopy=False)) == 1
+
+    drawn = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    other = SearchSpace.from_yaml(space).sample_trial(drawn.ask(), 8)[0]
+    assert other.canonical_hash() != mine.canonical_hash()
+    (tmp_path / "other.yaml").write_text(other.to_yaml())
+    warm = SearchOptions(space=space, trials=1, out=str(tmp_path / "warm"),
+                         enqueue=[str(tmp_path / "other.yaml"), "plain_cnn_8_16_32"])
+    warm_study = start(warm)[1]  # a new run: before the hand designs, each once
+    assert [SearchSpace.from_yaml(space).sample_trial(warm_study.ask(), 8)[0].canonical_hash()
+            for _ in range(2)] == [other.canonical_hash(), mine.canonical_hash()]
+    assert len(warm_study.get_trials(deepcopy=False)) == 2
 
     for spec, says in (("dla34", "--enqueue dla34: not in the space test-hand ("),
                        (str(tmp_path / "nope.yaml"), "nope.yaml: no such file")):

@@ -385,10 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default, except with nsga2, whose first generation they would "
                          "crowd); none: the sampler's own draws from the start")
     se.add_argument("--enqueue", action="append", default=[], metavar="GENOME",
-                    help="a network to try next, new run or resumed (Optuna's enqueue_trial): "
-                         "a genome or exported YAML, or a zoo name, that the space can draw; "
-                         "it gets the nominal training settings, and is tried once (repeat "
-                         "the flag for more)")
+                    help="a network to try, new run (first) or resumed (after what the "
+                         "study holds queued): a genome or exported YAML, or a zoo name, that "
+                         "the space can draw (Optuna's enqueue_trial); it gets the nominal "
+                         "training settings and is tried once (repeat the flag for more)")
     se.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                     help="stop after this many seconds: no new trial starts, and a running "
                          "one ends after its epoch, unrecorded (the same command draws it "

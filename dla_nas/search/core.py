@@ -351,6 +351,10 @@ def open_run(opts: SearchOptions, backend: str, extra: dict[str, Any] | None = N
     for name in opts.baselines:  # trained on these data: of their task
         check_baseline_task(name, baseline_genome(name), space.dense)
     enqueue_points(opts, space, data)  # a network the space cannot draw, refused now
+    done = len(store.search_records()) if resumed else 0
+    if opts.enqueue and done >= opts.trials:  # else left queued, untrained, without a word
+        raise OptionError(f"--enqueue: {store.path} has {done} finished trials and --trials "
+                          f"is {opts.trials}: raise --trials so that the network can run")
     kept = resumed and old.get("objectives") == [list(o) for o in space.objectives]
     if data["task"] == "dense" and not kept:  # pixel accuracy mostly measures the background
         space = space.ranked_by("val_miou")

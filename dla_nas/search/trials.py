@@ -219,15 +219,15 @@ def running(store: RunStore, study_name: str) -> tuple[list[str], int]:
 
 def warm_start(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
                data: Mapping[str, Any]) -> None:
-    """Queue the warm start's hand designs as a new study's first trials (a study with
-    trials is left as it is, so a resume never draws them again), then the ``--enqueue``
-    networks the study has not seen yet, new run or resumed (call under the run lock);
-    ``data``: the run's (run.yaml ``data``)."""
-    if not study.get_trials(deepcopy=False):
-        for params in warm_start_points(opts, space, data).values():
-            study.enqueue_trial(params)
+    """Queue the ``--enqueue`` networks the study has not seen yet, then, in a new study, the
+    warm start's hand designs (a study with trials is left as it is, so a resume never
+    draws them again). Call under the run lock; ``data``: the run's (run.yaml ``data``)."""
+    new = not study.get_trials(deepcopy=False)
     for params in enqueue_points(opts, space, data).values():
         study.enqueue_trial(params, skip_if_exists=True)
+    if new:  # a hand design enqueued above is not queued twice
+        for params in warm_start_points(opts, space, data).values():
+            study.enqueue_trial(params, skip_if_exists=True)
 
 
 def tell(study: optuna.Study, trial: optuna.Trial | int, record: TrialRecord,
