@@ -73,7 +73,7 @@ class SearchOptions:
     early_stopping: str | None = None
     # baselines: a new run's first trials are the space's hand designs; None: the default
     warm_start: str | None = None
-    # networks (genome files or zoo names) to try first, each once (``enqueue_points``)
+    # networks (genome files or zoo names) queued in the study, each once (``enqueue_points``)
     enqueue: list[str] = field(default_factory=list)
     # the CPU threads ONNX Runtime gets when a trial's latency is measured (arch.latency)
     latency_threads: int = 1
@@ -461,7 +461,7 @@ def warm_start_points(opts: SearchOptions, space: SearchSpace,
 def enqueue_points(opts: SearchOptions, space: SearchSpace,
                    data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The sampler parameters of the ``--enqueue`` networks, by spec, with the nominal
-    training settings (Optuna's ``enqueue_trial``: the next trials drawn); ``OptionError``
+    training settings (for Optuna's ``enqueue_trial``); ``OptionError``
     names a network the space cannot draw, and the value it lacks."""
     points = {}
     for spec in opts.enqueue:
