@@ -174,3 +174,63 @@ def test_export_writes_the_recipe_and_confirm_trains_with_it(searched, tmp_path)
     assert loaded == [trial.recipe["resolution"]]
     assert record.searched == trial.recipe and record.hash == trial.key
     assert record.recipe["lr"] == 0.05  # the shared recipe stays the confirmation's own
+
+
+def test_an_exported_trial_is_enqueued_with_the_settings_it_drew(searched, tmp_path, capsys):
+    """`search --enqueue` of an exported config queues its network with the settings its
+    trial drew (``metadata.recipe``, as ``searched`` names them; a user may edit them), a
+    bare genome with the nominal ones; a setting the space cannot draw is refused by name."""
+    from dla_nas.search.core import SearchOptions
+    from dla_nas.search.optuna_backend import start
+
+    trial = next(r for r in load_run(searched) if r.kind == "search" and r.val_acc is not None)
+    assert main(["export", str(searched), "--trial", str(trial.trial),
+                 "--out", str(tmp_path / "exp")]) == 0
+    config = yaml.safe_load(next((tmp_path / "exp").glob("*.yaml")).read_text())
+    other = 20 - trial.recipe["resolution"]  # the other choice: 8 <-> 12
+    config["metadata"]["recipe"].update(lr=0.15, resolution=other)  # edited by hand
+    edited, bare = tmp_path / "edited.yaml", tmp_path / "bare.yaml"
+    edited.write_text(yaml.safe_dump(config))
+    bare.write_text(yaml.safe_dump(config["genome"]))
+    space = conftest.write_space(tmp_path, space_dict())
+    nominal = SearchSpace.from_yaml(str(space))
+    opts = SearchOptions(space=str(space), trials=2, out=str(tmp_path / "run"),
+                         warm_start="none", enqueue=[str(edited), str(bare)])
+    study = start(opts)[1]
+    drawn = [study.ask() for _ in range(2)]
+    for t in drawn:
+        assert nominal.sample_trial(t, 8)[0].canonical_hash() == trial.hash
+    assert [t.params["proxy.lr"] for t in drawn] == [0.15, nominal.proxy.lr]
+    assert [t.params["task.resolution"] for t in drawn] == [other, nominal.task.resolution]
+    assert [t.params["proxy.weight_decay"] for t in drawn] == [trial.recipe["weight_decay"],
+                                                               nominal.proxy.weight_decay]
+
+    config["metadata"]["recipe"]["lr"] = 0.5
+    edited.write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    new = tmp_path / "new"
+    assert main(["search", "--space", str(space), "--out", str(new), "--enqueue",
+                 str(edited)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not in the space recipe-tiny (lr 0.5: the space draws 0.02 to 0.2)" in err
+    assert len(err.splitlines()) == 1 and not (new / "run.yaml").exists()
+
+
+def test_the_exported_recipe_has_the_fine_tuning_settings_the_trial_trained_with():
+    """A trial's searched backbone lr and frozen epochs, else the proxy's; a hand design
+    without pretrained weights trained from scratch (the proxy's fine-tuning settings not
+    applied), as the recipe says."""
+    from dla_nas.analysis.export import training_recipe
+    from dla_nas.results import TrialRecord
+    from dla_nas.search.space import Proxy
+
+    proxy = Proxy.parse({"epochs": 6, "backbone_lr_mult": [0.1, 1.0]}, [], fine_tune=True)
+    searched = TrialRecord(1, "ok", "h", recipe={"backbone_lr_mult": 1.0, "resolution": 96})
+    recipe = training_recipe(proxy, searched, 96)
+    assert (recipe["backbone_lr_mult"], recipe["freeze_epochs"]) == (1.0, 1)
+    assert recipe["searched"] == ["backbone_lr_mult", "resolution"]
+    scratch = TrialRecord(-1, "ok", "h", kind="baseline")
+    assert (training_recipe(proxy, scratch, 96)["backbone_lr_mult"],
+            training_recipe(proxy, scratch, 96)["freeze_epochs"]) == (1.0, 0)
+    pretrained = TrialRecord(-2, "ok", "h", kind="baseline", pretrained={"loaded": 10})
+    assert training_recipe(proxy, pretrained, 96)["backbone_lr_mult"] == 0.1

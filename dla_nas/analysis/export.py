@@ -27,11 +27,12 @@ from torch import nn
 from ..arch.backbone_genome import genome_from_dict
 from ..arch.builder import build_model
 from ..arch.cost import model_cost
-from ..arch.genome import Genome
+from ..arch.genome import Genome, exported_metadata
 from ..errors import CheckpointError, DlaNasError, GenomeError, OptionError, RunError, SpaceError
 from ..files import atomic_path, safe_name, staged_folder, write_file
 from ..results import TRAINED, RunStore, TrialRecord, load_run
-from ..search.space import Proxy, kept_init
+from ..search.space import Proxy, Recipe, kept_init
+from ..train.config import from_scratch
 from ..weights import TransferReport
 from ..weights.loading import write_state_dict
 from .confirm import CONFIRM_FILE, Confirmed, ConfirmRecord, ConfirmStore, summarize
@@ -186,7 +187,8 @@ def _training_metadata(checkpoint: Path, ckpt: dict[str, Any], genome: Genome,
         "num_classes": ckpt["num_classes"],
         "class_names": data.get("class_names"),
         "recipe": {"resolution": resolution,
-                   **{k: config[k] for k in ("lr", "weight_decay", "batch_size", "epochs",
+                   **{k: config[k] for k in ("lr", "weight_decay", "backbone_lr_mult",
+                                             "freeze_epochs", "batch_size", "epochs",
                                              "min_steps", "schedule", "seed", "sampling",
                                              "init") if k in config}},
         "preprocessing": preprocessing(data, data["in_chans"], resolution),
@@ -255,13 +257,17 @@ def _ranges(numbers: list[int]) -> str:
 # ---- writing --------------------------------------------------------------------------------
 def training_recipe(proxy: Proxy, record: TrialRecord, resolution: int) -> dict[str, Any]:
     """The recommended way to train an exported network: the settings it was searched with
-    (its searched lr and weight decay, else the proxy's nominal ones, and its searched
-    augmentation), from the proxy's initial weights (``build_model(..., init=...)``), at its
-    resolution. ``confirm`` trains with the same lr, weight decay and init, for
-    ``TrainConfig.min_steps`` steps (2,000) by default."""
+    (its searched lr, weight decay and fine-tuning settings, else the proxy's nominal ones,
+    and its searched augmentation), from the proxy's initial weights (``build_model(...,
+    init=...)``), at its resolution. ``confirm`` trains with the same settings and init, for
+    ``TrainConfig.min_steps`` steps (2,000) by default. ``searched`` names the settings the
+    trial drew (``search --enqueue`` of the config queues the network with them)."""
+    # as the proxy trained it: a hand design without pretrained weights from scratch
+    cfg = from_scratch(Recipe.from_dict(record.recipe).train_config(proxy.train_config()),
+                       record.pretrained is not None or record.kind != "baseline")
     drawn = {"augment": record.recipe["augment"]} if "augment" in record.recipe else {}
-    return {"resolution": resolution, "lr": record.recipe.get("lr", proxy.lr),
-            "weight_decay": record.recipe.get("weight_decay", proxy.weight_decay),
+    return {"resolution": resolution, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
+            "backbone_lr_mult": cfg.backbone_lr_mult, "freeze_epochs": cfg.freeze_epochs,
             "batch_size": proxy.batch_size, "init": proxy.init, **drawn,
             "searched": sorted(record.recipe)}
 
@@ -432,17 +438,6 @@ def _onnx_module(run: Path):
         raise RunError(f"{run}: --onnx needs the onnx package: pip install onnx "
                        "(or pip install 'dla-nas[onnx]')") from None
     return onnx
-
-
-def exported_metadata(path: str | Path) -> dict:
-    """The ``metadata:`` of an exported config (input shape, classes, recipe, ...); {} for a
-    zoo name or a bare genome YAML."""
-    path = Path(path)
-    if path.suffix not in (".yaml", ".yml") or not path.is_file():
-        return {}
-    data = yaml.safe_load(path.read_text())
-    meta = data.get("metadata") if isinstance(data, dict) else None
-    return meta if isinstance(meta, dict) else {}
 
 
 def _write_onnx(run: Path, config: Path, model: nn.Module) -> Path:

@@ -390,6 +390,17 @@ def read_genome(path: str | Path, parse: Callable[[Any], Any]) -> Any:
         raise GenomeError(f"{path}: {exc}") from None
 
 
+def exported_metadata(path: str | Path) -> dict:
+    """The ``metadata:`` of an exported config (input shape, classes, recipe, ...); {} for a
+    zoo name or a bare genome YAML."""
+    path = Path(path)
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        return {}
+    data = read_yaml(path, GenomeError)
+    meta = data.get("metadata") if isinstance(data, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
 def _block_weights(block: str, channels: int, cardinality: int) -> int:
     """Conv weights of one block of ``channels`` in and out."""
     if block == "plain":

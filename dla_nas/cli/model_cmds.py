@@ -15,10 +15,10 @@ from .render import epoch_progress, stderr_console
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ..analysis.export import exported_metadata
     from ..arch.backbone_genome import BackboneGenome
     from ..arch.builder import build_model, resolve_genome
     from ..arch.cost import model_cost
+    from ..arch.genome import exported_metadata
 
     genome = resolve_genome(args.genome)
     meta = exported_metadata(args.genome)  # an exported winner is shown as it was searched

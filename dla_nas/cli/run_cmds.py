@@ -102,13 +102,8 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..analysis.export import (
-        export_run,
-        export_training,
-        exported_metadata,
-        is_training,
-        selectors,
-    )
+    from ..analysis.export import export_run, export_training, is_training, selectors
+    from ..arch.genome import exported_metadata
 
     run = Path(args.run)
     out = check_out_folder(args.out or run / "export")

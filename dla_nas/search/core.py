@@ -19,7 +19,7 @@ import optuna
 from ..arch.baselines import baseline_genome, check_baseline_task
 from ..arch.builder import resolve_genome
 from ..arch.cost import genome_cost
-from ..arch.genome import MAX_INPUT
+from ..arch.genome import MAX_INPUT, exported_metadata
 from ..arch.latency import read_table
 from ..checks import MAX_SEED, check, integer, one_of, optional
 from ..data import Augment
@@ -460,31 +460,50 @@ def warm_start_points(opts: SearchOptions, space: SearchSpace,
 
 def enqueue_points(opts: SearchOptions, space: SearchSpace,
                    data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The sampler parameters of the ``--enqueue`` networks, by spec, with the nominal
-    training settings (for Optuna's ``enqueue_trial``); ``OptionError``
-    names a network the space cannot draw, and the value it lacks."""
+    """The sampler parameters of the ``--enqueue`` networks, by spec (for Optuna's
+    ``enqueue_trial``): an exported config's searched settings (``metadata.recipe``) where
+    this space searches them too, else the nominal ones; ``OptionError`` names a network or
+    setting the space cannot draw."""
     points = {}
     for spec in opts.enqueue:
         try:
-            points[spec] = nominal_params(space, resolve_genome(spec), data)
+            genome = resolve_genome(spec)
+            points[spec] = nominal_params(space, genome, data, _searched_settings(spec))
         except (Unreachable, GenomeError) as exc:
             raise OptionError(f"--enqueue {spec}: not in the space {space.name} "
                               f"({exc})") from None
     return points
 
 
-def nominal_params(space: SearchSpace, genome: Any, data: Mapping[str, Any]) -> dict[str, Any]:
-    """The sampler parameters that draw ``genome`` at the run's resolution (``data``), with
-    the nominal training settings where the space searches them (those a baseline gets);
-    ``Unreachable`` names a value the space does not offer."""
-    resolution = data["resolution"]
-    nominal = {"resolution": resolution, "lr": space.proxy.lr,
+def _searched_settings(spec: str) -> dict[str, Any]:
+    """The training settings an exported config's trial drew (its ``metadata.recipe``
+    values named in ``searched``); {} for a genome file or a zoo name."""
+    recipe = exported_metadata(spec).get("recipe")
+    if not isinstance(recipe, dict):
+        return {}
+    searched = recipe.get("searched")
+    return {key: recipe[key] for key in searched if isinstance(key, str) and key in recipe} \
+        if isinstance(searched, list) else {}
+
+
+def nominal_params(space: SearchSpace, genome: Any, data: Mapping[str, Any],
+                   settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The sampler parameters that draw ``genome`` with the training ``settings`` (a
+    recipe's) where the space searches them, else the nominal ones (those a baseline gets;
+    the run's resolution, ``data``); ``Unreachable`` names a value the space does not
+    offer."""
+    searched = dict(space.recipe)
+    nominal = {"resolution": data["resolution"], "lr": space.proxy.lr,
                "weight_decay": space.proxy.weight_decay, "augment": space.task.augment,
                "backbone_lr_mult": space.proxy.backbone_lr_mult,
                "freeze_epochs": space.proxy.freeze_epochs}
-    searched = dict(space.recipe)
-    settings = {param: nominal[key] for key, param in RECIPE if key in searched}
-    return {**space.find(genome, resolution), **settings}
+    chosen = {key: value for key, value in (settings or {}).items() if key in searched}
+    for key, value in chosen.items():
+        if not searched[key].offers(value):
+            raise Unreachable(f"{key} {value!r}: the space draws {searched[key].describe()}")
+    values = {**nominal, **chosen}
+    return {**space.find(genome, values["resolution"]),
+            **{param: values[key] for key, param in RECIPE if key in searched}}
 
 
 # ---- baselines -----------------------------------------------------------------------------------

@@ -27,6 +27,12 @@ class Fixed:
     def values(self) -> list:
         return [self.value]
 
+    def offers(self, value: Any) -> bool:
+        return value == self.value
+
+    def describe(self) -> str:
+        return repr(self.value)
+
     def draw(self, trial: Suggester, name: str) -> Any:
         return self.value
 
@@ -37,6 +43,12 @@ class Choice:
 
     def values(self) -> list:
         return list(self.options)
+
+    def offers(self, value: Any) -> bool:
+        return value in self.options
+
+    def describe(self) -> str:
+        return ", ".join(map(repr, self.options))
 
     def draw(self, trial: Suggester, name: str) -> Any:
         return trial.suggest_categorical(name, list(self.options))
@@ -50,6 +62,12 @@ class IntRange:
 
     def values(self) -> list:
         return list(range(self.low, self.high + 1, self.step))
+
+    def offers(self, value: Any) -> bool:
+        return type(value) is int and value in range(self.low, self.high + 1, self.step)
+
+    def describe(self) -> str:
+        return f"{self.low} to {self.high}" + (f" in steps of {self.step}" if self.step > 1 else "")
 
     def draw(self, trial: Suggester, name: str) -> Any:
         return trial.suggest_int(name, self.low, self.high, step=self.step)
@@ -66,6 +84,13 @@ class FloatRange:
     def values(self) -> list:
         return [self.low, self.high]
 
+    def offers(self, value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and self.low <= value <= self.high
+
+    def describe(self) -> str:
+        return f"{self.low:g} to {self.high:g}"
+
     @property
     def middle(self) -> float:
         """The centre of the range on its own scale."""
@@ -77,6 +102,8 @@ class FloatRange:
         return trial.suggest_float(name, self.low, self.high, log=self.log)
 
 
+# ``offers(value)``: whether a draw can give ``value`` (a value queued by hand must be one);
+# ``describe()``: the values in words, for an error
 Spec = Fixed | Choice | IntRange | FloatRange
 
 
