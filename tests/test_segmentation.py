@@ -309,6 +309,13 @@ def test_search_confirm_and_export_a_dense_space(tmp_path, capsys):
     assert main(["pareto", str(run)]) == 0
     assert main(["export", str(run), "--pareto", "--weights", "--out",
                  str(tmp_path / "exp")]) == 0
+    exported = [yaml.safe_load(p.read_text())["metadata"]
+                for p in (tmp_path / "exp").glob("*.yaml")]
+    by_trial = {c["trial"]: c for c in confirmed}  # one seed each
+    assert exported and all(meta["trial"] in by_trial for meta in exported)
+    for meta in exported:  # the confirmed figures a dense run ranks by
+        assert meta["confirmed"]["test_miou"]["mean"] == by_trial[meta["trial"]]["test_miou"]
+        assert meta["confirmed"]["val_miou_mean"] == by_trial[meta["trial"]]["val_miou"]
     # a classifier space on masks, and a dense space on class folders: one line each
     classify = {**SEG_SPACE["backbone"], "task": "classify"}
     space.write_text(yaml.safe_dump({**SEG_SPACE, "backbone": classify,

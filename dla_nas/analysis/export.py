@@ -351,6 +351,10 @@ def _write_config(run: Path, info: dict[str, Any], record: TrialRecord, data: di
             "test_macro_f1_mean": confirmed.test_macro_f1,
             "val_acc_mean": confirmed.val_acc,
         }
+        if confirmed.test_miou is not None:  # a dense task's: what its run ranks by
+            mean, low, high = confirmed.test_miou
+            metadata["confirmed"]["test_miou"] = {"mean": mean, "min": low, "max": high}
+            metadata["confirmed"]["val_miou_mean"] = confirmed.val_miou
         if confirmed.warning is not None:  # a model that learnt little is not exported silently
             metadata["confirmed"]["warning"] = confirmed.warning
     tensors = path.with_suffix(".safetensors") if weights is not None else None
