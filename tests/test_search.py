@@ -584,7 +584,8 @@ def test_an_enqueued_network_is_drawn_next_once_and_one_outside_the_space_refuse
     """--enqueue (Optuna's enqueue_trial): the user's network is drawn next, new run (before
     the hand designs) or resumed, and never queued twice; one the space cannot draw, a
     missing file, or a run at --trials already is refused in one line, nothing written."""
-    from dla_nas.search.optuna_backend import start
+    from dla_nas.search import trials
+    from dla_nas.search.optuna_backend import recover, start
 
     space = str(conftest.write_space(tmp_path, conftest.HAND_SPACE))
     mine = zoo.load("plain_cnn_8_16_32")
@@ -597,8 +598,14 @@ def test_an_enqueued_network_is_drawn_next_once_and_one_outside_the_space_refuse
                          enqueue=[str(tmp_path / "mine.yaml")])
     _, study = start(opts)  # resumed with --enqueue
     trial = study.ask()
-    genome, _, _ = SearchSpace.from_yaml(space).sample_trial(trial, 8)
-    assert genome.canonical_hash() == mine.canonical_hash()
+    proposal = trials.propose(SearchSpace.from_yaml(space), trial, 8)
+    assert proposal.hash == mine.canonical_hash()
+    assert proposal.name == "mine" == proposal.record_fields()["name"]  # named after its file
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)  # interrupted: retried, still named
+    recover(study, RunStore(out), SearchSpace.from_yaml(space))
+    trial = study.ask()
+    assert trials.propose(SearchSpace.from_yaml(space), trial, 8).name == "mine"
+    assert trial.user_attrs["retry_of"] == proposal.number
     study.tell(trial, [0.5, 1000.0])
     RunStore(out).append(TrialRecord(0, "ok", mine.canonical_hash(), val_acc=0.5, macs=1000,
                                      params=10, epochs_run=1))
@@ -606,7 +613,7 @@ def test_an_enqueued_network_is_drawn_next_once_and_one_outside_the_space_refuse
         start(opts)  # reached --trials: it would stay queued, untrained
     opts.trials = 2
     _, again = start(opts)  # the same command again: already tried, not queued
-    assert len(again.get_trials(deepcopy=False)) == 1
+    assert len(again.get_trials(deepcopy=False)) == 2  # the interrupted one and its retry
 
     drawn = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     other = SearchSpace.from_yaml(space).sample_trial(drawn.ask(), 8)[0]

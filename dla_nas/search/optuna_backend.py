@@ -66,7 +66,7 @@ def recover(study: optuna.Study, store: RunStore, space: SearchSpace) -> None:
     retried = {t.user_attrs.get("retry_of") for t in everything}
     for t in everything:
         if t.state == TrialState.FAIL and t.number not in recorded and t.number not in retried:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+            trials.requeue(study, t)
 
 
 def counts(study: optuna.Study, store: RunStore) -> tuple[int, int]:

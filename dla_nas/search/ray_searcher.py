@@ -76,13 +76,13 @@ class DlaNasSearcher(Searcher):
                 for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                     if (t.number not in ours and t.user_attrs.get("host") == host
                             and not trials.alive(t.user_attrs.get("pid", -1))):
-                        self._retry(t.number, t.params)
+                        self._retry(t)
         return self._study
 
-    def _retry(self, study_trial: int, params: dict) -> None:
-        """Fail a study trial that never ran, and queue its parameters again."""
-        self._study.tell(study_trial, state=TrialState.FAIL, skip_if_finished=True)
-        self._study.enqueue_trial(params, user_attrs={"retry_of": study_trial})
+    def _retry(self, trial: optuna.Trial | optuna.trial.FrozenTrial) -> None:
+        """Fail a study trial that never ran, and queue it again."""
+        self._study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        trials.requeue(self._study, trial)
 
     def _in_flight(self) -> list[tuple[int, dict]]:
         """(study trial, proposal) of the trials running and the one held back."""
@@ -100,7 +100,7 @@ class DlaNasSearcher(Searcher):
         if driver is not None and driver.past_deadline():
             if self._held is not None:  # drawn, never run: asked again by a later call
                 study_trial, _ = self._held
-                self._retry(study_trial, self._live.pop(study_trial).params)
+                self._retry(self._live.pop(study_trial))
                 self._held = None
             return Searcher.FINISHED
         if self._held is None:
@@ -126,8 +126,8 @@ class DlaNasSearcher(Searcher):
         study_trial, proposal = self._running.pop(trial_id)
         if not error and (result or {}).get(PAST_DEADLINE):  # no record: drawn again later
             self._live.pop(study_trial, None)
-            asked = next(t for t in study.get_trials(deepcopy=False) if t.number == study_trial)
-            self._retry(study_trial, asked.params)
+            self._retry(next(t for t in study.get_trials(deepcopy=False)
+                             if t.number == study_trial))
             return
         record = None if error else record_of(result)
         if record is None:

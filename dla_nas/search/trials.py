@@ -38,6 +38,8 @@ from .core import (
 from .evaluator import ProxyEvaluator
 from .space import Recipe, SearchSpace
 
+NAME = "name"  # the study trial's user attribute that names an enqueued network's record
+
 
 class SchedulingError(Exception):
     """Raised by a backend when scheduling failed, not the trial (a report that could not be
@@ -99,6 +101,7 @@ class Proposal:
     repairs: list[str] = field(default_factory=list)
     recipe: Recipe = field(default_factory=Recipe)  # the searched training settings
     error: str = ""  # the space could not make a genome of the draw
+    name: str = ""  # an enqueued network's (``--enqueue``), else its record's default
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,8 +113,9 @@ class Proposal:
 
     def record_fields(self) -> dict[str, Any]:
         """The fields of its record that are known before it runs."""
+        named = {"name": self.name} if self.name else {}
         return {"hash": self.hash, "genome": self.genome, "repairs": list(self.repairs),
-                "recipe": self.recipe.to_dict()}
+                "recipe": self.recipe.to_dict(), **named}
 
 
 def propose(space: SearchSpace, trial: optuna.Trial, resolution: int,
@@ -121,13 +125,14 @@ def propose(space: SearchSpace, trial: optuna.Trial, resolution: int,
     ``run`` records as failed. ``number``: the record's trial number (default: the study
     trial's)."""
     number = trial.number if number is None else number
+    name = trial.user_attrs.get(NAME, "")
     try:
         genome, repairs, recipe = space.sample_trial(trial, resolution)
     except Exception as exc:  # one bad draw (a SpaceError, or a bug) must not stop the search
-        return Proposal(number, error=f"{type(exc).__name__}: {exc}")
+        return Proposal(number, error=f"{type(exc).__name__}: {exc}", name=name)
     digest = genome.canonical_hash()
     return Proposal(number, digest, trial_key(digest, recipe.to_dict()), genome.to_dict(),
-                    repairs, recipe)
+                    repairs, recipe, name=name)
 
 
 def run(evaluator: ProxyEvaluator, proposal: Proposal, *, reuse: TrialRecord | None = None,
@@ -163,6 +168,19 @@ def failed(proposal: Proposal, reason: str, **fields: Any) -> TrialRecord:
     """The failed record of a proposal that could not run, started now."""
     return TrialRecord(trial=proposal.number, status="failed", started_at=time.time(),
                        **proposal.record_fields(), **fields).fail(reason)
+
+
+def enqueued_name(spec: str) -> str:
+    """What a trial of ``--enqueue spec`` is named: a YAML file's stem, a zoo name itself."""
+    path = Path(spec)
+    return path.stem if path.suffix in (".yaml", ".yml") else path.name
+
+
+def requeue(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial) -> None:
+    """Queue a study trial that never ran again: its parameters and its name, if it has
+    one; ``retry_of`` tells it from a new draw."""
+    named = {NAME: trial.user_attrs[NAME]} if NAME in trial.user_attrs else {}
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **named})
 
 
 def tag(trial: optuna.Trial) -> None:
@@ -223,8 +241,8 @@ def warm_start(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
     warm start's hand designs (a study with trials is left as it is, so a resume never
     draws them again). Call under the run lock; ``data``: the run's (run.yaml ``data``)."""
     new = not study.get_trials(deepcopy=False)
-    for params in enqueue_points(opts, space, data).values():
-        study.enqueue_trial(params, skip_if_exists=True)
+    for spec, params in enqueue_points(opts, space, data).items():
+        study.enqueue_trial(params, user_attrs={NAME: enqueued_name(spec)}, skip_if_exists=True)
     if new:  # a hand design enqueued above is not queued twice
         for params in warm_start_points(opts, space, data).values():
             study.enqueue_trial(params, skip_if_exists=True)
