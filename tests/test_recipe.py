@@ -205,26 +205,33 @@ def test_an_exported_trial_is_enqueued_with_the_settings_it_drew(searched, tmp_p
     assert [t.params["proxy.weight_decay"] for t in drawn] == [trial.recipe["weight_decay"],
                                                                nominal.proxy.weight_decay]
 
-    config["metadata"]["recipe"]["lr"] = 0.5
-    edited.write_text(yaml.safe_dump(config))
-    capsys.readouterr()
-    new = tmp_path / "new"
-    assert main(["search", "--space", str(space), "--out", str(new), "--enqueue",
-                 str(edited)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "not in the space recipe-tiny (lr 0.5: the space draws 0.02 to 0.2)" in err
-    assert len(err.splitlines()) == 1 and not (new / "run.yaml").exists()
+    recipe = config["metadata"]["recipe"]
+    for change, says in (({"lr": 0.5}, "not in the space recipe-tiny (lr 0.5: the space "
+                                       "draws 0.02 to 0.2)"),
+                         ({"lr": 1}, "(lr 1: the space draws"),  # an int: another key
+                         ({"resolution": 8.0}, "(resolution 8.0: the space draws 8, 12)"),
+                         ({"searched": "lr"}, "metadata.recipe must map settings to values")):
+        config["metadata"]["recipe"] = {**recipe, **change}
+        edited.write_text(yaml.safe_dump(config))
+        capsys.readouterr()
+        new = tmp_path / "new"
+        assert main(["search", "--space", str(space), "--out", str(new), "--enqueue",
+                     str(edited)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert says in err and len(err.splitlines()) == 1 and not new.exists()
 
 
 def test_the_exported_recipe_has_the_fine_tuning_settings_the_trial_trained_with():
-    """A trial's searched backbone lr and frozen epochs, else the proxy's; a hand design
-    without pretrained weights trained from scratch (the proxy's fine-tuning settings not
-    applied), as the recipe says."""
-    from dla_nas.analysis.export import training_recipe
-    from dla_nas.results import TrialRecord
-    from dla_nas.search.space import Proxy
+    """A trial's searched backbone lr and frozen epochs, else the proxy's (over an ImageNet
+    backbone, the fine-tuning ones: the new head trains alone for an epoch); a hand design
+    without pretrained weights trained from scratch, as the recipe says."""
+    from pathlib import Path
 
-    proxy = Proxy.parse({"epochs": 6, "backbone_lr_mult": [0.1, 1.0]}, [], fine_tune=True)
+    from dla_nas.analysis.export import _proxy, training_recipe
+    from dla_nas.results import TrialRecord
+
+    space = Path(__file__).parents[1] / "search_spaces" / "lite0-few-labels.yaml"
+    proxy = _proxy(Path("run"), {"space": yaml.safe_load(space.read_text())})
     searched = TrialRecord(1, "ok", "h", recipe={"backbone_lr_mult": 1.0, "resolution": 96})
     recipe = training_recipe(proxy, searched, 96)
     assert (recipe["backbone_lr_mult"], recipe["freeze_epochs"]) == (1.0, 1)

@@ -463,7 +463,7 @@ def test_the_front_table_names_a_hand_design(tmp_path):
     console = Console(record=True, width=200)
     print_summary(console, store, [("val_acc", "maximize"), ("macs", "minimize")])
     text = console.export_text()
-    assert "hand designs on the front: trial 0 is plain_cnn_8_16_32\n" in text and "bb" in text
+    assert "named on the front: trial 0 is plain_cnn_8_16_32\n" in text and "bb" in text
 
 
 def test_a_hand_design_of_the_warm_start_trains_with_the_nominal_recipe(tmp_path):

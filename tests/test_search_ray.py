@@ -5,6 +5,7 @@ that the processes it leaves (none, if all goes well) are found and killed by pi
 
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -496,3 +497,36 @@ def test_a_tune_state_that_cannot_be_restored_is_said_and_the_run_goes_on(tmp_pa
     assert "search-1: Tune's state cannot be restored" in note.message
     assert "search-2" in note.message
     check_run(out, 3, epochs=1)
+
+
+def test_a_held_twin_past_the_deadline_is_queued_again_by_a_restored_searcher(tmp_path):
+    """A proposal held back for its twin, in a searcher Tune restored (which has asked the
+    study nothing itself), is failed and queued again with its name when --timeout passes."""
+    from dla_nas.search import trials
+    from dla_nas.search.core import Run
+    from dla_nas.search.ray_searcher import DlaNasSearcher, Driver, driving
+    from dla_nas.search.space import SearchSpace
+
+    space = SearchSpace.from_dict(SPACE)
+    opts = SearchOptions(space="x", trials=4, out=str(tmp_path), sampler="random",
+                         warm_start="none")
+    store = RunStore(tmp_path)
+    study = trials.open_study(store, space, opts)
+    drawn = study.ask()
+    trials.propose(space, drawn, 8)
+    study.tell(drawn, state=optuna.trial.TrialState.FAIL)
+    for _ in range(2):  # twins: the second waits for the first's record
+        study.enqueue_trial(drawn.params, user_attrs={trials.NAME: "mine"})
+    searcher = DlaNasSearcher(str(tmp_path), space, opts, 8)
+    assert searcher.suggest("t0")["dla"]["name"] == "mine"
+    assert searcher.suggest("t1") is None  # held
+    restored = pickle.loads(pickle.dumps(searcher))
+    opts.timeout = 0.001
+    with driving(Driver(Run(space, store, {"train_size": 100}, {}, resumed=False), opts,
+                        "cpu", lambda event: None)):
+        time.sleep(0.01)  # past the deadline
+        assert restored.suggest("t2") == DlaNasSearcher.FINISHED
+    last = trials.open_study(store, space, opts).trials
+    assert last[2].state == optuna.trial.TrialState.FAIL  # the held twin
+    assert last[-1].state == optuna.trial.TrialState.WAITING
+    assert last[-1].user_attrs == {trials.NAME: "mine", "retry_of": 2}

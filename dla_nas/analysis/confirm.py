@@ -76,7 +76,7 @@ class Candidate:
         genome_from_dict(self.genome).feature_sizes(self.searched.get("resolution", resolution))
 
     def config(self, cfg: TrainConfig, seed: int) -> TrainConfig:
-        """``cfg`` with this seed and the searched lr and weight decay."""
+        """``cfg`` with this seed and the training settings the trial drew."""
         return Recipe.from_dict(self.searched).train_config(dataclasses.replace(cfg, seed=seed))
 
     def data(self, data: Dataset) -> Dataset:

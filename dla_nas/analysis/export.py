@@ -31,7 +31,7 @@ from ..arch.genome import Genome, exported_metadata
 from ..errors import CheckpointError, DlaNasError, GenomeError, OptionError, RunError, SpaceError
 from ..files import atomic_path, safe_name, staged_folder, write_file
 from ..results import TRAINED, RunStore, TrialRecord, load_run
-from ..search.space import Proxy, Recipe, kept_init
+from ..search.space import Proxy, Recipe, SearchSpace, kept_init
 from ..train.config import from_scratch
 from ..weights import TransferReport
 from ..weights.loading import write_state_dict
@@ -282,9 +282,14 @@ def preprocessing(data: dict[str, Any], in_chans: int, resolution: int,
 
 
 def _proxy(run: Path, info: dict[str, Any]) -> Proxy:
-    """The proxy of a run's space (the defaults for a run.yaml without one)."""
+    """The proxy of a run's space as the search trained with it (over an ImageNet backbone,
+    with the fine-tuning defaults); the proxy section alone where run.yaml has no whole
+    space (the defaults where it has none)."""
+    space = info.get("space") or {}
     try:
-        stored = (info.get("space") or {}).get("proxy", {})
+        if "genome" in space or "backbone" in space:
+            return SearchSpace.of_run(info).proxy
+        stored = space.get("proxy", {})
         return kept_init(Proxy.parse(stored), stored)
     except SpaceError as exc:
         raise RunError(f"{RunStore(run).run_yaml}: space: {exc}") from None

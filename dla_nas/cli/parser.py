@@ -425,9 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "seeds, each with the same full recipe, and evaluate each once on the test "
                     "split, which the search never saw. Results go to RUN/confirm.jsonl, one "
                     "line per finished (candidate, seed); running the same command again "
-                    "continues and retrains nothing that finished. A trial whose lr, weight "
-                    "decay or resolution was searched trains with its own values; the options "
-                    "below give the rest. `status`, `pareto` and `export` show the confirmed "
+                    "continues and retrains nothing that finished. A trial trains with the "
+                    "settings it drew (resolution, lr, weight decay, augmentation, backbone lr "
+                    "and frozen epochs, where searched); the options below give the rest. `status`, `pareto` and `export` show the confirmed "
                     "figures.",
     )
     co.add_argument("run", metavar="RUN", help="a run folder, e.g. results/demo")

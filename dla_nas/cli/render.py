@@ -252,7 +252,7 @@ def print_summary(console, store, objectives) -> None:
     console.print(table)
     named = [f"trial {r.trial} is {r.name}" for r in front(records, objectives) if r.name]
     if named:
-        console.print("hand designs on the front: " + ", ".join(named))
+        console.print("named on the front: " + ", ".join(named))
     baselines = [r for r in records if r.kind == "baseline"]
     if baselines:
         bt = Table(title="baselines (same proxy)")

@@ -35,7 +35,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         note = r.reason or (f"reuses trial {r.reused_from}" if r.reused_from is not None else "")
         if r.repairs:
             note = (note + "; " if note else "") + f"{len(r.repairs)} repair(s)"
-        if r.name and r.kind == "search":  # a hand design that the search drew
+        if r.name and r.kind == "search":  # a hand design the search drew, or one enqueued
             note = r.name + ("; " + note if note else "")
         table.add_row(str(r.trial), r.name if r.kind == "baseline" else r.kind, r.status, r.hash,
                       figure(r.value(metric)),

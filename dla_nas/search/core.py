@@ -479,11 +479,14 @@ def _searched_settings(spec: str) -> dict[str, Any]:
     """The training settings an exported config's trial drew (its ``metadata.recipe``
     values named in ``searched``); {} for a genome file or a zoo name."""
     recipe = exported_metadata(spec).get("recipe")
-    if not isinstance(recipe, dict):
+    if recipe is None:
         return {}
-    searched = recipe.get("searched")
-    return {key: recipe[key] for key in searched if isinstance(key, str) and key in recipe} \
-        if isinstance(searched, list) else {}
+    searched = recipe.get("searched", []) if isinstance(recipe, dict) else None
+    if not (isinstance(searched, list)
+            and all(isinstance(key, str) and key in recipe for key in searched)):
+        raise OptionError(f"--enqueue {spec}: metadata.recipe must map settings to values, "
+                          "with `searched` a list of those the trial drew")
+    return {key: recipe[key] for key in searched}
 
 
 def nominal_params(space: SearchSpace, genome: Any, data: Mapping[str, Any],

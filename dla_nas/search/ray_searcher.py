@@ -76,13 +76,16 @@ class DlaNasSearcher(Searcher):
                 for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                     if (t.number not in ours and t.user_attrs.get("host") == host
                             and not trials.alive(t.user_attrs.get("pid", -1))):
-                        self._retry(t)
+                        self._retry(t.number)
         return self._study
 
-    def _retry(self, trial: optuna.Trial | optuna.trial.FrozenTrial) -> None:
+    def _retry(self, study_trial: int) -> None:
         """Fail a study trial that never ran, and queue it again."""
-        self._study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-        trials.requeue(self._study, trial)
+        study = self._open()
+        self._live.pop(study_trial, None)
+        asked = next(t for t in study.get_trials(deepcopy=False) if t.number == study_trial)
+        study.tell(study_trial, state=TrialState.FAIL, skip_if_finished=True)
+        trials.requeue(study, asked)
 
     def _in_flight(self) -> list[tuple[int, dict]]:
         """(study trial, proposal) of the trials running and the one held back."""
@@ -99,8 +102,7 @@ class DlaNasSearcher(Searcher):
         driver = live_driver(self._run)
         if driver is not None and driver.past_deadline():
             if self._held is not None:  # drawn, never run: asked again by a later call
-                study_trial, _ = self._held
-                self._retry(self._live.pop(study_trial))
+                self._retry(self._held[0])  # after a restore too, when _live is empty
                 self._held = None
             return Searcher.FINISHED
         if self._held is None:
@@ -125,9 +127,7 @@ class DlaNasSearcher(Searcher):
         study = self._open()  # before the trial leaves _running: opening retries dead ones
         study_trial, proposal = self._running.pop(trial_id)
         if not error and (result or {}).get(PAST_DEADLINE):  # no record: drawn again later
-            self._live.pop(study_trial, None)
-            self._retry(next(t for t in study.get_trials(deepcopy=False)
-                             if t.number == study_trial))
+            self._retry(study_trial)
             return
         record = None if error else record_of(result)
         if record is None:

@@ -28,7 +28,7 @@ class Fixed:
         return [self.value]
 
     def offers(self, value: Any) -> bool:
-        return value == self.value
+        return _same(value, self.value)
 
     def describe(self) -> str:
         return repr(self.value)
@@ -45,7 +45,7 @@ class Choice:
         return list(self.options)
 
     def offers(self, value: Any) -> bool:
-        return value in self.options
+        return any(_same(value, option) for option in self.options)
 
     def describe(self) -> str:
         return ", ".join(map(repr, self.options))
@@ -85,8 +85,7 @@ class FloatRange:
         return [self.low, self.high]
 
     def offers(self, value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) \
-            and self.low <= value <= self.high
+        return type(value) is float and self.low <= value <= self.high
 
     def describe(self) -> str:
         return f"{self.low:g} to {self.high:g}"
@@ -102,9 +101,14 @@ class FloatRange:
         return trial.suggest_float(name, self.low, self.high, log=self.log)
 
 
-# ``offers(value)``: whether a draw can give ``value`` (a value queued by hand must be one);
+# ``offers(value)``: whether a draw can give ``value`` (a value queued by hand must be one,
+# of the same type: 1.0 or true is not the integer 1, which a trial's key would tell apart);
 # ``describe()``: the values in words, for an error
 Spec = Fixed | Choice | IntRange | FloatRange
+
+
+def _same(value: Any, option: Any) -> bool:
+    return type(value) is type(option) and value == option
 
 
 def parse_spec(raw: Any, where: str, rule: Rule, *, floats: bool = False) -> Spec:
