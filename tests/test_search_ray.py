@@ -412,6 +412,16 @@ def test_the_ray_searcher_draws_the_hand_designs_first_and_survives_pickling(tmp
         assert copy.suggest("t2")["dla"]["number"] == 2  # 0 recorded, 1 in flight
 
 
+def random_run(tmp_path):
+    """``SPACE``, options that draw at random with no warm start, and a run's store in
+    ``tmp_path``: a searcher's run without Tune."""
+    from dla_nas.search.space import SearchSpace
+
+    opts = SearchOptions(space="x", trials=4, out=str(tmp_path), sampler="random",
+                         warm_start="none")
+    return SearchSpace.from_dict(SPACE), opts, RunStore(tmp_path)
+
+
 def test_a_trial_tune_gives_up_on_is_recorded_at_once_and_its_number_not_drawn_again(tmp_path):
     """Tune gives up on a trial whose worker died twice: its failed record is written at
     once, so the searcher's next trial takes the next number, and the study hears FAIL."""
@@ -420,12 +430,8 @@ def test_a_trial_tune_gives_up_on_is_recorded_at_once_and_its_number_not_drawn_a
     from dla_nas.search import trials
     from dla_nas.search.core import Run
     from dla_nas.search.ray_searcher import DlaNasRecorder, DlaNasSearcher, Driver, driving
-    from dla_nas.search.space import SearchSpace
 
-    space = SearchSpace.from_dict(SPACE)
-    opts = SearchOptions(space="x", trials=4, out=str(tmp_path), sampler="random",
-                         warm_start="none")
-    store = RunStore(tmp_path)
+    space, opts, store = random_run(tmp_path)
     run = Run(space, store, {"train_size": 100}, {}, resumed=False)
     events = []
     driver = Driver(run, opts, "cpu", events.append)
@@ -454,12 +460,8 @@ def test_a_trial_a_dead_driver_drew_but_never_ran_is_drawn_again(tmp_path):
 
     from dla_nas.search import trials
     from dla_nas.search.ray_searcher import DlaNasSearcher
-    from dla_nas.search.space import SearchSpace
 
-    space = SearchSpace.from_dict(SPACE)
-    opts = SearchOptions(space="x", trials=4, out=str(tmp_path), sampler="random",
-                         warm_start="none")
-    store = RunStore(tmp_path)
+    space, opts, store = random_run(tmp_path)
     study = trials.open_study(store, space, opts)
     lost = study.ask()
     drawn = trials.propose(space, lost, 8)
@@ -505,12 +507,8 @@ def test_a_held_twin_past_the_deadline_is_queued_again_by_a_restored_searcher(tm
     from dla_nas.search import trials
     from dla_nas.search.core import Run
     from dla_nas.search.ray_searcher import DlaNasSearcher, Driver, driving
-    from dla_nas.search.space import SearchSpace
 
-    space = SearchSpace.from_dict(SPACE)
-    opts = SearchOptions(space="x", trials=4, out=str(tmp_path), sampler="random",
-                         warm_start="none")
-    store = RunStore(tmp_path)
+    space, opts, store = random_run(tmp_path)
     study = trials.open_study(store, space, opts)
     drawn = study.ask()
     trials.propose(space, drawn, 8)
