@@ -427,8 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "line per finished (candidate, seed); running the same command again "
                     "continues and retrains nothing that finished. A trial trains with the "
                     "settings it drew (resolution, lr, weight decay, augmentation, backbone lr "
-                    "and frozen epochs, where searched); the options below give the rest. `status`, `pareto` and `export` show the confirmed "
-                    "figures.",
+                    "and frozen epochs, where searched); the options below give the rest. "
+                    "`status`, `pareto` and `export` show the confirmed figures.",
     )
     co.add_argument("run", metavar="RUN", help="a run folder, e.g. results/demo")
     co.add_argument("--pareto", action="store_true", help="every trial on the Pareto front")
