@@ -12,6 +12,7 @@ space's baselines, which a warm start draws first) is not counted as a finding.
     python benchmarks/front_vs_line.py results/reference-digits-aggregation
     python benchmarks/front_vs_line.py RUN --share 0.667 --point-macs 1.1   # over a backbone
     python benchmarks/front_vs_line.py RUN --metric val_miou               # a dense run
+    python benchmarks/front_vs_line.py RUN --line EARLIER_RUN   # the line confirmed there
 
 A run over a backbone (a ``backbone:`` space) has its hand designs (``own``, ``own_cut<N>``)
 as search trials of its warm start: confirmed with ``--trial``, they are its line.
@@ -22,7 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from dla_nas.analysis.confirm import compare_with_line, hand_design_hashes, load_confirmed
+from dla_nas.analysis.confirm import (
+    compare_with_line,
+    hand_design_hashes,
+    load_confirmed,
+    load_line,
+)
 
 
 def main() -> None:
@@ -37,10 +43,18 @@ def main() -> None:
     parser.add_argument("--metric", choices=["val_acc", "val_balanced_acc", "val_miou"],
                         help="the test figure compared: the one matching this val metric "
                              "(default: test accuracy; val_miou: test mIoU, for a dense run)")
+    parser.add_argument("--line", metavar="RUN",
+                        help="the hand-designed line from another run's confirmation with the "
+                             "same recipe (its baselines), say an earlier search of the same "
+                             "data, instead of training it again")
     args = parser.parse_args()
-    out = compare_with_line(load_confirmed(args.run), hand_design_hashes(args.run),
+    confirmed = load_confirmed(args.run)
+    if args.line:
+        confirmed += load_line(args.line, args.run)
+    out = compare_with_line(confirmed, hand_design_hashes(args.run),
                             args.share, args.point_macs, args.metric or "val_acc")
-    print(json.dumps({"run": args.run, **out}, indent=1))
+    print(json.dumps({"run": args.run, **({"line": args.line} if args.line else {}), **out},
+                     indent=1))
 
 
 if __name__ == "__main__":

@@ -323,3 +323,36 @@ def test_committed_confirm_lines_with_a_removed_setting_match_todays_recipe():
     on = replace(line, recipe={**line.recipe, "balanced_loss": True})
     with pytest.raises(RunError, match="balanced_loss True -> None"):
         _check_recipe(path, [on], recipe)
+
+
+def test_a_line_confirmed_in_another_run_with_the_same_recipe_compares(tmp_path):
+    """benchmarks/front_vs_line.py --line: the baselines of another run's confirmation are
+    the line when both confirmations share one recipe; another recipe, or no baseline there,
+    is refused naming the run."""
+    from dla_nas.analysis.confirm import ConfirmRecord, load_line
+
+    recipe = {"lr": 0.05, "dataset": "digits", "resolution": 16}
+
+    def run(name, *records):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "run.yaml").write_text(yaml.safe_dump({"data": {"class_names": ["a", "b"]}}))
+        for r in records:
+            ConfirmStore(folder / CONFIRM_FILE).append(r)
+        return folder
+
+    def unit(label, kind, seed, recipe=recipe):
+        return ConfirmRecord(label, kind, label, seed, macs=100, test_acc=0.5 + seed / 10,
+                             recipe=recipe)
+
+    ours = run("ours", unit("trial 3", "search", 0))
+    first = run("first", unit("trial 1", "search", 0), unit("unet", "baseline", 0),
+                unit("unet", "baseline", 1))
+    (line,) = load_line(first, ours)
+    assert (line.label, line.kind, line.seeds, line.test_acc[0]) == ("unet", "baseline",
+                                                                      [0, 1], 0.55)
+    other = run("other", unit("unet", "baseline", 0, {**recipe, "lr": 0.1}))
+    with pytest.raises(RunError, match="another recipe than .*ours \\(it differs in lr\\)"):
+        load_line(other, ours)
+    with pytest.raises(RunError, match="ours: no confirmed baseline"):
+        load_line(ours, first)

@@ -562,6 +562,23 @@ def load_confirmed(run: str | Path) -> list[Confirmed]:
     return summarize(ConfirmStore(Path(run) / CONFIRM_FILE).records(), names)
 
 
+def load_line(other: str | Path, run: str | Path) -> list[Confirmed]:
+    """The confirmed baselines of run ``other`` (say, an earlier search on the same data),
+    as the line to compare ``run``'s confirmed front with; ``RunError`` unless both were
+    confirmed with one recipe (data, resolution, steps, ...)."""
+    theirs = [r for r in ConfirmStore(Path(other) / CONFIRM_FILE).records()
+              if r.kind == "baseline"]
+    if not theirs:
+        raise RunError(f"{other}: no confirmed baseline (confirm it with --baselines)")
+    for r in ConfirmStore(Path(run) / CONFIRM_FILE).records()[:1]:  # a file has one recipe
+        diff = sorted(k for k in r.recipe.keys() | theirs[0].recipe.keys()
+                      if r.recipe.get(k) != theirs[0].recipe.get(k))
+        if diff:
+            raise RunError(f"{other}: confirmed with another recipe than {run} (it differs in "
+                           f"{', '.join(diff)}): its line does not compare")
+    return summarize(theirs, (RunStore(other).info().get("data") or {}).get("class_names"))
+
+
 def run_candidates(run: str | Path, *, pareto: bool, top: int | None, trials: list[int],
                    baselines: list[str]) -> list[Candidate]:
     """The candidates that ``dla-nas confirm`` was asked for, from a run folder."""
