@@ -208,7 +208,7 @@ def test_an_exported_trial_is_enqueued_with_the_settings_it_drew(searched, tmp_p
     recipe = config["metadata"]["recipe"]
     for change, says in (({"lr": 0.5}, "not in the space recipe-tiny (lr 0.5: the space "
                                        "draws 0.02 to 0.2)"),
-                         ({"lr": 1}, "(lr 1: the space draws"),  # an int: another key
+                         ({"lr": 1}, "(lr 1: the space draws"),  # an int, not a float
                          ({"resolution": 8.0}, "(resolution 8.0: the space draws 8, 12)"),
                          ({"searched": "lr"}, "metadata.recipe must map settings to values")):
         config["metadata"]["recipe"] = {**recipe, **change}
