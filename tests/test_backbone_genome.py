@@ -10,6 +10,7 @@ import yaml
 from safetensors.torch import load_file
 
 from dla_nas import build_model
+from dla_nas.analysis.confirm import ConfirmStore
 from dla_nas.arch.backbone_genome import BackboneGenome, Head, genome_from_dict, genome_from_yaml
 from dla_nas.arch.cost import model_cost
 from dla_nas.backbones.taps import Skipped
@@ -234,7 +235,13 @@ def test_search_confirm_and_export_over_a_backbone(tmp_path, capsys):
     assert all("backbone" in r.genome for r in records if r.status == "ok")
     assert all("backbone_lr_mult" in r.recipe for r in records)
     assert main(["confirm", str(run), "--pareto", "--seeds", "0", "--epochs", "1",
-                 "--min-steps", "2"]) == 0
+                 "--min-steps", "2", "--baselines", "plain_cnn_8_16_32"]) == 0
+    # each unit records what it trained with: its searched settings, the line's from scratch
+    for unit in ConfirmStore(run / "confirm.jsonl").records():
+        cfg = unit.train_config
+        assert (cfg["lr"], cfg["min_steps"], cfg["seed"]) == (unit.recipe["lr"], 2, 0)
+        assert cfg["backbone_lr_mult"] == (unit.searched["backbone_lr_mult"]
+                                           if unit.kind == "search" else 1.0), unit.label
     assert main(["export", str(run), "--pareto", "--out", str(tmp_path / "exp")]) == 0
     assert list((tmp_path / "exp").glob("*.yaml"))
 

@@ -379,6 +379,7 @@ def test_train_pretrained_fine_tunes_and_records_it(tmp_path: Path, official_fil
     assert ckpt["train_config"]["freeze_epochs"] == 1
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["pretrained"]["coverage"] > 0.99
+    assert metrics["train_config"] == ckpt["train_config"]  # a probe's settings, in the open
     assert "pretrained " in capsys.readouterr().err
     assert main(["eval", str(out / "checkpoint.pt"), "--dataset", f"folder:{root}"]) == 0
     assert "test accuracy" in capsys.readouterr().out

@@ -121,6 +121,9 @@ class ConfirmRecord:
     pretrained: dict | None = None  # source, sha256 and coverage of the starting weights
     weights: str = ""  # the trained weights, a safetensors file in the store's weights/ folder
     normalisation: dict | None = None  # the per-channel mean and std its inputs were given
+    # every setting this unit trained with: ``recipe`` with the candidate's searched settings
+    # (``searched``) and a from-scratch line's applied (None in files written before it)
+    train_config: dict | None = None
 
     @property
     def key(self) -> tuple[tuple[str, str], int]:
@@ -416,9 +419,9 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
             if on_epoch is not None:
                 on_epoch(cand, seed, report)
 
-        result = train(model, cand.data(cand_data),
-                       from_scratch(cand.config(cfg, seed), loaded or cand.kind != "baseline"),
-                       heard, resume=store.saved_state(cand, seed, state_key))
+        unit_cfg = from_scratch(cand.config(cfg, seed), loaded or cand.kind != "baseline")
+        result = train(model, cand.data(cand_data), unit_cfg, heard,
+                       resume=store.saved_state(cand, seed, state_key))
         test = evaluate(model, make_loader(cand_data, "test", cfg.eval_batch_size, device,
                                            train=False, seed=seed,
                                            channels_last=cfg.channels_last),
@@ -439,7 +442,8 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
             recipe=recipe, finished_at=time.time(),
             pretrained=report.to_record(detail=False) if report is not None else None,
             weights=store.save_weights(model, cand, seed),
-            normalisation={"mean": list(cand_data.mean), "std": list(cand_data.std)})
+            normalisation={"mean": list(cand_data.mean), "std": list(cand_data.std)},
+            train_config=dataclasses.asdict(unit_cfg))
 
     trained, waiting_for = 0, -1
     while True:

@@ -303,6 +303,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "genome": label, "hash": digest, "dataset": data.name, "resolution": data.resolution,
             "class_names": data.class_names, "params": cost.params, "macs": cost.macs,
             **result.to_dict(), **test.to_dict("test_"), **extra, "data_report": report.to_dict(),
+            "train_config": dataclasses.asdict(cfg),  # every setting, defaults included
         }
         if resume is not None:
             metrics["resumed_after"] = int(resume["epoch"])
