@@ -522,10 +522,13 @@ def test_an_interrupted_trial_is_retried_from_its_last_epoch(tmp_path):
         run_trial(study, study.ask(), space, evaluator, store, stopping=watch)
     key = study.trials[0].user_attrs["key"]
     saved = torch.load(store.trial_state(key), weights_only=True)
-    assert saved["train"]["epoch"] == 2
+    assert saved["train"]["epoch"] == 2 and saved["elapsed"] > 0
+    time.sleep(0.2)  # the run stopped a while: that time is not the trial's
+    resumed_at = time.time()
     recover(study, store, space)  # the retry, with the same parameters
     retry = run_trial(study, study.ask(), space, evaluator, store, stopping=watch)
     assert seen == [1, 2, 3, 4] and retry.epochs_run == 4 and retry.key == key
+    assert retry.started_at >= resumed_at - saved["elapsed"]
     assert not store.trial_state(key).exists()  # recorded: spent
 
     again, fresh = optuna.create_study(directions=space.directions), RunStore(tmp_path / "b")

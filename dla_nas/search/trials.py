@@ -61,8 +61,9 @@ def check_deadline(deadline: float | None, trial: int, report: EpochReport) -> N
 @dataclass
 class SavedTraining:
     """A trial's proxy training, saved after each epoch so that its retry (Ctrl-C, a kill,
-    ``--timeout``, a restored Ray experiment) goes on from the last epoch with its first start
-    time. A state serves only the same genome and recipe, the same split images (a folder may
+    ``--timeout``, a restored Ray experiment) goes on from the last epoch, its wall time
+    counting the seconds spent up to that epoch but not the time between the attempts (a run
+    stopped overnight). A state serves only the same genome and recipe, the same split images (a folder may
     gain some between runs) and the code that saved it; a backend chooses where it lies."""
 
     record: TrialRecord
@@ -75,19 +76,20 @@ class SavedTraining:
 
     def resume(self, paths: Iterable[Path]) -> dict | None:
         """The trainer state to go on from: the newest of this key among ``paths`` (the
-        others, and unreadable files, are passed by), or None; sets the record's start."""
+        others, and unreadable files, are passed by), or None; moves the record's start back
+        by the wall seconds the state had taken."""
         states = [st for st in (load_train_state(path, self.key) for path in paths)
                   if st is not None]
         saved = max(states, key=lambda st: st["train"]["epoch"], default=None)
         if saved is None:
             return None
-        self.record.started_at = saved["started_at"]
+        self.record.started_at = time.time() - saved.get("elapsed", 0.0)
         return saved["train"]
 
     def save(self, path: Path, state: dict) -> None:
         """Write a trainer ``report.state()`` at ``path``, replacing the last one."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_train_state(path, self.key, state, started_at=self.record.started_at)
+        save_train_state(path, self.key, state, elapsed=time.time() - self.record.started_at)
 
 
 @dataclass
