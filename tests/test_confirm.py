@@ -94,6 +94,12 @@ def test_confirm_trains_each_unit_once_and_resumes_after_a_kill(searched, tmp_pa
     with pytest.raises(RunError, match=r"made with another recipe \(lr 0.05 -> 0.1\)"):
         confirm(candidates, [0], data, TrainConfig(epochs=1, min_steps=4, batch_size=16,
                                                    lr=0.1, device="cpu"), store)
+    # the same recipe on another split (the folder split by another seed) would be tested on
+    # other images, and averaged with these: refused, before anything trains
+    assert {r.split for r in records} == {data.fingerprint()}
+    other = load_dataset(DataConfig(info["space"]["task"]["dataset"], resolution=16, seed=1))
+    with pytest.raises(RunError, match=r"its units were tested on other images"):
+        confirm(candidates, [2], other, cfg, store, lambda *a: pytest.fail("trained"))
 
 
 def test_a_unit_interrupted_mid_training_goes_on_from_its_last_epoch(searched, tmp_path):
@@ -354,5 +360,11 @@ def test_a_line_confirmed_in_another_run_with_the_same_recipe_compares(tmp_path)
     other = run("other", unit("unet", "baseline", 0, {**recipe, "lr": 0.1}))
     with pytest.raises(RunError, match="another recipe than .*ours \\(it differs in lr\\)"):
         load_line(other, ours)
+    # a split is known where the records say it (files before it: not): another is refused
+    split = run("split", dataclasses.replace(unit("trial 3", "search", 0), split="a"))
+    assert load_line(first, split)
+    resplit = run("resplit", dataclasses.replace(unit("unet", "baseline", 0), split="b"))
+    with pytest.raises(RunError, match="resplit: tested on other images than .*split"):
+        load_line(resplit, split)
     with pytest.raises(RunError, match="ours: no confirmed baseline"):
         load_line(ours, first)

@@ -124,6 +124,8 @@ class ConfirmRecord:
     # every setting this unit trained with: ``recipe`` with the candidate's searched settings
     # (``searched``) and a from-scratch line's applied (None in files written before it)
     train_config: dict | None = None
+    # the data's fingerprint: which images each split held (None in files written before it)
+    split: str | None = None
 
     @property
     def key(self) -> tuple[tuple[str, str], int]:
@@ -293,18 +295,18 @@ class ConfirmStore:
         with self._lock():
             append_line(self.path, dataclasses.asdict(record))
 
-    def check_recipe(self, recipe: dict) -> None:
-        """Refuse to mix recipes in one file."""
-        _check_recipe(self.path, self.records(), recipe)
+    def check_recipe(self, recipe: dict, split: str | None = None) -> None:
+        """Refuse to mix recipes, or splits (``Dataset.fingerprint``), in one file."""
+        _check_recipe(self.path, self.records(), recipe, split)
 
-    def take(self, todo: list[tuple[Candidate, int]],
-             recipe: dict) -> tuple[tuple[Candidate, int] | None, list[dict]]:
+    def take(self, todo: list[tuple[Candidate, int]], recipe: dict,
+             split: str | None = None) -> tuple[tuple[Candidate, int] | None, list[dict]]:
         """In one step across processes: the first unit of ``todo`` that this file does not
         hold and no live process trains, claimed for this process (None when there is none),
         and the claims of the other processes on the units of ``todo`` not finished yet."""
         with self._lock():
             records = self.records()
-            _check_recipe(self.path, records, recipe)  # a process may have appended since
+            _check_recipe(self.path, records, recipe, split)  # one may have appended since
             done = {r.key for r in records}
             claims = self.claims.live()
             _check_claims_recipe(self.path, claims, recipe)
@@ -336,8 +338,13 @@ def _claim_key(unit: tuple[str, str], seed: int) -> str:
 REMOVED = {"balanced_loss": False}
 
 
-def _check_recipe(path: Path, records: list[ConfirmRecord], recipe: dict) -> None:
+def _check_recipe(path: Path, records: list[ConfirmRecord], recipe: dict,
+                  split: str | None = None) -> None:
     for r in records:
+        if split is not None and r.split not in (None, split):
+            raise RunError(f"{path}: its units were tested on other images (the folder "
+                           "changed since, or another split seed or fraction); confirm on the "
+                           "same split, or --out for a new confirmation file")
         old = {k: v for k, v in r.recipe.items() if REMOVED.get(k, ...) != v}
         if old != recipe:
             diff = {k: (old.get(k), recipe.get(k)) for k in sorted(old.keys() | recipe.keys())
@@ -388,10 +395,10 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
     machine are not waited for. ``on_epoch(candidate, seed, report)`` hears each epoch of
     the unit in training (a progress display)."""
     check_candidates(candidates, data.resolution, data.dense)
-    recipe = recipe_of(cfg, data, pretrained)
-    store.check_recipe(recipe)
+    recipe, split = recipe_of(cfg, data, pretrained), data.fingerprint()
+    store.check_recipe(recipe, split)
     # what a unit's saved state must match to be resumed: the recipe and the split's images
-    state_key = {"recipe": recipe, "data": data.fingerprint()}
+    state_key = {"recipe": recipe, "data": split}
     todo = [(c, s) for c in candidates for s in seeds]
     done = {r.key for r in store.records()}
     for cand, seed in todo:  # a crash between a unit's record and its state's removal
@@ -443,11 +450,11 @@ def confirm(candidates: list[Candidate], seeds: list[int], data: Dataset, cfg: T
             pretrained=report.to_record(detail=False) if report is not None else None,
             weights=store.save_weights(model, cand, seed),
             normalisation={"mean": list(cand_data.mean), "std": list(cand_data.std)},
-            train_config=dataclasses.asdict(unit_cfg))
+            train_config=dataclasses.asdict(unit_cfg), split=split)
 
     trained, waiting_for = 0, -1
     while True:
-        unit, held = store.take(todo, recipe)
+        unit, held = store.take(todo, recipe, split)
         if unit is None:
             if on_wait is not None and held and len(held) != waiting_for:
                 on_wait(held)
@@ -569,17 +576,22 @@ def load_confirmed(run: str | Path) -> list[Confirmed]:
 def load_line(other: str | Path, run: str | Path) -> list[Confirmed]:
     """The confirmed baselines of run ``other`` (say, an earlier search on the same data),
     as the line to compare ``run``'s confirmed front with; ``RunError`` unless both were
-    confirmed with one recipe (data, resolution, steps, ...)."""
+    confirmed with one recipe (data, resolution, steps, ...) and, where their records say it,
+    on one split."""
     theirs = [r for r in ConfirmStore(Path(other) / CONFIRM_FILE).records()
               if r.kind == "baseline"]
     if not theirs:
         raise RunError(f"{other}: no confirmed baseline (confirm it with --baselines)")
-    for r in ConfirmStore(Path(run) / CONFIRM_FILE).records()[:1]:  # a file has one recipe
+    ours = ConfirmStore(Path(run) / CONFIRM_FILE).records()
+    for r in ours[:1]:  # a file has one recipe
         diff = sorted(k for k in r.recipe.keys() | theirs[0].recipe.keys()
                       if r.recipe.get(k) != theirs[0].recipe.get(k))
         if diff:
             raise RunError(f"{other}: confirmed with another recipe than {run} (it differs in "
                            f"{', '.join(diff)}): its line does not compare")
+    if len({u.split for u in [*ours, *theirs]} - {None}) > 1:  # None: written before it
+        raise RunError(f"{other}: tested on other images than {run} (another split): its line "
+                       "does not compare")
     return summarize(theirs, (RunStore(other).info().get("data") or {}).get("class_names"))
 
 

@@ -145,7 +145,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     data = data_at(None)
     check_run_data(args.run, data)
     check_candidates(candidates, data.resolution, data.dense)
-    store.check_recipe(recipe_of(cfg, data, pretrained))
+    store.check_recipe(recipe_of(cfg, data, pretrained), data.fingerprint())
     log = stderr_console(False)
     done = {r.key for r in store.records()}
     todo = sum((c.unit, s) not in done for c in candidates for s in seeds)
