@@ -135,6 +135,13 @@ def test_a_process_confirming_with_another_recipe_is_refused_before_training(run
     with pytest.raises(RunError, match="confirming into it with another recipe"):
         confirm([baseline_candidate(BASELINE)], SEEDS, data_of(run), CFG, store)
     assert not store.path.exists()
+    # the same recipe on another split: the two would leave a file no split can continue
+    data = data_of(run)
+    claim(store, 1, pid=parent, start=process_start(parent), recipe=recipe_of(CFG, data),
+          split="another")
+    with pytest.raises(RunError, match=r"confirming into it with other images \(another "):
+        confirm([baseline_candidate(BASELINE)], SEEDS, data, CFG, store)
+    assert not store.path.exists()
 
 
 def test_status_counts_a_unit_recorded_twice_once(run, tmp_path):

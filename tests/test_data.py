@@ -509,6 +509,20 @@ def test_a_seg_folder_given_as_a_folder_and_an_unknown_user_are_one_line(tmp_pat
             load_dataset(DataConfig(name))
 
 
+def test_a_folders_split_fingerprint_is_the_same_however_it_is_spelt(tmp_path, monkeypatch):
+    """A confirmation or a saved state is matched by the split's fingerprint: ``~/imgs``,
+    from any working directory, and the absolute path are one folder."""
+    from conftest import write_folder
+
+    root = write_folder(tmp_path / "home" / "imgs", {"a": 6, "b": 6}, size=8)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    prints = set()
+    for cwd, name in ((tmp_path, "~/imgs"), (root, "~/imgs"), (tmp_path, str(root))):
+        monkeypatch.chdir(cwd)
+        prints.add(load_dataset(DataConfig(f"folder:{name}", resolution=8)).fingerprint())
+    assert len(prints) == 1
+
+
 def test_folder_path_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"folder: .*nowhere does not exist"):
         load_dataset(DataConfig(f"folder:{tmp_path / 'nowhere'}"))

@@ -121,8 +121,9 @@ class ConfirmRecord:
     pretrained: dict | None = None  # source, sha256 and coverage of the starting weights
     weights: str = ""  # the trained weights, a safetensors file in the store's weights/ folder
     normalisation: dict | None = None  # the per-channel mean and std its inputs were given
-    # every setting this unit trained with: ``recipe`` with the candidate's searched settings
-    # (``searched``) and a from-scratch line's applied (None in files written before it)
+    # the TrainConfig this unit trained with: ``recipe``'s with the candidate's searched lr,
+    # weight decay and fine-tuning settings and a from-scratch line's applied (its resolution
+    # and augmentation are the data's: ``searched``, else ``recipe``); None in older files
     train_config: dict | None = None
     # the data's fingerprint: which images each split held (None in files written before it)
     split: str | None = None
@@ -309,7 +310,7 @@ class ConfirmStore:
             _check_recipe(self.path, records, recipe, split)  # one may have appended since
             done = {r.key for r in records}
             claims = self.claims.live()
-            _check_claims_recipe(self.path, claims, recipe)
+            _check_claims_recipe(self.path, claims, recipe, split)
             held = []
             for cand, seed in todo:
                 key = _claim_key(cand.unit, seed)
@@ -318,7 +319,7 @@ class ConfirmStore:
                 if key in claims and not is_mine(claims[key]):
                     held.append(claims[key])
                     continue
-                claims[key] = {**this_process(), "recipe": recipe}
+                claims[key] = {**this_process(), "recipe": recipe, "split": split}
                 self.claims.write(claims)
                 return (cand, seed), held
             return None, held
@@ -354,14 +355,20 @@ def _check_recipe(path: Path, records: list[ConfirmRecord], recipe: dict,
                            "same options, or --out for a new confirmation file")
 
 
-def _check_claims_recipe(path: Path, claims: dict[str, dict], recipe: dict) -> None:
-    """A process training into the same file with another recipe is refused too, before its
-    first record is there to compare with."""
+def _check_claims_recipe(path: Path, claims: dict[str, dict], recipe: dict,
+                         split: str | None = None) -> None:
+    """A process training into the same file with another recipe, or on another split, is
+    refused too, before its first record is there to compare with."""
     for claim in claims.values():
-        if not is_mine(claim) and claim.get("recipe") != recipe:
+        if is_mine(claim):
+            continue
+        other = "another recipe" if claim.get("recipe") != recipe else \
+            "other images (another split)" if split and claim.get("split") not in (None, split) \
+            else None
+        if other:
             raise RunError(f"{path}: process {claim.get('pid')} on {claim.get('host')} is "
-                           "confirming into it with another recipe; use the same options, or "
-                           "--out for a new confirmation file")
+                           f"confirming into it with {other}; use the same options and data, "
+                           "or --out for a new confirmation file")
 
 
 def _is_confirm(data: dict) -> bool:

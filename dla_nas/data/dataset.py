@@ -120,7 +120,7 @@ class Dataset:
         """An int64 id of each image file of ``split``: a hash of its path relative to the
         dataset's folder, so that a checkpoint can tell which files it trained on, however
         the folder is spelt (empty for embedded data)."""
-        root = self.name.partition(":")[2]
+        root = os.path.expanduser(self.name.partition(":")[2])  # as the files were listed
         ids = [int.from_bytes(hashlib.blake2b(Path(os.path.relpath(p, root)).as_posix()
                                               .encode(), digest_size=8).digest(),
                               "little", signed=True) for p in self.split_files(split)]

@@ -62,8 +62,8 @@ def check_deadline(deadline: float | None, trial: int, report: EpochReport) -> N
 class SavedTraining:
     """A trial's proxy training, saved after each epoch so that its retry (Ctrl-C, a kill,
     ``--timeout``, a restored Ray experiment) goes on from the last epoch, its wall time
-    counting the seconds spent up to that epoch but not the time between the attempts (a run
-    stopped overnight). A state serves only the same genome and recipe, the same split images (a folder may
+    counting the seconds spent up to that epoch, not the time between the attempts. A state
+    serves only the same genome and recipe, the same split images (a folder may
     gain some between runs) and the code that saved it; a backend chooses where it lies."""
 
     record: TrialRecord
@@ -83,7 +83,9 @@ class SavedTraining:
         saved = max(states, key=lambda st: st["train"]["epoch"], default=None)
         if saved is None:
             return None
-        self.record.started_at = time.time() - saved.get("elapsed", 0.0)
+        # a state saved before ``elapsed`` was kept: its training seconds, the most of it
+        spent = saved.get("elapsed", saved["train"].get("train_time", 0.0))
+        self.record.started_at = time.time() - spent
         return saved["train"]
 
     def save(self, path: Path, state: dict) -> None:
