@@ -63,8 +63,8 @@ class SavedTraining:
     """A trial's proxy training, saved after each epoch so that its retry (Ctrl-C, a kill,
     ``--timeout``, a restored Ray experiment) goes on from the last epoch, its wall time
     counting the seconds spent up to that epoch, not the time between the attempts. A state
-    serves only the same genome and recipe, the same split images (a folder may
-    gain some between runs) and the code that saved it; a backend chooses where it lies."""
+    serves only the same genome and recipe, the same split images (a folder may gain some
+    between runs) and the code that saved it; a backend chooses where it lies."""
 
     record: TrialRecord
     key: dict[str, str]
@@ -83,7 +83,7 @@ class SavedTraining:
         saved = max(states, key=lambda st: st["train"]["epoch"], default=None)
         if saved is None:
             return None
-        # a state saved before ``elapsed`` was kept: its training seconds, the most of it
+        # a state saved before ``elapsed`` was kept: its training seconds (most of the wall)
         spent = saved.get("elapsed", saved["train"].get("train_time", 0.0))
         self.record.started_at = time.time() - spent
         return saved["train"]
